@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Installs the pinned real parts the tests and the demo run — Temporal CLI dev
+# server, kube-apiserver, kube-controller-manager, etcd and kwok — into a cache
+# outside the clone, and links them into bin/. A fresh clone on the same
+# machine reuses the cache; a fresh machine builds everything from the Go
+# module proxy (about 35 minutes on 2 cores, see README).
+#
+# Usage: hack/install-tools.sh [tool...]   (default: all)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${ETCD_REPOPULATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-repopulate}
+bin=$root/bin
+mkdir -p "$cache" "$bin"
+
+TEMPORAL_CLI_VERSION=v1.5.1
+KUBE_VERSION=v1.37.2
+KWOK_VERSION=v0.8.0
+kubetools=$root/hack/kubetools
+# The kube tools are keyed by their module's go.sum so that a pin change
+# rebuilds them instead of silently reusing old binaries.
+kubetools_key=$(cat "$kubetools/go.mod" "$kubetools/go.sum" | sha256sum | cut -c1-12)
+
+log() { printf 'install-tools: %s\n' "$*" >&2; }
+
+# build_once DIR NAME CMD...: runs CMD with $out set to a scratch directory
+# unless DIR/NAME already exists; moves the result into place atomically so an
+# interrupted build never leaves a half-written binary in the cache.
+build_once() {
+  local dir=$1 name=$2
+  shift 2
+  if [[ -x $dir/$name ]]; then
+    return 0
+  fi
+  log "building $name into $dir (cold builds take minutes; later runs reuse it)"
+  local started=$SECONDS
+  out=$(mktemp -d "$cache/.build.XXXXXX")
+  if ! "$@"; then
+    rm -rf "$out"
+    log "failed to build $name"
+    return 1
+  fi
+  mkdir -p "$dir"
+  mv "$out/$name" "$dir/$name"
+  rm -rf "$out"
+  log "built $name in $((SECONDS - started))s"
+}
+
+link() { ln -sfn "$1" "$bin/$(basename "$1")"; }
+
+go_install_temporal() { GOBIN=$out go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"; }
+
+kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
+-X k8s.io/component-base/version.gitMajor=1 \
+-X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)"
+
+go_build_kube() { # $1: binary name, $2: package
+  (cd "$kubetools" && go build -trimpath -ldflags "$kube_ldflags" -o "$out/$1" "$2")
+}
+go_build_apiserver() { go_build_kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver; }
+go_build_controller_manager() { go_build_kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager; }
+go_build_etcd() { (cd "$kubetools" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3); }
+go_install_kwok() { GOBIN=$out go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
+
+# kwok alone loads no stages; take the ones kwokctl uses from kwok's own
+# module source so that fake nodes go Ready, pods go Running/Ready, Job pods
+# Succeed and deleted pods really disappear.
+copy_kwok_stages() {
+  local dir=$1
+  [[ -s $dir/kwok-stages.yaml ]] && return 0
+  local src
+  src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  local tmp
+  tmp=$(mktemp "$cache/.stages.XXXXXX")
+  for f in node/fast/node-initialize.yaml \
+    node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    cat "$src/kustomize/stage/$f"
+    printf '\n---\n'
+  done >"$tmp"
+  chmod 644 "$tmp"
+  mv "$tmp" "$dir/kwok-stages.yaml"
+}
+
+want=("$@")
+[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok)
+for tool in "${want[@]}"; do
+  case $tool in
+    temporal)
+      build_once "$cache/temporal-$TEMPORAL_CLI_VERSION" temporal go_install_temporal
+      link "$cache/temporal-$TEMPORAL_CLI_VERSION/temporal" ;;
+    kube-apiserver)
+      build_once "$cache/kube-$KUBE_VERSION-$kubetools_key" kube-apiserver go_build_apiserver
+      link "$cache/kube-$KUBE_VERSION-$kubetools_key/kube-apiserver" ;;
+    kube-controller-manager)
+      build_once "$cache/kube-$KUBE_VERSION-$kubetools_key" kube-controller-manager go_build_controller_manager
+      link "$cache/kube-$KUBE_VERSION-$kubetools_key/kube-controller-manager" ;;
+    etcd)
+      build_once "$cache/kube-$KUBE_VERSION-$kubetools_key" etcd go_build_etcd
+      link "$cache/kube-$KUBE_VERSION-$kubetools_key/etcd" ;;
+    kwok)
+      build_once "$cache/kwok-$KWOK_VERSION" kwok go_install_kwok
+      copy_kwok_stages "$cache/kwok-$KWOK_VERSION"
+      link "$cache/kwok-$KWOK_VERSION/kwok"
+      link "$cache/kwok-$KWOK_VERSION/kwok-stages.yaml" ;;
+    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok)"; exit 2 ;;
+  esac
+done
+log "tools ready in $bin"

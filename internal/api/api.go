@@ -1,0 +1,237 @@
+// Package api is the contract between the CLI, the worker and the workflows:
+// task queue, workflow and query names, workflow-ID helpers and the typed
+// request, status and report. It depends on nothing but the standard library
+// so that every side can import it.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// TaskQueue is where the worker polls and the CLI starts runs, unless overridden.
+const TaskQueue = "etcd-repopulate"
+
+// Workflow type names, fixed so that histories survive refactors of Go names.
+const (
+	RepopulateWorkflow = "Repopulate"
+	ServiceWorkflow    = "RepopulateService"
+)
+
+// Query and signal names.
+const (
+	// StatusQuery returns a RunStatus from the parent and a ServiceStatus from a child.
+	StatusQuery = "status"
+	// StepProgressSignal carries a child's ServiceStatus to its parent.
+	StepProgressSignal = "step-progress"
+)
+
+// Service is one of the nine services whose etcd data the runbook repopulates.
+type Service string
+
+// The services, in the runbook's order.
+const (
+	BOS         Service = "bos"
+	BSS         Service = "bss"
+	CPS         Service = "cps"
+	CRUS        Service = "crus"
+	ExternalDNS Service = "externaldns"
+	FAS         Service = "fas"
+	HMNFD       Service = "hmnfd"
+	MEDS        Service = "meds"
+	REDS        Service = "reds"
+)
+
+// AllServices lists every service in the runbook's order.
+var AllServices = []Service{BOS, BSS, CPS, CRUS, ExternalDNS, FAS, HMNFD, MEDS, REDS}
+
+// ServiceWorkflowID is the deterministic ID of a service's child workflow.
+func ServiceWorkflowID(runID string, s Service) string { return runID + "/" + string(s) }
+
+// ParseServices turns "bss,fas" into services, in the runbook's order and
+// without duplicates. An empty list means all nine. Unknown names are an error
+// naming the valid ones.
+func ParseServices(list []string) ([]Service, error) {
+	if len(list) == 0 {
+		return slices.Clone(AllServices), nil
+	}
+	want := map[Service]bool{}
+	var unknown []string
+	for _, raw := range list {
+		name := Service(strings.ToLower(strings.TrimSpace(raw)))
+		if name == "" {
+			continue
+		}
+		if !slices.Contains(AllServices, name) {
+			unknown = append(unknown, fmt.Sprintf("%q", raw))
+			continue
+		}
+		want[name] = true
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown service %s: valid services are %s", strings.Join(unknown, ", "), ServiceNames())
+	}
+	if len(want) == 0 {
+		return nil, fmt.Errorf("no service named: give one or more of %s, or leave the list out for all", ServiceNames())
+	}
+	var out []Service
+	for _, s := range AllServices {
+		if want[s] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// ServiceNames is the comma-separated list of valid service names.
+func ServiceNames() string {
+	names := make([]string, len(AllServices))
+	for i, s := range AllServices {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ",")
+}
+
+// Request starts a run.
+type Request struct {
+	// Services to repopulate; empty means all nine.
+	Services []string `json:"services,omitempty"`
+	// DryRun reads everything and reports each action it would take; it changes nothing.
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// State is where a service or a step stands.
+type State string
+
+// States shown in status and reports.
+const (
+	Pending            State = "pending"
+	Running            State = "running"
+	Done               State = "done"
+	Failed             State = "failed"
+	Skipped            State = "skipped"
+	WaitingForApproval State = "waiting-for-approval"
+	Canceled           State = "canceled"
+)
+
+// Finished reports whether nothing more will happen in this state.
+func (s State) Finished() bool { return s == Done || s == Failed || s == Skipped || s == Canceled }
+
+// StepStatus is one step of a service's plan.
+type StepStatus struct {
+	Name    string    `json:"name"`
+	State   State     `json:"state"`
+	Started time.Time `json:"started,omitzero"`
+	Ended   time.Time `json:"ended,omitzero"`
+	// Attempt is the activity attempt that finished the step (1 = first try).
+	Attempt int32  `json:"attempt,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// ServiceStatus is one service's progress; a child reports it to its parent.
+type ServiceStatus struct {
+	Service    Service      `json:"service"`
+	WorkflowID string       `json:"workflowId,omitempty"`
+	State      State        `json:"state"`
+	Message    string       `json:"message,omitempty"`
+	Steps      []StepStatus `json:"steps"`
+	// FollowUps are what a person must still do for this service.
+	FollowUps []string `json:"followUps,omitempty"`
+	// SavedManifest is the saved copy of an object that was deleted and may
+	// not have been created again; empty when nothing is missing.
+	SavedManifest json.RawMessage `json:"savedManifest,omitempty"`
+}
+
+// RunStatus is the parent's answer to StatusQuery.
+type RunStatus struct {
+	RunID    string          `json:"runId"`
+	DryRun   bool            `json:"dryRun,omitempty"`
+	State    State           `json:"state"`
+	Message  string          `json:"message,omitempty"`
+	Started  time.Time       `json:"started"`
+	Ended    time.Time       `json:"ended,omitzero"`
+	Services []ServiceStatus `json:"services"`
+}
+
+// Report is the parent's result: the final RunStatus. When any service failed
+// the parent fails with error type ServicesFailedError and the Report as the
+// error's details, so that the Web UI shows the run as failed and the report
+// is still there to read.
+type Report = RunStatus
+
+// Error types of non-retryable failures, for `errors.As` and the report.
+const (
+	InvalidRequestError  = "InvalidRequest"
+	PreflightFailedError = "PreflightFailed"
+	ServicesFailedError  = "ServicesFailed"
+	ServiceFailedError   = "ServiceFailed"
+)
+
+// ObjectRef names one Kubernetes object.
+type ObjectRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (r ObjectRef) String() string { return r.Namespace + "/" + r.Name }
+
+// PodSet names the pods a label selector picks in a namespace.
+type PodSet struct {
+	Namespace string `json:"namespace"`
+	Selector  string `json:"selector"`
+}
+
+func (p PodSet) String() string { return p.Namespace + " pods " + p.Selector }
+
+// Procedure is how a service's data is repopulated.
+type Procedure string
+
+// Procedures of the runbook.
+const (
+	// RerunJob saves a Job, deletes it and creates it again from the copy.
+	RerunJob Procedure = "rerun-job"
+	// RestartPods deletes the selected pods and waits for Ready replacements.
+	RestartPods Procedure = "restart-pods"
+	// RecreateEtcdCluster saves an EtcdCluster, deletes it and creates it from the copy.
+	RecreateEtcdCluster Procedure = "recreate-etcdcluster"
+	// NotImplemented marks a service whose procedure this version cannot run yet.
+	NotImplemented Procedure = "not-implemented"
+)
+
+// ServicePlan is what a child workflow does for one service. The worker's
+// configuration is resolved into plans once, at the start of a run, so that
+// the targets are in history and a worker restarted with another config file
+// cannot change a run half-way.
+type ServicePlan struct {
+	Service   Service   `json:"service"`
+	Procedure Procedure `json:"procedure"`
+	// Object is the Job or EtcdCluster (RerunJob, RecreateEtcdCluster).
+	Object ObjectRef `json:"object,omitzero"`
+	// Pods are the pods to restart (RestartPods).
+	Pods PodSet `json:"pods,omitzero"`
+	// PreSteps are steps before the procedure that this version does not run
+	// yet (CRUS's session check); they are reported as skipped.
+	PreSteps []string `json:"preSteps,omitempty"`
+	// Reason explains a NotImplemented procedure.
+	Reason  string  `json:"reason,omitempty"`
+	Timings Timings `json:"timings"`
+}
+
+// Timings bound a service's activities.
+type Timings struct {
+	// Wait bounds waiting for the service to be healthy again (job complete,
+	// pods ready, cluster running), across activity retries.
+	Wait time.Duration `json:"wait"`
+	// Delete bounds waiting for a deleted object to be gone.
+	Delete time.Duration `json:"delete"`
+	// Poll is how often waits look again.
+	Poll time.Duration `json:"poll"`
+	// Heartbeat is how long a waiting step may go silent before Temporal
+	// treats its worker as lost and retries it elsewhere.
+	Heartbeat time.Duration `json:"heartbeat"`
+	// Attempts caps the tries of one activity on transient errors.
+	Attempts int32 `json:"attempts"`
+}

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+)
+
+type startOptions struct {
+	*globals
+	services []string
+	dryRun   bool
+	wait     bool
+	id       string
+	interval time.Duration
+}
+
+func newStartCommand(g *globals) *cobra.Command {
+	o := &startOptions{globals: g}
+	cmd := &cobra.Command{
+		Use:   "start [--services LIST] [--dry-run] [--wait] [--id ID]",
+		Short: "Start a run; print its ID and Web UI link",
+		Long: `Start a run of the runbook for the named services (default: all nine:
+` + api.ServiceNames() + `).
+
+Before any service changes anything, the run checks that every Job, pod set
+and EtcdCluster it needs exists and is readable; a missing one fails the run
+with nothing changed. Services this version cannot run yet (bos, cps, hmnfd)
+are reported as skipped, with what a person must do instead.
+
+--dry-run reads every target and reports each action it would take (object
+names and UIDs, what would be stripped before re-creating) and changes nothing.
+--wait follows the run until it ends and exits 1 if any service failed.`,
+		Example: `  repopulate start --dry-run
+  repopulate start --services bss,fas,meds,reds,externaldns,crus --wait
+  repopulate start --id rebuild-2026-11-23 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			return o.run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringSliceVar(&o.services, "services", nil, "comma-separated services to repopulate (default all: "+api.ServiceNames()+")")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "report every action without changing anything")
+	cmd.Flags().BoolVar(&o.wait, "wait", false, "follow the run until it ends; exit 1 if a service failed")
+	cmd.Flags().StringVar(&o.id, "id", "", "run ID (default repopulate-<UTC time>); must not have been used before")
+	cmd.Flags().DurationVar(&o.interval, "poll", 2*time.Second, "with --wait, how often to ask for progress")
+	return cmd
+}
+
+func (o *startOptions) validate() error {
+	if err := o.validateOutput(); err != nil {
+		return err
+	}
+	if _, err := api.ParseServices(o.services); err != nil {
+		return badInput("--services: %v", err)
+	}
+	if o.id == "" {
+		o.id = "repopulate-" + time.Now().UTC().Format("20060102-150405")
+	}
+	if strings.ContainsAny(o.id, "/ \t\n") {
+		return badInput("--id %q: must not contain '/' or spaces (child workflows are named ID/service)", o.id)
+	}
+	if o.interval <= 0 {
+		return badInput("--poll %s: must be positive", o.interval)
+	}
+	return nil
+}
+
+func (o *startOptions) run(ctx context.Context) error {
+	c, err := o.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req := api.Request{Services: o.services, DryRun: o.dryRun}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        o.id,
+		TaskQueue: o.conn.TaskQueue,
+		// A run ID names one run for good: reports and child IDs hang off it.
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+	}, api.RepopulateWorkflow, req)
+	if err != nil {
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			return badInput("run ID %q is already used (a run with that ID exists or existed): pick another --id, or omit it", o.id)
+		}
+		return fmt.Errorf("start run %s: %w", o.id, err)
+	}
+	url := o.workflowURL(run.GetID())
+	if o.output == "json" && !o.wait {
+		return writeJSON(o.streams.Out, map[string]string{"runId": run.GetID(), "temporalRunId": run.GetRunID(), "webUI": url})
+	}
+	if o.output == "text" {
+		fmt.Fprintf(o.streams.Out, "started run %s\nWeb UI: %s\nprogress: repopulate status %s\n", run.GetID(), url, run.GetID())
+	}
+	if !o.wait {
+		return nil
+	}
+	return follow(ctx, o.globals, c, run.GetID(), o.interval)
+}
+
+func writeJSON(w interface{ Write([]byte) (int, error) }, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,278 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+)
+
+func newStatusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status RUN_ID",
+		Short: "Show where a run stands, per service and step",
+		Long: `Show the state of every service and step of a run: pending, running, done,
+failed, skipped or waiting-for-approval, with times, attempt and a one-line
+message. Works on running and finished runs.`,
+		Args: runIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.validateOutput(); err != nil {
+				return err
+			}
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, _, err := fetch(cmd.Context(), c, args[0], g.conn.Namespace)
+			if err != nil {
+				return err
+			}
+			return g.print(st)
+		},
+	}
+}
+
+func newReportCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "report RUN_ID",
+		Short: "Print a finished run's report and the follow-ups left to people",
+		Long: `Print the report of a finished run: per service what was done, what failed
+and why, and what a person must still do. Exits 1 when a service failed and 3
+when the run has not finished yet (see repopulate status).`,
+		Args: runIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.validateOutput(); err != nil {
+				return err
+			}
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, closed, err := fetch(cmd.Context(), c, args[0], g.conn.Namespace)
+			if err != nil {
+				return err
+			}
+			if !closed {
+				if err := g.print(st); err != nil {
+					return err
+				}
+				return &ExitError{Code: ExitRunning, Err: fmt.Errorf("run %s has not finished: follow it with repopulate status %s", args[0], args[0])}
+			}
+			if err := g.print(st); err != nil {
+				return err
+			}
+			return outcomeError(st)
+		},
+	}
+}
+
+func newCancelCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel RUN_ID",
+		Short: "Cancel a run; objects already deleted are still re-created",
+		Long: `Ask a run to stop. Steps not started are skipped. A service that has
+already deleted its Job or EtcdCluster still creates it again from the saved
+copy before it stops, so canceling never leaves an object missing.`,
+		Args: runIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, _, err := fetch(cmd.Context(), c, args[0], g.conn.Namespace); err != nil {
+				return err
+			}
+			if err := c.CancelWorkflow(cmd.Context(), args[0], ""); err != nil {
+				return fmt.Errorf("cancel run %s: %w", args[0], err)
+			}
+			fmt.Fprintf(g.streams.Out, "cancel requested for run %s; follow it with repopulate status %s\n", args[0], args[0])
+			return nil
+		},
+	}
+}
+
+// fetch returns a run's status and whether it has finished. A running run
+// answers the status query; a finished one its result, or the report carried
+// in its failure.
+func fetch(ctx context.Context, c client.Client, id, namespace string) (api.RunStatus, bool, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return api.RunStatus{}, false, badInput("no run %q in Temporal namespace %q: check the ID that repopulate start printed, and --namespace", id, namespace)
+		}
+		return api.RunStatus{}, false, fmt.Errorf("describe run %s: %w", id, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetType().GetName() != api.RepopulateWorkflow {
+		return api.RunStatus{}, false, badInput("%q is a %s workflow, not a repopulate run", id, info.GetType().GetName())
+	}
+	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		v, err := c.QueryWorkflow(ctx, id, "", api.StatusQuery)
+		if err != nil {
+			return api.RunStatus{}, false, fmt.Errorf("query run %s: %w (is a repopulate-worker running on task queue %q?)", id, err, info.GetTaskQueue())
+		}
+		var st api.RunStatus
+		if err := v.Get(&st); err != nil {
+			return api.RunStatus{}, false, fmt.Errorf("decode status of run %s: %w", id, err)
+		}
+		return st, false, nil
+	}
+	var st api.RunStatus
+	err = c.GetWorkflow(ctx, id, "").Get(ctx, &st)
+	if err == nil {
+		return st, true, nil
+	}
+	var appErr *temporal.ApplicationError
+	var canceled *temporal.CanceledError
+	switch {
+	case errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&st) == nil && st.RunID != "":
+	case errors.As(err, &canceled) && canceled.HasDetails() && canceled.Details(&st) == nil && st.RunID != "":
+	default:
+		// Failed before it had a report (bad request), or terminated.
+		st = api.RunStatus{RunID: id, State: api.Failed, Message: rootMessage(err), Started: info.GetStartTime().AsTime()}
+		if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED {
+			st.State = api.Canceled
+		}
+	}
+	if st.State == "" || !st.State.Finished() {
+		st.State = api.Failed
+	}
+	return st, true, nil
+}
+
+func rootMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
+}
+
+// outcomeError turns a finished run that did not succeed into exit code 1.
+func outcomeError(st api.RunStatus) error {
+	if st.State == api.Done {
+		return nil
+	}
+	return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s %s: %s", st.RunID, st.State, st.Message)}
+}
+
+// follow prints each change of a run until it ends, then its report.
+func follow(ctx context.Context, g *globals, c client.Client, id string, every time.Duration) error {
+	seen := map[string]api.State{}
+	for {
+		st, closed, err := fetch(ctx, c, id, g.conn.Namespace)
+		if err != nil {
+			return err
+		}
+		if g.output == "text" {
+			printChanges(g.streams.Out, st, seen)
+		}
+		if closed {
+			if g.output == "text" {
+				fmt.Fprintln(g.streams.Out)
+			}
+			if err := g.print(st); err != nil {
+				return err
+			}
+			return outcomeError(st)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// printChanges writes one line per step whose state changed since last time.
+func printChanges(w io.Writer, st api.RunStatus, seen map[string]api.State) {
+	for _, s := range st.Services {
+		for _, step := range s.Steps {
+			key := string(s.Service) + "/" + step.Name
+			if seen[key] == step.State {
+				continue
+			}
+			seen[key] = step.State
+			if step.State == api.Pending {
+				continue
+			}
+			fmt.Fprintf(w, "%s  %-12s %-26s %-8s %s\n", time.Now().Format("15:04:05"), s.Service, step.Name, step.State, step.Message)
+		}
+		key := string(s.Service)
+		if s.State.Finished() && seen[key] != s.State {
+			seen[key] = s.State
+			fmt.Fprintf(w, "%s  %-12s %-26s %-8s %s\n", time.Now().Format("15:04:05"), s.Service, "(service)", s.State, s.Message)
+		}
+	}
+}
+
+func (g *globals) print(st api.RunStatus) error {
+	if g.output == "json" {
+		return writeJSON(g.streams.Out, st)
+	}
+	writeText(g.streams.Out, st)
+	return nil
+}
+
+// writeText prints a run as a table of services and their steps, then the
+// follow-ups.
+func writeText(w io.Writer, st api.RunStatus) {
+	mode := ""
+	if st.DryRun {
+		mode = " (dry-run)"
+	}
+	fmt.Fprintf(w, "Run %s%s: %s", st.RunID, mode, st.State)
+	if st.Message != "" {
+		fmt.Fprintf(w, " — %s", st.Message)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tSTEP\tSTATE\tATTEMPT\tTIME\tMESSAGE")
+	for _, s := range st.Services {
+		fmt.Fprintf(tw, "%s\t\t%s\t\t\t%s\n", s.Service, s.State, oneLine(s.Message))
+		for _, step := range s.Steps {
+			attempt := ""
+			if step.Attempt > 0 {
+				attempt = fmt.Sprint(step.Attempt)
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%s\n", step.Name, step.State, attempt, duration(step.Started, step.Ended), oneLine(step.Message))
+		}
+	}
+	_ = tw.Flush()
+	var follow []string
+	for _, s := range st.Services {
+		for _, f := range s.FollowUps {
+			follow = append(follow, fmt.Sprintf("  %s: %s", s.Service, f))
+		}
+	}
+	if len(follow) > 0 {
+		fmt.Fprintf(w, "\nFollow-ups for people:\n%s\n", strings.Join(follow, "\n"))
+	}
+}
+
+func duration(start, end time.Time) string {
+	switch {
+	case start.IsZero():
+		return ""
+	case end.IsZero():
+		return time.Since(start).Truncate(time.Second).String() + "…"
+	}
+	return end.Sub(start).Round(10 * time.Millisecond).String()
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

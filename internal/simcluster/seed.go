@@ -1,0 +1,301 @@
+package simcluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
+)
+
+// What Seed creates, named as on a CSM 1.0 system.
+const (
+	Namespace       = "services"
+	NodeName        = "kwok-node-0"
+	REDSInitJob     = "cray-reds-init"
+	FASLoaderJob    = "cray-fas-loader"
+	ExternalDNSEtcd = "cray-externaldns-etcd"
+)
+
+// Deployments Seed creates, with their replica counts.
+var Deployments = map[string]int32{"cray-meds": 2, "cray-reds": 1, "cray-crus": 1}
+
+// EtcdClusterGVR is etcd-operator's resource.
+var EtcdClusterGVR = schema.GroupVersionResource{Group: "etcd.database.coreos.com", Version: "v1beta2", Resource: "etcdclusters"}
+
+// NameLabel selects a service's pods, as the runbook does.
+const NameLabel = "app.kubernetes.io/name"
+
+// Seed creates what the runbook's Kubernetes steps act on: the services
+// namespace, a fake node, the MEDS/REDS/CRUS Deployments, the REDS init and
+// FAS loader Jobs, the EtcdCluster CRD and the External DNS cluster. It waits
+// until the pods are Ready, the Jobs complete and the cluster is Running (the
+// last needs RunEtcdOperator). It needs a cluster started with Controllers.
+func (c *Cluster) Seed(ctx context.Context) error {
+	if err := c.SeedObjects(ctx); err != nil {
+		return err
+	}
+	return c.WaitSeeded(ctx, 90*time.Second)
+}
+
+// SeedObjects creates the objects without waiting for them.
+func (c *Cluster) SeedObjects(ctx context.Context) error {
+	core := c.Core
+	if _, err := core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); ignoreExists(err) != nil {
+		return fmt.Errorf("namespace: %w", err)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name:        NodeName,
+		Annotations: map[string]string{FakeNodeAnnotation: "fake"},
+		Labels:      map[string]string{"type": "kwok", "kubernetes.io/hostname": NodeName},
+	}}
+	if _, err := core.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); ignoreExists(err) != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	for name, replicas := range Deployments {
+		labels := map[string]string{NameLabel: name}
+		d := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: labels},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To(replicas),
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: podSpec(name, corev1.RestartPolicyAlways)},
+			},
+		}
+		if _, err := core.AppsV1().Deployments(Namespace).Create(ctx, d, metav1.CreateOptions{}); ignoreExists(err) != nil {
+			return fmt.Errorf("deployment %s: %w", name, err)
+		}
+	}
+	for _, name := range []string{REDSInitJob, FASLoaderJob} {
+		if err := c.CreateJob(ctx, name); ignoreExists(err) != nil {
+			return fmt.Errorf("job %s: %w", name, err)
+		}
+	}
+	if err := c.InstallEtcdClusterCRD(ctx); err != nil {
+		return err
+	}
+	if _, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(Namespace).Create(ctx, ExternalDNSEtcdCluster(), metav1.CreateOptions{}); ignoreExists(err) != nil {
+		return fmt.Errorf("etcdcluster: %w", err)
+	}
+	return nil
+}
+
+// CreateJob creates a Job like the Helm charts' init jobs.
+func (c *Cluster) CreateJob(ctx context.Context, name string) error {
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{NameLabel: name}},
+		Spec: batchv1.JobSpec{
+			BackoffLimit: ptr.To[int32](2),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{NameLabel: name}},
+				Spec:       podSpec(name, corev1.RestartPolicyNever),
+			},
+		},
+	}
+	_, err := c.Core.BatchV1().Jobs(Namespace).Create(ctx, job, metav1.CreateOptions{})
+	return err
+}
+
+// podSpec pins pods to the kwok node, so no scheduler is needed.
+func podSpec(name string, restart corev1.RestartPolicy) corev1.PodSpec {
+	return corev1.PodSpec{
+		NodeName:      NodeName,
+		RestartPolicy: restart,
+		Containers:    []corev1.Container{{Name: name, Image: "registry.local/cray/" + name + ":1.0.0"}},
+	}
+}
+
+// InstallEtcdClusterCRD registers etcd-operator's EtcdCluster kind and waits
+// until it is served.
+func (c *Cluster) InstallEtcdClusterCRD(ctx context.Context) error {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiextensions.k8s.io/v1",
+		"kind":       "CustomResourceDefinition",
+		"metadata":   map[string]any{"name": "etcdclusters.etcd.database.coreos.com"},
+		"spec": map[string]any{
+			"group": EtcdClusterGVR.Group,
+			"names": map[string]any{"plural": "etcdclusters", "singular": "etcdcluster", "kind": "EtcdCluster", "listKind": "EtcdClusterList", "shortNames": []any{"etcd"}},
+			"scope": "Namespaced",
+			"versions": []any{map[string]any{
+				"name": EtcdClusterGVR.Version, "served": true, "storage": true,
+				"schema":       map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+				"subresources": map[string]any{"status": map[string]any{}},
+			}},
+		},
+	}}
+	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	if _, err := c.Dynamic.Resource(crdGVR).Create(ctx, u, metav1.CreateOptions{}); ignoreExists(err) != nil {
+		return fmt.Errorf("etcdcluster CRD: %w", err)
+	}
+	return poll(ctx, 30*time.Second, "EtcdCluster CRD to be served", func() (bool, error) {
+		_, err := c.Core.Discovery().ServerResourcesForGroupVersion(EtcdClusterGVR.GroupVersion().String())
+		return err == nil, nil
+	})
+}
+
+// ExternalDNSEtcdCluster is the runbook's example EtcdCluster.
+func ExternalDNSEtcdCluster() *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "etcd.database.coreos.com/v1beta2",
+		"kind":       "EtcdCluster",
+		"metadata": map[string]any{
+			"name": ExternalDNSEtcd, "namespace": Namespace,
+			"annotations": map[string]any{"etcd.database.coreos.com/scope": "clusterwide"},
+			"labels":      map[string]any{NameLabel: ExternalDNSEtcd},
+		},
+		"spec": map[string]any{
+			"pod": map[string]any{
+				"ClusterDomain": "",
+				"annotations":   map[string]any{"sidecar.istio.io/inject": "false"},
+				"busyboxImage":  "registry.local/library/busybox:1.28.0-glibc",
+				"persistentVolumeClaimSpec": map[string]any{
+					"accessModes": []any{"ReadWriteOnce"},
+					"dataSource":  nil,
+					"resources":   map[string]any{"requests": map[string]any{"storage": "1Gi"}},
+				},
+				"resources": map[string]any{},
+			},
+			"repository": "registry.local/coreos/etcd",
+			"size":       int64(3),
+			"version":    "3.3.8",
+		},
+	}}
+}
+
+// WaitSeeded waits until the seeded workloads are healthy.
+func (c *Cluster) WaitSeeded(ctx context.Context, timeout time.Duration) error {
+	return poll(ctx, timeout, "seeded workloads to be healthy", func() (bool, error) {
+		for name, replicas := range Deployments {
+			pods, err := c.Core.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: NameLabel + "=" + name})
+			if err != nil {
+				return false, nil
+			}
+			if ReadyPods(pods.Items) != int(replicas) {
+				return false, nil
+			}
+		}
+		for _, name := range []string{REDSInitJob, FASLoaderJob} {
+			job, err := c.Core.BatchV1().Jobs(Namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil || !JobComplete(job) {
+				return false, nil
+			}
+		}
+		ec, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(Namespace).Get(ctx, ExternalDNSEtcd, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		phase, _, _ := unstructured.NestedString(ec.Object, "status", "phase")
+		return phase == "Running", nil
+	})
+}
+
+// ReadyPods counts Running pods with the Ready condition, not being deleted.
+func ReadyPods(pods []corev1.Pod) int {
+	n := 0
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// JobComplete reports a Complete=True condition.
+func JobComplete(job *batchv1.Job) bool {
+	for _, cond := range job.Status.Conditions {
+		if cond.Type == batchv1.JobComplete && cond.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// RunEtcdOperator plays etcd-operator until ctx ends: an EtcdCluster with no
+// status phase is marked Creating, then after delay Running with spec.size
+// ready members.
+func (c *Cluster) RunEtcdOperator(ctx context.Context, delay time.Duration) {
+	seen := map[string]time.Time{}
+	for ctx.Err() == nil {
+		list, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for i := range list.Items {
+				c.operate(ctx, &list.Items[i], seen, delay)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) operate(ctx context.Context, ec *unstructured.Unstructured, seen map[string]time.Time, delay time.Duration) {
+	uid := string(ec.GetUID())
+	phase, _, _ := unstructured.NestedString(ec.Object, "status", "phase")
+	if phase == "Running" {
+		return
+	}
+	first, ok := seen[uid]
+	if !ok {
+		seen[uid] = time.Now()
+		first = seen[uid]
+	}
+	size, _, _ := unstructured.NestedInt64(ec.Object, "spec", "size")
+	status := map[string]any{"phase": "Creating", "size": int64(0), "members": map[string]any{"ready": []any{}}}
+	if time.Since(first) >= delay {
+		var ready []any
+		for i := range size {
+			ready = append(ready, fmt.Sprintf("%s-%04d", ec.GetName(), i))
+		}
+		status = map[string]any{
+			"phase": "Running", "size": size, "serviceName": ec.GetName() + "-client", "clientPort": int64(2379),
+			"members":        map[string]any{"ready": ready},
+			"currentVersion": ec.Object["spec"].(map[string]any)["version"],
+			"conditions":     []any{map[string]any{"type": "Available", "status": "True"}},
+		}
+	} else if phase == "Creating" {
+		return
+	}
+	ec.Object["status"] = status
+	_, _ = c.Dynamic.Resource(EtcdClusterGVR).Namespace(ec.GetNamespace()).UpdateStatus(ctx, ec, metav1.UpdateOptions{})
+}
+
+func poll(ctx context.Context, timeout time.Duration, what string, check func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := check()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func ignoreExists(err error) error {
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,153 @@
+// Command repopulate-worker runs the etcd-repopulate workflows and the
+// activities that carry out the runbook's steps.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/internal/logging"
+	"github.com/csmops/etcd-repopulate/internal/temporalconn"
+	"github.com/csmops/etcd-repopulate/workflows"
+
+	sdkworker "go.temporal.io/sdk/worker"
+)
+
+type options struct {
+	conn       temporalconn.Options
+	kubeconfig string
+	context    string
+	configFile string
+	logLevel   string
+	logFormat  string
+}
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "repopulate-worker:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "repopulate-worker",
+		Short: "Run the etcd-repopulate workflows and activities",
+		Long: `repopulate-worker polls a Temporal task queue and carries out the runbook
+"Repopulate Data in etcd Clusters When Rebuilding Them": it re-runs the
+cray-reds-init and cray-fas-loader Jobs, restarts the MEDS, REDS and CRUS pods
+and re-creates the External DNS EtcdCluster, each step durable and retried.
+
+Kubernetes credentials: --kubeconfig (or KUBECONFIG), else the pod's
+in-cluster service account. Names, namespaces, selectors and timeouts come
+from --config (YAML); without it the runbook's defaults apply.
+Stops gracefully on SIGINT or SIGTERM.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), o)
+		},
+	}
+	o.conn.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster config)")
+	cmd.Flags().StringVar(&o.context, "context", "", "kubeconfig context (default: the file's current context)")
+	cmd.Flags().StringVar(&o.configFile, "config", "", "YAML configuration file (default: the runbook's names and timeouts)")
+	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&o.logFormat, "log-format", "json", "json (production) or console")
+	return cmd
+}
+
+func run(ctx context.Context, o options) error {
+	log, err := logging.New(os.Stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	cfg, err := config.Load(o.configFile)
+	if err != nil {
+		return err
+	}
+	restConfig, err := kubeConfig(o.kubeconfig, o.context)
+	if err != nil {
+		return err
+	}
+	core, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(restConfig)
+	if err != nil {
+		return fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	if v, err := core.Discovery().ServerVersion(); err != nil {
+		// Not fatal: runs fail their preflight with the reason, and the
+		// worker picks up once the API server is back.
+		log.Warn("kubernetes API server not reachable now", zap.String("host", restConfig.Host), zap.Error(err))
+	} else {
+		log.Info("kubernetes API server", zap.String("host", restConfig.Host), zap.String("version", v.GitVersion))
+	}
+
+	tlog := logging.NewTemporal(log)
+	c, err := o.conn.Dial(ctx, tlog)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	w := sdkworker.New(c, o.conn.TaskQueue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
+	w.RegisterWorkflowWithOptions(workflows.RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
+	w.RegisterActivity(&activities.Kube{Config: cfg, Core: core, Dynamic: dyn})
+
+	log.Info("worker started", zap.String("address", o.conn.Address), zap.String("namespace", o.conn.Namespace), zap.String("taskQueue", o.conn.TaskQueue))
+	if err := w.Run(sdkworker.InterruptCh()); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	log.Info("worker stopped")
+	return nil
+}
+
+// kubeConfig loads --kubeconfig (or $KUBECONFIG) with --context, else the
+// in-cluster service account.
+func kubeConfig(path, context string) (*rest.Config, error) {
+	if path == "" {
+		path = os.Getenv("KUBECONFIG")
+	}
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			return nil, errors.New("no Kubernetes credentials: give --kubeconfig FILE (or set KUBECONFIG), or run the worker in a pod with a service account")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster Kubernetes config: %w", err)
+		}
+		return cfg, nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: path},
+		&clientcmd.ConfigOverrides{CurrentContext: context},
+	).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,194 @@
+// Package workflows turns the runbook into Temporal workflows: a parent that
+// checks the whole run before touching anything and fans out one child per
+// service, and the child that walks a service's steps.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/api"
+)
+
+// repopulate is the parent workflow's state.
+type repopulate struct {
+	req      api.Request
+	services []api.Service
+	status   api.RunStatus
+}
+
+// Repopulate validates the request, resolves and checks every service's plan
+// before anything changes, then runs one child workflow per service in
+// parallel and returns the report. When a service fails the run fails with a
+// ServicesFailed error whose details are the same report.
+func Repopulate(ctx workflow.Context, req api.Request) (api.Report, error) {
+	w := &repopulate{req: req}
+	if err := w.setup(ctx); err != nil {
+		return api.Report{}, err
+	}
+	return w.run(ctx)
+}
+
+func (w *repopulate) setup(ctx workflow.Context) error {
+	info := workflow.GetInfo(ctx)
+	w.status = api.RunStatus{RunID: info.WorkflowExecution.ID, DryRun: w.req.DryRun, State: api.Pending, Started: workflow.Now(ctx)}
+	if err := workflow.SetQueryHandler(ctx, api.StatusQuery, func() (api.RunStatus, error) { return w.status, nil }); err != nil {
+		return err
+	}
+	services, err := api.ParseServices(w.req.Services)
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), api.InvalidRequestError, nil)
+	}
+	w.services = services
+	for _, s := range services {
+		w.status.Services = append(w.status.Services, api.ServiceStatus{Service: s, State: api.Pending, WorkflowID: api.ServiceWorkflowID(w.status.RunID, s)})
+	}
+	return nil
+}
+
+func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
+	w.status.State = api.Running
+	w.status.Message = "preflight: checking every target before anything changes"
+	var k *activities.Kube
+	var pre activities.PreflightResult
+	preCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		// Transient API errors get a few tries; an unreachable API server
+		// then fails the run before any service starts.
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 4},
+	})
+	if err := workflow.ExecuteActivity(preCtx, k.Preflight, activities.PreflightRequest{Services: w.services}).Get(ctx, &pre); err != nil {
+		w.end(ctx, api.Failed, errorMessage(err))
+		return api.Report{}, temporal.NewNonRetryableApplicationError(errorMessage(err), api.PreflightFailedError, nil, w.status)
+	}
+	w.status.Message = ""
+
+	progress := workflow.GetSignalChannel(ctx, api.StepProgressSignal)
+	pending := map[api.Service]workflow.ChildWorkflowFuture{}
+	for _, plan := range pre.Plans {
+		if plan.Procedure == api.NotImplemented {
+			w.update(api.ServiceStatus{Service: plan.Service, State: api.Skipped, Message: plan.Reason, FollowUps: []string{plan.Reason}})
+			continue
+		}
+		id := api.ServiceWorkflowID(w.status.RunID, plan.Service)
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID: id,
+			// A canceled run lets each child finish what it must (re-create
+			// a deleted object) before the parent closes.
+			WaitForCancellation: true,
+		})
+		pending[plan.Service] = workflow.ExecuteChildWorkflow(cctx, RepopulateService, ServiceInput{RunID: w.status.RunID, Plan: plan, DryRun: w.req.DryRun})
+	}
+
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(progress, func(c workflow.ReceiveChannel, _ bool) {
+		var st api.ServiceStatus
+		c.Receive(ctx, &st)
+		w.update(st)
+	})
+	for _, s := range w.services {
+		f, ok := pending[s]
+		if !ok {
+			continue
+		}
+		sel.AddFuture(f, func(f workflow.Future) {
+			delete(pending, s)
+			var st api.ServiceStatus
+			if err := f.Get(ctx, &st); err != nil {
+				st = w.childFailure(s, err)
+			}
+			w.update(st)
+		})
+	}
+	for len(pending) > 0 {
+		sel.Select(ctx)
+	}
+	// Progress signals sent before a child's result are all delivered by now;
+	// drain them so none is left unhandled.
+	for {
+		var st api.ServiceStatus
+		if !progress.ReceiveAsync(&st) {
+			break
+		}
+	}
+	return w.finish(ctx)
+}
+
+// update records a service's status unless it would move a finished service back.
+func (w *repopulate) update(st api.ServiceStatus) {
+	for i := range w.status.Services {
+		cur := &w.status.Services[i]
+		if cur.Service != st.Service {
+			continue
+		}
+		if cur.State.Finished() && !st.State.Finished() {
+			return
+		}
+		if st.WorkflowID == "" {
+			st.WorkflowID = cur.WorkflowID
+		}
+		*cur = st
+	}
+}
+
+// childFailure recovers the child's status from its error details.
+func (w *repopulate) childFailure(s api.Service, err error) api.ServiceStatus {
+	var appErr *temporal.ApplicationError
+	var st api.ServiceStatus
+	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&st) == nil && st.Service == s {
+		return st
+	}
+	state := api.Failed
+	if temporal.IsCanceledError(err) {
+		state = api.Canceled
+	}
+	return api.ServiceStatus{Service: s, State: state, Message: errorMessage(err)}
+}
+
+func (w *repopulate) end(ctx workflow.Context, state api.State, message string) {
+	w.status.State, w.status.Message, w.status.Ended = state, message, workflow.Now(ctx)
+}
+
+func (w *repopulate) finish(ctx workflow.Context) (api.Report, error) {
+	var failed, canceled []string
+	for _, s := range w.status.Services {
+		switch s.State {
+		case api.Failed:
+			failed = append(failed, string(s.Service))
+		case api.Canceled:
+			canceled = append(canceled, string(s.Service))
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		msg := fmt.Sprintf("%d of %d services failed: %s", len(failed), len(w.services), strings.Join(failed, ", "))
+		w.end(ctx, api.Failed, msg)
+		return api.Report{}, temporal.NewNonRetryableApplicationError(msg, api.ServicesFailedError, nil, w.status)
+	case len(canceled) > 0 || ctx.Err() != nil:
+		w.end(ctx, api.Canceled, "canceled: "+strings.Join(canceled, ", "))
+		return api.Report{}, temporal.NewCanceledError(w.status)
+	}
+	w.end(ctx, api.Done, w.doneMessage())
+	return w.status, nil
+}
+
+func (w *repopulate) doneMessage() string {
+	var done, skipped int
+	for _, s := range w.status.Services {
+		if s.State == api.Skipped {
+			skipped++
+		} else {
+			done++
+		}
+	}
+	if w.req.DryRun {
+		return fmt.Sprintf("dry-run of %d services finished; nothing was changed", len(w.services))
+	}
+	return fmt.Sprintf("%d services repopulated, %d skipped", done, skipped)
+}

@@ -1,0 +1,227 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
+)
+
+// kubeFake answers the activities as a healthy cluster would and counts the
+// destructive calls, so tests can tell exactly what a run changed.
+type kubeFake struct {
+	deletes, creates, podDeletes int
+	createErr                    error
+	deleteTakes                  time.Duration
+}
+
+func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
+	k := &activities.Kube{}
+	cfg := config.Default()
+	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PreflightRequest) (activities.PreflightResult, error) {
+		var res activities.PreflightResult
+		for _, s := range req.Services {
+			res.Plans = append(res.Plans, cfg.Plan(s))
+		}
+		return res, nil
+	})
+	env.OnActivity(k.SaveObject, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ObjectRequest) (activities.SavedObject, error) {
+		return activities.SavedObject{Kind: req.Kind, Ref: req.Ref, UID: "old-uid", Manifest: json.RawMessage(`{"kind":"` + string(req.Kind) + `"}`), Stripped: []string{".status", ".metadata.uid"}, Outcome: activities.Outcome{Message: "saved", Attempt: 1}}, nil
+	})
+	env.OnActivity(k.DeleteObject, mock.Anything, mock.Anything).After(f.deleteTakes).Return(func(context.Context, activities.DeleteRequest) (activities.Outcome, error) {
+		f.deletes++
+		return activities.Outcome{Message: "deleted", Attempt: 1}, nil
+	})
+	env.OnActivity(k.CreateObject, mock.Anything, mock.Anything).Return(func(context.Context, activities.CreateRequest) (activities.Created, error) {
+		f.creates++
+		if f.createErr != nil {
+			return activities.Created{}, f.createErr
+		}
+		return activities.Created{UID: "new-uid", Outcome: activities.Outcome{Message: "created", Attempt: 1}}, nil
+	})
+	env.OnActivity(k.WaitJobComplete, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "complete", Attempt: 1}, nil)
+	env.OnActivity(k.WaitEtcdClusterRunning, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "running", Attempt: 1}, nil)
+	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(activities.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil)
+	env.OnActivity(k.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeletePodsRequest) (activities.Outcome, error) {
+		f.podDeletes++
+		return activities.Outcome{Message: "deleted pods"}, nil
+	})
+	env.OnActivity(k.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
+}
+
+func newEnv(t *testing.T, configure ...func(*kubeFake)) (*testsuite.TestWorkflowEnvironment, *kubeFake) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
+	env.RegisterWorkflowWithOptions(RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
+	f := &kubeFake{}
+	for _, c := range configure {
+		c(f)
+	}
+	f.register(env)
+	return env, f
+}
+
+func serviceState(t *testing.T, st api.RunStatus, s api.Service) api.ServiceStatus {
+	t.Helper()
+	for _, ss := range st.Services {
+		if ss.Service == s {
+			return ss
+		}
+	}
+	t.Fatalf("service %s not in status %+v", s, st)
+	return api.ServiceStatus{}
+}
+
+func TestAllServicesRunOrAreHonestlySkipped(t *testing.T) {
+	env, f := newEnv(t)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow failed: %v", err)
+	}
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	if report.State != api.Done || len(report.Services) != 9 {
+		t.Fatalf("report state %s with %d services, want done with 9", report.State, len(report.Services))
+	}
+	for _, s := range []api.Service{api.BOS, api.CPS, api.HMNFD} {
+		ss := serviceState(t, report, s)
+		if ss.State != api.Skipped || !strings.Contains(ss.Message, "not implemented yet") {
+			t.Errorf("%s: state %s message %q, want skipped as not implemented yet", s, ss.State, ss.Message)
+		}
+	}
+	for _, s := range []api.Service{api.BSS, api.FAS, api.ExternalDNS, api.MEDS, api.REDS, api.CRUS} {
+		ss := serviceState(t, report, s)
+		if ss.State != api.Done {
+			t.Errorf("%s: state %s (%s), want done", s, ss.State, ss.Message)
+		}
+		if ss.WorkflowID != "default-test-workflow-id/"+string(s) {
+			t.Errorf("%s: child ID %q", s, ss.WorkflowID)
+		}
+	}
+	crus := serviceState(t, report, api.CRUS)
+	if crus.Steps[0].Name != "check-crus-sessions" || crus.Steps[0].State != api.Skipped {
+		t.Errorf("crus first step %+v, want check-crus-sessions skipped", crus.Steps[0])
+	}
+	// bss, fas and externaldns each delete and create once; three pod sets restart.
+	if f.deletes != 3 || f.creates != 3 || f.podDeletes != 3 {
+		t.Errorf("deletes %d creates %d pod deletes %d, want 3 3 3", f.deletes, f.creates, f.podDeletes)
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	env, f := newEnv(t)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{DryRun: true, Services: []string{"bss", "meds", "externaldns"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var report api.Report
+	_ = env.GetWorkflowResult(&report)
+	if f.deletes+f.creates+f.podDeletes != 0 {
+		t.Fatalf("dry-run changed things: deletes %d creates %d pod deletes %d", f.deletes, f.creates, f.podDeletes)
+	}
+	bss := serviceState(t, report, api.BSS)
+	if got := bss.Steps[1]; got.State != api.Skipped || !strings.Contains(got.Message, "would delete Job services/cray-reds-init (uid old-uid)") {
+		t.Errorf("dry-run delete step: %+v", got)
+	}
+	if got := bss.Steps[2]; !strings.Contains(got.Message, "without .status, .metadata.uid") {
+		t.Errorf("dry-run create step should list what is stripped: %+v", got)
+	}
+}
+
+func TestUnknownServiceIsRejectedBeforeAnythingRuns(t *testing.T) {
+	env, f := newEnv(t)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bss", "dns"}})
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != api.InvalidRequestError {
+		t.Fatalf("error %v, want %s", err, api.InvalidRequestError)
+	}
+	if !strings.Contains(appErr.Message(), `"dns"`) || !strings.Contains(appErr.Message(), api.ServiceNames()) {
+		t.Errorf("message %q should name the bad service and the valid ones", appErr.Message())
+	}
+	if f.deletes+f.creates+f.podDeletes != 0 {
+		t.Fatal("something ran")
+	}
+}
+
+func TestFailedServiceFailsTheRunWithTheReportAsDetails(t *testing.T) {
+	env, _ := newEnv(t, func(f *kubeFake) {
+		f.createErr = temporal.NewNonRetryableApplicationError("the API server rejected the saved copy", "CreateRejected", nil)
+	})
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"externaldns", "meds"}})
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != api.ServicesFailedError {
+		t.Fatalf("error %v, want %s", err, api.ServicesFailedError)
+	}
+	var report api.Report
+	if err := appErr.Details(&report); err != nil {
+		t.Fatalf("no report in details: %v", err)
+	}
+	dns := serviceState(t, report, api.ExternalDNS)
+	if dns.State != api.Failed || !strings.Contains(dns.Message, "create-etcdcluster") {
+		t.Errorf("externaldns %s %q, want failed at create-etcdcluster", dns.State, dns.Message)
+	}
+	if len(dns.SavedManifest) == 0 || len(dns.FollowUps) == 0 {
+		t.Errorf("a deleted object that was not re-created must be in the report: %+v", dns)
+	}
+	if serviceState(t, report, api.MEDS).State != api.Done {
+		t.Error("one service's failure must not stop the others")
+	}
+}
+
+func TestCancelAfterDeleteStillRecreates(t *testing.T) {
+	// The delete is slow, so the cancel lands while it runs.
+	env, f := newEnv(t, func(f *kubeFake) { f.deleteTakes = time.Minute })
+	env.RegisterDelayedCallback(env.CancelWorkflow, 30*time.Second)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"externaldns"}})
+	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("error %v, want canceled", err)
+	}
+	if f.deletes != 1 || f.creates != 1 {
+		t.Fatalf("deletes %d creates %d: a cancel must not strand a deleted object", f.deletes, f.creates)
+	}
+}
+
+func TestStatusQueryShowsSteps(t *testing.T) {
+	env, _ := newEnv(t)
+	var mid api.RunStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(api.StatusQuery)
+		if err != nil {
+			t.Errorf("query: %v", err)
+			return
+		}
+		_ = v.Get(&mid)
+	}, time.Millisecond)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bss"}})
+	if mid.RunID == "" || len(mid.Services) != 1 {
+		t.Fatalf("status during the run: %+v", mid)
+	}
+	var report api.Report
+	_ = env.GetWorkflowResult(&report)
+	steps := report.Services[0].Steps
+	want := []string{StepSaveJob, StepDeleteJob, StepCreateJob, StepWaitJob}
+	if len(steps) != len(want) {
+		t.Fatalf("steps %+v", steps)
+	}
+	for i, s := range steps {
+		if s.Name != want[i] || s.State != api.Done || s.Started.IsZero() || s.Ended.IsZero() || s.Message == "" {
+			t.Errorf("step %d: %+v", i, s)
+		}
+	}
+}
