@@ -108,7 +108,13 @@ func Load(path string) (Config, error) {
 func Parse(data []byte, cfg *Config) error {
 	if len(bytes.TrimSpace(data)) > 0 {
 		if err := yaml.UnmarshalStrict(data, cfg); err != nil {
-			return fmt.Errorf("%w (see docs/configuration.md for the keys)", err)
+			// The YAML is decoded as JSON; say so in the file's own terms.
+			msg := err.Error()
+			for _, prefix := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
+				msg = strings.TrimPrefix(msg, prefix)
+			}
+			msg = strings.Replace(msg, "unknown field", "unknown key", 1)
+			return fmt.Errorf("%s (docs/configuration.md lists the keys)", msg)
 		}
 	}
 	return cfg.Validate()

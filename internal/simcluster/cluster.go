@@ -196,15 +196,6 @@ func (c *Cluster) Stop() {
 	c.procs = nil
 }
 
-// StopAPIServer kills kube-apiserver only, for tests of an unreachable API.
-func (c *Cluster) StopAPIServer() {
-	for _, p := range c.procs {
-		if filepath.Base(p.Path) == "kube-apiserver" {
-			_ = p.Process.Kill()
-		}
-	}
-}
-
 func waitReady(ctx context.Context, host string, pki *pki, c *Cluster) error {
 	cert, err := tls.LoadX509KeyPair(pki.adminCert, pki.adminKey)
 	if err != nil {
@@ -249,4 +240,15 @@ func writeKubeconfig(path, host string, p *pki) error {
 	cfg.Contexts["sim"] = &clientcmdapi.Context{Cluster: "sim", AuthInfo: "admin"}
 	cfg.CurrentContext = "sim"
 	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// Signal sends sig to one component ("kwok", "kube-apiserver", ...); tests
+// use SIGSTOP and SIGCONT on kwok to hold pods where they are.
+func (c *Cluster) Signal(name string, sig syscall.Signal) error {
+	for _, p := range c.procs {
+		if filepath.Base(p.Path) == name {
+			return p.Process.Signal(sig)
+		}
+	}
+	return fmt.Errorf("no component %s is running", name)
 }

@@ -299,3 +299,31 @@ func ignoreExists(err error) error {
 	}
 	return err
 }
+
+// Fingerprint maps every pod, Job and EtcdCluster in the services namespace
+// to its UID and resourceVersion: equal fingerprints mean nothing changed.
+func (c *Cluster) Fingerprint(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	pods, err := c.Core.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pods.Items {
+		out["pod/"+p.Name] = string(p.UID) + "@" + p.ResourceVersion
+	}
+	jobs, err := c.Core.BatchV1().Jobs(Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range jobs.Items {
+		out["job/"+j.Name] = string(j.UID) + "@" + j.ResourceVersion
+	}
+	ecs, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ecs.Items {
+		out["etcdcluster/"+e.GetName()] = string(e.GetUID()) + "@" + e.GetResourceVersion()
+	}
+	return out, nil
+}

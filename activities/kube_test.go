@@ -1,0 +1,340 @@
+package activities_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/internal/simcluster"
+	"github.com/csmops/etcd-repopulate/internal/testenv"
+)
+
+// One seeded control plane (real etcd, kube-apiserver, controller-manager,
+// kwok) serves the whole package; each test leaves it seeded as it found it.
+var cluster *simcluster.Cluster
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := testenv.KeepDir("activities-cluster-")
+	c, err := testenv.Cluster(ctx, dir, true)
+	if err != nil {
+		testenv.Fatalf("start the real control plane: %v", err)
+	}
+	cluster = c
+	code := m.Run()
+	cancel()
+	c.Stop()
+	if code == 0 {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+var jobGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+
+func testConfig() config.Config {
+	cfg := config.Default()
+	cfg.PollInterval = config.Duration(200 * time.Millisecond)
+	cfg.HeartbeatTimeout = config.Duration(5 * time.Second)
+	return cfg
+}
+
+func kube(cfg *rest.Config) *activities.Kube {
+	return &activities.Kube{Config: testConfig(), Core: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}
+}
+
+// run executes one activity method as Temporal would, against the real API server.
+func run[T any](t *testing.T, k *activities.Kube, fn any, arg any) (T, error) {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(k)
+	var out T
+	v, err := env.ExecuteActivity(fn, arg)
+	if err == nil {
+		err = v.Get(&out)
+	}
+	return out, err
+}
+
+func errType(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Type()
+	}
+	return ""
+}
+
+func ref(name string) api.ObjectRef {
+	return api.ObjectRef{Namespace: simcluster.Namespace, Name: name}
+}
+
+// TestJobRecreatedFromItsOwnJSON shows on the real API server why the runbook
+// strips a Job: its unmodified JSON, and the CSM 1.0 jq line's output, are
+// rejected; the copy StripForCreate makes is accepted and runs to completion.
+func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
+	ctx := context.Background()
+	jobs := cluster.Dynamic.Resource(jobGVR).Namespace(simcluster.Namespace)
+	job, err := jobs.Get(ctx, simcluster.REDSInitJob, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	background := metav1.DeletePropagationBackground
+	if err := jobs.Delete(ctx, job.GetName(), metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, jobs, job.GetName())
+
+	// 1. Unmodified: refused (resourceVersion, old selector and labels).
+	_, err = jobs.Create(ctx, job.DeepCopy(), metav1.CreateOptions{})
+	if !apierrors.IsBadRequest(err) && !apierrors.IsInvalid(err) {
+		t.Fatalf("create from unmodified JSON: %v, want rejected", err)
+	}
+	t.Logf("unmodified JSON rejected: %v", err)
+
+	// 2. Server-set metadata removed, as for any object, but the Job's
+	// controller-uid labels and selector kept: still refused.
+	meta := job.DeepCopy()
+	activities.StripForCreate(activities.EtcdClusterKind, meta) // the kind-independent part only
+	_, err = jobs.Create(ctx, meta, metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "controller-uid") {
+		t.Fatalf("create with the old selector and labels: %v, want Invalid naming controller-uid", err)
+	}
+
+	// 3. The CSM 1.0 jq line: del(.spec.template.metadata.labels["controller-uid"], .spec.selector).
+	jq := meta.DeepCopy()
+	unstructured.RemoveNestedField(jq.Object, "spec", "template", "metadata", "labels", "controller-uid")
+	unstructured.RemoveNestedField(jq.Object, "spec", "selector")
+	_, err = jobs.Create(ctx, jq, metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "batch.kubernetes.io/controller-uid") {
+		t.Fatalf("create after the CSM 1.0 jq line: %v, want Invalid naming batch.kubernetes.io/controller-uid", err)
+	}
+
+	// 4. The stripped copy: accepted, with a new UID, and it completes.
+	stripped := job.DeepCopy()
+	removed := activities.StripForCreate(activities.JobKind, stripped)
+	created, err := jobs.Create(ctx, stripped, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create stripped copy (removed %v): %v", removed, err)
+	}
+	if created.GetUID() == job.GetUID() {
+		t.Fatal("same UID")
+	}
+	if _, err := run[activities.Outcome](t, kube(cluster.Config), (&activities.Kube{}).WaitJobComplete, activities.WaitRequest{
+		Kind: activities.JobKind, Ref: ref(job.GetName()), UID: created.GetUID(), Timings: timings(),
+	}); err != nil {
+		t.Fatalf("re-created job did not complete: %v", err)
+	}
+}
+
+func timings() api.Timings {
+	return api.Timings{Wait: time.Minute, Delete: time.Minute, Poll: 200 * time.Millisecond, Heartbeat: 5 * time.Second, Attempts: 3}
+}
+
+func waitGone(t *testing.T, r dynamic.ResourceInterface, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := r.Get(context.Background(), name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s still there after 30s", name)
+}
+
+// TestRecreateStepsAreIdempotent runs save → delete → create → wait on the
+// External DNS EtcdCluster, then repeats delete and create as a retry would:
+// nothing is deleted twice and a retried create recognises its own object.
+func TestRecreateStepsAreIdempotent(t *testing.T) {
+	k := kube(cluster.Config)
+	var a *activities.Kube
+	saved, err := run[activities.SavedObject](t, k, a.SaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(saved.Stripped, " "), ".metadata.resourceVersion") || strings.Contains(strings.Join(saved.Stripped, " "), "selector") {
+		t.Errorf("stripped %v", saved.Stripped)
+	}
+	for range 2 { // the second delete is a retry after the object is gone
+		if _, err := run[activities.Outcome](t, k, a.DeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+	}
+	var created activities.Created
+	for i := range 2 { // the second create is a retry of one that succeeded
+		c, err := run[activities.Created](t, k, a.CreateObject, activities.CreateRequest{Saved: saved, RunID: "test-run"})
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		if i == 1 && c.UID != created.UID {
+			t.Fatalf("retried create made another object: %s then %s", created.UID, c.UID)
+		}
+		created = c
+	}
+	if _, err := run[activities.Outcome](t, k, a.WaitEtcdClusterRunning, activities.WaitRequest{Kind: activities.EtcdClusterKind, Ref: saved.Ref, UID: created.UID, Timings: timings()}); err != nil {
+		t.Fatal(err)
+	}
+	// A delete retried with the old generation's UID must not touch the new object.
+	if _, err := run[activities.Outcome](t, k, a.DeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
+		t.Fatal(err)
+	}
+	now, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(context.Background(), simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	if err != nil || now.GetUID() != created.UID || now.GetDeletionTimestamp() != nil {
+		t.Fatalf("the re-created object was touched by a stale delete: %v %v", now, err)
+	}
+	var before map[string]any
+	_ = json.Unmarshal(saved.Manifest, &before)
+	if !equalJSON(before["spec"], now.Object["spec"]) {
+		t.Errorf("spec changed:\n%v\n%v", before["spec"], now.Object["spec"])
+	}
+	// Someone else's object of the same name is refused, not overwritten.
+	other := saved
+	other.UID = "someone-else"
+	if _, err := run[activities.Created](t, k, a.CreateObject, activities.CreateRequest{Saved: other, RunID: "another-run"}); errType(err) != activities.ErrObjectExists {
+		t.Fatalf("create over an object of another run: %v, want %s", err, activities.ErrObjectExists)
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// TestPodRestart deletes MEDS pods by UID and waits for Ready replacements.
+func TestPodRestart(t *testing.T) {
+	k := kube(cluster.Config)
+	var a *activities.Kube
+	set := api.PodSet{Namespace: simcluster.Namespace, Selector: simcluster.NameLabel + "=cray-meds"}
+	snap, err := run[activities.PodSnapshot](t, k, a.SnapshotPods, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Pods) != 2 || snap.Ready != 2 {
+		t.Fatalf("snapshot %+v, want 2 Ready pods", snap)
+	}
+	if _, err := run[activities.Outcome](t, k, a.DeletePods, activities.DeletePodsRequest{Namespace: set.Namespace, Pods: snap.Pods}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run[activities.Outcome](t, k, a.WaitPodsReplaced, activities.WaitPodsRequest{Pods: set, Snapshot: snap, Timings: timings()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, _ := cluster.Core.CoreV1().Pods(set.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: set.Selector})
+	for _, p := range pods.Items {
+		for _, old := range snap.Pods {
+			if p.UID == old.UID {
+				t.Errorf("old pod %s still there", p.Name)
+			}
+		}
+	}
+	if simcluster.ReadyPods(pods.Items) != 2 {
+		t.Errorf("%d Ready pods after restart, want 2 (%s)", simcluster.ReadyPods(pods.Items), out.Message)
+	}
+	// A retried delete with the old UIDs leaves the replacements alone.
+	if _, err := run[activities.Outcome](t, k, a.DeletePods, activities.DeletePodsRequest{Namespace: set.Namespace, Pods: snap.Pods}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := cluster.Core.CoreV1().Pods(set.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: set.Selector})
+	if simcluster.ReadyPods(again.Items) != 2 {
+		t.Error("a stale delete touched the replacements")
+	}
+}
+
+// TestPreflightRefusesBadTargets: each missing or unreadable target is a
+// non-retryable error that names it, and nothing is deleted.
+func TestPreflightRefusesBadTargets(t *testing.T) {
+	var a *activities.Kube
+	missing := func(edit func(*config.Config)) *activities.Kube {
+		k := kube(cluster.Config)
+		edit(&k.Config)
+		return k
+	}
+	impersonated := rest.CopyConfig(cluster.Config)
+	impersonated.Impersonate = rest.ImpersonationConfig{UserName: "nobody"}
+	cases := []struct {
+		name     string
+		k        *activities.Kube
+		services []api.Service
+		wantType string
+		wantText string
+	}{
+		{"job missing", missing(func(c *config.Config) { c.Services.BSS.Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
+		{"cluster missing", missing(func(c *config.Config) { c.Services.ExternalDNS.EtcdCluster = "nope" }), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
+		{"namespace missing", missing(func(c *config.Config) { c.Services.REDS.Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
+		{"no pods match", missing(func(c *config.Config) { c.Services.MEDS.Selector = "app.kubernetes.io/name=cray-medz" }), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},
+		{"forbidden", kube(impersonated), []api.Service{api.FAS}, activities.ErrPreflight, "forbidden"},
+	}
+	before := snapshotUIDs(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := run[activities.PreflightResult](t, tc.k, a.Preflight, activities.PreflightRequest{Services: tc.services})
+			if errType(err) != tc.wantType || !strings.Contains(err.Error(), tc.wantText) {
+				t.Fatalf("error %v, want %s containing %q", err, tc.wantType, tc.wantText)
+			}
+		})
+	}
+	if after := snapshotUIDs(t); !equalJSON(before, after) {
+		t.Fatalf("preflight changed the cluster:\n%v\n%v", before, after)
+	}
+}
+
+// TestUnreachableAPIServerIsRetryableAndSaysWhere: a transient failure is
+// left to the retry policy, with the address in the message.
+func TestUnreachableAPIServerIsRetryableAndSaysWhere(t *testing.T) {
+	dead := rest.CopyConfig(cluster.Config)
+	dead.Host = "https://127.0.0.1:1"
+	dead.Timeout = 2 * time.Second
+	var a *activities.Kube
+	_, err := run[activities.PreflightResult](t, kube(dead), a.Preflight, activities.PreflightRequest{Services: []api.Service{api.BSS}})
+	if err == nil || errType(err) == activities.ErrPreflight || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("error %v, want a retryable error naming the address", err)
+	}
+}
+
+// TestCRDNotInstalled uses a bare API server without etcd-operator's CRD.
+func TestCRDNotInstalled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bare, err := testenv.Cluster(ctx, filepath.Join(t.TempDir(), "bare"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Stop()
+	if _, err := bare.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: simcluster.Namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var a *activities.Kube
+	_, err = run[activities.SavedObject](t, kube(bare.Config), a.SaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
+	if errType(err) != activities.ErrCRDNotInstalled || !strings.Contains(err.Error(), "etcd-operator") {
+		t.Fatalf("error %v, want %s", err, activities.ErrCRDNotInstalled)
+	}
+}
+func snapshotUIDs(t *testing.T) map[string]string {
+	t.Helper()
+	fp, err := cluster.Fingerprint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+)
+
+func TestDefaultsAreTheRunbooks(t *testing.T) {
+	cfg := Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Plan(api.BSS); p.Procedure != api.RerunJob || p.Object.String() != "services/cray-reds-init" {
+		t.Errorf("bss plan %+v", p)
+	}
+	if p := cfg.Plan(api.ExternalDNS); p.Object.String() != "services/cray-externaldns-etcd" {
+		t.Errorf("externaldns plan %+v", p)
+	}
+	if p := cfg.Plan(api.MEDS); p.Pods.Selector != "app.kubernetes.io/name=cray-meds" {
+		t.Errorf("meds plan %+v", p)
+	}
+	if p := cfg.Plan(api.HMNFD); p.Procedure != api.NotImplemented || !strings.Contains(p.Reason, "not implemented yet") {
+		t.Errorf("hmnfd plan %+v", p)
+	}
+}
+
+func TestFileOverridesOnlyWhatItNames(t *testing.T) {
+	cfg := Default()
+	err := Parse([]byte("services:\n  bss:\n    job: reds-init-v2\n    completeTimeout: 45m\npollInterval: 1s\n"), &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Services.BSS.Job != "reds-init-v2" || time.Duration(cfg.Services.BSS.CompleteTimeout) != 45*time.Minute || cfg.Services.BSS.Namespace != "services" {
+		t.Errorf("bss %+v", cfg.Services.BSS)
+	}
+	if time.Duration(cfg.PollInterval) != time.Second || cfg.Services.FAS.Job != "cray-fas-loader" {
+		t.Error("other values must keep their defaults")
+	}
+}
+
+// TestBadConfigIsRefusedWithTheKeyAndTheFix: one case per kind of bad value.
+func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
+	cases := map[string]struct{ yaml, want string }{
+		"malformed YAML":   {"services: [", "yaml"},
+		"unknown key":      {"services:\n  bss:\n    jobb: x\n", `unknown key "jobb" (docs/configuration.md lists the keys)`},
+		"negative timeout": {"deleteTimeout: -5m\n", "deleteTimeout: must be a positive duration"},
+		"not a duration":   {"pollInterval: 5\n", `duration must be a string such as "90s"`},
+		"bad duration":     {"pollInterval: soon\n", `duration "soon"`},
+		"empty selector":   {"services:\n  meds:\n    selector: \"\"\n", "services.meds.selector: empty selector would match every pod"},
+		"bad selector":     {"services:\n  reds:\n    selector: \"a=b=c\"\n", "services.reds.selector"},
+		"bad name":         {"services:\n  fas:\n    job: Cray_FAS\n", `services.fas.job: "Cray_FAS" is not a valid Job name`},
+		"zero attempts":    {"activityAttempts: 0\n", "activityAttempts: must be at least 1"},
+		"poll too slow":    {"pollInterval: 1m\nheartbeatTimeout: 30s\n", "must be shorter than heartbeatTimeout"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := Default()
+			err := Parse([]byte(tc.yaml), &cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(path, []byte("nope: 1\n"), 0o644)
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("bad file: %v", err)
+	}
+	if cfg, err := Load(""); err != nil || cfg.Services.BSS.Job != "cray-reds-init" {
+		t.Errorf("no file: %v", err)
+	}
+}

@@ -1,0 +1,519 @@
+// Package e2e runs the real binaries end to end: repopulate-worker processes
+// and the repopulate CLI against a real Temporal dev server and a real
+// Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+// kwok) seeded like a CSM system.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/devserver"
+	"github.com/csmops/etcd-repopulate/internal/simcluster"
+	"github.com/csmops/etcd-repopulate/internal/testenv"
+)
+
+var (
+	scratch  string
+	binDir   string
+	temporal *devserver.Server
+	cluster  *simcluster.Cluster
+	tc       client.Client
+)
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithCancel(context.Background())
+	scratch = testenv.KeepDir("e2e-")
+	binDir = filepath.Join(scratch, "bin")
+	for _, b := range []struct{ out, pkg string }{{"repopulate", "./starter"}, {"repopulate-worker", "./worker"}} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b.out), b.pkg)
+		cmd.Dir = testenv.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			testenv.Fatalf("build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	var err error
+	if temporal, err = testenv.Temporal(ctx, scratch); err != nil {
+		testenv.Fatalf("%v", err)
+	}
+	if cluster, err = testenv.Cluster(ctx, filepath.Join(scratch, "cluster"), true); err != nil {
+		testenv.Fatalf("start the real control plane: %v", err)
+	}
+	if tc, err = client.Dial(client.Options{HostPort: temporal.Address}); err != nil {
+		testenv.Fatalf("dial temporal: %v", err)
+	}
+	code := m.Run()
+	tc.Close()
+	cancel()
+	cluster.Stop()
+	temporal.Stop()
+	if code == 0 {
+		os.RemoveAll(scratch)
+	} else {
+		fmt.Fprintf(os.Stderr, "e2e: logs kept in %s\n", scratch)
+	}
+	os.Exit(code)
+}
+
+// testConfig shortens the runbook's timeouts so a lost worker is noticed in
+// seconds.
+const testConfig = `pollInterval: 300ms
+heartbeatTimeout: 4s
+deleteTimeout: 1m
+activityAttempts: 3
+services:
+  bss: {completeTimeout: 2m}
+  fas: {completeTimeout: 2m}
+  meds: {readyTimeout: 2m}
+  reds: {readyTimeout: 2m}
+  crus: {readyTimeout: 2m}
+  externaldns: {runningTimeout: 2m}
+`
+
+type worker struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// startWorker runs a repopulate-worker process on its own task queue.
+func startWorker(t *testing.T, queue, config, kubeconfig string) *worker {
+	t.Helper()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{log: filepath.Join(scratch, fmt.Sprintf("worker-%s-%d.log", queue, time.Now().UnixNano())), done: make(chan struct{})}
+	logFile, err := os.Create(w.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cmd = exec.Command(filepath.Join(binDir, "repopulate-worker"),
+		"--address", temporal.Address, "--task-queue", queue, "--kubeconfig", kubeconfig,
+		"--config", cfgPath, "--log-format", "console")
+	w.cmd.Stdout, w.cmd.Stderr = logFile, logFile
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = w.cmd.Wait(); logFile.Close(); close(w.done) }()
+	t.Cleanup(w.kill)
+	return w
+}
+
+// kill is SIGKILL: no graceful shutdown, as when a node dies.
+func (w *worker) kill() {
+	_ = w.cmd.Process.Kill()
+	<-w.done
+}
+
+// repopulate runs the CLI and returns stdout, stderr and the exit code.
+func repopulate(t *testing.T, queue string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	full := append([]string{"--address", temporal.Address, "--task-queue", queue, "--ui-url", temporal.UIURL}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "repopulate"), full...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if exit, ok := err.(*exec.ExitError); ok {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatalf("repopulate %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func fingerprint(t *testing.T) map[string]string {
+	t.Helper()
+	fp, err := cluster.Fingerprint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}
+
+// sameFingerprint fails when an object was created, deleted or re-created
+// since before; with versions it also fails when one was modified.
+func sameFingerprint(t *testing.T, before map[string]string, what string, versions bool) {
+	t.Helper()
+	after := fingerprint(t)
+	for k, v := range before {
+		if !versions {
+			v, after[k] = strings.Split(v, "@")[0], strings.Split(after[k], "@")[0]
+		}
+		if after[k] != v {
+			t.Errorf("%s changed %s: %s -> %q", what, k, v, after[k])
+		}
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			t.Errorf("%s created %s", what, k)
+		}
+	}
+}
+
+// healthy waits until the seeded system is back to normal between tests.
+func healthy(t *testing.T) {
+	t.Helper()
+	if err := cluster.WaitSeeded(context.Background(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func uidOf(t *testing.T, kind activities.Kind, name string) types.UID {
+	t.Helper()
+	ctx := context.Background()
+	if kind == activities.JobKind {
+		j, err := cluster.Core.BatchV1().Jobs(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.UID
+	}
+	ec, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ec.GetUID()
+}
+
+func podUIDs(t *testing.T, app string) map[types.UID]bool {
+	t.Helper()
+	pods, err := cluster.Core.CoreV1().Pods(simcluster.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: simcluster.NameLabel + "=" + app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[types.UID]bool{}
+	for _, p := range pods.Items {
+		out[p.UID] = true
+	}
+	return out
+}
+
+func TestEndToEndKubernetesServices(t *testing.T) {
+	healthy(t)
+	queue := "e2e-full"
+	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	ctx := context.Background()
+	oldJobs := map[string]types.UID{}
+	for _, j := range []string{simcluster.REDSInitJob, simcluster.FASLoaderJob} {
+		oldJobs[j] = uidOf(t, activities.JobKind, j)
+	}
+	oldCluster, _ := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	oldPods := map[string]map[types.UID]bool{}
+	for app := range simcluster.Deployments {
+		oldPods[app] = podUIDs(t, app)
+	}
+
+	out, stderr, code := repopulate(t, queue, "start", "--services", "bss,fas,meds,reds,externaldns,crus", "--wait", "--id", "e2e-full", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	var report api.Report
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, out)
+	}
+	if report.State != api.Done || len(report.Services) != 6 {
+		t.Fatalf("report: %+v", report)
+	}
+
+	for name, old := range oldJobs {
+		job, err := cluster.Core.BatchV1().Jobs(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job.UID == old || !simcluster.JobComplete(job) {
+			t.Errorf("job %s: uid %s (old %s), complete %v", name, job.UID, old, simcluster.JobComplete(job))
+		}
+		if job.Annotations[activities.RecreatedByAnnotation] != "e2e-full" {
+			t.Errorf("job %s not marked as re-created by the run: %v", name, job.Annotations)
+		}
+	}
+	for app, old := range oldPods {
+		now := podUIDs(t, app)
+		for uid := range old {
+			if now[uid] {
+				t.Errorf("%s: old pod %s still there", app, uid)
+			}
+		}
+		pods, _ := cluster.Core.CoreV1().Pods(simcluster.Namespace).List(ctx, metav1.ListOptions{LabelSelector: simcluster.NameLabel + "=" + app})
+		if simcluster.ReadyPods(pods.Items) != len(old) {
+			t.Errorf("%s: %d Ready pods, want %d", app, simcluster.ReadyPods(pods.Items), len(old))
+		}
+	}
+	ec, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	phase, _, _ := unstructured.NestedString(ec.Object, "status", "phase")
+	if ec.GetUID() == oldCluster.GetUID() || phase != "Running" || !equalJSON(ec.Object["spec"], oldCluster.Object["spec"]) {
+		t.Errorf("etcdcluster: uid %s (old %s), phase %q, spec %v (old %v)", ec.GetUID(), oldCluster.GetUID(), phase, ec.Object["spec"], oldCluster.Object["spec"])
+	}
+
+	// The text report and status read the same run.
+	text, _, code := repopulate(t, queue, "report", "e2e-full")
+	if code != 0 || !strings.Contains(text, "Run e2e-full: done") || !strings.Contains(text, "Follow-ups for people") {
+		t.Errorf("report exit %d:\n%s", code, text)
+	}
+	if _, _, code := repopulate(t, queue, "status", "e2e-full", "-o", "json"); code != 0 {
+		t.Errorf("status exit %d", code)
+	}
+	// A run ID names one run for good.
+	if _, stderr, code := repopulate(t, queue, "start", "--id", "e2e-full", "--services", "meds"); code != 2 || !strings.Contains(stderr, "already used") {
+		t.Errorf("duplicate run ID: exit %d: %s", code, stderr)
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	healthy(t)
+	queue := "e2e-dry"
+	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	before := fingerprint(t)
+	out, stderr, code := repopulate(t, queue, "start", "--dry-run", "--wait", "--id", "e2e-dry")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{
+		"would delete Job services/cray-reds-init (uid " + string(uidOf(t, activities.JobKind, simcluster.REDSInitJob)),
+		`.spec.template.metadata.labels["batch.kubernetes.io/controller-uid"]`,
+		"would delete EtcdCluster services/cray-externaldns-etcd",
+		"would delete pods cray-meds-",
+		"not implemented yet",
+		"nothing was changed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		}
+	}
+	sameFingerprint(t, before, "dry-run", true)
+}
+
+// waitStep polls the run's status until service's step reaches state.
+func waitStep(t *testing.T, runID string, service api.Service, step string, state api.State) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		v, err := tc.QueryWorkflow(context.Background(), runID, "", api.StatusQuery)
+		if err == nil {
+			var st api.RunStatus
+			_ = v.Get(&st)
+			for _, s := range st.Services {
+				for _, p := range s.Steps {
+					if s.Service == service && p.Name == step && p.State == state {
+						return
+					}
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s %s never reached %s", service, step, state)
+}
+
+func waitRun(t *testing.T, runID string) api.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var report api.Report
+	if err := tc.GetWorkflow(ctx, runID, "").Get(ctx, &report); err != nil {
+		t.Fatalf("run %s: %v", runID, err)
+	}
+	return report
+}
+
+// TestWorkerKilledBetweenDeleteAndCreate: a finalizer holds the EtcdCluster
+// in deletion while the worker is SIGKILLed; the finalizer is then removed so
+// the object is gone with no worker alive. A new worker must re-create it
+// from the copy in history.
+func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
+	healthy(t)
+	ctx := context.Background()
+	ecs := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	const hold = "e2e.csmops.io/hold"
+	patch := fmt.Appendf(nil, `{"metadata":{"finalizers":[%q]}}`, hold)
+	if _, err := ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+
+	queue := "e2e-kill-cr"
+	first := startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	if _, stderr, code := repopulate(t, queue, "start", "--services", "externaldns", "--id", "e2e-kill-cr"); code != 0 {
+		t.Fatal(stderr)
+	}
+	waitStep(t, "e2e-kill-cr", api.ExternalDNS, "delete-etcdcluster", api.Running)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cur, err := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+		if err == nil && cur.GetDeletionTimestamp() != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("delete never issued")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	first.kill()
+	if _, err := ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{}); err != nil {
+			break // gone, with no worker running
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	report := waitRun(t, "e2e-kill-cr")
+	if report.State != api.Done {
+		t.Fatalf("report %+v", report)
+	}
+	now, err := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the EtcdCluster was not re-created: %v", err)
+	}
+	if now.GetUID() == old.GetUID() || !equalJSON(now.Object["spec"], old.Object["spec"]) {
+		t.Errorf("re-created cluster: uid %s (old %s) spec %v", now.GetUID(), old.GetUID(), now.Object["spec"])
+	}
+	// The copy in history still had the finalizer; clear it for later tests.
+	_, _ = ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
+	if n := countActivities(t, "e2e-kill-cr/externaldns", "CreateObject"); n != 1 {
+		t.Errorf("CreateObject completed %d times, want 1", n)
+	}
+}
+
+// TestWorkerKilledMidJobWait: kwok is frozen so the re-created Job cannot
+// finish; the worker is SIGKILLed while it waits; a new worker resumes the
+// wait and sees the Job complete once kwok runs again.
+func TestWorkerKilledMidJobWait(t *testing.T) {
+	healthy(t)
+	queue := "e2e-kill-job"
+	first := startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	if err := cluster.Signal("kwok", syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cluster.Signal("kwok", syscall.SIGCONT) }()
+	if _, stderr, code := repopulate(t, queue, "start", "--services", "fas", "--id", "e2e-kill-job"); code != 0 {
+		t.Fatal(stderr)
+	}
+	waitStep(t, "e2e-kill-job", api.FAS, "wait-job-complete", api.Running)
+	time.Sleep(time.Second) // let a heartbeat record the wait's start
+	first.kill()
+	created := uidOf(t, activities.JobKind, simcluster.FASLoaderJob)
+	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	if err := cluster.Signal("kwok", syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	report := waitRun(t, "e2e-kill-job")
+	if report.State != api.Done {
+		t.Fatalf("report %+v", report)
+	}
+	job, err := cluster.Core.BatchV1().Jobs(simcluster.Namespace).Get(context.Background(), simcluster.FASLoaderJob, metav1.GetOptions{})
+	if err != nil || job.UID != created || !simcluster.JobComplete(job) {
+		t.Fatalf("job %s (created %s) complete %v: %v", job.UID, created, simcluster.JobComplete(job), err)
+	}
+	step := report.Services[0].Steps[3]
+	if step.Name != "wait-job-complete" || step.Attempt < 2 {
+		t.Errorf("the wait should have been retried by the second worker: %+v", step)
+	}
+}
+
+// countActivities counts completed activities of a type in a workflow's history.
+func countActivities(t *testing.T, workflowID, activityType string) int {
+	t.Helper()
+	iter := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	scheduled := map[int64]string{}
+	n := 0
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			scheduled[ev.GetEventId()] = a.GetActivityType().GetName()
+		}
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == activityType {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBadInputChangesNothing: each kind of bad input gets a message that
+// names it and the fix, a non-zero exit, and leaves the cluster untouched.
+func TestBadInputChangesNothing(t *testing.T) {
+	healthy(t)
+	deadKubeconfig := filepath.Join(t.TempDir(), "dead-kubeconfig")
+	data, _ := os.ReadFile(cluster.Kubeconfig)
+	_ = os.WriteFile(deadKubeconfig, []byte(strings.Replace(string(data), "server: https://127.0.0.1:", "server: https://127.0.0.1:1#", 1)), 0o600)
+
+	cases := []struct {
+		name       string
+		config     string
+		kubeconfig string
+		args       []string
+		wantCode   int
+		want       string
+	}{
+		{"unknown service", testConfig, cluster.Kubeconfig, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + api.ServiceNames()},
+		{"job missing", strings.Replace(testConfig, "bss: {", "bss: {job: cray-reds-init-gone, ", 1), cluster.Kubeconfig, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
+		{"etcdcluster missing", strings.Replace(testConfig, "externaldns: {", "externaldns: {etcdCluster: gone, ", 1), cluster.Kubeconfig, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
+		{"API server unreachable", testConfig, deadKubeconfig, []string{"start", "--services", "meds", "--wait"}, 1, "connection refused"},
+		{"no Temporal server", testConfig, cluster.Kubeconfig, []string{"--address", "127.0.0.1:1", "--dial-timeout", "2s", "start"}, 1, "cannot reach the Temporal server at 127.0.0.1:1"},
+		{"unknown run", testConfig, cluster.Kubeconfig, []string{"status", "no-such-run"}, 2, `no run "no-such-run"`},
+		{"bad output", testConfig, cluster.Kubeconfig, []string{"start", "-o", "yaml"}, 2, `--output "yaml": want text or json`},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			queue := fmt.Sprintf("e2e-bad-%d", i)
+			startWorker(t, queue, c.config, c.kubeconfig)
+			before := fingerprint(t)
+			out, stderr, code := repopulate(t, queue, c.args...)
+			if code != c.wantCode || !strings.Contains(out+stderr, c.want) {
+				t.Fatalf("exit %d, want %d with %q\nstdout:\n%s\nstderr:\n%s", code, c.wantCode, c.want, out, stderr)
+			}
+			// Only UIDs: controllers update pod status on their own.
+			sameFingerprint(t, before, c.name, false)
+		})
+	}
+}
+
+func TestWorkerRefusesBadConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "worker.yaml")
+	_ = os.WriteFile(cfg, []byte("services:\n  meds:\n    selector: \"\"\n"), 0o644)
+	cmd := exec.Command(filepath.Join(binDir, "repopulate-worker"), "--address", temporal.Address, "--kubeconfig", cluster.Kubeconfig, "--config", cfg)
+	out, err := cmd.CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+		t.Fatalf("worker with a bad config: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), cfg) || !strings.Contains(string(out), "services.meds.selector: empty selector would match every pod") {
+		t.Fatalf("message should name the file, the key and the problem:\n%s", out)
+	}
+}
