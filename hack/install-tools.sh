@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned real parts the tests and the demo run — Temporal CLI dev
-# server, kube-apiserver, kube-controller-manager, etcd and kwok — into a cache
+# server, kube-apiserver, kube-controller-manager, etcd and kwok — and the
+# workflowcheck linter into a cache
 # outside the clone, and links them into bin/. A fresh clone on the same
 # machine reuses the cache; a fresh machine builds everything from the Go
 # module proxy (about 35 minutes on 2 cores, see README).
@@ -16,6 +17,7 @@ mkdir -p "$cache" "$bin"
 TEMPORAL_CLI_VERSION=v1.5.1
 KUBE_VERSION=v1.37.2
 KWOK_VERSION=v0.8.0
+WORKFLOWCHECK_VERSION=v0.6.0
 kubetools=$root/hack/kubetools
 # The kube tools are keyed by their module's go.sum so that a pin change
 # rebuilds them instead of silently reusing old binaries.
@@ -60,6 +62,7 @@ go_build_kube() { # $1: binary name, $2: package
 go_build_apiserver() { go_build_kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver; }
 go_build_controller_manager() { go_build_kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager; }
 go_build_etcd() { (cd "$kubetools" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3); }
+go_install_workflowcheck() { GOBIN=$out go install "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"; }
 go_install_kwok() { GOBIN=$out go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
 
 # kwok alone loads no stages; take the ones kwokctl uses from kwok's own
@@ -83,7 +86,7 @@ copy_kwok_stages() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok)
+[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck)
 for tool in "${want[@]}"; do
   case $tool in
     temporal)
@@ -103,7 +106,10 @@ for tool in "${want[@]}"; do
       copy_kwok_stages "$cache/kwok-$KWOK_VERSION"
       link "$cache/kwok-$KWOK_VERSION/kwok"
       link "$cache/kwok-$KWOK_VERSION/kwok-stages.yaml" ;;
-    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok)"; exit 2 ;;
+    workflowcheck)
+      build_once "$cache/workflowcheck-$WORKFLOWCHECK_VERSION" workflowcheck go_install_workflowcheck
+      link "$cache/workflowcheck-$WORKFLOWCHECK_VERSION/workflowcheck" ;;
+    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck)"; exit 2 ;;
   esac
 done
 log "tools ready in $bin"

@@ -49,7 +49,15 @@ type Cluster struct {
 }
 
 // Start starts the control plane and waits until the API server is ready.
-func Start(ctx context.Context, o Options) (c *Cluster, err error) {
+func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
+	// The kubeconfig names certificate files; absolute paths keep it usable
+	// from any directory.
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return nil, err
+	}
+	if o.BinDir, err = filepath.Abs(o.BinDir); err != nil {
+		return nil, err
+	}
 	for _, name := range []string{"etcd", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(o.BinDir, name)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run make tools (hack/install-tools.sh) first", name, o.BinDir)
@@ -58,7 +66,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	c = &Cluster{Dir: o.Dir}
+	c := &Cluster{Dir: o.Dir}
 	defer func() {
 		if err != nil {
 			c.Stop()

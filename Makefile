@@ -1,0 +1,45 @@
+# etcd-repopulate: see README.md. Every target works on a fresh Debian machine
+# with Go and no Docker engine; `make tools` builds the real test parts once
+# into ~/.cache/etcd-repopulate and links them into bin/.
+
+GO       ?= go
+BIN      := bin
+RACE_PKGS := ./workflows/... ./activities/...
+
+.PHONY: all build tools lint test test-unit demo demo-stop clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/repopulate ./starter
+	$(GO) build -o $(BIN)/repopulate-worker ./worker
+
+## tools: pinned Temporal CLI, kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck
+tools:
+	hack/install-tools.sh
+
+## lint: gofmt, go vet and Temporal's workflowcheck must all be clean
+lint: tools
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/workflowcheck ./...
+
+## test: the whole suite against the real parts (README's test command, run by CI)
+test: tools lint
+	$(GO) test -count=1 -race $(RACE_PKGS)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /workflows -e /activities)
+
+## test-unit: only the tests that need no real part
+test-unit:
+	$(GO) test -count=1 ./internal/api/... ./internal/config/... ./workflows/...
+
+## demo: local Temporal dev server + simulated CSM control plane + worker + a full run
+demo: tools build
+	hack/demo.sh start
+
+demo-stop:
+	hack/demo.sh stop
+
+clean: demo-stop
+	rm -rf $(BIN) .demo
