@@ -140,8 +140,12 @@ func (w *repopulate) update(st api.ServiceStatus) {
 // childFailure recovers the child's status from its error details.
 func (w *repopulate) childFailure(s api.Service, err error) api.ServiceStatus {
 	var appErr *temporal.ApplicationError
+	var canceled *temporal.CanceledError
 	var st api.ServiceStatus
-	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&st) == nil && st.Service == s {
+	switch {
+	case errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&st) == nil && st.Service == s:
+		return st
+	case errors.As(err, &canceled) && canceled.HasDetails() && canceled.Details(&st) == nil && st.Service == s:
 		return st
 	}
 	state := api.Failed
@@ -171,7 +175,7 @@ func (w *repopulate) finish(ctx workflow.Context) (api.Report, error) {
 		w.end(ctx, api.Failed, msg)
 		return api.Report{}, temporal.NewNonRetryableApplicationError(msg, api.ServicesFailedError, nil, w.status)
 	case len(canceled) > 0 || ctx.Err() != nil:
-		w.end(ctx, api.Canceled, "canceled: "+strings.Join(canceled, ", "))
+		w.end(ctx, api.Canceled, "run canceled; services stopped early: "+strings.Join(canceled, ", "))
 		return api.Report{}, temporal.NewCanceledError(w.status)
 	}
 	w.end(ctx, api.Done, w.doneMessage())

@@ -101,7 +101,7 @@ func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 		w.status.Message = w.summary()
 	case temporal.IsCanceledError(err):
 		w.status.State = api.Canceled
-		w.status.Message = "canceled: " + w.summary()
+		w.status.Message = w.summary()
 	default:
 		w.status.State = api.Failed
 		w.status.Message = w.summary()
@@ -110,11 +110,14 @@ func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 	// still tells its parent where it stopped.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	w.publish(dctx)
-	if err != nil {
-		return w.status, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s: %s", w.in.Plan.Service, w.status.Message), api.ServiceFailedError, err, w.status)
+	switch {
+	case err == nil:
+		return w.status, nil
+	case w.status.State == api.Canceled:
+		return w.status, temporal.NewCanceledError(w.status)
 	}
-	return w.status, nil
+	return w.status, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("%s: %s", w.in.Plan.Service, w.status.Message), api.ServiceFailedError, err, w.status)
 }
 
 // recreate is the runbook's save → delete → create → wait for a Job or an

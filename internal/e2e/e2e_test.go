@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -409,17 +410,19 @@ func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 	}
 }
 
-// TestWorkerKilledMidJobWait: kwok is frozen so the re-created Job cannot
-// finish; the worker is SIGKILLed while it waits; a new worker resumes the
-// wait and sees the Job complete once kwok runs again.
+// TestWorkerKilledMidJobWait: kube-controller-manager is frozen so the
+// re-created Job gets no pod and cannot finish; the worker is SIGKILLed while
+// it waits; a new worker resumes the wait and sees the Job complete once the
+// controllers run again. (Freezing kwok instead would stop the node's
+// heartbeats and have the node controller mark every pod NotReady.)
 func TestWorkerKilledMidJobWait(t *testing.T) {
 	healthy(t)
 	queue := "e2e-kill-job"
 	first := startWorker(t, queue, testConfig, cluster.Kubeconfig)
-	if err := cluster.Signal("kwok", syscall.SIGSTOP); err != nil {
+	if err := cluster.Signal("kube-controller-manager", syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cluster.Signal("kwok", syscall.SIGCONT) }()
+	defer func() { _ = cluster.Signal("kube-controller-manager", syscall.SIGCONT) }()
 	if _, stderr, code := repopulate(t, queue, "start", "--services", "fas", "--id", "e2e-kill-job"); code != 0 {
 		t.Fatal(stderr)
 	}
@@ -428,7 +431,7 @@ func TestWorkerKilledMidJobWait(t *testing.T) {
 	first.kill()
 	created := uidOf(t, activities.JobKind, simcluster.FASLoaderJob)
 	startWorker(t, queue, testConfig, cluster.Kubeconfig)
-	if err := cluster.Signal("kwok", syscall.SIGCONT); err != nil {
+	if err := cluster.Signal("kube-controller-manager", syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	report := waitRun(t, "e2e-kill-job")
@@ -515,5 +518,42 @@ func TestWorkerRefusesBadConfig(t *testing.T) {
 	}
 	if !strings.Contains(string(out), cfg) || !strings.Contains(string(out), "services.meds.selector: empty selector would match every pod") {
 		t.Fatalf("message should name the file, the key and the problem:\n%s", out)
+	}
+}
+
+// TestCancelDuringWait: a run canceled while it waits for the re-created Job
+// ends canceled, and the Job it re-created is there.
+func TestCancelDuringWait(t *testing.T) {
+	healthy(t)
+	queue := "e2e-cancel"
+	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	if err := cluster.Signal("kube-controller-manager", syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cluster.Signal("kube-controller-manager", syscall.SIGCONT) }()
+	old := uidOf(t, activities.JobKind, simcluster.REDSInitJob)
+	if _, stderr, code := repopulate(t, queue, "start", "--services", "bss", "--id", "e2e-cancel"); code != 0 {
+		t.Fatal(stderr)
+	}
+	waitStep(t, "e2e-cancel", api.BSS, "wait-job-complete", api.Running)
+	if out, stderr, code := repopulate(t, queue, "cancel", "e2e-cancel"); code != 0 || !strings.Contains(out, "cancel requested") {
+		t.Fatalf("cancel: exit %d %s %s", code, out, stderr)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, stderr, code := repopulate(t, queue, "report", "e2e-cancel")
+		if code == 1 {
+			if !strings.Contains(out, "Run e2e-cancel: canceled") || !regexp.MustCompile(`wait-job-complete\s+canceled`).MatchString(out) {
+				t.Fatalf("report of a canceled run:\n%s\n%s", out, stderr)
+			}
+			break
+		}
+		if code != 3 || time.Now().After(deadline) {
+			t.Fatalf("report: exit %d\n%s\n%s", code, out, stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if now := uidOf(t, activities.JobKind, simcluster.REDSInitJob); now == old {
+		t.Fatal("the job was not re-created")
 	}
 }

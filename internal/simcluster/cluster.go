@@ -45,7 +45,23 @@ type Cluster struct {
 	Config     *rest.Config
 	Core       kubernetes.Interface
 	Dynamic    dynamic.Interface
-	procs      []*exec.Cmd
+	procs      []*process
+}
+
+// process is one running component; done closes when it has exited.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Start starts the control plane and waits until the API server is ready.
@@ -138,7 +154,10 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		"--leader-elect=false", "--use-service-account-credentials=false",
 		"--service-account-private-key-file", pki.saKey,
 		"--root-ca-file", pki.caCert,
-		"--controllers", "*",
+		// kwok's fake nodes have no kubelet to bring pods back to Ready
+		// once the node controller has marked them NotReady (it does after
+		// any pause in heartbeats, e.g. under heavy load): leave it out.
+		"--controllers", "*,-node-lifecycle-controller,-taint-eviction-controller",
 	); err != nil {
 		return nil, err
 	}
@@ -175,31 +194,30 @@ func (c *Cluster) spawn(o Options, name string, args ...string) error {
 		logFile.Close()
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	c.procs = append(c.procs, cmd)
+	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
+	c.procs = append(c.procs, p)
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
+		close(p.done)
 	}()
 	return nil
 }
 
-// Stop kills every component, newest first.
+// Stop ends every component, newest first: SIGTERM, then SIGKILL after 5 s.
 func (c *Cluster) Stop() {
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		if p := c.procs[i].Process; p != nil {
-			_ = p.Signal(syscall.SIGTERM)
-		}
+		_ = c.procs[i].cmd.Process.Signal(syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.After(5 * time.Second)
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
-		for p.ProcessState == nil && time.Now().Before(deadline) {
-			if p.Process.Signal(syscall.Signal(0)) != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
+		select {
+		case <-p.done:
+		case <-deadline:
+			_ = p.cmd.Process.Kill()
+			<-p.done
 		}
-		_ = p.Process.Kill()
 	}
 	c.procs = nil
 }
@@ -218,8 +236,8 @@ func waitReady(ctx context.Context, host string, pki *pki, c *Cluster) error {
 	var last error
 	for time.Now().Before(deadline) {
 		for _, p := range c.procs {
-			if p.ProcessState != nil {
-				return fmt.Errorf("%s exited: see %s", filepath.Base(p.Path), filepath.Join(c.Dir, filepath.Base(p.Path)+".log"))
+			if p.exited() {
+				return fmt.Errorf("%s exited: see %s", p.name, filepath.Join(c.Dir, p.name+".log"))
 			}
 		}
 		resp, err := hc.Get(host + "/readyz")
@@ -254,8 +272,8 @@ func writeKubeconfig(path, host string, p *pki) error {
 // use SIGSTOP and SIGCONT on kwok to hold pods where they are.
 func (c *Cluster) Signal(name string, sig syscall.Signal) error {
 	for _, p := range c.procs {
-		if filepath.Base(p.Path) == name {
-			return p.Process.Signal(sig)
+		if p.name == name {
+			return p.cmd.Process.Signal(sig)
 		}
 	}
 	return fmt.Errorf("no component %s is running", name)

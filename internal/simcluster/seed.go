@@ -169,31 +169,48 @@ func ExternalDNSEtcdCluster() *unstructured.Unstructured {
 	}}
 }
 
-// WaitSeeded waits until the seeded workloads are healthy.
+// WaitSeeded waits until the seeded workloads are healthy; on time-out the
+// error says which one is not.
 func (c *Cluster) WaitSeeded(ctx context.Context, timeout time.Duration) error {
-	return poll(ctx, timeout, "seeded workloads to be healthy", func() (bool, error) {
-		for name, replicas := range Deployments {
-			pods, err := c.Core.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: NameLabel + "=" + name})
-			if err != nil {
-				return false, nil
-			}
-			if ReadyPods(pods.Items) != int(replicas) {
-				return false, nil
-			}
-		}
-		for _, name := range []string{REDSInitJob, FASLoaderJob} {
-			job, err := c.Core.BatchV1().Jobs(Namespace).Get(ctx, name, metav1.GetOptions{})
-			if err != nil || !JobComplete(job) {
-				return false, nil
-			}
-		}
-		ec, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(Namespace).Get(ctx, ExternalDNSEtcd, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		phase, _, _ := unstructured.NestedString(ec.Object, "status", "phase")
-		return phase == "Running", nil
+	var last string
+	err := poll(ctx, timeout, "seeded workloads to be healthy", func() (bool, error) {
+		last = c.unhealthy(ctx)
+		return last == "", nil
 	})
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, last)
+	}
+	return nil
+}
+
+// unhealthy names the first seeded workload that is not healthy, or "".
+func (c *Cluster) unhealthy(ctx context.Context) string {
+	for name, replicas := range Deployments {
+		pods, err := c.Core.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: NameLabel + "=" + name})
+		if err != nil {
+			return err.Error()
+		}
+		if n := ReadyPods(pods.Items); n != int(replicas) || len(pods.Items) != int(replicas) {
+			return fmt.Sprintf("deployment %s: %d pods, %d Ready, want %d", name, len(pods.Items), n, replicas)
+		}
+	}
+	for _, name := range []string{REDSInitJob, FASLoaderJob} {
+		job, err := c.Core.BatchV1().Jobs(Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		if !JobComplete(job) {
+			return fmt.Sprintf("job %s not complete: %+v", name, job.Status)
+		}
+	}
+	ec, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(Namespace).Get(ctx, ExternalDNSEtcd, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	if phase, _, _ := unstructured.NestedString(ec.Object, "status", "phase"); phase != "Running" {
+		return fmt.Sprintf("etcdcluster %s phase %q", ExternalDNSEtcd, phase)
+	}
+	return ""
 }
 
 // ReadyPods counts Running pods with the Ready condition, not being deleted.
