@@ -119,7 +119,7 @@ func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightRe
 			if err == nil {
 				_, err = k.get(ctx, EtcdClusterKind, plan.Object)
 			}
-		case api.RestartPods:
+		case api.RestartPods, api.RestartCRUS:
 			err = k.checkNamespace(ctx, plan.Pods.Namespace)
 			if err == nil {
 				_, err = k.listPods(ctx, plan.Pods)

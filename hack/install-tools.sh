@@ -5,6 +5,9 @@
 # outside the clone, and links them into bin/. A fresh clone on the same
 # machine reuses the cache; a fresh machine builds everything from the Go
 # module proxy (about 35 minutes on 2 cores, see README).
+# The tool 'ssh-peers' instead installs Debian's OpenSSH server and client and
+# pdsh with apt-get (the sshfan tests and hack/bench-fanout run real sshd and
+# pdsh); it needs root or sudo and never leaves a system sshd running.
 #
 # Usage: hack/install-tools.sh [tool...]   (default: all)
 set -euo pipefail
@@ -18,6 +21,10 @@ TEMPORAL_CLI_VERSION=v1.5.1
 KUBE_VERSION=v1.37.2
 KWOK_VERSION=v0.8.0
 WORKFLOWCHECK_VERSION=v0.6.0
+# Debian bookworm's versions; a newer point release (deb12uN) that replaces
+# them in the archive is installed instead, with a warning.
+OPENSSH_DEB_VERSION='1:9.2p1-2+deb12u10'
+PDSH_DEB_VERSION='2.34-0.2'
 kubetools=$root/hack/kubetools
 # The kube tools are keyed by their module's go.sum so that a pin change
 # rebuilds them instead of silently reusing old binaries.
@@ -85,8 +92,62 @@ copy_kwok_stages() {
   mv "$tmp" "$dir/kwok-stages.yaml"
 }
 
+# install_ssh_peers: apt-get installs openssh-server, openssh-client and pdsh
+# when /usr/sbin/sshd, ssh or pdsh is missing. Pinned first; if apt no longer
+# serves the pinned versions (a newer deb12uN replaced them), installs what
+# apt has and warns. Services are kept from starting during the install
+# (policy-rc.d) and a system sshd that runs anyway is stopped and disabled:
+# the tests start their own unprivileged-style sshd on 127.0.0.0/8 only.
+install_ssh_peers() {
+  if [[ -x /usr/sbin/sshd ]] && command -v ssh >/dev/null && command -v pdsh >/dev/null; then
+    return 0
+  fi
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { log "ssh-peers: need root or sudo to apt-get install openssh-server openssh-client pdsh"; return 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  local pinned=("openssh-server=$OPENSSH_DEB_VERSION" "openssh-client=$OPENSSH_DEB_VERSION"
+    "openssh-sftp-server=$OPENSSH_DEB_VERSION" "pdsh=$PDSH_DEB_VERSION")
+  local unpinned=(openssh-server openssh-client openssh-sftp-server pdsh)
+  # apt-get update once, and only when apt does not know a package yet.
+  if ! apt-cache show "${unpinned[@]}" >/dev/null 2>&1; then
+    log "ssh-peers: apt-get update"
+    "${sudo[@]}" apt-get update -qq
+  fi
+  # Keep dpkg from starting sshd on port 22 while it installs.
+  local policy=/usr/sbin/policy-rc.d made_policy=
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    made_policy=1
+  fi
+  local rc=0
+  log "ssh-peers: installing ${pinned[*]}"
+  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${pinned[@]}" >&2; then
+    log "WARNING: ssh-peers: Debian no longer serves the pinned versions (openssh $OPENSSH_DEB_VERSION, pdsh $PDSH_DEB_VERSION);"
+    log "WARNING: installing the versions apt has now: ${unpinned[*]}. Update the pins in hack/install-tools.sh."
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${unpinned[@]}" >&2 || rc=$?
+  fi
+  [[ -n $made_policy ]] && "${sudo[@]}" rm -f "$policy"
+  [[ $rc -eq 0 ]] || { log "ssh-peers: apt-get install failed"; return "$rc"; }
+  # No system sshd listening on port 22: disable it under systemd, stop it
+  # (by its pid file) otherwise.
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    "${sudo[@]}" systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+  elif [[ -s /run/sshd.pid ]] && "${sudo[@]}" kill -0 "$(cat /run/sshd.pid)" 2>/dev/null; then
+    log "ssh-peers: stopping the system sshd the package started (pid $(cat /run/sshd.pid))"
+    "${sudo[@]}" kill "$(cat /run/sshd.pid)" || true
+  fi
+  for b in /usr/sbin/sshd ssh pdsh; do
+    command -v "$b" >/dev/null || { log "ssh-peers: $b still missing after apt-get install"; return 1; }
+  done
+  log "ssh-peers: $(ssh -V 2>&1), $(dpkg-query -W -f='pdsh ${Version}' pdsh)"
+}
+
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck)
+[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck ssh-peers)
 for tool in "${want[@]}"; do
   case $tool in
     temporal)
@@ -109,7 +170,9 @@ for tool in "${want[@]}"; do
     workflowcheck)
       build_once "$cache/workflowcheck-$WORKFLOWCHECK_VERSION" workflowcheck go_install_workflowcheck
       link "$cache/workflowcheck-$WORKFLOWCHECK_VERSION/workflowcheck" ;;
-    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck)"; exit 2 ;;
+    ssh-peers)
+      install_ssh_peers ;;
+    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck ssh-peers)"; exit 2 ;;
   esac
 done
 log "tools ready in $bin"

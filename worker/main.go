@@ -21,6 +21,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/logging"
 	"github.com/csmops/etcd-repopulate/internal/temporalconn"
+	"github.com/csmops/etcd-repopulate/internal/wiring"
 	"github.com/csmops/etcd-repopulate/workflows"
 
 	sdkworker "go.temporal.io/sdk/worker"
@@ -49,12 +50,17 @@ func newCommand() *cobra.Command {
 		Short: "Run the etcd-repopulate workflows and activities",
 		Long: `repopulate-worker polls a Temporal task queue and carries out the runbook
 "Repopulate Data in etcd Clusters When Rebuilding Them": it re-runs the
-cray-reds-init and cray-fas-loader Jobs, restarts the MEDS, REDS and CRUS pods
-and re-creates the External DNS EtcdCluster, each step durable and retried.
+cray-reds-init and cray-fas-loader Jobs (or the FAS loader API), restarts the
+MEDS, REDS and CRUS pods (following CRUS sessions first), re-creates the
+External DNS EtcdCluster and restarts the orca daemon on compute nodes and
+NCNs over SSH, each step durable and retried.
 
 Kubernetes credentials: --kubeconfig (or KUBECONFIG), else the pod's
-in-cluster service account. Names, namespaces, selectors and timeouts come
-from --config (YAML); without it the runbook's defaults apply.
+in-cluster service account. Names, namespaces, selectors, timeouts, the CSM
+API gateway (csm.baseURL, csm.clientSecret) and SSH settings (ssh.config,
+ssh.knownHosts) come from --config (YAML, docs/configuration.md); without it
+the runbook's (CSM 1.0) defaults apply. Secrets are read by the worker and
+never enter workflow history.
 Stops gracefully on SIGINT or SIGTERM.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -114,6 +120,18 @@ func run(ctx context.Context, o options) error {
 	w.RegisterWorkflowWithOptions(workflows.Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
 	w.RegisterActivity(&activities.Kube{Config: cfg, Core: core, Dynamic: dyn})
+	csmActs := &activities.CSM{}
+	csmActs.Client, csmActs.ClientErr = wiring.CSMClient(cfg.CSM, core)
+	if csmActs.ClientErr != nil {
+		log.Warn("CSM API client unusable; runs of hmnfd, crus and fas (API) will fail their preflight", zap.Error(csmActs.ClientErr))
+	}
+	csmActs.SSH, csmActs.SSHErr = wiring.SSHRunner(cfg.SSH)
+	if csmActs.SSHErr != nil {
+		log.Warn("SSH to nodes unusable; runs of hmnfd will fail their preflight", zap.Error(csmActs.SSHErr))
+	} else {
+		defer csmActs.SSH.Close()
+	}
+	w.RegisterActivity(csmActs)
 
 	log.Info("worker started", zap.String("address", o.conn.Address), zap.String("namespace", o.conn.Namespace), zap.String("taskQueue", o.conn.TaskQueue))
 	if err := w.Run(sdkworker.InterruptCh()); err != nil {

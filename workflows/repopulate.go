@@ -63,7 +63,12 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		// then fails the run before any service starts.
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 4},
 	})
-	if err := workflow.ExecuteActivity(preCtx, k.Preflight, activities.PreflightRequest{Services: w.services}).Get(ctx, &pre); err != nil {
+	var c *activities.CSM
+	err := workflow.ExecuteActivity(preCtx, k.Preflight, activities.PreflightRequest{Services: w.services}).Get(ctx, &pre)
+	if err == nil {
+		err = workflow.ExecuteActivity(preCtx, c.CheckAccess, activities.CSMPreflightRequest{Plans: pre.Plans}).Get(ctx, nil)
+	}
+	if err != nil {
 		w.end(ctx, api.Failed, errorMessage(err))
 		return api.Report{}, temporal.NewNonRetryableApplicationError(errorMessage(err), api.PreflightFailedError, nil, w.status)
 	}
@@ -72,7 +77,7 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	progress := workflow.GetSignalChannel(ctx, api.StepProgressSignal)
 	pending := map[api.Service]workflow.ChildWorkflowFuture{}
 	for _, plan := range pre.Plans {
-		if plan.Procedure == api.NotImplemented {
+		if plan.Procedure == api.NotImplemented || plan.Procedure == api.NotInRelease {
 			w.update(api.ServiceStatus{Service: plan.Service, State: api.Skipped, Message: plan.Reason, FollowUps: []string{plan.Reason}})
 			continue
 		}

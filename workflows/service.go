@@ -34,12 +34,19 @@ const (
 	StepDeleteCluster     = "delete-etcdcluster"
 	StepCreateCluster     = "create-etcdcluster"
 	StepWaitClusterActive = "wait-etcdcluster-running"
+	StepCheckCRUS         = "check-crus-sessions"
+	StepConfirmCRUS       = "confirm-crus-sessions"
+	StepDiscoverNodes     = "discover-nodes"
+	StepRestartOrca       = "restart-orca"
+	StepVerifySubs        = "verify-subscriptions"
+	StepStartFASLoader    = "start-fas-loader"
+	StepWaitFASLoader     = "wait-fas-loader"
 )
 
 // Steps lists the steps of a plan in order, so that status shows what is
 // still to come before it starts.
 func Steps(plan api.ServicePlan) []string {
-	steps := append([]string(nil), plan.PreSteps...)
+	var steps []string
 	switch plan.Procedure {
 	case api.RerunJob:
 		steps = append(steps, StepSaveJob, StepDeleteJob, StepCreateJob, StepWaitJob)
@@ -47,6 +54,12 @@ func Steps(plan api.ServicePlan) []string {
 		steps = append(steps, StepSnapshotPods, StepDeletePods, StepWaitPods)
 	case api.RecreateEtcdCluster:
 		steps = append(steps, StepSaveCluster, StepDeleteCluster, StepCreateCluster, StepWaitClusterActive)
+	case api.RestartCRUS:
+		steps = append(steps, StepCheckCRUS, StepSnapshotPods, StepDeletePods, StepWaitPods, StepConfirmCRUS)
+	case api.RestartOrca:
+		steps = append(steps, StepDiscoverNodes, StepRestartOrca, StepVerifySubs)
+	case api.RunFASLoaderAPI:
+		steps = append(steps, StepStartFASLoader, StepWaitFASLoader)
 	}
 	return steps
 }
@@ -80,9 +93,6 @@ func (w *serviceRun) setup(ctx workflow.Context) error {
 
 func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 	w.status.State = api.Running
-	for _, name := range w.in.Plan.PreSteps {
-		w.finish(ctx, name, api.Skipped, preStepReasons[name], 0)
-	}
 	var err error
 	switch w.in.Plan.Procedure {
 	case api.RerunJob:
@@ -91,11 +101,19 @@ func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 		err = w.recreate(ctx, activities.EtcdClusterKind, StepSaveCluster, StepDeleteCluster, StepCreateCluster, StepWaitClusterActive)
 	case api.RestartPods:
 		err = w.restartPods(ctx)
+	case api.RestartCRUS:
+		err = w.restartCRUS(ctx)
+	case api.RestartOrca:
+		err = w.restartOrca(ctx)
+	case api.RunFASLoaderAPI:
+		err = w.runFASLoader(ctx)
 	default:
 		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("service %s has no procedure %q", w.in.Plan.Service, w.in.Plan.Procedure), api.InvalidRequestError, nil)
 	}
 	w.status.FollowUps = append(w.status.FollowUps, followUps(w.in.Plan, w.in.DryRun)...)
 	switch {
+	case err == nil && w.status.State == api.Skipped:
+		// the procedure found the service absent and said why
 	case err == nil:
 		w.status.State = api.Done
 		w.status.Message = w.summary()
@@ -221,6 +239,187 @@ func (w *serviceRun) restartPods(ctx workflow.Context) error {
 	})
 }
 
+// restartCRUS is the runbook's CRUS section: look at the sessions (follow
+// unfinished ones until they complete or are stuck), restart the cray-crus
+// pod so it rediscovers what etcd holds again, and confirm it lists the
+// sessions again. CRUS not installed skips the service.
+func (w *serviceRun) restartCRUS(ctx workflow.Context) error {
+	var c *activities.CSM
+	plan := w.in.Plan
+	budget := plan.CRUS.StuckAfter + plan.CRUS.Poll*2
+	if w.in.DryRun {
+		budget = 0 // list once; do not wait in a dry-run
+	}
+	var check activities.CRUSCheck
+	err := w.step(ctx, StepCheckCRUS, waitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, c.CheckCRUSSessions, activities.CRUSCheckRequest{Plan: *plan.CRUS, Budget: budget}).Get(ctx, &check)
+		return check.Outcome, err
+	})
+	if err != nil {
+		return err
+	}
+	if check.NotInstalled {
+		for _, name := range Steps(plan)[1:] {
+			w.finish(ctx, name, api.Skipped, "CRUS is not installed", 0)
+		}
+		w.status.State, w.status.Message = api.Skipped, "CRUS is not installed on this system (its API answered 404)"
+		return nil
+	}
+	var ids []string
+	for _, s := range check.Sessions {
+		ids = append(ids, s.UpgradeID)
+		if s.Stuck {
+			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("CRUS session %s is stuck in %s (last: %s): describe it (cray crus session describe %s) and recreate it if it failed", s.UpgradeID, s.State, strings.Join(s.LastMessage, " / "), s.UpgradeID))
+		}
+	}
+	if err := w.restartPods(ctx); err != nil {
+		return err
+	}
+	if w.in.DryRun {
+		w.finish(ctx, StepConfirmCRUS, api.Skipped, fmt.Sprintf("dry-run: would check that CRUS lists its %d sessions again", len(ids)), 0)
+		return nil
+	}
+	return w.step(ctx, StepConfirmCRUS, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
+		var out activities.Outcome
+		err := workflow.ExecuteActivity(ctx, c.ConfirmCRUSSessions, activities.CRUSConfirmRequest{UpgradeIDs: ids, Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}).Get(ctx, &out)
+		return out, err
+	})
+}
+
+// restartOrca is the runbook's HMNFD section: restart the orca daemon on
+// every Ready compute node and the NCNs, in batches of durable activities,
+// then check that HMNFD lists the compute nodes' subscriptions again.
+func (w *serviceRun) restartOrca(ctx workflow.Context) error {
+	var c *activities.CSM
+	plan := w.in.Plan
+	h := plan.HMNFD
+	var targets activities.OrcaTargets
+	err := w.step(ctx, StepDiscoverNodes, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, c.DiscoverOrcaTargets, activities.OrcaTargetsRequest{NCNGroups: h.NCNGroups}).Get(ctx, &targets)
+		return targets.Outcome, err
+	})
+	if err != nil {
+		return err
+	}
+	hosts := make([]string, len(targets.Nodes))
+	xnames := map[string]string{}
+	for i, n := range targets.Nodes {
+		hosts[i] = n.Host
+		if n.Xname != "" {
+			xnames[n.Host] = n.Xname
+		}
+	}
+	if w.in.DryRun {
+		w.finish(ctx, StepRestartOrca, api.Skipped, fmt.Sprintf("dry-run: would run systemctl restart %s on %d nodes (%s) in batches of %d", h.Unit, len(hosts), sample(hosts, 5), h.BatchSize), 0)
+		w.finish(ctx, StepVerifySubs, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD subscriptions of %d compute nodes", h.VerifyTimeout, len(xnames)), 0)
+		return nil
+	}
+
+	counts := api.NodeCounts{Total: len(hosts)}
+	var ok []string
+	var problems []api.NodeProblem
+	batchOpts := waitOptions(plan.Timings, h.BatchTimeout)
+	err = w.step(ctx, StepRestartOrca, batchOpts, func(ctx workflow.Context) (activities.Outcome, error) {
+		for start, batch := 0, 1; start < len(hosts); start, batch = start+h.BatchSize, batch+1 {
+			end := min(start+h.BatchSize, len(hosts))
+			var res activities.BatchResult
+			if err := workflow.ExecuteActivity(ctx, c.RestartOrca, activities.RestartBatch{Batch: batch, Hosts: hosts[start:end], Unit: h.Unit}).Get(ctx, &res); err != nil {
+				return activities.Outcome{}, err
+			}
+			ok = append(ok, res.OK...)
+			problems = append(problems, res.Problems...)
+			counts.OK = len(ok)
+			for _, p := range res.Problems {
+				if p.Status == "unreachable" {
+					counts.Unreachable++
+				} else {
+					counts.Failed++
+				}
+			}
+			w.status.Nodes, w.status.NodeProblems = &counts, problems
+			s := w.find(StepRestartOrca)
+			s.Message = fmt.Sprintf("%d/%d nodes done (%d ok, %d failed, %d unreachable)", end, len(hosts), counts.OK, counts.Failed, counts.Unreachable)
+			w.publish(ctx)
+		}
+		msg := fmt.Sprintf("restarted %s on %d of %d nodes", h.Unit, counts.OK, counts.Total)
+		bad := counts.Failed + counts.Unreachable
+		if bad == 0 {
+			return activities.Outcome{Message: msg}, nil
+		}
+		msg += fmt.Sprintf("; %d failed, %d unreachable: %s", counts.Failed, counts.Unreachable, problemHosts(problems, 20))
+		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", h.Unit, problemHosts(problems, 0), h.Unit))
+		if float64(bad)*100 > h.MaxFailedPercent*float64(counts.Total) {
+			return activities.Outcome{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("%s — more than services.hmnfd.maxFailedPercent (%g%%)", msg, h.MaxFailedPercent), activities.ErrTooManyFailed, nil)
+		}
+		return activities.Outcome{Message: msg + fmt.Sprintf(" (within the %g%% allowed)", h.MaxFailedPercent)}, nil
+	})
+	if err != nil {
+		return err
+	}
+
+	var verify []string
+	for _, host := range ok {
+		if x, isCompute := xnames[host]; isCompute {
+			verify = append(verify, x)
+		}
+	}
+	var res activities.VerifyResult
+	err = w.step(ctx, StepVerifySubs, waitOptions(plan.Timings, h.VerifyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, c.VerifySubscriptions, activities.VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll}).Get(ctx, &res)
+		return res.Outcome, err
+	})
+	if err == nil && len(res.Missing) > 0 {
+		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("HMNFD has no subscription for %d restarted compute nodes: %s; check orca on them (systemctl status %s)", len(res.Missing), sample(res.Missing, 50), h.Unit))
+	}
+	return err
+}
+
+// runFASLoader runs the FAS loader through the API (CSM 1.2 and later).
+func (w *serviceRun) runFASLoader(ctx workflow.Context) error {
+	var c *activities.CSM
+	plan := w.in.Plan
+	req := activities.FASLoaderRequest{Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}
+	if w.in.DryRun {
+		w.finish(ctx, StepStartFASLoader, api.Skipped, "dry-run: would POST /apis/fas/v1/loader/nexus (waiting while FAS answers 429)", 0)
+		w.finish(ctx, StepWaitFASLoader, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for the loader to finish", plan.Timings.Wait), 0)
+		return nil
+	}
+	var started activities.FASLoaderStarted
+	err := w.step(ctx, StepStartFASLoader, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, c.StartFASLoader, req).Get(ctx, &started)
+		return started.Outcome, err
+	})
+	if err != nil {
+		return err
+	}
+	return w.step(ctx, StepWaitFASLoader, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
+		var out activities.Outcome
+		err := workflow.ExecuteActivity(ctx, c.WaitFASLoader, req).Get(ctx, &out)
+		return out, err
+	})
+}
+
+// sample lists up to n items and how many more there are.
+func sample(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ",")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ","), len(items)-n)
+}
+
+// problemHosts lists the hosts of problems; n <= 0 lists all.
+func problemHosts(problems []api.NodeProblem, n int) string {
+	hosts := make([]string, len(problems))
+	for i, p := range problems {
+		hosts[i] = p.Host
+	}
+	if n <= 0 {
+		return strings.Join(hosts, ",")
+	}
+	return sample(hosts, n)
+}
+
 // step runs one activity as a named step and keeps its status.
 func (w *serviceRun) step(ctx workflow.Context, name string, opts workflow.ActivityOptions, run func(workflow.Context) (activities.Outcome, error)) error {
 	s := w.find(name)
@@ -290,11 +489,6 @@ func (w *serviceRun) summary() string {
 	return fmt.Sprintf("%d steps done", done)
 }
 
-// preStepReasons explain steps this version does not run yet.
-var preStepReasons = map[string]string{
-	"check-crus-sessions": "not implemented yet: CRUS sessions were not checked",
-}
-
 // followUps are what the runbook leaves to a person once the steps are done.
 func followUps(plan api.ServicePlan, dryRun bool) []string {
 	if dryRun {
@@ -303,8 +497,6 @@ func followUps(plan api.ServicePlan, dryRun bool) []string {
 	switch plan.Service {
 	case api.FAS:
 		return []string{"FAS lost its history of firmware actions and snapshots: recreate any action that was running when etcd failed (cray fas actions create)"}
-	case api.CRUS:
-		return []string{"check CRUS sessions by hand: cray crus session list, then cray crus session describe UPGRADE_ID for each one not completed; a failed or stuck one must be recreated"}
 	}
 	return nil
 }

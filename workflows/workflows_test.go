@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,12 @@ type kubeFake struct {
 	deletes, creates, podDeletes int
 	createErr                    error
 	deleteTakes                  time.Duration
+	// CSM side: the nodes HSM lists, the hosts that fail, CRUS answers.
+	nodes        int
+	failingHosts map[string]bool
+	crus         activities.CRUSCheck
+	batches      []activities.RestartBatch
+	verified     []string
 }
 
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
@@ -58,6 +65,37 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return activities.Outcome{Message: "deleted pods"}, nil
 	})
 	env.OnActivity(k.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
+
+	c := &activities.CSM{}
+	env.OnActivity(c.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
+	env.OnActivity(c.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, activities.CRUSCheckRequest) (activities.CRUSCheck, error) {
+		return f.crus, nil
+	})
+	env.OnActivity(c.ConfirmCRUSSessions, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "listed"}, nil)
+	env.OnActivity(c.DiscoverOrcaTargets, mock.Anything, mock.Anything).Return(func(context.Context, activities.OrcaTargetsRequest) (activities.OrcaTargets, error) {
+		var t activities.OrcaTargets
+		for i := 1; i <= f.nodes; i++ {
+			t.Nodes = append(t.Nodes, activities.OrcaTarget{Host: fmt.Sprintf("nid%06d-nmn", i), Xname: fmt.Sprintf("x1000c0s%db0n0", i)})
+		}
+		t.Nodes = append(t.Nodes, activities.OrcaTarget{Host: "ncn-w001-can.local"})
+		return t, nil
+	})
+	env.OnActivity(c.RestartOrca, mock.Anything, mock.Anything).Return(func(_ context.Context, b activities.RestartBatch) (activities.BatchResult, error) {
+		f.batches = append(f.batches, b)
+		var r activities.BatchResult
+		for _, h := range b.Hosts {
+			if f.failingHosts[h] {
+				r.Problems = append(r.Problems, api.NodeProblem{Host: h, Status: "unreachable", Reason: "connection refused"})
+			} else {
+				r.OK = append(r.OK, h)
+			}
+		}
+		return r, nil
+	})
+	env.OnActivity(c.VerifySubscriptions, mock.Anything, mock.Anything).Return(func(_ context.Context, v activities.VerifyRequest) (activities.VerifyResult, error) {
+		f.verified = v.Xnames
+		return activities.VerifyResult{}, nil
+	})
 }
 
 func newEnv(t *testing.T, configure ...func(*kubeFake)) (*testsuite.TestWorkflowEnvironment, *kubeFake) {
@@ -65,7 +103,7 @@ func newEnv(t *testing.T, configure ...func(*kubeFake)) (*testsuite.TestWorkflow
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
 	env.RegisterWorkflowWithOptions(RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
-	f := &kubeFake{}
+	f := &kubeFake{nodes: 3}
 	for _, c := range configure {
 		c(f)
 	}
@@ -97,13 +135,13 @@ func TestAllServicesRunOrAreHonestlySkipped(t *testing.T) {
 	if report.State != api.Done || len(report.Services) != 9 {
 		t.Fatalf("report state %s with %d services, want done with 9", report.State, len(report.Services))
 	}
-	for _, s := range []api.Service{api.BOS, api.CPS, api.HMNFD} {
+	for _, s := range []api.Service{api.BOS, api.CPS} {
 		ss := serviceState(t, report, s)
 		if ss.State != api.Skipped || !strings.Contains(ss.Message, "not implemented yet") {
 			t.Errorf("%s: state %s message %q, want skipped as not implemented yet", s, ss.State, ss.Message)
 		}
 	}
-	for _, s := range []api.Service{api.BSS, api.FAS, api.ExternalDNS, api.MEDS, api.REDS, api.CRUS} {
+	for _, s := range []api.Service{api.BSS, api.FAS, api.ExternalDNS, api.MEDS, api.REDS, api.CRUS, api.HMNFD} {
 		ss := serviceState(t, report, s)
 		if ss.State != api.Done {
 			t.Errorf("%s: state %s (%s), want done", s, ss.State, ss.Message)
@@ -113,8 +151,8 @@ func TestAllServicesRunOrAreHonestlySkipped(t *testing.T) {
 		}
 	}
 	crus := serviceState(t, report, api.CRUS)
-	if crus.Steps[0].Name != "check-crus-sessions" || crus.Steps[0].State != api.Skipped {
-		t.Errorf("crus first step %+v, want check-crus-sessions skipped", crus.Steps[0])
+	if len(crus.Steps) != 5 || crus.Steps[0].Name != StepCheckCRUS || crus.Steps[4].Name != StepConfirmCRUS {
+		t.Errorf("crus steps %+v", crus.Steps)
 	}
 	// bss, fas and externaldns each delete and create once; three pod sets restart.
 	if f.deletes != 3 || f.creates != 3 || f.podDeletes != 3 {
@@ -223,5 +261,83 @@ func TestStatusQueryShowsSteps(t *testing.T) {
 		if s.Name != want[i] || s.State != api.Done || s.Started.IsZero() || s.Ended.IsZero() || s.Message == "" {
 			t.Errorf("step %d: %+v", i, s)
 		}
+	}
+}
+
+// TestHMNFDBatchesAndThreshold: nodes go in batches; failures within the
+// threshold are reported, past it they fail the service with the node list;
+// only compute nodes that restarted are verified.
+func TestHMNFDBatchesAndThreshold(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failing   int
+		wantState api.State
+	}{{"all ok", 0, api.Done}, {"few failed", 1, api.Done}, {"too many failed", 60, api.Failed}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, f := newEnv(t, func(f *kubeFake) {
+				f.nodes = 2500
+				f.failingHosts = map[string]bool{}
+				for i := 1; i <= tc.failing*2; i += 2 {
+					f.failingHosts[fmt.Sprintf("nid%06d-nmn", i)] = true
+				}
+			})
+			env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"hmnfd"}})
+			var report api.Report
+			if err := env.GetWorkflowResult(&report); err != nil {
+				var appErr *temporal.ApplicationError
+				if !errors.As(err, &appErr) || appErr.Details(&report) != nil {
+					t.Fatal(err)
+				}
+			}
+			h := serviceState(t, report, api.HMNFD)
+			if h.State != tc.wantState {
+				t.Fatalf("state %s (%s), want %s", h.State, h.Message, tc.wantState)
+			}
+			if len(f.batches) != 3 || len(f.batches[0].Hosts) != 1000 || len(f.batches[2].Hosts) != 501 || f.batches[0].Unit != "cray-dvs-orca" {
+				t.Errorf("batches: %d, sizes %d..%d", len(f.batches), len(f.batches[0].Hosts), len(f.batches[len(f.batches)-1].Hosts))
+			}
+			if h.Nodes == nil || h.Nodes.Total != 2501 || h.Nodes.Unreachable != tc.failing || len(h.NodeProblems) != tc.failing {
+				t.Errorf("counts %+v problems %d", h.Nodes, len(h.NodeProblems))
+			}
+			if tc.failing > 0 && !strings.Contains(strings.Join(h.FollowUps, " "), "nid000001-nmn") {
+				t.Errorf("follow-ups must name the failed nodes: %v", h.FollowUps)
+			}
+			if tc.wantState == api.Done && len(f.verified) != 2500-tc.failing {
+				t.Errorf("verified %d xnames, want the %d computes that restarted", len(f.verified), 2500-tc.failing)
+			}
+		})
+	}
+}
+
+func TestCRUSNotInstalledIsSkipped(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) { f.crus = activities.CRUSCheck{NotInstalled: true} })
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"crus"}})
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	if c := serviceState(t, report, api.CRUS); c.State != api.Skipped || !strings.Contains(c.Message, "not installed") {
+		t.Fatalf("crus %+v", c)
+	}
+	if f.podDeletes != 0 {
+		t.Fatal("the pod of an absent CRUS was restarted")
+	}
+}
+
+func TestStuckCRUSSessionBecomesAFollowUp(t *testing.T) {
+	env, _ := newEnv(t, func(f *kubeFake) {
+		f.crus = activities.CRUSCheck{Sessions: []activities.CRUSSessionState{
+			{UpgradeID: "a", Completed: true},
+			{UpgradeID: "e0131663", State: "UPDATING", Stuck: true, LastMessage: []string{"Began the boot session for step 0: moving to BOOTING"}},
+		}}
+	})
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"crus"}})
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	c := serviceState(t, report, api.CRUS)
+	if c.State != api.Done || !strings.Contains(strings.Join(c.FollowUps, " "), "CRUS session e0131663 is stuck in UPDATING") {
+		t.Fatalf("crus %+v", c)
 	}
 }

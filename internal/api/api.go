@@ -140,6 +140,9 @@ type ServiceStatus struct {
 	Steps      []StepStatus `json:"steps"`
 	// FollowUps are what a person must still do for this service.
 	FollowUps []string `json:"followUps,omitempty"`
+	// Nodes and NodeProblems report a fan-out over nodes (HMNFD).
+	Nodes        *NodeCounts   `json:"nodes,omitempty"`
+	NodeProblems []NodeProblem `json:"nodeProblems,omitempty"`
 	// SavedManifest is the saved copy of an object that was deleted and may
 	// not have been created again; empty when nothing is missing.
 	SavedManifest json.RawMessage `json:"savedManifest,omitempty"`
@@ -197,6 +200,16 @@ const (
 	RestartPods Procedure = "restart-pods"
 	// RecreateEtcdCluster saves an EtcdCluster, deletes it and creates it from the copy.
 	RecreateEtcdCluster Procedure = "recreate-etcdcluster"
+	// RestartCRUS follows unfinished CRUS sessions, restarts the cray-crus
+	// pods and checks that the sessions are visible again.
+	RestartCRUS Procedure = "restart-crus"
+	// RestartOrca restarts the orca daemon on Ready compute nodes and NCNs
+	// over SSH and checks that HMNFD has their subscriptions again.
+	RestartOrca Procedure = "restart-orca"
+	// RunFASLoaderAPI runs the FAS loader through the API (CSM 1.2 and later).
+	RunFASLoaderAPI Procedure = "fas-loader-api"
+	// NotInRelease marks a service the configured CSM release does not have.
+	NotInRelease Procedure = "not-in-release"
 	// NotImplemented marks a service whose procedure this version cannot run yet.
 	NotImplemented Procedure = "not-implemented"
 )
@@ -212,10 +225,10 @@ type ServicePlan struct {
 	Object ObjectRef `json:"object,omitzero"`
 	// Pods are the pods to restart (RestartPods).
 	Pods PodSet `json:"pods,omitzero"`
-	// PreSteps are steps before the procedure that this version does not run
-	// yet (CRUS's session check); they are reported as skipped.
-	PreSteps []string `json:"preSteps,omitempty"`
-	// Reason explains a NotImplemented procedure.
+	// CRUS and HMNFD carry those procedures' settings.
+	CRUS  *CRUSPlan  `json:"crus,omitempty"`
+	HMNFD *HMNFDPlan `json:"hmnfd,omitempty"`
+	// Reason explains a NotImplemented or NotInRelease procedure.
 	Reason  string  `json:"reason,omitempty"`
 	Timings Timings `json:"timings"`
 }
@@ -234,4 +247,48 @@ type Timings struct {
 	Heartbeat time.Duration `json:"heartbeat"`
 	// Attempts caps the tries of one activity on transient errors.
 	Attempts int32 `json:"attempts"`
+}
+
+// CRUSPlan bounds following CRUS sessions.
+type CRUSPlan struct {
+	// Poll is how often an unfinished session is looked at again.
+	Poll time.Duration `json:"poll"`
+	// StuckAfter: a session whose state and messages have not changed for
+	// this long is reported stuck instead of being waited for.
+	StuckAfter time.Duration `json:"stuckAfter"`
+}
+
+// HMNFDPlan is who gets the orca restart and how.
+type HMNFDPlan struct {
+	// Unit is the systemd unit restarted on each node (cray-dvs-orca in
+	// CSM 1.0, cray-orca from CSM 1.2).
+	Unit string `json:"unit"`
+	// NCNGroups are pdsh host ranges of the NCNs that run orca.
+	NCNGroups []string `json:"ncnGroups"`
+	// BatchSize is the number of nodes one activity restarts.
+	BatchSize int `json:"batchSize"`
+	// MaxFailedPercent: the service fails only when more nodes than this
+	// share failed or were unreachable.
+	MaxFailedPercent float64 `json:"maxFailedPercent"`
+	// VerifyTimeout bounds waiting for HMNFD to list every restarted compute
+	// node's subscription again.
+	VerifyTimeout time.Duration `json:"verifyTimeout"`
+	// BatchTimeout bounds one batch: enough waves of the SSH fan-out, each
+	// bounded by the connect and command timeouts.
+	BatchTimeout time.Duration `json:"batchTimeout"`
+}
+
+// NodeCounts summarises a fan-out.
+type NodeCounts struct {
+	Total       int `json:"total"`
+	OK          int `json:"ok"`
+	Failed      int `json:"failed"`
+	Unreachable int `json:"unreachable"`
+}
+
+// NodeProblem is one node that did not restart.
+type NodeProblem struct {
+	Host   string `json:"host"`
+	Status string `json:"status"` // failed | unreachable
+	Reason string `json:"reason"`
 }

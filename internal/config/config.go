@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -18,11 +19,17 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/hostrange"
 )
 
 // Config is the worker's configuration file.
 type Config struct {
+	// Profile picks the defaults of a CSM release: csm-1.0 (the runbook
+	// here), csm-1.2 or csm-1.5. See docs/configuration.md.
+	Profile  string   `json:"profile"`
 	Services Services `json:"services"`
+	CSM      CSM      `json:"csm"`
+	SSH      SSH      `json:"ssh"`
 	// DeleteTimeout bounds waiting for a deleted object to disappear.
 	DeleteTimeout Duration `json:"deleteTimeout"`
 	// PollInterval is how often waits look at the cluster again.
@@ -41,8 +48,80 @@ type Services struct {
 	FAS         JobService         `json:"fas"`
 	MEDS        PodService         `json:"meds"`
 	REDS        PodService         `json:"reds"`
-	CRUS        PodService         `json:"crus"`
+	CRUS        CRUSService        `json:"crus"`
 	ExternalDNS EtcdClusterService `json:"externaldns"`
+	HMNFD       HMNFDService       `json:"hmnfd"`
+}
+
+// CRUSService follows CRUS sessions and restarts the cray-crus pods.
+type CRUSService struct {
+	PodService
+	// SessionPoll is how often unfinished sessions are looked at again.
+	SessionPoll Duration `json:"sessionPoll"`
+	// StuckAfter: a session unchanged this long is reported stuck.
+	StuckAfter Duration `json:"stuckAfter"`
+}
+
+// HMNFDService restarts the orca daemon so nodes re-subscribe to HMNFD.
+type HMNFDService struct {
+	// Unit is the systemd unit to restart (default by profile).
+	Unit string `json:"unit"`
+	// NCNGroups are pdsh host ranges of NCNs running orca (default by profile).
+	NCNGroups []string `json:"ncnGroups"`
+	// BatchSize is the number of nodes one durable step restarts.
+	BatchSize int `json:"batchSize"`
+	// MaxFailedPercent of nodes may fail or be unreachable before the
+	// service is reported failed.
+	MaxFailedPercent float64 `json:"maxFailedPercent"`
+	// VerifyTimeout bounds waiting for HMNFD to list the subscriptions again.
+	VerifyTimeout Duration `json:"verifyTimeout"`
+}
+
+// CSM is how the worker reaches the CSM API gateway.
+type CSM struct {
+	// BaseURL of the API gateway; empty disables the services that need it.
+	BaseURL string `json:"baseURL"`
+	// TokenURL defaults to BaseURL + /keycloak/realms/shasta/protocol/openid-connect/token.
+	TokenURL string `json:"tokenURL"`
+	ClientID string `json:"clientID"`
+	// ClientSecret says where the Keycloak client secret is; it is read by
+	// the worker when a token is needed and never enters workflow history.
+	ClientSecret SecretRef `json:"clientSecret"`
+	// CABundle is a PEM file of the CAs the gateway's certificate chains to.
+	CABundle string   `json:"caBundle"`
+	Timeout  Duration `json:"timeout"`
+}
+
+// SecretRef names one place a secret is read from; exactly one is set.
+type SecretRef struct {
+	Kubernetes *KubeSecret `json:"kubernetes,omitempty"`
+	File       string      `json:"file,omitempty"`
+	Env        string      `json:"env,omitempty"`
+}
+
+// KubeSecret is one key of a Kubernetes Secret.
+type KubeSecret struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Key       string `json:"key"`
+}
+
+// SSH is how the worker reaches nodes.
+type SSH struct {
+	// Config is an OpenSSH client config file (Host, HostName, Port, User,
+	// IdentityFile), the same one pdsh would use.
+	Config string `json:"config"`
+	// KnownHosts files; host keys are always checked against them.
+	KnownHosts []string `json:"knownHosts"`
+	// IdentityFiles are used where the config names none.
+	IdentityFiles []string `json:"identityFiles"`
+	// UseAgent also offers the keys of the ssh-agent at $SSH_AUTH_SOCK.
+	UseAgent bool   `json:"useAgent"`
+	User     string `json:"user"`
+	// Concurrency is how many nodes are worked on at once (pdsh's fanout is 32).
+	Concurrency    int      `json:"concurrency"`
+	ConnectTimeout Duration `json:"connectTimeout"`
+	CommandTimeout Duration `json:"commandTimeout"`
 }
 
 // JobService re-runs a Job.
@@ -69,34 +148,74 @@ type EtcdClusterService struct {
 	RunningTimeout Duration `json:"runningTimeout"`
 }
 
-// Default is the runbook's configuration.
+// Default is the runbook's configuration (profile csm-1.0).
 func Default() Config {
-	return Config{
+	cfg := Config{
 		Services: Services{
-			BSS:         JobService{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: Duration(30 * time.Minute)},
-			FAS:         JobService{Namespace: "services", Job: "cray-fas-loader", CompleteTimeout: Duration(30 * time.Minute)},
-			MEDS:        PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: Duration(10 * time.Minute)},
-			REDS:        PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-reds", ReadyTimeout: Duration(10 * time.Minute)},
-			CRUS:        PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: Duration(10 * time.Minute)},
+			BSS:  JobService{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: Duration(30 * time.Minute)},
+			FAS:  JobService{Namespace: "services", Job: "cray-fas-loader", CompleteTimeout: Duration(30 * time.Minute)},
+			MEDS: PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: Duration(10 * time.Minute)},
+			REDS: PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-reds", ReadyTimeout: Duration(10 * time.Minute)},
+			CRUS: CRUSService{
+				PodService:  PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: Duration(10 * time.Minute)},
+				SessionPoll: Duration(10 * time.Second), StuckAfter: Duration(15 * time.Minute),
+			},
+			HMNFD:       HMNFDService{BatchSize: 1000, MaxFailedPercent: 2, VerifyTimeout: Duration(5 * time.Minute)},
 			ExternalDNS: EtcdClusterService{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: Duration(15 * time.Minute)},
+		},
+		Profile: ProfileCSM10,
+		CSM: CSM{
+			ClientID:     "admin-client",
+			ClientSecret: SecretRef{Kubernetes: &KubeSecret{Namespace: "default", Name: "admin-client-auth", Key: "client-secret"}},
+			Timeout:      Duration(30 * time.Second),
+		},
+		SSH: SSH{
+			KnownHosts: []string{"~/.ssh/known_hosts"}, User: "root", Concurrency: 256,
+			ConnectTimeout: Duration(10 * time.Second), CommandTimeout: Duration(2 * time.Minute),
 		},
 		DeleteTimeout:    Duration(5 * time.Minute),
 		PollInterval:     Duration(2 * time.Second),
 		HeartbeatTimeout: Duration(30 * time.Second),
 		ActivityAttempts: 5,
 	}
+	cfg.applyProfile()
+	return cfg
 }
 
-// Load reads path over the defaults. An empty path gives the defaults.
+// Profiles: the CSM releases whose defaults differ (CSM-APIS.md, "How the
+// procedure drifted").
+const (
+	ProfileCSM10 = "csm-1.0"
+	ProfileCSM12 = "csm-1.2"
+	ProfileCSM15 = "csm-1.5"
+)
+
+// Profiles lists the known profiles.
+var Profiles = []string{ProfileCSM10, ProfileCSM12, ProfileCSM15}
+
+// applyProfile sets the defaults that drifted between releases.
+func (c *Config) applyProfile() {
+	switch c.Profile {
+	case ProfileCSM10:
+		c.Services.HMNFD.Unit = "cray-dvs-orca"
+		c.Services.HMNFD.NCNGroups = []string{"ncn-w00[0-4]-can.local", "ncn-s00[0-4]-can.local"}
+	default: // 1.2 renamed the unit (2022) and dropped storage NCNs (2023)
+		c.Services.HMNFD.Unit = "cray-orca"
+		c.Services.HMNFD.NCNGroups = []string{"ncn-w00[0-4]-can.local"}
+	}
+}
+
+// Load reads path over the defaults of the profile it names. An empty path
+// gives the csm-1.0 defaults.
 func Load(path string) (Config, error) {
-	cfg := Default()
 	if path == "" {
-		return cfg, nil
+		return Default(), nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("config file: %w", err)
 	}
+	cfg := Default()
 	if err := Parse(data, &cfg); err != nil {
 		return Config{}, fmt.Errorf("config file %s: %w", path, err)
 	}
@@ -105,8 +224,25 @@ func Load(path string) (Config, error) {
 
 // Parse reads YAML over cfg, refusing keys it does not know (a typo would
 // otherwise silently leave a default in place), then validates the result.
+// The profile the YAML names is applied first, so the file's own values win.
 func Parse(data []byte, cfg *Config) error {
 	if len(bytes.TrimSpace(data)) > 0 {
+		var head struct {
+			Profile string `json:"profile"`
+			CSM     struct {
+				ClientSecret *SecretRef `json:"clientSecret"`
+			} `json:"csm"`
+		}
+		if err := yaml.Unmarshal(data, &head); err == nil {
+			if head.Profile != "" && head.Profile != cfg.Profile {
+				cfg.Profile = head.Profile
+				cfg.applyProfile()
+			}
+			if head.CSM.ClientSecret != nil {
+				// A secret named in the file replaces the default source.
+				cfg.CSM.ClientSecret = SecretRef{}
+			}
+		}
 		if err := yaml.UnmarshalStrict(data, cfg); err != nil {
 			// The YAML is decoded as JSON; say so in the file's own terms.
 			msg := err.Error()
@@ -153,7 +289,7 @@ func (c Config) Validate() error {
 		checkName(field+".job", "Job", j.Job)
 		checkDuration(field+".completeTimeout", j.CompleteTimeout)
 	}
-	for field, p := range map[string]PodService{"services.meds": s.MEDS, "services.reds": s.REDS, "services.crus": s.CRUS} {
+	for field, p := range map[string]PodService{"services.meds": s.MEDS, "services.reds": s.REDS, "services.crus": s.CRUS.PodService} {
 		checkName(field+".namespace", "namespace", p.Namespace)
 		checkSelector(field+".selector", p.Selector)
 		checkDuration(field+".readyTimeout", p.ReadyTimeout)
@@ -161,6 +297,48 @@ func (c Config) Validate() error {
 	checkName("services.externaldns.namespace", "namespace", s.ExternalDNS.Namespace)
 	checkName("services.externaldns.etcdCluster", "EtcdCluster", s.ExternalDNS.EtcdCluster)
 	checkDuration("services.externaldns.runningTimeout", s.ExternalDNS.RunningTimeout)
+	checkDuration("services.crus.sessionPoll", s.CRUS.SessionPoll)
+	checkDuration("services.crus.stuckAfter", s.CRUS.StuckAfter)
+	h := s.HMNFD
+	if strings.TrimSpace(h.Unit) == "" || strings.ContainsAny(h.Unit, " \t;|&$`'\"\\") {
+		errs = append(errs, fmt.Errorf("services.hmnfd.unit: %q is not a systemd unit name (e.g. cray-orca)", h.Unit))
+	}
+	for i, g := range h.NCNGroups {
+		if _, err := hostrange.Expand(g); err != nil {
+			errs = append(errs, fmt.Errorf("services.hmnfd.ncnGroups[%d]: %v", i, err))
+		}
+	}
+	if h.BatchSize < 1 || h.BatchSize > 5000 {
+		errs = append(errs, fmt.Errorf("services.hmnfd.batchSize: must be 1 to 5000 nodes, got %d", h.BatchSize))
+	}
+	if h.MaxFailedPercent < 0 || h.MaxFailedPercent > 100 {
+		errs = append(errs, fmt.Errorf("services.hmnfd.maxFailedPercent: must be 0 to 100, got %g", h.MaxFailedPercent))
+	}
+	checkDuration("services.hmnfd.verifyTimeout", h.VerifyTimeout)
+	if !slices.Contains(Profiles, c.Profile) {
+		errs = append(errs, fmt.Errorf("profile: %q is not one of %s", c.Profile, strings.Join(Profiles, ", ")))
+	}
+	if c.CSM.BaseURL != "" {
+		if u, err := url.Parse(c.CSM.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("csm.baseURL: %q must be an absolute https:// URL such as https://api-gw-service-nmn.local", c.CSM.BaseURL))
+		}
+	}
+	sr := c.CSM.ClientSecret
+	set := 0
+	for _, ok := range []bool{sr.Kubernetes != nil, sr.File != "", sr.Env != ""} {
+		if ok {
+			set++
+		}
+	}
+	if set != 1 {
+		errs = append(errs, fmt.Errorf("csm.clientSecret: set exactly one of kubernetes, file or env (got %d)", set))
+	}
+	checkDuration("csm.timeout", c.CSM.Timeout)
+	if c.SSH.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("ssh.concurrency: must be at least 1, got %d", c.SSH.Concurrency))
+	}
+	checkDuration("ssh.connectTimeout", c.SSH.ConnectTimeout)
+	checkDuration("ssh.commandTimeout", c.SSH.CommandTimeout)
 	checkDuration("deleteTimeout", c.DeleteTimeout)
 	checkDuration("pollInterval", c.PollInterval)
 	checkDuration("heartbeatTimeout", c.HeartbeatTimeout)
@@ -186,19 +364,33 @@ func (c Config) Plan(s api.Service) api.ServicePlan {
 	pods := func(p PodService) api.ServicePlan {
 		return api.ServicePlan{Service: s, Procedure: api.RestartPods, Pods: api.PodSet{Namespace: p.Namespace, Selector: p.Selector}, Timings: timings(p.ReadyTimeout)}
 	}
+	if reason, absent := notInRelease[c.Profile][s]; absent {
+		return api.ServicePlan{Service: s, Procedure: api.NotInRelease, Reason: reason}
+	}
 	switch s {
 	case api.BSS:
 		return job(c.Services.BSS)
 	case api.FAS:
+		if c.Profile != ProfileCSM10 {
+			// CSM 1.2 replaced the loader Job with cray fas loader nexus create.
+			return api.ServicePlan{Service: s, Procedure: api.RunFASLoaderAPI, Timings: timings(c.Services.FAS.CompleteTimeout)}
+		}
 		return job(c.Services.FAS)
 	case api.MEDS:
 		return pods(c.Services.MEDS)
 	case api.REDS:
 		return pods(c.Services.REDS)
 	case api.CRUS:
-		p := pods(c.Services.CRUS)
-		p.PreSteps = []string{"check-crus-sessions"}
+		p := pods(c.Services.CRUS.PodService)
+		p.Procedure = api.RestartCRUS
+		p.CRUS = &api.CRUSPlan{Poll: time.Duration(c.Services.CRUS.SessionPoll), StuckAfter: time.Duration(c.Services.CRUS.StuckAfter)}
 		return p
+	case api.HMNFD:
+		h := c.Services.HMNFD
+		return api.ServicePlan{Service: s, Procedure: api.RestartOrca, Timings: timings(h.VerifyTimeout), HMNFD: &api.HMNFDPlan{
+			Unit: h.Unit, NCNGroups: h.NCNGroups, BatchSize: h.BatchSize, MaxFailedPercent: h.MaxFailedPercent, VerifyTimeout: time.Duration(h.VerifyTimeout),
+			BatchTimeout: time.Duration((h.BatchSize+c.SSH.Concurrency-1)/c.SSH.Concurrency)*time.Duration(c.SSH.ConnectTimeout+c.SSH.CommandTimeout) + time.Minute,
+		}}
 	case api.ExternalDNS:
 		e := c.Services.ExternalDNS
 		return api.ServicePlan{Service: s, Procedure: api.RecreateEtcdCluster, Object: api.ObjectRef{Namespace: e.Namespace, Name: e.EtcdCluster}, Timings: timings(e.RunningTimeout)}
@@ -209,9 +401,19 @@ func (c Config) Plan(s api.Service) api.ServicePlan {
 
 // notImplemented says, honestly, which runbook sections this version leaves to a person.
 var notImplemented = map[api.Service]string{
-	api.BOS:   "not implemented yet: rebuild BOS session templates by hand (runbook, BOS section)",
-	api.CPS:   "not implemented yet: unmount and re-mount CPS content by hand (runbook, CPS section)",
-	api.HMNFD: "not implemented yet: restart the orca daemon on compute nodes and NCNs by hand (runbook, HMNFD section)",
+	api.BOS: "not implemented yet: rebuild BOS session templates by hand (runbook, BOS section)",
+	api.CPS: "not implemented yet: unmount and re-mount CPS content by hand (runbook, CPS section)",
+}
+
+// notInRelease: services a CSM release no longer has (CSM-APIS.md).
+var notInRelease = map[string]map[api.Service]string{
+	ProfileCSM15: {
+		api.BSS:         "not in CSM 1.5: REDS is gone; BSS is restored from its own etcd backup",
+		api.REDS:        "not in CSM 1.5: REDS was removed",
+		api.CRUS:        "not in CSM 1.5: CRUS was removed (BOS v2 replaces it)",
+		api.CPS:         "not in CSM 1.5: the CPS section was removed",
+		api.ExternalDNS: "not in CSM 1.5: the External DNS etcd cluster is gone",
+	},
 }
 
 // Duration is a time.Duration written as "90s" or "10m" in the file.

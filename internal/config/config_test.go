@@ -24,8 +24,41 @@ func TestDefaultsAreTheRunbooks(t *testing.T) {
 	if p := cfg.Plan(api.MEDS); p.Pods.Selector != "app.kubernetes.io/name=cray-meds" {
 		t.Errorf("meds plan %+v", p)
 	}
-	if p := cfg.Plan(api.HMNFD); p.Procedure != api.NotImplemented || !strings.Contains(p.Reason, "not implemented yet") {
-		t.Errorf("hmnfd plan %+v", p)
+	if p := cfg.Plan(api.HMNFD); p.Procedure != api.RestartOrca || p.HMNFD.Unit != "cray-dvs-orca" || len(p.HMNFD.NCNGroups) != 2 {
+		t.Errorf("hmnfd plan %+v", p.HMNFD)
+	}
+	if p := cfg.Plan(api.BOS); p.Procedure != api.NotImplemented || !strings.Contains(p.Reason, "not implemented yet") {
+		t.Errorf("bos plan %+v", p)
+	}
+	if p := cfg.Plan(api.FAS); p.Procedure != api.RerunJob {
+		t.Errorf("fas on csm-1.0 must re-run the loader Job: %+v", p)
+	}
+}
+
+// TestProfilesChooseTheDefaultsThatDrifted follows CSM-APIS.md's table.
+func TestProfilesChooseTheDefaultsThatDrifted(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte("profile: csm-1.2\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Plan(api.HMNFD).HMNFD
+	if h.Unit != "cray-orca" || len(h.NCNGroups) != 1 || h.NCNGroups[0] != "ncn-w00[0-4]-can.local" {
+		t.Errorf("csm-1.2 hmnfd %+v", h)
+	}
+	if p := cfg.Plan(api.FAS); p.Procedure != api.RunFASLoaderAPI {
+		t.Errorf("csm-1.2 fas %+v", p)
+	}
+	cfg = Default()
+	if err := Parse([]byte("profile: csm-1.5\nservices:\n  hmnfd:\n    unit: my-orca\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []api.Service{api.REDS, api.CRUS, api.CPS, api.ExternalDNS, api.BSS} {
+		if p := cfg.Plan(s); p.Procedure != api.NotInRelease || !strings.Contains(p.Reason, "CSM 1.5") {
+			t.Errorf("csm-1.5 %s: %+v", s, p)
+		}
+	}
+	if u := cfg.Plan(api.HMNFD).HMNFD.Unit; u != "my-orca" {
+		t.Errorf("the file's own value must win over the profile: %s", u)
 	}
 }
 
@@ -56,6 +89,12 @@ func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
 		"bad name":         {"services:\n  fas:\n    job: Cray_FAS\n", `services.fas.job: "Cray_FAS" is not a valid Job name`},
 		"zero attempts":    {"activityAttempts: 0\n", "activityAttempts: must be at least 1"},
 		"poll too slow":    {"pollInterval: 1m\nheartbeatTimeout: 30s\n", "must be shorter than heartbeatTimeout"},
+		"unknown profile":  {"profile: csm-2.0\n", `profile: "csm-2.0" is not one of csm-1.0, csm-1.2, csm-1.5`},
+		"bad host range":   {"services:\n  hmnfd:\n    ncnGroups: [\"ncn-w00[0-4-can\"]\n", "services.hmnfd.ncnGroups[0]"},
+		"bad unit":         {"services:\n  hmnfd:\n    unit: \"orca; reboot\"\n", "is not a systemd unit name"},
+		"relative URL":     {"csm:\n  baseURL: api-gw\n", "csm.baseURL"},
+		"two secrets":      {"csm:\n  clientSecret: {file: /a, env: B}\n", "set exactly one of kubernetes, file or env (got 2)"},
+		"zero concurrency": {"ssh:\n  concurrency: 0\n", "ssh.concurrency: must be at least 1"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

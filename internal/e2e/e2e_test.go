@@ -19,14 +19,18 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
+	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
 
@@ -36,6 +40,21 @@ var (
 	temporal *devserver.Server
 	cluster  *simcluster.Cluster
 	tc       client.Client
+	emu      *csmemu.Emulator
+	fleet    *sshtest.Fleet
+	// testConfig is the worker configuration every test starts from.
+	testConfig string
+)
+
+// The simulated CSM system: computes nid000001..18 in HSM, two more nodes
+// standing for NCNs through the host range, one NCN with a wrong host key
+// and one unreachable.
+const (
+	computeNodes = 18
+	ncnGroup     = "nid0000[19-20]-nmn"
+	wrongKeyNCN  = "ncn-w003-can.local"
+	deadNCN      = "ncn-w004-can.local"
+	clientSecret = "e2e-client-secret-6f1c2a"
 )
 
 func TestMain(m *testing.M) {
@@ -59,7 +78,12 @@ func TestMain(m *testing.M) {
 	if tc, err = client.Dial(client.Options{HostPort: temporal.Address}); err != nil {
 		testenv.Fatalf("dial temporal: %v", err)
 	}
+	if err := startCSM(ctx); err != nil {
+		testenv.Fatalf("%v", err)
+	}
 	code := m.Run()
+	fleet.Stop()
+	_ = emu.Close()
 	tc.Close()
 	cancel()
 	cluster.Stop()
@@ -72,20 +96,87 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testConfig shortens the runbook's timeouts so a lost worker is noticed in
-// seconds.
-const testConfig = `pollInterval: 300ms
+// startCSM starts the CSM API emulator and a fleet of real sshd nodes, and
+// writes testConfig, which shortens the runbook's timeouts so a lost worker is
+// noticed in seconds.
+func startCSM(ctx context.Context) error {
+	emu = csmemu.New(csmemu.Options{ClientSecret: clientSecret, Components: csmemu.ComputeNodes(computeNodes)})
+	base, err := emu.Start(true)
+	if err != nil {
+		return err
+	}
+	ca, err := emu.CAFile(scratch)
+	if err != nil {
+		return err
+	}
+	fleet, err = sshtest.Start(ctx, sshtest.Options{Dir: filepath.Join(scratch, "fleet"), Nodes: computeNodes + 2})
+	if err != nil {
+		return err
+	}
+	if err := fleet.AddWrongKeyNode(ctx, wrongKeyNCN); err != nil {
+		return err
+	}
+	if err := fleet.AddUnreachableNode(deadNCN); err != nil {
+		return err
+	}
+	secretFile := filepath.Join(scratch, "client-secret")
+	if err := os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
+		return err
+	}
+	go orcaResubscribes(ctx, fleet)
+	testConfig = workerConfig(base, ca, secretFile, fleet, 8)
+	return nil
+}
+
+// workerConfig is a worker configuration for the emulator at base and the
+// sshd fleet f, restarting orca in batches of batch nodes.
+func workerConfig(base, ca, secretFile string, f *sshtest.Fleet, batch int) string {
+	return fmt.Sprintf(`pollInterval: 300ms
 heartbeatTimeout: 4s
 deleteTimeout: 1m
 activityAttempts: 3
+csm:
+  baseURL: %s
+  caBundle: %s
+  clientSecret: {file: %s}
+ssh:
+  config: %s
+  knownHosts: [%s]
+  concurrency: 64
+  connectTimeout: 5s
+  commandTimeout: 30s
 services:
   bss: {completeTimeout: 2m}
   fas: {completeTimeout: 2m}
   meds: {readyTimeout: 2m}
   reds: {readyTimeout: 2m}
-  crus: {readyTimeout: 2m}
+  crus: {readyTimeout: 2m, sessionPoll: 200ms, stuckAfter: 2s}
   externaldns: {runningTimeout: 2m}
-`
+  hmnfd: {ncnGroups: ["%s", "ncn-w00[3-4]-can.local"], maxFailedPercent: 20, verifyTimeout: 30s, batchSize: %d}
+`, base, ca, secretFile, f.ConfigFile, f.KnownHosts, ncnGroup, batch)
+}
+
+// orcaResubscribes plays the orca daemon: a compute node whose orca was
+// restarted subscribes to HMNFD again (nid N is x1000c0s{N-1}b0n0).
+func orcaResubscribes(ctx context.Context, f *sshtest.Fleet) {
+	for ctx.Err() == nil {
+		if restarts, err := f.Restarts(); err == nil {
+			have := map[string]bool{}
+			for _, sub := range emu.Subscriptions() {
+				have[sub.SubscriberComponent] = true
+			}
+			for host := range restarts {
+				var nid int
+				if _, err := fmt.Sscanf(host, "nid%06d-nmn", &nid); err == nil && nid <= len(emu.Components()) {
+					if x := fmt.Sprintf("x1000c0s%db0n0", nid-1); !have[x] {
+						emu.Subscribe(x)
+					}
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
 
 type worker struct {
 	cmd  *exec.Cmd
@@ -477,6 +568,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 	data, _ := os.ReadFile(cluster.Kubeconfig)
 	_ = os.WriteFile(deadKubeconfig, []byte(strings.Replace(string(data), "server: https://127.0.0.1:", "server: https://127.0.0.1:1#", 1)), 0o600)
 
+	wrongSecret := filepath.Join(t.TempDir(), "wrong-secret")
+	_ = os.WriteFile(wrongSecret, []byte("not-the-secret\n"), 0o600)
+	unreadableKeyConfig := filepath.Join(t.TempDir(), "ssh_config")
+	sshConfig, _ := os.ReadFile(fleet.ConfigFile)
+	_ = os.WriteFile(unreadableKeyConfig, []byte(strings.ReplaceAll(string(sshConfig), fleet.IdentityFile, "/nonexistent/id_ed25519")), 0o600)
 	cases := []struct {
 		name       string
 		config     string
@@ -492,11 +588,25 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"no Temporal server", testConfig, cluster.Kubeconfig, []string{"--address", "127.0.0.1:1", "--dial-timeout", "2s", "start"}, 1, "cannot reach the Temporal server at 127.0.0.1:1"},
 		{"unknown run", testConfig, cluster.Kubeconfig, []string{"status", "no-such-run"}, 2, `no run "no-such-run"`},
 		{"bad output", testConfig, cluster.Kubeconfig, []string{"start", "-o", "yaml"}, 2, `--output "yaml": want text or json`},
+		// CSM API and SSH: each fails the preflight, so even meds, which
+		// needs neither, is left alone.
+		{"bad credentials", strings.Replace(testConfig, "clientSecret: {file: ", "clientSecret: {file: "+wrongSecret+"} #", 1), cluster.Kubeconfig, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, `client_id "admin-client"`},
+		{"API gateway unreachable", regexp.MustCompile(`baseURL: \S+`).ReplaceAllString(testConfig, "baseURL: https://127.0.0.1:1"), cluster.Kubeconfig, []string{"start", "--services", "crus,meds", "--wait"}, 1, "127.0.0.1:1"},
+		{"known_hosts missing", regexp.MustCompile(`knownHosts: \[\S+\]`).ReplaceAllString(testConfig, "knownHosts: [/nonexistent/known_hosts]"), cluster.Kubeconfig, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/known_hosts"},
+		{"key unreadable", strings.Replace(testConfig, "config: "+fleet.ConfigFile, "config: "+unreadableKeyConfig, 1), cluster.Kubeconfig, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/id_ed25519"},
+		{"empty target set", strings.Replace(testConfig, `ncnGroups: ["`+ncnGroup+`", "ncn-w00[3-4]-can.local"]`, "ncnGroups: []", 1), cluster.Kubeconfig, []string{"start", "--services", "hmnfd", "--wait"}, 1, "no node to restart orca on"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			queue := fmt.Sprintf("e2e-bad-%d", i)
 			startWorker(t, queue, c.config, c.kubeconfig)
+			if c.name == "empty target set" {
+				emu.SetComponents(nil)
+				defer emu.SetComponents(csmemu.ComputeNodes(computeNodes))
+			}
+			if err := fleet.ResetRestarts(); err != nil {
+				t.Fatal(err)
+			}
 			before := fingerprint(t)
 			out, stderr, code := repopulate(t, queue, c.args...)
 			if code != c.wantCode || !strings.Contains(out+stderr, c.want) {
@@ -504,19 +614,23 @@ func TestBadInputChangesNothing(t *testing.T) {
 			}
 			// Only UIDs: controllers update pod status on their own.
 			sameFingerprint(t, before, c.name, false)
+			if restarts, _ := fleet.Restarts(); len(restarts) > 0 {
+				t.Errorf("nodes were restarted: %v", restarts)
+			}
 		})
 	}
 }
 
 func TestWorkerRefusesBadConfig(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "worker.yaml")
-	_ = os.WriteFile(cfg, []byte("services:\n  meds:\n    selector: \"\"\n"), 0o644)
+	_ = os.WriteFile(cfg, []byte("services:\n  meds:\n    selector: \"\"\n  hmnfd:\n    ncnGroups: [\"ncn-w00[0-4-can.local\"]\n"), 0o644)
 	cmd := exec.Command(filepath.Join(binDir, "repopulate-worker"), "--address", temporal.Address, "--kubeconfig", cluster.Kubeconfig, "--config", cfg)
 	out, err := cmd.CombinedOutput()
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
 		t.Fatalf("worker with a bad config: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), cfg) || !strings.Contains(string(out), "services.meds.selector: empty selector would match every pod") {
+	if !strings.Contains(string(out), cfg) || !strings.Contains(string(out), "services.meds.selector: empty selector would match every pod") ||
+		!strings.Contains(string(out), "services.hmnfd.ncnGroups[0]") {
 		t.Fatalf("message should name the file, the key and the problem:\n%s", out)
 	}
 }
@@ -556,4 +670,155 @@ func TestCancelDuringWait(t *testing.T) {
 	if now := uidOf(t, activities.JobKind, simcluster.REDSInitJob); now == old {
 		t.Fatal("the job was not re-created")
 	}
+}
+
+// freshHMNFD forgets earlier restarts and wipes HMNFD's subscriptions, as
+// the etcd rebuild does.
+func freshHMNFD(t *testing.T, f *sshtest.Fleet) {
+	t.Helper()
+	if err := f.ResetRestarts(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // let orcaResubscribes see the empty log
+	emu.ClearSubscriptions()
+}
+
+// TestHMNFDAndCRUSEndToEnd: orca is restarted over real SSH on every Ready
+// compute node from HSM and on the NCNs of the host ranges, exactly once
+// each; a wrong host key and an unreachable node are reported without
+// blocking the others; HMNFD has every compute node's subscription again;
+// CRUS sessions are followed (one completes, one is stuck) and the CRUS pod
+// restarted. No secret reaches workflow history or the worker's log.
+func TestHMNFDAndCRUSEndToEnd(t *testing.T) {
+	healthy(t)
+	freshHMNFD(t, fleet)
+	progressing := emu.AddCRUSSession(csmemu.ExampleCRUSSession(), csmemu.CRUSScript(3)...)
+	stuckSession := csmemu.ExampleCRUSSession()
+	stuckSession.UpgradeID = "5f2e5a3c-0000-4000-8000-000000000001"
+	stuck := emu.AddCRUSSession(stuckSession)
+	queue := "e2e-hmnfd"
+	w := startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	out, stderr, code := repopulate(t, queue, "start", "--services", "hmnfd,crus", "--wait", "--id", "e2e-hmnfd", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	var report api.Report
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatal(err)
+	}
+	restarts, err := fleet.Restarts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= computeNodes+2; i++ {
+		if n := restarts[fmt.Sprintf("nid%06d-nmn", i)]; n != 1 {
+			t.Errorf("nid%06d-nmn restarted %d times, want exactly once", i, n)
+		}
+	}
+	if len(restarts) != computeNodes+2 {
+		t.Errorf("restarts on %d nodes, want %d: %v", len(restarts), computeNodes+2, restarts)
+	}
+	var h, c api.ServiceStatus
+	for _, s := range report.Services {
+		switch s.Service {
+		case api.HMNFD:
+			h = s
+		case api.CRUS:
+			c = s
+		}
+	}
+	if h.State != api.Done || h.Nodes == nil || *h.Nodes != (api.NodeCounts{Total: computeNodes + 4, OK: computeNodes + 2, Failed: 1, Unreachable: 1}) {
+		t.Fatalf("hmnfd: %s %s %+v", h.State, h.Message, h.Nodes)
+	}
+	problems := map[string]api.NodeProblem{}
+	for _, p := range h.NodeProblems {
+		problems[p.Host] = p
+	}
+	if p := problems[wrongKeyNCN]; p.Status != "failed" || !strings.Contains(strings.ToLower(p.Reason), "host key") {
+		t.Errorf("wrong host key node: %+v", p)
+	}
+	if p := problems[deadNCN]; p.Status != "unreachable" {
+		t.Errorf("unreachable node: %+v", p)
+	}
+	if v := h.Steps[2]; v.Name != "verify-subscriptions" || !strings.Contains(v.Message, fmt.Sprintf("all %d restarted compute nodes are subscribed", computeNodes)) {
+		t.Errorf("verify: %+v", v)
+	}
+	if c.State != api.Done || !strings.Contains(strings.Join(c.FollowUps, " "), stuck) || strings.Contains(strings.Join(c.FollowUps, " "), progressing) {
+		t.Errorf("crus: %s %s follow-ups %v", c.State, c.Message, c.FollowUps)
+	}
+	if !strings.Contains(c.Steps[0].Message, "1 stuck") || c.Steps[4].State != api.Done {
+		t.Errorf("crus steps: %+v", c.Steps)
+	}
+
+	// Secrets: the client secret, every token the emulator issued and the
+	// SSH private key appear neither in any history nor in the worker log.
+	key, err := os.ReadFile(fleet.IdentityFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := append([]string{clientSecret, strings.TrimSpace(string(key))}, emu.IssuedTokens()...)
+	if len(secrets) < 3 {
+		t.Fatal("no token was issued: the test would prove nothing")
+	}
+	logs, _ := os.ReadFile(w.log)
+	texts := map[string]string{"worker log": string(logs)}
+	for _, id := range []string{"e2e-hmnfd", "e2e-hmnfd/hmnfd", "e2e-hmnfd/crus"} {
+		texts["history of "+id] = historyJSON(t, id)
+	}
+	if !strings.Contains(texts["history of e2e-hmnfd/hmnfd"], `"host":"nid000001-nmn"`) {
+		t.Fatal("decoded payloads missing from the history text: the scan would prove nothing")
+	}
+	for where, text := range texts {
+		for _, secret := range secrets {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s contains a secret (%d chars)", where, len(secret))
+			}
+		}
+	}
+}
+
+func historyJSON(t *testing.T, workflowID string) string {
+	t.Helper()
+	iter := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	var b strings.Builder
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := protojson.Marshal(ev)
+		b.Write(data)
+		// Payload bytes are base64 in JSON: add them decoded as well.
+		appendPayloads(&b, ev.ProtoReflect())
+	}
+	if b.Len() == 0 {
+		t.Fatalf("empty history for %s", workflowID)
+	}
+	return b.String()
+}
+
+// appendPayloads writes the data of every Payload inside m.
+func appendPayloads(b *strings.Builder, m protoreflect.Message) {
+	if m.Descriptor().FullName() == "temporal.api.common.v1.Payload" {
+		if f := m.Descriptor().Fields().ByName("data"); f != nil {
+			b.Write(m.Get(f).Bytes())
+		}
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len(); i++ {
+				appendPayloads(b, v.List().Get(i).Message())
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				appendPayloads(b, mv.Message())
+				return true
+			})
+		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+			appendPayloads(b, v.Message())
+		}
+		return true
+	})
 }
