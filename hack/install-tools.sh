@@ -92,8 +92,17 @@ copy_kwok_stages() {
   mv "$tmp" "$dir/kwok-stages.yaml"
 }
 
+# apt_serves PKG=VERSION...: whether apt's lists offer each exact version
+# (apt-cache show exits 0 even for an unknown version, madison does not lie).
+apt_serves() {
+  local pv
+  for pv in "$@"; do
+    apt-cache madison "${pv%%=*}" 2>/dev/null | awk -F'|' '{gsub(/ /, "", $2); print $2}' | grep -qxF "${pv#*=}" || return 1
+  done
+}
+
 # install_ssh_peers: apt-get installs openssh-server, openssh-client and pdsh
-# when /usr/sbin/sshd, ssh or pdsh is missing. Pinned first; if apt no longer
+# when /usr/sbin/sshd, ssh or pdsh is missing. Pinned; if apt no longer
 # serves the pinned versions (a newer deb12uN replaced them), installs what
 # apt has and warns. Services are kept from starting during the install
 # (policy-rc.d) and a system sshd that runs anyway is stopped and disabled:
@@ -111,10 +120,16 @@ install_ssh_peers() {
   local pinned=("openssh-server=$OPENSSH_DEB_VERSION" "openssh-client=$OPENSSH_DEB_VERSION"
     "openssh-sftp-server=$OPENSSH_DEB_VERSION" "pdsh=$PDSH_DEB_VERSION")
   local unpinned=(openssh-server openssh-client openssh-sftp-server pdsh)
-  # apt-get update once, and only when apt does not know a package yet.
-  if ! apt-cache show "${unpinned[@]}" >/dev/null 2>&1; then
+  # apt-get update at most once: when apt does not know the pinned versions.
+  if ! apt_serves "${pinned[@]}"; then
     log "ssh-peers: apt-get update"
     "${sudo[@]}" apt-get update -qq
+  fi
+  local install=("${pinned[@]}")
+  if ! apt_serves "${pinned[@]}"; then
+    log "WARNING: ssh-peers: apt does not serve the pinned versions (openssh $OPENSSH_DEB_VERSION, pdsh $PDSH_DEB_VERSION);"
+    log "WARNING: installing the versions it has now. Update the pins in hack/install-tools.sh."
+    install=("${unpinned[@]}")
   fi
   # Keep dpkg from starting sshd on port 22 while it installs.
   local policy=/usr/sbin/policy-rc.d made_policy=
@@ -124,12 +139,8 @@ install_ssh_peers() {
     made_policy=1
   fi
   local rc=0
-  log "ssh-peers: installing ${pinned[*]}"
-  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${pinned[@]}" >&2; then
-    log "WARNING: ssh-peers: Debian no longer serves the pinned versions (openssh $OPENSSH_DEB_VERSION, pdsh $PDSH_DEB_VERSION);"
-    log "WARNING: installing the versions apt has now: ${unpinned[*]}. Update the pins in hack/install-tools.sh."
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${unpinned[@]}" >&2 || rc=$?
-  fi
+  log "ssh-peers: apt-get install ${install[*]}"
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${install[@]}" >&2 || rc=$?
   [[ -n $made_policy ]] && "${sudo[@]}" rm -f "$policy"
   [[ $rc -eq 0 ]] || { log "ssh-peers: apt-get install failed"; return "$rc"; }
   # No system sshd listening on port 22: disable it under systemd, stop it

@@ -319,6 +319,7 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 	var ok []string
 	var problems []api.NodeProblem
 	batchOpts := waitOptions(plan.Timings, h.BatchTimeout)
+	lastReport := workflow.Now(ctx)
 	err = w.step(ctx, StepRestartOrca, batchOpts, func(ctx workflow.Context) (activities.Outcome, error) {
 		for start, batch := 0, 1; start < len(hosts); start, batch = start+h.BatchSize, batch+1 {
 			end := min(start+h.BatchSize, len(hosts))
@@ -339,7 +340,12 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 			w.status.Nodes, w.status.NodeProblems = &counts, problems
 			s := w.find(StepRestartOrca)
 			s.Message = fmt.Sprintf("%d/%d nodes done (%d ok, %d failed, %d unreachable)", end, len(hosts), counts.OK, counts.Failed, counts.Unreachable)
-			w.publish(ctx)
+			// Tell the parent at most every progressInterval: each report
+			// costs history events, and thousands of nodes make many batches.
+			if now := workflow.Now(ctx); now.Sub(lastReport) >= progressInterval {
+				lastReport = now
+				w.publish(ctx)
+			}
 		}
 		msg := fmt.Sprintf("restarted %s on %d of %d nodes", h.Unit, counts.OK, counts.Total)
 		bad := counts.Failed + counts.Unreachable
@@ -399,6 +405,10 @@ func (w *serviceRun) runFASLoader(ctx workflow.Context) error {
 		return out, err
 	})
 }
+
+// progressInterval is the least time between two progress reports of a
+// fan-out to the parent; the child's own status query is always current.
+const progressInterval = 10 * time.Second
 
 // sample lists up to n items and how many more there are.
 func sample(items []string, n int) string {

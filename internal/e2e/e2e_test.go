@@ -124,13 +124,17 @@ func startCSM(ctx context.Context) error {
 		return err
 	}
 	go orcaResubscribes(ctx, fleet)
-	testConfig = workerConfig(base, ca, secretFile, fleet, 8)
+	csmBase, csmCA, csmSecret = base, ca, secretFile
+	testConfig = workerConfig(fleet, 8, `["`+ncnGroup+`", "ncn-w00[3-4]-can.local"]`)
 	return nil
 }
 
-// workerConfig is a worker configuration for the emulator at base and the
-// sshd fleet f, restarting orca in batches of batch nodes.
-func workerConfig(base, ca, secretFile string, f *sshtest.Fleet, batch int) string {
+var csmBase, csmCA, csmSecret string
+
+// workerConfig is a worker configuration for the emulator and the sshd
+// fleet f, restarting orca in batches of batch nodes on HSM's computes and
+// the NCN host ranges ncns (a YAML list).
+func workerConfig(f *sshtest.Fleet, batch int, ncns string) string {
 	return fmt.Sprintf(`pollInterval: 300ms
 heartbeatTimeout: 4s
 deleteTimeout: 1m
@@ -152,8 +156,8 @@ services:
   reds: {readyTimeout: 2m}
   crus: {readyTimeout: 2m, sessionPoll: 200ms, stuckAfter: 2s}
   externaldns: {runningTimeout: 2m}
-  hmnfd: {ncnGroups: ["%s", "ncn-w00[3-4]-can.local"], maxFailedPercent: 20, verifyTimeout: 30s, batchSize: %d}
-`, base, ca, secretFile, f.ConfigFile, f.KnownHosts, ncnGroup, batch)
+  hmnfd: {ncnGroups: %s, maxFailedPercent: 20, verifyTimeout: 1m, batchSize: %d}
+`, csmBase, csmCA, csmSecret, f.ConfigFile, f.KnownHosts, ncns, batch)
 }
 
 // orcaResubscribes plays the orca daemon: a compute node whose orca was
@@ -821,4 +825,122 @@ func appendPayloads(b *strings.Builder, m protoreflect.Message) {
 		}
 		return true
 	})
+}
+
+// TestWorkerKilledMidFanout: 1,000 nodes behind real sshd, a 1 s stand-in
+// restart, batches of 250. The worker is SIGKILLed in the middle of the
+// second batch; a new worker finishes. Every node is restarted, and no more
+// than one batch twice.
+func TestWorkerKilledMidFanout(t *testing.T) {
+	const nodes, batch = 1000, 250
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	big, err := sshtest.Start(ctx, sshtest.Options{Dir: filepath.Join(scratch, "fleet1000"), Nodes: nodes, RestartDelay: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Stop()
+	emu.SetComponents(csmemu.ComputeNodes(nodes))
+	defer emu.SetComponents(csmemu.ComputeNodes(computeNodes))
+	emu.ClearSubscriptions()
+	go orcaResubscribes(ctx, big)
+
+	// 1,000 sshd handshakes load both cores: give heartbeats more slack.
+	config := strings.NewReplacer("heartbeatTimeout: 4s", "heartbeatTimeout: 15s", "connectTimeout: 5s", "connectTimeout: 30s").Replace(workerConfig(big, batch, "[]"))
+	queue := "e2e-kill-fanout"
+	first := startWorker(t, queue, config, cluster.Kubeconfig)
+	if _, stderr, code := repopulate(t, queue, "start", "--services", "hmnfd", "--id", "e2e-kill-fanout"); code != 0 {
+		t.Fatal(stderr)
+	}
+	// Kill once the first batch is in and the second has been running a while.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		restarts, _ := big.Restarts()
+		if len(restarts) >= batch+batch/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fan-out did not get going: %d restarts", len(restarts))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	first.kill()
+	killedAt, _ := big.Restarts()
+	startWorker(t, queue, config, cluster.Kubeconfig)
+	report := waitRun(t, "e2e-kill-fanout")
+	restarts, err := big.Restarts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := 0
+	for i := 1; i <= nodes; i++ {
+		switch n := restarts[fmt.Sprintf("nid%06d-nmn", i)]; {
+		case n == 0:
+			t.Errorf("nid%06d-nmn never restarted", i)
+		case n == 2:
+			twice++
+		case n > 2:
+			t.Errorf("nid%06d-nmn restarted %d times", i, n)
+		}
+	}
+	t.Logf("killed after %d nodes; %d nodes restarted twice (limit: one batch, %d)", len(killedAt), twice, batch)
+	if twice > batch {
+		t.Errorf("%d nodes restarted twice, more than one batch (%d)", twice, batch)
+	}
+	h := report.Services[0]
+	if report.State != api.Done || h.Nodes == nil || h.Nodes.OK != nodes {
+		t.Fatalf("report: %s %+v %s %+v", report.State, h.Nodes, h.Message, h.NodeProblems)
+	}
+	if !strings.Contains(h.Steps[2].Message, fmt.Sprintf("all %d restarted compute nodes are subscribed", nodes)) {
+		t.Errorf("verify: %+v", h.Steps[2])
+	}
+	events := len(strings.Split(historyEvents(t, "e2e-kill-fanout/hmnfd"), "\n"))
+	t.Logf("child history: %d events for %d nodes (%.1f per 100 nodes)", events, nodes, float64(events)*100/nodes)
+	if events*100 > 10*nodes {
+		t.Errorf("history has %d events: more than 10 per 100 nodes", events)
+	}
+}
+
+// historyEvents lists a workflow's event types, one per line.
+func historyEvents(t *testing.T, workflowID string) string {
+	t.Helper()
+	iter := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	var lines []string
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, ev.GetEventType().String())
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestFASLoaderThroughTheAPI: with profile csm-1.2 the FAS service runs the
+// loader through the API, waiting while FAS answers 429, and leaves the
+// loader Job alone.
+func TestFASLoaderThroughTheAPI(t *testing.T) {
+	healthy(t)
+	emu.SetFASLoaderBusy(2)
+	job := uidOf(t, activities.JobKind, simcluster.FASLoaderJob)
+	queue := "e2e-fas-api"
+	startWorker(t, queue, "profile: csm-1.2\n"+testConfig, cluster.Kubeconfig)
+	out, stderr, code := repopulate(t, queue, "start", "--services", "fas", "--wait", "--id", "e2e-fas-api", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	var report api.Report
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatal(err)
+	}
+	steps := report.Services[0].Steps
+	if len(steps) != 2 || steps[0].Name != "start-fas-loader" || !strings.Contains(steps[0].Message, "started loader run") || steps[1].State != api.Done {
+		t.Fatalf("steps %+v", steps)
+	}
+	if n := emu.Requests("/apis/fas/v1/loader/nexus"); n < 3 {
+		t.Errorf("%d loader POSTs; want the two busy answers waited out", n)
+	}
+	if uidOf(t, activities.JobKind, simcluster.FASLoaderJob) != job {
+		t.Error("csm-1.2 must not touch the loader Job")
+	}
 }

@@ -346,7 +346,7 @@ func (r *Runner) hostKeyAlgorithms(addr string) []string {
 //
 // Cancelling ctx stops dispatching: hosts not started yet are reported
 // failed with "not started", and in-flight sessions are closed and
-// reported failed with "aborted". Run then returns ctx.Err(); otherwise it
+// reported failed with "aborted"; Run then returns ctx.Err(). Otherwise it
 // returns nil once every host is reported, whatever their outcomes. It
 // returns an error without contacting any host if command is empty.
 func (r *Runner) Run(ctx context.Context, hosts []string, command string, onResult func(Result)) error {
@@ -363,6 +363,7 @@ func (r *Runner) Run(ctx context.Context, hosts []string, command string, onResu
 		onResult(res)
 	}
 	var next atomic.Int64
+	var interrupted atomic.Bool
 	startups := make(chan struct{}, r.opts.MaxStartups)
 	workers := min(r.opts.Concurrency, len(hosts))
 	var wg sync.WaitGroup
@@ -376,15 +377,23 @@ func (r *Runner) Run(ctx context.Context, hosts []string, command string, onResu
 					return
 				}
 				if err := ctx.Err(); err != nil {
+					interrupted.Store(true)
 					report(Result{Host: hosts[i], Status: StatusFailed, Reason: "not started: " + err.Error()})
 					continue
 				}
-				report(r.runOne(ctx, startups, hosts[i], command))
+				res := r.runOne(ctx, startups, hosts[i], command)
+				if res.Status != StatusOK && ctx.Err() != nil {
+					interrupted.Store(true)
+				}
+				report(res)
 			}
 		}()
 	}
 	wg.Wait()
-	return ctx.Err()
+	if interrupted.Load() {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // bannerConn moves the connection's deadline from the connect timeout to

@@ -2,7 +2,6 @@ package sshtest
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +119,4 @@ func TestOptionsErrors(t *testing.T) {
 			t.Errorf("Start(%+v): %v, want an error containing %q", tc.opts, err, tc.want)
 		}
 	}
-	_ = exec.Command
 }
