@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/...
 
-.PHONY: all build tools lint test test-unit demo demo-stop clean
+.PHONY: all build tools lint test test-unit demo demo-stop clean bench-fanout
 
 all: build
 
@@ -33,6 +33,14 @@ test: tools lint
 ## test-unit: only the tests that need no real part
 test-unit:
 	$(GO) test -count=1 ./internal/api/... ./internal/config/... ./workflows/...
+
+## bench-fanout: 1,000 loopback sshd nodes; pdsh -f 32, pdsh -f W, the fan-out code and a workflow run, at 1 s and 0 s restarts
+BENCH_NODES ?= 1000
+BENCH_WIDTH ?= 256
+bench-fanout: tools
+	$(GO) build -o $(BIN)/bench-fanout ./hack/bench-fanout
+	$(BIN)/bench-fanout -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 1s
+	$(BIN)/bench-fanout -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 0s
 
 ## demo: local Temporal dev server + simulated CSM control plane + worker + a full run
 demo: tools build

@@ -52,18 +52,22 @@ func main() {
 	connectTimeout := flag.Duration("connect-timeout", sshfan.DefaultConnectTimeout, "sshfan connect timeout (pdsh's is 10s)")
 	timeout := flag.Duration("timeout", 20*time.Minute, "give up after this long in all")
 	dir := flag.String("dir", "", "directory for the fleet's files (default: a new temporary directory, removed at exit)")
-	tools := flag.String("tools", "pdsh-32,pdsh-W,pdsh-W-curve25519,sshfan",
+	tools := flag.String("tools", "pdsh-32,pdsh-W,pdsh-W-curve25519,sshfan,workflow",
 		"which runs to make, in order (pdsh-W-curve25519: pdsh -f W with ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
+	flag.IntVar(&workflowBatch, "batch", 1000, "with the workflow tool, nodes per durable batch (services.hmnfd.batchSize)")
 	flag.Parse()
 	os.Exit(run(*nodes, *delay, *width, *connectTimeout, *timeout, *dir, strings.Split(*tools, ",")))
 }
 
+// workflowBatch is the HMNFD batch size of the workflow tool.
+var workflowBatch int
+
 func run(nodes int, delay time.Duration, width int, connectTimeout, timeout time.Duration, dir string, tools []string) int {
 	for _, t := range tools {
 		switch t {
-		case "pdsh-32", "pdsh-W", "pdsh-W-curve25519", "sshfan":
+		case "pdsh-32", "pdsh-W", "pdsh-W-curve25519", "sshfan", "workflow":
 		default:
-			fmt.Fprintf(os.Stderr, "bench-fanout: unknown tool %q in -tools (known: pdsh-32 pdsh-W pdsh-W-curve25519 sshfan)\n", t)
+			fmt.Fprintf(os.Stderr, "bench-fanout: unknown tool %q in -tools (known: pdsh-32 pdsh-W pdsh-W-curve25519 sshfan workflow)\n", t)
 			return 2
 		}
 	}
@@ -120,6 +124,16 @@ func run(nodes int, delay time.Duration, width int, connectTimeout, timeout time
 			r, err = measure(f, "sshfan", width, func() (string, error) {
 				return runSSHFan(ctx, f, f.NodeNames, width, connectTimeout)
 			})
+		case "workflow":
+			var wb *workflowBench
+			if wb, err = startWorkflowBench(ctx, dir, f, nodes, width, workflowBatch, connectTimeout); err == nil {
+				r, err = measure(f, "workflow (hmnfd run)", width, func() (string, error) {
+					return wb.run(ctx, fmt.Sprintf("bench-%d", time.Now().UnixNano()))
+				})
+			}
+			if wb != nil {
+				wb.stop()
+			}
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-fanout:", err)
