@@ -846,7 +846,8 @@ func TestWorkerKilledMidFanout(t *testing.T) {
 	go orcaResubscribes(ctx, big)
 
 	// 1,000 sshd handshakes load both cores: give heartbeats more slack.
-	config := strings.NewReplacer("heartbeatTimeout: 4s", "heartbeatTimeout: 15s", "connectTimeout: 5s", "connectTimeout: 30s").Replace(workerConfig(big, batch, "[]"))
+	config := strings.NewReplacer("heartbeatTimeout: 4s", "heartbeatTimeout: 30s", "connectTimeout: 5s", "connectTimeout: 30s",
+		"activityAttempts: 3", "activityAttempts: 6").Replace(workerConfig(big, batch, "[]"))
 	queue := "e2e-kill-fanout"
 	first := startWorker(t, queue, config, cluster.Kubeconfig)
 	if _, stderr, code := repopulate(t, queue, "start", "--services", "hmnfd", "--id", "e2e-kill-fanout"); code != 0 {

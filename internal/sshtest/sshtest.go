@@ -374,6 +374,11 @@ func (f *Fleet) startSSHD(ctx context.Context, name string, ips []string, hostKe
 			return 0, nil, fmt.Errorf("sshtest: start %s: %w; %s", SSHD, err, InstallHint)
 		}
 		logf.Close()
+		// The fleet stands for many machines on two shared cores: run it at
+		// a lower priority (inherited by every per-connection sshd) so that
+		// the Temporal server and the worker under test are not starved of
+		// CPU by a thousand handshakes.
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, p.cmd.Process.Pid, 10)
 		go func() { p.err = p.cmd.Wait(); close(p.done) }()
 		err = waitReady(ctx, p, ips, port)
 		if err == nil {
