@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 // kubeFake answers the activities as a healthy cluster would and counts the
 // destructive calls, so tests can tell exactly what a run changed.
 type kubeFake struct {
+	mu                           sync.Mutex // mocked activities run concurrently
 	deletes, creates, podDeletes int
 	createErr                    error
 	deleteTakes                  time.Duration
@@ -47,10 +49,14 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return activities.SavedObject{Kind: req.Kind, Ref: req.Ref, UID: "old-uid", Manifest: json.RawMessage(`{"kind":"` + string(req.Kind) + `"}`), Stripped: []string{".status", ".metadata.uid"}, Outcome: activities.Outcome{Message: "saved", Attempt: 1}}, nil
 	})
 	env.OnActivity(k.DeleteObject, mock.Anything, mock.Anything).After(f.deleteTakes).Return(func(context.Context, activities.DeleteRequest) (activities.Outcome, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.deletes++
 		return activities.Outcome{Message: "deleted", Attempt: 1}, nil
 	})
 	env.OnActivity(k.CreateObject, mock.Anything, mock.Anything).Return(func(context.Context, activities.CreateRequest) (activities.Created, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.creates++
 		if f.createErr != nil {
 			return activities.Created{}, f.createErr
@@ -61,6 +67,8 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(k.WaitEtcdClusterRunning, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "running", Attempt: 1}, nil)
 	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(activities.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil)
 	env.OnActivity(k.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeletePodsRequest) (activities.Outcome, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.podDeletes++
 		return activities.Outcome{Message: "deleted pods"}, nil
 	})
@@ -81,6 +89,8 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return t, nil
 	})
 	env.OnActivity(c.RestartOrca, mock.Anything, mock.Anything).Return(func(_ context.Context, b activities.RestartBatch) (activities.BatchResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.batches = append(f.batches, b)
 		var r activities.BatchResult
 		for _, h := range b.Hosts {
@@ -93,6 +103,8 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return r, nil
 	})
 	env.OnActivity(c.VerifySubscriptions, mock.Anything, mock.Anything).Return(func(_ context.Context, v activities.VerifyRequest) (activities.VerifyResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.verified = v.Xnames
 		return activities.VerifyResult{}, nil
 	})
