@@ -27,15 +27,7 @@ failed, skipped or waiting-for-approval, with times, attempt and a one-line
 message. Works on running and finished runs.`,
 		Args: runIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.validateOutput(); err != nil {
-				return err
-			}
-			c, err := g.dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, _, err := fetch(cmd.Context(), c, args[0], g.conn.Namespace)
+			st, _, err := g.load(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -53,15 +45,7 @@ and why, and what a person must still do. Exits 1 when a service failed and 3
 when the run has not finished yet (see repopulate status).`,
 		Args: runIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.validateOutput(); err != nil {
-				return err
-			}
-			c, err := g.dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, closed, err := fetch(cmd.Context(), c, args[0], g.conn.Namespace)
+			st, closed, err := g.load(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -103,6 +87,19 @@ copy before it stops, so canceling never leaves an object missing.`,
 			return nil
 		},
 	}
+}
+
+// load checks -o, connects and fetches one run.
+func (g *globals) load(ctx context.Context, id string) (api.RunStatus, bool, error) {
+	if err := g.validateOutput(); err != nil {
+		return api.RunStatus{}, false, err
+	}
+	c, err := g.dial(ctx)
+	if err != nil {
+		return api.RunStatus{}, false, err
+	}
+	defer c.Close()
+	return fetch(ctx, c, id, g.conn.Namespace)
 }
 
 // fetch returns a run's status and whether it has finished. A running run
