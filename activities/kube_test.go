@@ -204,7 +204,7 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 	}
 	var before map[string]any
 	_ = json.Unmarshal(saved.Manifest, &before)
-	if !equalJSON(before["spec"], now.Object["spec"]) {
+	if !testenv.EqualJSON(before["spec"], now.Object["spec"]) {
 		t.Errorf("spec changed:\n%v\n%v", before["spec"], now.Object["spec"])
 	}
 	// Someone else's object of the same name is refused, not overwritten.
@@ -213,12 +213,6 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 	if _, err := run[activities.Created](t, k, a.CreateObject, activities.CreateRequest{Saved: other, RunID: "another-run"}); errType(err) != activities.ErrObjectExists {
 		t.Fatalf("create over an object of another run: %v, want %s", err, activities.ErrObjectExists)
 	}
-}
-
-func equalJSON(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 // TestPodRestart deletes MEDS pods by UID and waits for Ready replacements.
@@ -294,7 +288,7 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 			}
 		})
 	}
-	if after := snapshotUIDs(t); !equalJSON(before, after) {
+	if after := snapshotUIDs(t); !testenv.EqualJSON(before, after) {
 		t.Fatalf("preflight changed the cluster:\n%v\n%v", before, after)
 	}
 }

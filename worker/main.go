@@ -9,7 +9,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -17,7 +16,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/csmops/etcd-repopulate/activities"
-	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/logging"
 	"github.com/csmops/etcd-repopulate/internal/temporalconn"
@@ -117,8 +115,7 @@ func run(ctx context.Context, o options) error {
 	defer c.Close()
 
 	w := sdkworker.New(c, o.conn.TaskQueue, sdkworker.Options{})
-	w.RegisterWorkflowWithOptions(workflows.Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
-	w.RegisterWorkflowWithOptions(workflows.RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
+	workflows.Register(w)
 	w.RegisterActivity(&activities.Kube{Config: cfg, Core: core, Dynamic: dyn})
 	csmActs := &activities.CSM{}
 	csmActs.Client, csmActs.ClientErr = wiring.CSMClient(cfg.CSM, core)

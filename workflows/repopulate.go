@@ -201,3 +201,16 @@ func (w *repopulate) doneMessage() string {
 	}
 	return fmt.Sprintf("%d services repopulated, %d skipped", done, skipped)
 }
+
+// Registry is where the workflows are registered: a worker, or the SDK's
+// test environment.
+type Registry interface {
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+}
+
+// Register registers both workflows under their contract names, which
+// histories and the CLI depend on.
+func Register(r Registry) {
+	r.RegisterWorkflowWithOptions(Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
+	r.RegisterWorkflowWithOptions(RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -113,8 +112,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 func newEnv(t *testing.T, configure ...func(*kubeFake)) (*testsuite.TestWorkflowEnvironment, *kubeFake) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
-	env.RegisterWorkflowWithOptions(RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
+	Register(env)
 	f := &kubeFake{nodes: 3}
 	for _, c := range configure {
 		c(f)

@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -65,8 +64,7 @@ func startWorkflowBench(ctx context.Context, dir string, f *sshtest.Fleet, nodes
 		return nil, err
 	}
 	b.worker = sdkworker.New(b.client, api.TaskQueue, sdkworker.Options{})
-	b.worker.RegisterWorkflowWithOptions(workflows.Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
-	b.worker.RegisterWorkflowWithOptions(workflows.RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
+	workflows.Register(b.worker)
 	b.worker.RegisterActivity(&activities.Kube{Config: cfg})
 	b.worker.RegisterActivity(&activities.CSM{Client: csmClient, SSH: runner})
 	return b, b.worker.Start()

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -362,7 +363,7 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	phase, _, _ := unstructured.NestedString(ec.Object, "status", "phase")
-	if ec.GetUID() == oldCluster.GetUID() || phase != "Running" || !equalJSON(ec.Object["spec"], oldCluster.Object["spec"]) {
+	if ec.GetUID() == oldCluster.GetUID() || phase != "Running" || !testenv.EqualJSON(ec.Object["spec"], oldCluster.Object["spec"]) {
 		t.Errorf("etcdcluster: uid %s (old %s), phase %q, spec %v (old %v)", ec.GetUID(), oldCluster.GetUID(), phase, ec.Object["spec"], oldCluster.Object["spec"])
 	}
 
@@ -378,12 +379,6 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 	if _, stderr, code := repopulate(t, queue, "start", "--id", "e2e-full", "--services", "meds"); code != 2 || !strings.Contains(stderr, "already used") {
 		t.Errorf("duplicate run ID: exit %d: %s", code, stderr)
 	}
-}
-
-func equalJSON(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
@@ -495,7 +490,7 @@ func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the EtcdCluster was not re-created: %v", err)
 	}
-	if now.GetUID() == old.GetUID() || !equalJSON(now.Object["spec"], old.Object["spec"]) {
+	if now.GetUID() == old.GetUID() || !testenv.EqualJSON(now.Object["spec"], old.Object["spec"]) {
 		t.Errorf("re-created cluster: uid %s (old %s) spec %v", now.GetUID(), old.GetUID(), now.Object["spec"])
 	}
 	// The copy in history still had the finalizer; clear it for later tests.
@@ -543,17 +538,30 @@ func TestWorkerKilledMidJobWait(t *testing.T) {
 	}
 }
 
-// countActivities counts completed activities of a type in a workflow's history.
-func countActivities(t *testing.T, workflowID, activityType string) int {
+// history is a workflow's whole event history.
+func history(t *testing.T, workflowID string) []*historypb.HistoryEvent {
 	t.Helper()
 	iter := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
-	scheduled := map[int64]string{}
-	n := 0
+	var events []*historypb.HistoryEvent
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
+		events = append(events, ev)
+	}
+	if len(events) == 0 {
+		t.Fatalf("empty history for %s", workflowID)
+	}
+	return events
+}
+
+// countActivities counts completed activities of a type in a workflow's history.
+func countActivities(t *testing.T, workflowID, activityType string) int {
+	t.Helper()
+	scheduled := map[int64]string{}
+	n := 0
+	for _, ev := range history(t, workflowID) {
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			scheduled[ev.GetEventId()] = a.GetActivityType().GetName()
 		}
@@ -783,20 +791,12 @@ func TestHMNFDAndCRUSEndToEnd(t *testing.T) {
 
 func historyJSON(t *testing.T, workflowID string) string {
 	t.Helper()
-	iter := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
 	var b strings.Builder
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, ev := range history(t, workflowID) {
 		data, _ := protojson.Marshal(ev)
 		b.Write(data)
 		// Payload bytes are base64 in JSON: add them decoded as well.
 		appendPayloads(&b, ev.ProtoReflect())
-	}
-	if b.Len() == 0 {
-		t.Fatalf("empty history for %s", workflowID)
 	}
 	return b.String()
 }
@@ -895,53 +895,9 @@ func TestWorkerKilledMidFanout(t *testing.T) {
 	if !strings.Contains(h.Steps[2].Message, fmt.Sprintf("all %d restarted compute nodes are subscribed", nodes)) {
 		t.Errorf("verify: %+v", h.Steps[2])
 	}
-	events := len(strings.Split(historyEvents(t, "e2e-kill-fanout/hmnfd"), "\n"))
+	events := len(history(t, "e2e-kill-fanout/hmnfd"))
 	t.Logf("child history: %d events for %d nodes (%.1f per 100 nodes)", events, nodes, float64(events)*100/nodes)
 	if events*100 > 10*nodes {
 		t.Errorf("history has %d events: more than 10 per 100 nodes", events)
-	}
-}
-
-// historyEvents lists a workflow's event types, one per line.
-func historyEvents(t *testing.T, workflowID string) string {
-	t.Helper()
-	iter := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
-	var lines []string
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, ev.GetEventType().String())
-	}
-	return strings.Join(lines, "\n")
-}
-
-// TestFASLoaderThroughTheAPI: with profile csm-1.2 the FAS service runs the
-// loader through the API, waiting while FAS answers 429, and leaves the
-// loader Job alone.
-func TestFASLoaderThroughTheAPI(t *testing.T) {
-	healthy(t)
-	emu.SetFASLoaderBusy(2)
-	job := uidOf(t, activities.JobKind, simcluster.FASLoaderJob)
-	queue := "e2e-fas-api"
-	startWorker(t, queue, "profile: csm-1.2\n"+testConfig, cluster.Kubeconfig)
-	out, stderr, code := repopulate(t, queue, "start", "--services", "fas", "--wait", "--id", "e2e-fas-api", "-o", "json")
-	if code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
-	}
-	var report api.Report
-	if err := json.Unmarshal([]byte(out), &report); err != nil {
-		t.Fatal(err)
-	}
-	steps := report.Services[0].Steps
-	if len(steps) != 2 || steps[0].Name != "start-fas-loader" || !strings.Contains(steps[0].Message, "started loader run") || steps[1].State != api.Done {
-		t.Fatalf("steps %+v", steps)
-	}
-	if n := emu.Requests("/apis/fas/v1/loader/nexus"); n < 3 {
-		t.Errorf("%d loader POSTs; want the two busy answers waited out", n)
-	}
-	if uidOf(t, activities.JobKind, simcluster.FASLoaderJob) != job {
-		t.Error("csm-1.2 must not touch the loader Job")
 	}
 }

@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,4 +81,11 @@ func KeepDir(prefix string) string {
 		Fatalf("scratch dir: %v", err)
 	}
 	return dir
+}
+
+// EqualJSON reports whether a and b encode to the same JSON.
+func EqualJSON(a, b any) bool {
+	x, errX := json.Marshal(a)
+	y, errY := json.Marshal(b)
+	return errX == nil && errY == nil && string(x) == string(y)
 }
