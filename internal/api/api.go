@@ -27,6 +27,21 @@ const (
 	StatusQuery = "status"
 	// StepProgressSignal carries a child's ServiceStatus to its parent.
 	StepProgressSignal = "step-progress"
+	// DecideGateUpdate is the parent's Update that approves or rejects a
+	// gate; its validator refuses a gate that is not waiting, so a wrong
+	// approval changes nothing and the caller gets the reason.
+	DecideGateUpdate = "decide-gate"
+	// GateDecisionSignal carries a GateDecision. Sent to the parent (from the
+	// Web UI or `temporal workflow signal`) it is routed to the child that
+	// owns the gate; the parent also uses it to deliver an accepted Update.
+	GateDecisionSignal = "gate-decision"
+)
+
+// Memo keys of a run, shown in the Web UI and read by `repopulate list`.
+const (
+	MemoServices = "services"
+	MemoDryRun   = "dryRun"
+	MemoProfile  = "profile"
 )
 
 // Service is one of the nine services whose etcd data the runbook repopulates.
@@ -101,6 +116,87 @@ type Request struct {
 	Services []string `json:"services,omitempty"`
 	// DryRun reads everything and reports each action it would take; it changes nothing.
 	DryRun bool `json:"dryRun,omitempty"`
+	// Snapshot is what `repopulate snapshot` saved before the rebuild, when
+	// the run was started with --snapshot.
+	Snapshot *SnapshotInput `json:"snapshot,omitempty"`
+}
+
+// SnapshotInput is the part of a pre-rebuild snapshot a run uses. It holds
+// no secrets and stays small enough for workflow history: templates are
+// kept whole, subscriptions only as the subscribed xnames.
+type SnapshotInput struct {
+	// Dir is where the snapshot was read from, for the report.
+	Dir   string    `json:"dir"`
+	Taken time.Time `json:"taken"`
+	// SessionTemplates are the BOS v2 session templates, as BOS returned them.
+	SessionTemplates []json.RawMessage `json:"sessionTemplates,omitempty"`
+	// SubscribedXnames are the xnames HMNFD had subscriptions for.
+	SubscribedXnames []string `json:"subscribedXnames,omitempty"`
+	// FASActions are the FAS actions that had not finished.
+	FASActions []SavedFASAction `json:"fasActions,omitempty"`
+}
+
+// SavedFASAction is a FAS action that was in progress when the snapshot was taken.
+type SavedFASAction struct {
+	ActionID string `json:"actionID"`
+	State    string `json:"state"`
+	Command  string `json:"command,omitempty"`
+}
+
+// Gate names: the places where a run waits for a person.
+const (
+	GateCPSUnmount   = "cps-unmount"
+	GateCPSReboot    = "cps-reboot"
+	GateBOSTemplates = "bos-templates"
+)
+
+// Decision is what a person says at a gate.
+type Decision string
+
+const (
+	Approve Decision = "approve"
+	Reject  Decision = "reject"
+)
+
+// GateDecision approves or rejects a gate. It is the payload of both
+// DecideGateUpdate and GateDecisionSignal.
+type GateDecision struct {
+	Gate     string   `json:"gate"`
+	Decision Decision `json:"decision"`
+	// By is who decided (the CLI sends user@host); Note is the approval's
+	// note or the rejection's reason.
+	By   string `json:"by,omitempty"`
+	Note string `json:"note,omitempty"`
+}
+
+// GateState is where a gate stands.
+type GateState string
+
+const (
+	GatePending  GateState = "pending"  // not reached yet
+	GateWaiting  GateState = "waiting"  // waiting for approval now
+	GateApproved GateState = "approved" // a person approved it
+	GateRejected GateState = "rejected" // a person rejected it: the service stops
+	GateExpired  GateState = "expired"  // its deadline passed first
+	GateSkipped  GateState = "skipped"  // not needed (dry-run, nothing to do)
+)
+
+// GateStatus is one gate of a service.
+type GateStatus struct {
+	Name  string    `json:"name"`
+	State GateState `json:"state"`
+	// Action is what happens once the gate is approved; Details carries
+	// longer instructions (the product-stream procedure for bos-templates).
+	Action  string `json:"action"`
+	Details string `json:"details,omitempty"`
+	// ApproveCommand and RejectCommand are the exact CLI commands.
+	ApproveCommand string    `json:"approveCommand,omitempty"`
+	RejectCommand  string    `json:"rejectCommand,omitempty"`
+	Opened         time.Time `json:"opened,omitzero"`
+	Deadline       time.Time `json:"deadline,omitzero"`
+	Decided        time.Time `json:"decided,omitzero"`
+	By             string    `json:"by,omitempty"`
+	Note           string    `json:"note,omitempty"`
 }
 
 // State is where a service or a step stands.
@@ -138,6 +234,8 @@ type ServiceStatus struct {
 	State      State        `json:"state"`
 	Message    string       `json:"message,omitempty"`
 	Steps      []StepStatus `json:"steps"`
+	// Gates are the service's approval gates, in the order they are reached.
+	Gates []GateStatus `json:"gates,omitempty"`
 	// FollowUps are what a person must still do for this service.
 	FollowUps []string `json:"followUps,omitempty"`
 	// Nodes and NodeProblems report a fan-out over nodes (HMNFD).
@@ -152,6 +250,8 @@ type ServiceStatus struct {
 type RunStatus struct {
 	RunID    string          `json:"runId"`
 	DryRun   bool            `json:"dryRun,omitempty"`
+	Profile  string          `json:"profile,omitempty"`
+	Snapshot string          `json:"snapshot,omitempty"` // directory of the snapshot used, if any
 	State    State           `json:"state"`
 	Message  string          `json:"message,omitempty"`
 	Started  time.Time       `json:"started"`

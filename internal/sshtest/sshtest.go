@@ -364,7 +364,7 @@ func (f *Fleet) startSSHD(ctx context.Context, name string, ips []string, hostKe
 		if err != nil {
 			return 0, nil, fmt.Errorf("sshtest: %w", err)
 		}
-		p.cmd = exec.Command(SSHD, "-D", "-e", "-f", conf)
+		p.cmd = exec.Command(SSHD, "-D", "-e", "-r", "-f", conf)
 		p.cmd.Stdout, p.cmd.Stderr = logf, logf
 		p.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 		// Its own process group, killed if this process dies.
