@@ -308,6 +308,13 @@ const (
 	RestartOrca Procedure = "restart-orca"
 	// RunFASLoaderAPI runs the FAS loader through the API (CSM 1.2 and later).
 	RunFASLoaderAPI Procedure = "fas-loader-api"
+	// RemountCPS finds the compute nodes that boot their root file system
+	// from CPS and, behind gates cps-unmount and cps-reboot, shuts them
+	// down and boots them again through BOS.
+	RemountCPS Procedure = "cps-remount"
+	// RestoreBOSTemplates puts the snapshot's BOS session templates back,
+	// or waits at gate bos-templates for a person to rebuild them.
+	RestoreBOSTemplates Procedure = "restore-bos-templates"
 	// NotInRelease marks a service the configured CSM release does not have.
 	NotInRelease Procedure = "not-in-release"
 	// NotImplemented marks a service whose procedure this version cannot run yet.
@@ -328,6 +335,9 @@ type ServicePlan struct {
 	// CRUS and HMNFD carry those procedures' settings.
 	CRUS  *CRUSPlan  `json:"crus,omitempty"`
 	HMNFD *HMNFDPlan `json:"hmnfd,omitempty"`
+	CPS   *CPSPlan   `json:"cps,omitempty"`
+	// Gates bounds the service's approval gates, if it has any.
+	Gates GatePolicy `json:"gates,omitzero"`
 	// Reason explains a NotImplemented or NotInRelease procedure.
 	Reason  string  `json:"reason,omitempty"`
 	Timings Timings `json:"timings"`
@@ -376,6 +386,34 @@ type HMNFDPlan struct {
 	// BatchTimeout bounds one batch: enough waves of the SSH fan-out, each
 	// bounded by the connect and command timeouts.
 	BatchTimeout time.Duration `json:"batchTimeout"`
+}
+
+// CPSPlan says which nodes the CPS procedure reboots and how long it waits.
+type CPSPlan struct {
+	// Nodes are xnames from the configuration; empty means derive them from
+	// BOS templates whose boot sets use the CPS root file system provider,
+	// intersected with the nodes HSM reports up.
+	Nodes []string `json:"nodes,omitempty"`
+	// Template is the BOS session template used for Nodes.
+	Template string `json:"template,omitempty"`
+	// ShutdownTimeout and BootTimeout bound waiting for HSM to report the
+	// nodes Off, then Ready.
+	ShutdownTimeout time.Duration `json:"shutdownTimeout"`
+	BootTimeout     time.Duration `json:"bootTimeout"`
+}
+
+// What a gate does when its deadline passes.
+const (
+	OnDeadlineFail = "fail"
+	OnDeadlineSkip = "skip"
+)
+
+// GatePolicy bounds waiting at a gate.
+type GatePolicy struct {
+	// Deadline is how long a gate waits; 0 waits until someone decides.
+	Deadline time.Duration `json:"deadline,omitempty"`
+	// OnDeadline is OnDeadlineFail or OnDeadlineSkip.
+	OnDeadline string `json:"onDeadline,omitempty"`
 }
 
 // NodeCounts summarises a fan-out.
