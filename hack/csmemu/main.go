@@ -11,6 +11,8 @@
 //	curl -X POST $URL/_csmemu/subscribe/x1000c0s0b0n0
 //	curl -X POST "$URL/_csmemu/fail?prefix=/apis/smd&status=503&times=2"
 //	curl -X POST "$URL/_csmemu/fas-busy?n=2"
+//	curl -X POST "$URL/_csmemu/bos-timing?step=2s"
+//	curl -X POST "$URL/_csmemu/bos-stuck?xname=x1000c0s0b0n0&stuck=true"
 //	curl $URL/_csmemu/stats
 package main
 
@@ -40,6 +42,7 @@ func main() {
 	crusStuck := flag.Bool("crus-stuck", false, "the CRUS session never progresses (default: it progresses one step per GET to completion)")
 	subscribed := flag.Bool("subscribed", false, "start with every Ready compute node subscribed in HMNFD (default: none, as after an etcd rebuild)")
 	fasBusy := flag.Int("fas-busy", 0, "answer 429 to the first N FAS loader nexus POSTs")
+	bosStep := flag.Duration("bos-step", time.Second, "BOS v2 session pacing: pending for one step, node HSM States change one step apart")
 	useTLS := flag.Bool("tls", false, "serve HTTPS with a generated CA (see -ca-dir)")
 	caDir := flag.String("ca-dir", "", "with -tls: directory to write the CA certificate to (csmemu-ca.pem)")
 	urlFile := flag.String("url-file", "", "file to write the base URL to once listening")
@@ -61,6 +64,7 @@ func main() {
 		TokenTTL:     *ttl,
 		Components:   csmemu.ComputeNodes(*nodes),
 		CRUSDisabled: !*crus,
+		BOSStepDelay: *bosStep,
 		ControlAPI:   true,
 	})
 	if *crus {

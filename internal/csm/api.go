@@ -30,18 +30,22 @@ const (
 // ComponentQuery filters HSM components. Values within one field are ORed,
 // different fields are ANDed; empty fields do not filter.
 type ComponentQuery struct {
+	// IDs are xnames (id=); keep a query to a few hundred so the URL stays
+	// under the gateway's limit.
+	IDs                            []string
 	Types, Roles, SubRoles, States []string
 }
 
 func (q ComponentQuery) encode() string {
 	// Built by hand to keep the documented parameter order
-	// (type, role, subrole, state); url.Values would sort them.
+	// (id, type, role, subrole, state); url.Values would sort them.
 	var parts []string
 	add := func(key string, vals []string) {
 		for _, v := range vals {
 			parts = append(parts, key+"="+url.QueryEscape(v))
 		}
 	}
+	add("id", q.IDs)
 	add("type", q.Types)
 	add("role", q.Roles)
 	add("subrole", q.SubRoles)
@@ -257,6 +261,17 @@ func (c *Client) CreateBOSSession(ctx context.Context, req BOSSessionRequest) (B
 	}
 	err := c.do(ctx, request{op: "CreateBOSSession", method: http.MethodPost, path: PathBOSSessions, body: req, out: &out,
 		want: "a JSON object describing the created BOS session"})
+	return out, err
+}
+
+// BOSSession returns one BOS v2 session by name.
+func (c *Client) BOSSession(ctx context.Context, name string) (BOSSession, error) {
+	var out BOSSession
+	if err := c.needName("BOSSession", "name", name); err != nil {
+		return out, err
+	}
+	err := c.do(ctx, request{op: "BOSSession", method: http.MethodGet, path: PathBOSSessions + "/" + url.PathEscape(name), out: &out,
+		want: "a JSON object describing a BOS session"})
 	return out, err
 }
 

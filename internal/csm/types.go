@@ -313,6 +313,9 @@ func (s BootSet) HasNodes() bool {
 
 // BOSSessionRequest is the body of POST /apis/bos/v2/sessions.
 type BOSSessionRequest struct {
+	// Name is optional; BOS generates one when it is empty and answers 409
+	// when a session of that name exists.
+	Name         string `json:"name,omitempty"`
 	TemplateName string `json:"template_name"`
 	// Operation is "boot", "reboot" or "shutdown".
 	Operation string `json:"operation"`

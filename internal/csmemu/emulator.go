@@ -56,6 +56,9 @@ type Options struct {
 	Components []csm.Component
 	// CRUSDisabled answers 404 on /apis/crus/* (CSM 1.5 and later).
 	CRUSDisabled bool
+	// BOSStepDelay paces BOS v2 sessions and the HSM States they set (see
+	// SetBOSTiming); 0 makes them complete on the next read.
+	BOSStepDelay time.Duration
 	// ControlAPI serves unauthenticated /_csmemu/... endpoints that let a
 	// script drive the emulator from outside the process (the demo).
 	ControlAPI bool
@@ -87,7 +90,9 @@ type Emulator struct {
 	fasImagesAfterLoad []csm.FASImage
 	fasActions         []csm.FASAction
 	templates          map[tmplKey]map[string]any
-	bosSessions        []csm.BOSSession
+	bosSessions        []*bosEntry
+	bosStep            time.Duration
+	bosStuck           map[string]bool
 	cpsContents        []csm.CPSContent
 	cpsTransports      []csm.CPSTransport
 
@@ -128,6 +133,8 @@ func New(opts Options) *Emulator {
 		fasRuns:            map[string][]string{},
 		fasImagesAfterLoad: DefaultFASImages(),
 		templates:          map[tmplKey]map[string]any{},
+		bosStep:            max(opts.BOSStepDelay, 0),
+		bosStuck:           map[string]bool{},
 	}
 	e.mux = e.routes()
 	return e

@@ -36,6 +36,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("GET "+csm.PathBOSSessionTemplatesV+"/{name}", e.validTemplate)
 	m.HandleFunc("POST "+csm.PathBOSSessions, e.postBOSSession)
 	m.HandleFunc("GET "+csm.PathBOSSessions, e.listBOSSessions)
+	m.HandleFunc("GET "+csm.PathBOSSessions+"/{name}", e.getBOSSession)
 
 	m.HandleFunc("GET "+csm.PathCPSContents, e.getCPSContents)
 	m.HandleFunc("GET "+csm.PathCPSTransports, e.getCPSTransports)
@@ -46,6 +47,8 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("POST /_csmemu/clear-subscriptions", e.ctlClearSubscriptions)
 	m.HandleFunc("POST /_csmemu/fail", e.ctlFail)
 	m.HandleFunc("POST /_csmemu/fas-busy", e.ctlFASBusy)
+	m.HandleFunc("POST /_csmemu/bos-timing", e.ctlBOSTiming)
+	m.HandleFunc("POST /_csmemu/bos-stuck", e.ctlBOSStuck)
 	m.HandleFunc("GET /_csmemu/stats", e.ctlStats)
 	return m
 }
@@ -59,10 +62,12 @@ func (e *Emulator) SetComponents(cs []csm.Component) {
 	e.components = slices.Clone(cs)
 }
 
-// Components returns a copy of the HSM component list.
+// Components returns a copy of the HSM component list, with the changes
+// of BOS sessions due by now.
 func (e *Emulator) Components() []csm.Component {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.advanceBOSLocked(time.Now())
 	return slices.Clone(e.components)
 }
 
@@ -105,6 +110,7 @@ func (e *Emulator) getComponents(w http.ResponseWriter, r *http.Request) {
 		enabled = append(enabled, strconv.FormatBool(b))
 	}
 	e.mu.Lock()
+	e.advanceBOSLocked(time.Now())
 	out := []csm.Component{}
 	for _, c := range e.components {
 		if matchAny(c.ID, q["id"]) && matchAny(c.Type, q["type"]) && matchAny(c.Role, q["role"]) &&
@@ -585,11 +591,17 @@ func (e *Emulator) ClearSessionTemplates() {
 	clear(e.templates)
 }
 
-// BOSSessions returns the sessions created through the API, oldest first.
+// BOSSessions returns the sessions created through the API, oldest first,
+// with their status as of now.
 func (e *Emulator) BOSSessions() []csm.BOSSession {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return slices.Clone(e.bosSessions)
+	e.advanceBOSLocked(time.Now())
+	out := make([]csm.BOSSession, 0, len(e.bosSessions))
+	for _, b := range e.bosSessions {
+		out = append(out, b.s)
+	}
+	return out
 }
 
 func tenantOf(r *http.Request) string { return r.Header.Get(csm.TenantHeader) }
@@ -724,6 +736,169 @@ func (e *Emulator) validTemplate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, msg) // 200 even when invalid, as BOS does
 }
 
+// bosEntry is a session and the HSM changes it makes. The changes are due
+// at fixed offsets from its creation and are applied when HSM or BOS is next
+// read, so the emulator needs no goroutine per session.
+type bosEntry struct {
+	s       csm.BOSSession
+	created time.Time
+	step    time.Duration
+	nodes   []string
+	states  []string // HSM States the nodes go through, in order
+	applied int      // how many of states were applied
+	stuck   bool     // a stuck node missed a change: the session never completes
+}
+
+// bosStates are the HSM States an operation takes a node through, as the
+// BOS v2 operators drive power and HSM reports it.
+func bosStates(operation string) []string {
+	switch operation {
+	case "shutdown":
+		return []string{"Off"}
+	case "boot":
+		return []string{"On", "Ready"}
+	default: // reboot
+		return []string{"Off", "On", "Ready"}
+	}
+}
+
+// SetBOSTiming sets the step delay of sessions created from now on: a
+// session is pending for one step, then running; its node changes come one
+// step apart (shutdown: Off after 2 steps; boot: On after 2, Ready after 3;
+// reboot: Off, On, Ready after 2, 3, 4) and it is complete with the last
+// change. 0 makes every change due at once.
+func (e *Emulator) SetBOSTiming(step time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.bosStep = max(step, 0)
+}
+
+// SetBOSStuck makes BOS sessions leave xnames as they are (stuck is true),
+// as when a node does not power off or never boots; sessions acting on
+// them stay running. stuck false undoes it for changes not yet due.
+func (e *Emulator) SetBOSStuck(stuck bool, xnames ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, x := range xnames {
+		if stuck {
+			e.bosStuck[x] = true
+		} else {
+			delete(e.bosStuck, x)
+		}
+	}
+}
+
+// advanceBOSLocked applies the node changes due by now, oldest first across
+// sessions, and updates each session's status. Callers hold e.mu.
+func (e *Emulator) advanceBOSLocked(now time.Time) {
+	type due struct {
+		at time.Time
+		b  *bosEntry
+	}
+	var changes []due
+	for _, b := range e.bosSessions {
+		for i := b.applied; i < len(b.states); i++ {
+			at := b.created.Add(time.Duration(i+2) * b.step)
+			if at.After(now) {
+				break
+			}
+			changes = append(changes, due{at, b})
+		}
+	}
+	sort.SliceStable(changes, func(i, j int) bool { return changes[i].at.Before(changes[j].at) })
+	for _, c := range changes {
+		b := c.b
+		state := b.states[b.applied]
+		b.applied++
+		for _, x := range b.nodes {
+			if e.bosStuck[x] {
+				b.stuck = true
+				continue
+			}
+			for i := range e.components {
+				if e.components[i].ID == x {
+					e.components[i].State = state
+				}
+			}
+		}
+	}
+	for _, b := range e.bosSessions {
+		switch {
+		case b.applied == len(b.states) && !b.stuck:
+			if b.s.Status.Status != "complete" {
+				b.s.Status.Status = "complete"
+				b.s.Status.EndTime = b.created.Add(time.Duration(len(b.states)+1) * b.step).UTC().Format(time.RFC3339)
+			}
+		case !now.Before(b.created.Add(b.step)):
+			b.s.Status.Status = "running"
+		}
+	}
+}
+
+// templateNodes resolves a template's boot sets to HSM node xnames: every
+// node_list entry and every node whose Role is in node_roles_groups.
+// node_groups are not resolved: the emulator has no HSM groups. Callers
+// hold e.mu.
+func (e *Emulator) templateNodesLocked(m map[string]any) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(x string) {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	bs, _ := m["boot_sets"].(map[string]any)
+	for _, v := range bs {
+		set, _ := v.(map[string]any)
+		nl, _ := set["node_list"].([]any)
+		for _, x := range nl {
+			if s, ok := x.(string); ok {
+				add(s)
+			}
+		}
+		roles, _ := set["node_roles_groups"].([]any)
+		for _, r := range roles {
+			role, _ := r.(string)
+			for _, c := range e.components {
+				if strings.EqualFold(c.Type, "Node") && role != "" && strings.EqualFold(c.Role, role) {
+					add(c.ID)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// limitNodes is what BOS acts on: the template's nodes, narrowed to the
+// xnames in limit when limit is set.
+func limitNodes(template []string, limit string) []string {
+	if strings.TrimSpace(limit) == "" {
+		return template
+	}
+	want := map[string]bool{}
+	for _, x := range strings.Split(limit, ",") {
+		want[strings.TrimSpace(x)] = true
+	}
+	var out []string
+	for _, x := range template {
+		if want[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (e *Emulator) findBOSLocked(tenant, name string) *bosEntry {
+	for _, b := range e.bosSessions {
+		if b.s.Tenant == tenant && b.s.Name == name {
+			return b
+		}
+	}
+	return nil
+}
+
 func (e *Emulator) postBOSSession(w http.ResponseWriter, r *http.Request) {
 	var req csm.BOSSessionRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -749,24 +924,58 @@ func (e *Emulator) postBOSSession(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, "Bad Request", p)
 		return
 	}
-	s := csm.BOSSession{
-		Name: newUUID(), Tenant: tenant, TemplateName: req.TemplateName, Operation: req.Operation, Limit: req.Limit,
-		Stage: req.Stage, IncludeDisabled: req.IncludeDisabled,
-		Status: csm.BOSSessionStatus{Status: "pending", StartTime: time.Now().UTC().Format(time.RFC3339)},
+	if req.Name == "" {
+		req.Name = newUUID()
+	} else if e.findBOSLocked(tenant, req.Name) != nil {
+		e.mu.Unlock()
+		writeProblem(w, http.StatusConflict, "Conflict", fmt.Sprintf("A session with the name %s already exists", req.Name))
+		return
 	}
-	e.bosSessions = append(e.bosSessions, s)
+	now := time.Now()
+	nodes := limitNodes(e.templateNodesLocked(m), req.Limit)
+	b := &bosEntry{
+		s: csm.BOSSession{
+			Name: req.Name, Tenant: tenant, TemplateName: req.TemplateName, Operation: req.Operation, Limit: req.Limit,
+			Stage: req.Stage, Components: strings.Join(nodes, ","), IncludeDisabled: req.IncludeDisabled,
+			Status: csm.BOSSessionStatus{Status: "pending", StartTime: now.UTC().Format(time.RFC3339)},
+		},
+		created: now, step: e.bosStep, nodes: nodes, states: bosStates(req.Operation),
+	}
+	e.bosSessions = append(e.bosSessions, b)
+	s := b.s // as created: pending, whatever the step
 	e.mu.Unlock()
 	writeJSON(w, http.StatusCreated, s)
 }
 
 func (e *Emulator) listBOSSessions(w http.ResponseWriter, r *http.Request) {
+	tenant := tenantOf(r)
 	e.mu.Lock()
-	out := slices.Clone(e.bosSessions)
-	e.mu.Unlock()
-	if out == nil {
-		out = []csm.BOSSession{}
+	e.advanceBOSLocked(time.Now())
+	out := []csm.BOSSession{}
+	for _, b := range e.bosSessions {
+		if tenant == "" || b.s.Tenant == tenant {
+			out = append(out, b.s)
+		}
 	}
+	e.mu.Unlock()
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (e *Emulator) getBOSSession(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	e.mu.Lock()
+	e.advanceBOSLocked(time.Now())
+	b := e.findBOSLocked(tenantOf(r), name)
+	var s csm.BOSSession
+	if b != nil {
+		s = b.s
+	}
+	e.mu.Unlock()
+	if b == nil {
+		writeProblem(w, http.StatusNotFound, "Session could not be found.", "Session "+name+" could not be found")
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
 }
 
 // ---- CPS -----------------------------------------------------------------
@@ -847,6 +1056,29 @@ func (e *Emulator) ctlFASBusy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.SetFASLoaderBusy(n)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlBOSTiming: POST /_csmemu/bos-timing?step=2s
+func (e *Emulator) ctlBOSTiming(w http.ResponseWriter, r *http.Request) {
+	d, err := time.ParseDuration(r.URL.Query().Get("step"))
+	if err != nil || d < 0 {
+		writeProblem(w, http.StatusBadRequest, "Bad Request", "want ?step=DURATION (e.g. 2s)")
+		return
+	}
+	e.SetBOSTiming(d)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlBOSStuck: POST /_csmemu/bos-stuck?xname=x1,x2&stuck=true
+func (e *Emulator) ctlBOSStuck(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	stuck, err := strconv.ParseBool(q.Get("stuck"))
+	if q.Get("xname") == "" || err != nil {
+		writeProblem(w, http.StatusBadRequest, "Bad Request", "want ?xname=x1,x2&stuck=true|false")
+		return
+	}
+	e.SetBOSStuck(stuck, strings.Split(q.Get("xname"), ",")...)
 	w.WriteHeader(http.StatusNoContent)
 }
 

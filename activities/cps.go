@@ -1,0 +1,384 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/csm"
+)
+
+// Non-retryable error types of the CPS steps.
+const (
+	ErrCPSConfig          = "CPSConfig"
+	ErrCPSAmbiguous       = "CPSNodeInSeveralTemplates"
+	ErrBOSSessionConflict = "BOSSessionConflict"
+)
+
+// cpsRootfsProvider marks a boot set whose root file system CPS projects.
+const cpsRootfsProvider = "cpss3"
+
+// hsmIDBatch bounds the id= parameters of one HSM query so the URL stays
+// well under the gateway's limit (about 17 bytes each).
+const hsmIDBatch = 100
+
+// upStates are the HSM States of a node that is running and so may have CPS
+// content mounted.
+var upStates = []string{"Ready", "On"}
+
+// CPSNodesRequest names the nodes whose root file system CPS projects, as
+// configured (services.cps.nodes and services.cps.template); empty Nodes
+// means derive them from BOS and HSM.
+type CPSNodesRequest struct {
+	Nodes    []string `json:"nodes,omitempty"`
+	Template string   `json:"template,omitempty"`
+}
+
+// CPSNodeGroup is the up nodes one BOS session template boots.
+type CPSNodeGroup struct {
+	Template string   `json:"template"`
+	Xnames   []string `json:"xnames"`
+}
+
+// CPSNodes is whether CPS is in use and which nodes must be shut down before
+// the rebuild and booted after it, grouped by the template that boots them.
+type CPSNodes struct {
+	Outcome
+	InUse  bool           `json:"inUse"`
+	Reason string         `json:"reason,omitempty"`
+	Groups []CPSNodeGroup `json:"groups,omitempty"`
+}
+
+// FindCPSNodes decides whether the runbook's CPS section applies: CPS with
+// no content and no transport has no client, so nothing is done. Otherwise
+// it lists the up nodes that use CPS for their root file system.
+func (c *CSM) FindCPSNodes(ctx context.Context, req CPSNodesRequest) (CPSNodes, error) {
+	cl, err := c.client()
+	if err != nil {
+		return CPSNodes{}, err
+	}
+	if len(req.Nodes) > 0 && strings.TrimSpace(req.Template) == "" {
+		return CPSNodes{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"services.cps.nodes lists %d nodes but services.cps.template is empty: set it to the BOS session template that boots them", len(req.Nodes)),
+			ErrCPSConfig, nil)
+	}
+	contents, err := cl.CPSContents(ctx)
+	if csm.KindOf(err) == csm.NotFound {
+		reason := "CPS is not installed (the API answered 404), so no client uses it"
+		return CPSNodes{Reason: reason, Outcome: outcome(ctx, "%s", reason)}, nil
+	}
+	if err != nil {
+		return CPSNodes{}, csmError(err)
+	}
+	transports, err := cl.CPSTransports(ctx)
+	if err != nil {
+		return CPSNodes{}, csmError(err)
+	}
+	if len(contents) == 0 && len(transports) == 0 {
+		reason := "no client uses CPS: /apis/v2/cps/contents and /transports are empty"
+		return CPSNodes{Reason: reason, Outcome: outcome(ctx, "%s", reason)}, nil
+	}
+	inUse := fmt.Sprintf("CPS projects %d contents over %d transports", len(contents), len(transports))
+	if len(req.Nodes) > 0 {
+		return configuredCPSNodes(ctx, cl, req, inUse)
+	}
+	return derivedCPSNodes(ctx, cl, inUse)
+}
+
+func configuredCPSNodes(ctx context.Context, cl *csm.Client, req CPSNodesRequest, inUse string) (CPSNodes, error) {
+	wanted := sortedXnames(req.Nodes)
+	comps, err := componentsByID(ctx, cl, wanted)
+	if err != nil {
+		return CPSNodes{}, csmError(err)
+	}
+	var unknown, up, down []string
+	for _, x := range wanted {
+		comp, ok := comps[x]
+		switch {
+		case !ok:
+			unknown = append(unknown, x)
+		case hsmUp(comp.State):
+			up = append(up, x)
+		default:
+			down = append(down, fmt.Sprintf("%s (%s)", x, comp.State))
+		}
+	}
+	if len(unknown) > 0 {
+		return CPSNodes{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"services.cps.nodes: HSM has no component %s: correct the xnames", xnameSample(unknown, 20)), ErrCPSConfig, nil)
+	}
+	res := CPSNodes{InUse: true}
+	// A node that is not up has nothing mounted, and booting it afterwards
+	// would turn on a node someone left off.
+	skipped := ""
+	if len(down) > 0 {
+		skipped = fmt.Sprintf("; left out %d not up in HSM: %s", len(down), xnameSample(down, 20))
+	}
+	if len(up) == 0 {
+		res.Reason = fmt.Sprintf("none of the %d configured CPS nodes is up (Ready or On) in HSM, so none has CPS content mounted", len(wanted))
+		res.Outcome = outcome(ctx, "%s; %s%s", inUse, res.Reason, skipped)
+		return res, nil
+	}
+	res.Groups = []CPSNodeGroup{{Template: req.Template, Xnames: up}}
+	res.Outcome = outcome(ctx, "%s; %d configured nodes up, booted with template %s%s", inUse, len(up), req.Template, skipped)
+	return res, nil
+}
+
+func derivedCPSNodes(ctx context.Context, cl *csm.Client, inUse string) (CPSNodes, error) {
+	templates, err := cl.SessionTemplates(ctx)
+	if err != nil {
+		return CPSNodes{}, csmError(err)
+	}
+	up, err := cl.Components(ctx, csm.ComponentQuery{Types: []string{"Node"}, States: upStates})
+	if err != nil {
+		return CPSNodes{}, csmError(err)
+	}
+	owners := map[string][]string{} // up xname -> cpss3 templates that boot it
+	var cpsTemplates []string
+	for _, t := range templates {
+		var names []string
+		roles := map[string]bool{}
+		uses := false
+		for _, bsName := range slices.Sorted(maps.Keys(t.BootSets)) {
+			bs := t.BootSets[bsName]
+			if !strings.EqualFold(bs.RootfsProvider, cpsRootfsProvider) {
+				continue
+			}
+			if len(bs.NodeGroups) > 0 {
+				// HSM groups are not resolved here; guessing would leave CPS
+				// clients mounted through the rebuild.
+				return CPSNodes{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+					"BOS session template %s boot set %s uses CPS (rootfs_provider %s) for node_groups %s, which this tool does not resolve: set services.cps.nodes to their xnames and services.cps.template to %s",
+					t.Name, bsName, bs.RootfsProvider, strings.Join(bs.NodeGroups, ","), t.Name), ErrCPSConfig, nil)
+			}
+			uses = true
+			names = append(names, bs.NodeList...)
+			for _, r := range bs.NodeRolesGroups {
+				roles[strings.ToLower(r)] = true
+			}
+		}
+		if !uses {
+			continue
+		}
+		cpsTemplates = append(cpsTemplates, t.Name)
+		listed := map[string]bool{}
+		for _, x := range names {
+			listed[x] = true
+		}
+		for _, comp := range up {
+			if listed[comp.ID] || roles[strings.ToLower(comp.Role)] {
+				if !slices.Contains(owners[comp.ID], t.Name) {
+					owners[comp.ID] = append(owners[comp.ID], t.Name)
+				}
+			}
+		}
+	}
+	res := CPSNodes{InUse: true}
+	if len(cpsTemplates) == 0 {
+		res.Reason = "no BOS v2 session template has a boot set with rootfs_provider cpss3, so no node boots its root file system from CPS; if some do, set services.cps.nodes and services.cps.template"
+		res.Outcome = outcome(ctx, "%s; %s", inUse, res.Reason)
+		return res, nil
+	}
+	if len(owners) == 0 {
+		res.Reason = fmt.Sprintf("no node of the CPS templates %s is up (Ready or On) in HSM", strings.Join(cpsTemplates, ", "))
+		res.Outcome = outcome(ctx, "%s; %s", inUse, res.Reason)
+		return res, nil
+	}
+	byTemplate := map[string][]string{}
+	var ambiguous []string
+	for x, ts := range owners {
+		if len(ts) > 1 {
+			ambiguous = append(ambiguous, fmt.Sprintf("%s (%s)", x, strings.Join(ts, ", ")))
+			continue
+		}
+		byTemplate[ts[0]] = append(byTemplate[ts[0]], x)
+	}
+	if len(ambiguous) > 0 {
+		slices.Sort(ambiguous)
+		return CPSNodes{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"%d up nodes are booted by more than one CPS session template, so the one to boot them with again is unknown: %s; set services.cps.nodes and services.cps.template",
+			len(ambiguous), xnameSample(ambiguous, 20)), ErrCPSAmbiguous, nil)
+	}
+	total := 0
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(byTemplate)) {
+		xs := byTemplate[name]
+		slices.Sort(xs)
+		res.Groups = append(res.Groups, CPSNodeGroup{Template: name, Xnames: xs})
+		total += len(xs)
+		parts = append(parts, fmt.Sprintf("%s: %d", name, len(xs)))
+	}
+	res.Outcome = outcome(ctx, "%s; %d up nodes boot their root file system from CPS (%s)", inUse, total, strings.Join(parts, ", "))
+	return res, nil
+}
+
+// BOSSessionRequest starts one BOS v2 session on xnames.
+type BOSSessionRequest struct {
+	Name      string   `json:"name"`
+	Template  string   `json:"template"`
+	Operation string   `json:"operation"`
+	Xnames    []string `json:"xnames"`
+}
+
+// BOSSessionStarted names the session BOS has.
+type BOSSessionStarted struct {
+	Outcome
+	Name string `json:"name"`
+}
+
+// StartBOSSession creates the named BOS session (shutdown or boot of
+// xnames). The name makes it idempotent: after a retry BOS answers 409 and
+// the existing session is accepted if it is the same request.
+func (c *CSM) StartBOSSession(ctx context.Context, req BOSSessionRequest) (BOSSessionStarted, error) {
+	cl, err := c.client()
+	if err != nil {
+		return BOSSessionStarted{}, err
+	}
+	var bad []string
+	if strings.TrimSpace(req.Name) == "" {
+		bad = append(bad, "name is empty")
+	}
+	if strings.TrimSpace(req.Template) == "" {
+		bad = append(bad, "template is empty")
+	}
+	if req.Operation != "shutdown" && req.Operation != "boot" {
+		bad = append(bad, fmt.Sprintf("operation %q is not shutdown or boot", req.Operation))
+	}
+	if len(req.Xnames) == 0 {
+		// An empty limit would act on every node of the template.
+		bad = append(bad, "no xnames")
+	}
+	if len(bad) > 0 {
+		return BOSSessionStarted{}, temporal.NewNonRetryableApplicationError(
+			"BOS session request: "+strings.Join(bad, "; "), api.InvalidRequestError, nil)
+	}
+	limit := strings.Join(req.Xnames, ",")
+	s, err := cl.CreateBOSSession(ctx, csm.BOSSessionRequest{Name: req.Name, TemplateName: req.Template, Operation: req.Operation, Limit: limit})
+	if err == nil {
+		return BOSSessionStarted{Name: s.Name, Outcome: outcome(ctx, "started BOS session %s: %s of %d nodes with template %s", s.Name, req.Operation, len(req.Xnames), req.Template)}, nil
+	}
+	var ce *csm.Error
+	if !errors.As(err, &ce) || ce.Status != 409 {
+		return BOSSessionStarted{}, csmError(err)
+	}
+	have, err := cl.BOSSession(ctx, req.Name)
+	if err != nil {
+		return BOSSessionStarted{}, csmError(err)
+	}
+	if have.TemplateName != req.Template || have.Operation != req.Operation || !slices.Equal(sortedXnames(splitLimit(have.Limit)), sortedXnames(req.Xnames)) {
+		return BOSSessionStarted{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"BOS session %s already exists with template %s, operation %s and %d nodes in its limit, not this step's template %s, operation %s and %d nodes: delete it (cray bos v2 sessions delete %s) or start a new run",
+			req.Name, have.TemplateName, have.Operation, len(splitLimit(have.Limit)), req.Template, req.Operation, len(req.Xnames), req.Name), ErrBOSSessionConflict, nil)
+	}
+	return BOSSessionStarted{Name: have.Name, Outcome: outcome(ctx, "BOS session %s (%s of %d nodes with template %s) was already started, by an earlier attempt; status %s",
+		have.Name, req.Operation, len(req.Xnames), req.Template, have.Status.Status)}, nil
+}
+
+// WaitNodesRequest waits for xnames to reach one of States in HSM.
+type WaitNodesRequest struct {
+	Xnames []string      `json:"xnames"`
+	States []string      `json:"states"`
+	Budget time.Duration `json:"budget"`
+	Poll   time.Duration `json:"poll"`
+}
+
+// WaitNodesState polls HSM until every node is in one of the states. The
+// budget counts from the first attempt: the start is kept in the heartbeat
+// details, so a retried wait does not start over.
+func (c *CSM) WaitNodesState(ctx context.Context, req WaitNodesRequest) (Outcome, error) {
+	cl, err := c.client()
+	if err != nil {
+		return Outcome{}, err
+	}
+	if len(req.Xnames) == 0 || len(req.States) == 0 {
+		return Outcome{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"wait for node states: got %d xnames and %d states, need at least one of each", len(req.Xnames), len(req.States)), api.InvalidRequestError, nil)
+	}
+	xnames := sortedXnames(req.Xnames)
+	want := strings.Join(req.States, " or ")
+	what := fmt.Sprintf("%d nodes to be %s in HSM", len(xnames), want)
+	msg, err := poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, what, func(ctx context.Context) (string, bool, error) {
+		comps, err := componentsByID(ctx, cl, xnames)
+		if err != nil {
+			if csm.Retryable(err) {
+				return fmt.Sprintf("HSM not answering: %v", err), false, nil
+			}
+			return "", false, csmError(err)
+		}
+		var notYet []string
+		for _, x := range xnames {
+			comp, ok := comps[x]
+			switch {
+			case !ok:
+				notYet = append(notYet, x+" (not in HSM)")
+			case !slices.ContainsFunc(req.States, func(s string) bool { return strings.EqualFold(s, comp.State) }):
+				notYet = append(notYet, fmt.Sprintf("%s (%s)", x, comp.State))
+			}
+		}
+		progress := fmt.Sprintf("%d/%d nodes %s", len(xnames)-len(notYet), len(xnames), want)
+		if len(notYet) == 0 {
+			return progress, true, nil
+		}
+		return progress + "; not yet: " + xnameSample(notYet, 20), false, nil
+	})
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrWaitTimedOut {
+		return Outcome{}, temporal.NewNonRetryableApplicationError(
+			appErr.Message()+"; check those nodes' BOS session and consoles, then retry the step", ErrWaitTimedOut, nil)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	return outcome(ctx, "%s", msg), nil
+}
+
+// componentsByID reads the HSM components of xnames, hsmIDBatch at a time.
+func componentsByID(ctx context.Context, cl *csm.Client, xnames []string) (map[string]csm.Component, error) {
+	out := make(map[string]csm.Component, len(xnames))
+	for batch := range slices.Chunk(xnames, hsmIDBatch) {
+		comps, err := cl.Components(ctx, csm.ComponentQuery{IDs: batch})
+		if err != nil {
+			return nil, err
+		}
+		for _, comp := range comps {
+			out[comp.ID] = comp
+		}
+	}
+	return out, nil
+}
+
+func hsmUp(state string) bool {
+	return slices.ContainsFunc(upStates, func(s string) bool { return strings.EqualFold(s, state) })
+}
+
+func sortedXnames(xs []string) []string {
+	out := slices.Clone(xs)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// splitLimit splits a BOS limit (comma list) into its trimmed entries.
+func splitLimit(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// xnameSample lists up to n entries and how many more there are.
+func xnameSample(xs []string, n int) string {
+	if len(xs) <= n {
+		return strings.Join(xs, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(xs[:n], ", "), len(xs)-n)
+}
