@@ -91,7 +91,7 @@ func (c *CSM) CheckAccess(ctx context.Context, req CSMPreflightRequest) (Outcome
 					return Outcome{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("hmnfd: NCN group: %v", err), ErrBadHostRange, nil)
 				}
 			}
-		case api.RestartCRUS, api.RunFASLoaderAPI:
+		case api.RestartCRUS, api.RunFASLoaderAPI, api.RemountCPS, api.RestoreBOSTemplates:
 			needAPI = append(needAPI, string(p.Service))
 		}
 	}

@@ -94,7 +94,9 @@ type PreflightRequest struct {
 
 // PreflightResult is the resolved plan of each service.
 type PreflightResult struct {
-	Plans []api.ServicePlan `json:"plans"`
+	// Profile is the CSM release profile the plans were resolved with.
+	Profile string            `json:"profile"`
+	Plans   []api.ServicePlan `json:"plans"`
 }
 
 // Preflight resolves the worker's configuration into each service's plan and
@@ -102,7 +104,7 @@ type PreflightResult struct {
 // there and readable. Every problem is reported at once, so that a run either
 // starts with all its targets present or changes nothing at all.
 func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightResult, error) {
-	var res PreflightResult
+	res := PreflightResult{Profile: k.Config.Profile}
 	var problems []string
 	for _, s := range req.Services {
 		plan := k.Config.Plan(s)

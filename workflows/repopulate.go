@@ -21,6 +21,7 @@ type repopulate struct {
 	req      api.Request
 	services []api.Service
 	status   api.RunStatus
+	gates    *gateRouter
 }
 
 // Repopulate validates the request, resolves and checks every service's plan
@@ -38,7 +39,13 @@ func Repopulate(ctx workflow.Context, req api.Request) (api.Report, error) {
 func (w *repopulate) setup(ctx workflow.Context) error {
 	info := workflow.GetInfo(ctx)
 	w.status = api.RunStatus{RunID: info.WorkflowExecution.ID, DryRun: w.req.DryRun, State: api.Pending, Started: workflow.Now(ctx)}
+	if w.req.Snapshot != nil {
+		w.status.Snapshot = w.req.Snapshot.Dir
+	}
 	if err := workflow.SetQueryHandler(ctx, api.StatusQuery, func() (api.RunStatus, error) { return w.status, nil }); err != nil {
+		return err
+	}
+	if err := w.setupGates(ctx); err != nil {
 		return err
 	}
 	services, err := api.ParseServices(w.req.Services)
@@ -73,11 +80,14 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		return api.Report{}, temporal.NewNonRetryableApplicationError(errorMessage(err), api.PreflightFailedError, nil, w.status)
 	}
 	w.status.Message = ""
+	w.status.Profile = pre.Profile
+	w.showDetails(ctx)
 
 	progress := workflow.GetSignalChannel(ctx, api.StepProgressSignal)
+	decisions := workflow.GetSignalChannel(ctx, api.GateDecisionSignal)
 	pending := map[api.Service]workflow.ChildWorkflowFuture{}
 	for _, plan := range pre.Plans {
-		if plan.Procedure == api.NotImplemented || plan.Procedure == api.NotInRelease {
+		if plan.Procedure == api.NotInRelease {
 			w.update(api.ServiceStatus{Service: plan.Service, State: api.Skipped, Message: plan.Reason, FollowUps: []string{plan.Reason}})
 			continue
 		}
@@ -87,8 +97,10 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 			// A canceled run lets each child finish what it must (re-create
 			// a deleted object) before the parent closes.
 			WaitForCancellation: true,
+			StaticSummary:       childSummary(plan, w.req.DryRun),
 		})
-		pending[plan.Service] = workflow.ExecuteChildWorkflow(cctx, RepopulateService, ServiceInput{RunID: w.status.RunID, Plan: plan, DryRun: w.req.DryRun})
+		in := ServiceInput{RunID: w.status.RunID, Plan: plan, DryRun: w.req.DryRun, Snapshot: snapshotFor(plan.Service, w.req.Snapshot)}
+		pending[plan.Service] = workflow.ExecuteChildWorkflow(cctx, RepopulateService, in)
 	}
 
 	sel := workflow.NewSelector(ctx)
@@ -96,6 +108,12 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		var st api.ServiceStatus
 		c.Receive(ctx, &st)
 		w.update(st)
+		w.showDetails(ctx)
+	})
+	sel.AddReceive(decisions, func(c workflow.ReceiveChannel, _ bool) {
+		var d api.GateDecision
+		c.Receive(ctx, &d)
+		w.routeSignal(ctx, d)
 	})
 	for _, s := range w.services {
 		f, ok := pending[s]
@@ -122,7 +140,13 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 			break
 		}
 	}
-	return w.finish(ctx)
+	// An Update still delivering a decision must end before the run does.
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil && ctx.Err() == nil {
+		return api.Report{}, err
+	}
+	rep, err := w.finish(ctx)
+	w.showDetails(ctx)
+	return rep, err
 }
 
 // update records a service's status unless it would move a finished service back.
@@ -213,4 +237,78 @@ type Registry interface {
 func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
 	r.RegisterWorkflowWithOptions(RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
+}
+
+// snapshotFor trims the run's snapshot to what one service uses, so that
+// children's histories do not each carry every template.
+func snapshotFor(s api.Service, snap *api.SnapshotInput) *api.SnapshotInput {
+	if snap == nil {
+		return nil
+	}
+	out := &api.SnapshotInput{Dir: snap.Dir, Taken: snap.Taken}
+	switch s {
+	case api.BOS:
+		out.SessionTemplates = snap.SessionTemplates
+	case api.HMNFD:
+		out.SubscribedXnames = snap.SubscribedXnames
+	case api.FAS:
+		out.FASActions = snap.FASActions
+	default:
+		return nil
+	}
+	return out
+}
+
+// childSummary is the one line the Web UI shows for a child workflow.
+func childSummary(plan api.ServicePlan, dryRun bool) string {
+	target := ""
+	switch {
+	case plan.Object.Name != "":
+		target = " " + plan.Object.String()
+	case plan.Pods.Selector != "":
+		target = " " + plan.Pods.String()
+	}
+	s := fmt.Sprintf("%s: %s%s", plan.Service, plan.Procedure, target)
+	if dryRun {
+		s += " (dry-run)"
+	}
+	return s
+}
+
+// showDetails sets the run's current details, which the Web UI shows on
+// the run's page: one line per service and the commands of waiting gates.
+func (w *repopulate) showDetails(ctx workflow.Context) {
+	var b strings.Builder
+	b.WriteString(fmt.Sprintf("**%s**", w.status.State))
+	if w.status.Message != "" {
+		b.WriteString(fmt.Sprintf(": %s", w.status.Message))
+	}
+	b.WriteString("\n\n| service | state | now |\n|---|---|---|\n")
+	for _, s := range w.status.Services {
+		b.WriteString(fmt.Sprintf("| %s | %s | %s |\n", s.Service, s.State, currentStep(s)))
+	}
+	for _, s := range w.status.Services {
+		for _, g := range s.Gates {
+			if g.State == api.GateWaiting {
+				b.WriteString(fmt.Sprintf("\nGate **%s** (%s) is waiting for approval: %s\n\n    %s\n", g.Name, s.Service, g.Action, g.ApproveCommand))
+			}
+		}
+	}
+	workflow.SetCurrentDetails(ctx, b.String())
+}
+
+// currentStep is what a service is doing now, for one-line displays.
+func currentStep(s api.ServiceStatus) string {
+	if s.State.Finished() {
+		return s.Message
+	}
+	for _, st := range s.Steps {
+		if st.State == api.Running || st.State == api.WaitingForApproval {
+			if st.Message != "" {
+				return st.Name + ": " + st.Message
+			}
+			return st.Name
+		}
+	}
+	return ""
 }

@@ -19,6 +19,8 @@ type ServiceInput struct {
 	RunID  string          `json:"runId"`
 	Plan   api.ServicePlan `json:"plan"`
 	DryRun bool            `json:"dryRun,omitempty"`
+	// Snapshot is the part of the run's pre-rebuild snapshot this service uses.
+	Snapshot *api.SnapshotInput `json:"snapshot,omitempty"`
 }
 
 // Step names, as shown in status and reports.
@@ -41,11 +43,20 @@ const (
 	StepVerifySubs        = "verify-subscriptions"
 	StepStartFASLoader    = "start-fas-loader"
 	StepWaitFASLoader     = "wait-fas-loader"
+	StepCompareSubs       = "compare-saved-subscriptions"
+	StepFindCPSNodes      = "find-cps-nodes"
+	StepShutdownCPSNodes  = "shutdown-cps-nodes"
+	StepWaitCPSNodesOff   = "wait-cps-nodes-off"
+	StepBootCPSNodes      = "boot-cps-nodes"
+	StepWaitCPSNodesReady = "wait-cps-nodes-ready"
+	StepRestoreTemplates  = "restore-bos-templates"
+	StepCheckTemplates    = "check-bos-templates"
 )
 
-// Steps lists the steps of a plan in order, so that status shows what is
-// still to come before it starts.
-func Steps(plan api.ServicePlan) []string {
+// Steps lists the steps of a service in order, gates included, so that
+// status shows what is still to come before it starts.
+func Steps(in ServiceInput) []string {
+	plan := in.Plan
 	var steps []string
 	switch plan.Procedure {
 	case api.RerunJob:
@@ -58,10 +69,38 @@ func Steps(plan api.ServicePlan) []string {
 		steps = append(steps, StepCheckCRUS, StepSnapshotPods, StepDeletePods, StepWaitPods, StepConfirmCRUS)
 	case api.RestartOrca:
 		steps = append(steps, StepDiscoverNodes, StepRestartOrca, StepVerifySubs)
+		if in.Snapshot != nil && len(in.Snapshot.SubscribedXnames) > 0 {
+			steps = append(steps, StepCompareSubs)
+		}
 	case api.RunFASLoaderAPI:
 		steps = append(steps, StepStartFASLoader, StepWaitFASLoader)
+	case api.RemountCPS:
+		steps = append(steps, StepFindCPSNodes, api.GateCPSUnmount, StepShutdownCPSNodes, StepWaitCPSNodesOff, api.GateCPSReboot, StepBootCPSNodes, StepWaitCPSNodesReady)
+	case api.RestoreBOSTemplates:
+		if hasTemplates(in) {
+			steps = append(steps, StepRestoreTemplates)
+		} else {
+			steps = append(steps, api.GateBOSTemplates, StepCheckTemplates)
+		}
 	}
 	return steps
+}
+
+// Gates lists the approval gates of a service, in the order they are reached.
+func Gates(in ServiceInput) []string {
+	switch in.Plan.Procedure {
+	case api.RemountCPS:
+		return []string{api.GateCPSUnmount, api.GateCPSReboot}
+	case api.RestoreBOSTemplates:
+		if !hasTemplates(in) {
+			return []string{api.GateBOSTemplates}
+		}
+	}
+	return nil
+}
+
+func hasTemplates(in ServiceInput) bool {
+	return in.Snapshot != nil && len(in.Snapshot.SessionTemplates) > 0
 }
 
 // serviceRun is one child workflow: it walks a service's plan step by step,
@@ -70,6 +109,10 @@ type serviceRun struct {
 	in     ServiceInput
 	status api.ServiceStatus
 	parent *workflow.Execution
+	gates  *gates
+	// result, when set, is the finished service's message instead of the
+	// step count: a procedure that found nothing to do says why.
+	result string
 }
 
 // RepopulateService repopulates one service's data.
@@ -85,9 +128,13 @@ func (w *serviceRun) setup(ctx workflow.Context) error {
 	info := workflow.GetInfo(ctx)
 	w.parent = info.ParentWorkflowExecution
 	w.status = api.ServiceStatus{Service: w.in.Plan.Service, WorkflowID: info.WorkflowExecution.ID, State: api.Pending}
-	for _, name := range Steps(w.in.Plan) {
+	for _, name := range Steps(w.in) {
 		w.status.Steps = append(w.status.Steps, api.StepStatus{Name: name, State: api.Pending})
 	}
+	for _, name := range Gates(w.in) {
+		w.status.Gates = append(w.status.Gates, api.GateStatus{Name: name, State: api.GatePending})
+	}
+	w.listenForDecisions(ctx)
 	return workflow.SetQueryHandler(ctx, api.StatusQuery, func() (api.ServiceStatus, error) { return w.status, nil })
 }
 
@@ -107,16 +154,28 @@ func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 		err = w.restartOrca(ctx)
 	case api.RunFASLoaderAPI:
 		err = w.runFASLoader(ctx)
+	case api.RemountCPS:
+		err = w.remountCPS(ctx)
+	case api.RestoreBOSTemplates:
+		err = w.restoreBOS(ctx)
 	default:
 		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("service %s has no procedure %q", w.in.Plan.Service, w.in.Plan.Procedure), api.InvalidRequestError, nil)
 	}
-	w.status.FollowUps = append(w.status.FollowUps, followUps(w.in.Plan, w.in.DryRun)...)
+	w.status.FollowUps = append(w.status.FollowUps, followUps(w.in)...)
+	if err == errGateSkipped {
+		err = nil
+		w.status.State = api.Skipped
+		w.status.Message = w.summary()
+	}
 	switch {
 	case err == nil && w.status.State == api.Skipped:
 		// the procedure found the service absent and said why
 	case err == nil:
 		w.status.State = api.Done
 		w.status.Message = w.summary()
+		if w.result != "" {
+			w.status.Message = w.result
+		}
 	case temporal.IsCanceledError(err):
 		w.status.State = api.Canceled
 		w.status.Message = w.summary()
@@ -259,7 +318,7 @@ func (w *serviceRun) restartCRUS(ctx workflow.Context) error {
 		return err
 	}
 	if check.NotInstalled {
-		for _, name := range Steps(plan)[1:] {
+		for _, name := range Steps(w.in)[1:] {
 			w.finish(ctx, name, api.Skipped, "CRUS is not installed", 0)
 		}
 		w.status.State, w.status.Message = api.Skipped, "CRUS is not installed on this system (its API answered 404)"
@@ -378,6 +437,31 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 	if err == nil && len(res.Missing) > 0 {
 		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("HMNFD has no subscription for %d restarted compute nodes: %s; check orca on them (systemctl status %s)", len(res.Missing), sample(res.Missing, 50), h.Unit))
 	}
+	if err != nil || w.in.Snapshot == nil || len(w.in.Snapshot.SubscribedXnames) == 0 {
+		return err
+	}
+	return w.compareSavedSubscriptions(ctx)
+}
+
+// compareSavedSubscriptions looks once at HMNFD for every xname that had a
+// subscription when the snapshot was taken; nodes that were not restarted
+// (down now, not Ready) are expected to be missing and are listed for a person.
+func (w *serviceRun) compareSavedSubscriptions(ctx workflow.Context) error {
+	var c *activities.CSM
+	saved := w.in.Snapshot.SubscribedXnames
+	var res activities.VerifyResult
+	err := w.step(ctx, StepCompareSubs, readOptions(w.in.Plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, c.VerifySubscriptions, activities.VerifyRequest{Xnames: saved, Budget: 0, Poll: w.in.Plan.Timings.Poll}).Get(ctx, &res)
+		if err == nil && len(res.Missing) == 0 {
+			res.Message = fmt.Sprintf("all %d nodes subscribed in the snapshot (%s) are subscribed again", len(saved), w.in.Snapshot.Dir)
+		} else if err == nil {
+			res.Message = fmt.Sprintf("%d of %d nodes subscribed in the snapshot have no subscription now", len(res.Missing), len(saved))
+		}
+		return res.Outcome, err
+	})
+	if err == nil && len(res.Missing) > 0 {
+		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("%d nodes had an HMNFD subscription in the snapshot (%s) and have none now: %s; once they are up, restart %s on them", len(res.Missing), w.in.Snapshot.Dir, sample(res.Missing, 50), w.in.Plan.HMNFD.Unit))
+	}
 	return err
 }
 
@@ -470,11 +554,28 @@ func (w *serviceRun) find(name string) *api.StepStatus {
 // publish sends the status to the parent, if there is one, and waits until
 // it is delivered so that the parent has it before this child's result.
 func (w *serviceRun) publish(ctx workflow.Context) {
+	workflow.SetCurrentDetails(ctx, w.details())
 	if w.parent == nil {
 		return
 	}
 	// A parent that is gone cannot be told; the result still carries the status.
 	_ = workflow.SignalExternalWorkflow(ctx, w.parent.ID, "", api.StepProgressSignal, w.status).Get(ctx, nil)
+}
+
+// details is the child's current details in the Web UI: where it stands
+// and, at a gate, what approval does and the command to give it.
+func (w *serviceRun) details() string {
+	var b strings.Builder
+	b.WriteString(fmt.Sprintf("**%s** %s", w.status.Service, w.status.State))
+	if now := currentStep(w.status); now != "" {
+		b.WriteString(fmt.Sprintf(": %s", now))
+	}
+	for _, g := range w.status.Gates {
+		if g.State == api.GateWaiting {
+			b.WriteString(fmt.Sprintf("\n\nGate **%s** is waiting for approval.\n\nOnce approved: %s\n\n%s\n\n    %s\n    %s\n", g.Name, g.Action, g.Details, g.ApproveCommand, g.RejectCommand))
+		}
+	}
+	return b.String()
 }
 
 // summary is the one-line message of a finished service.
@@ -500,13 +601,27 @@ func (w *serviceRun) summary() string {
 }
 
 // followUps are what the runbook leaves to a person once the steps are done.
-func followUps(plan api.ServicePlan, dryRun bool) []string {
-	if dryRun {
+func followUps(in ServiceInput) []string {
+	if in.DryRun {
 		return nil
 	}
-	switch plan.Service {
+	switch in.Plan.Service {
 	case api.FAS:
-		return []string{"FAS lost its history of firmware actions and snapshots: recreate any action that was running when etcd failed (cray fas actions create)"}
+		if in.Snapshot == nil {
+			return []string{"FAS lost its history of firmware actions and snapshots: recreate any action that was running when etcd failed (cray fas actions create); no snapshot was given, so which ones is not known here"}
+		}
+		if len(in.Snapshot.FASActions) == 0 {
+			return []string{fmt.Sprintf("FAS lost its history of firmware actions and snapshots; the snapshot (%s) had no action in progress, so none needs recreating", in.Snapshot.Dir)}
+		}
+		out := []string{fmt.Sprintf("FAS lost its history: recreate the %d firmware actions that were in progress when the snapshot was taken (cray fas actions create with each action's original parameters):", len(in.Snapshot.FASActions))}
+		for _, a := range in.Snapshot.FASActions {
+			line := fmt.Sprintf("  action %s (%s)", a.ActionID, a.State)
+			if a.Command != "" {
+				line += ": " + a.Command
+			}
+			out = append(out, line)
+		}
+		return out
 	}
 	return nil
 }

@@ -32,6 +32,15 @@ type kubeFake struct {
 	crus         activities.CRUSCheck
 	batches      []activities.RestartBatch
 	verified     []string
+	// CPS and BOS: the nodes that boot from CPS (none: CPS unused), the
+	// BOS sessions started, templates restored and checked.
+	cpsNodes     []string
+	bosSessions  []activities.BOSSessionRequest
+	nodeWaits    []activities.WaitNodesRequest
+	restored     [][]json.RawMessage
+	checkedTmpls int
+	// planHook changes the plans Preflight returns.
+	planHook func(*api.ServicePlan)
 }
 
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
@@ -40,7 +49,11 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PreflightRequest) (activities.PreflightResult, error) {
 		var res activities.PreflightResult
 		for _, s := range req.Services {
-			res.Plans = append(res.Plans, cfg.Plan(s))
+			p := cfg.Plan(s)
+			if f.planHook != nil {
+				f.planHook(&p)
+			}
+			res.Plans = append(res.Plans, p)
 		}
 		return res, nil
 	})
@@ -107,6 +120,36 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.verified = v.Xnames
 		return activities.VerifyResult{}, nil
 	})
+	env.OnActivity(c.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, activities.CPSNodesRequest) (activities.CPSNodes, error) {
+		if len(f.cpsNodes) == 0 {
+			return activities.CPSNodes{Reason: "no client uses CPS"}, nil
+		}
+		return activities.CPSNodes{InUse: true, Groups: []activities.CPSNodeGroup{{Template: "cos-2.0", Xnames: f.cpsNodes}}}, nil
+	})
+	env.OnActivity(c.StartBOSSession, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.BOSSessionRequest) (activities.BOSSessionStarted, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.bosSessions = append(f.bosSessions, r)
+		return activities.BOSSessionStarted{Name: r.Name}, nil
+	})
+	env.OnActivity(c.WaitNodesState, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.WaitNodesRequest) (activities.Outcome, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.nodeWaits = append(f.nodeWaits, r)
+		return activities.Outcome{Message: "all " + strings.Join(r.States, ",")}, nil
+	})
+	env.OnActivity(c.RestoreSessionTemplates, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.RestoreTemplatesRequest) (activities.RestoreTemplatesResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.restored = append(f.restored, r.Templates)
+		return activities.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
+	})
+	env.OnActivity(c.CheckSessionTemplates, mock.Anything).Return(func(context.Context) (activities.TemplatesCheck, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.checkedTmpls++
+		return activities.TemplatesCheck{Names: []string{"cos-2.0"}, Outcome: activities.Outcome{Message: "1 template"}}, nil
+	})
 }
 
 func newEnv(t *testing.T, configure ...func(*kubeFake)) (*testsuite.TestWorkflowEnvironment, *kubeFake) {
@@ -132,9 +175,11 @@ func serviceState(t *testing.T, st api.RunStatus, s api.Service) api.ServiceStat
 	return api.ServiceStatus{}
 }
 
-func TestAllServicesRunOrAreHonestlySkipped(t *testing.T) {
+func TestAllServicesRun(t *testing.T) {
 	env, f := newEnv(t)
-	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{})
+	// A snapshot with templates: BOS restores them instead of waiting at its gate.
+	snap := &api.SnapshotInput{Dir: "/snap", SessionTemplates: []json.RawMessage{json.RawMessage(`{"name":"cos-2.0"}`)}}
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Snapshot: snap})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow failed: %v", err)
 	}
@@ -142,16 +187,10 @@ func TestAllServicesRunOrAreHonestlySkipped(t *testing.T) {
 	if err := env.GetWorkflowResult(&report); err != nil {
 		t.Fatal(err)
 	}
-	if report.State != api.Done || len(report.Services) != 9 {
-		t.Fatalf("report state %s with %d services, want done with 9", report.State, len(report.Services))
+	if report.State != api.Done || len(report.Services) != 9 || report.Snapshot != "/snap" {
+		t.Fatalf("report state %s with %d services (snapshot %q), want done with 9 from /snap", report.State, len(report.Services), report.Snapshot)
 	}
-	for _, s := range []api.Service{api.BOS, api.CPS} {
-		ss := serviceState(t, report, s)
-		if ss.State != api.Skipped || !strings.Contains(ss.Message, "not implemented yet") {
-			t.Errorf("%s: state %s message %q, want skipped as not implemented yet", s, ss.State, ss.Message)
-		}
-	}
-	for _, s := range []api.Service{api.BSS, api.FAS, api.ExternalDNS, api.MEDS, api.REDS, api.CRUS, api.HMNFD} {
+	for _, s := range api.AllServices {
 		ss := serviceState(t, report, s)
 		if ss.State != api.Done {
 			t.Errorf("%s: state %s (%s), want done", s, ss.State, ss.Message)
@@ -167,6 +206,14 @@ func TestAllServicesRunOrAreHonestlySkipped(t *testing.T) {
 	// bss, fas and externaldns each delete and create once; three pod sets restart.
 	if f.deletes != 3 || f.creates != 3 || f.podDeletes != 3 {
 		t.Errorf("deletes %d creates %d pod deletes %d, want 3 3 3", f.deletes, f.creates, f.podDeletes)
+	}
+	// CPS unused: nothing shut down, both gates skipped with the reason.
+	cps := serviceState(t, report, api.CPS)
+	if len(f.bosSessions) != 0 || len(cps.Gates) != 2 || cps.Gates[0].State != api.GateSkipped || !strings.Contains(cps.Message, "no client uses CPS") {
+		t.Errorf("cps with no CPS client: sessions %v, status %+v", f.bosSessions, cps)
+	}
+	if len(f.restored) != 1 || len(f.restored[0]) != 1 || f.checkedTmpls != 0 {
+		t.Errorf("bos: restored %v, checked %d; want the snapshot's one template restored", f.restored, f.checkedTmpls)
 	}
 }
 
@@ -254,7 +301,9 @@ func TestStatusQueryShowsSteps(t *testing.T) {
 			t.Errorf("query: %v", err)
 			return
 		}
-		_ = v.Get(&mid)
+		if err := v.Get(&mid); err != nil {
+			t.Errorf("query result: %v", err)
+		}
 	}, time.Millisecond)
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bss"}})
 	if mid.RunID == "" || len(mid.Services) != 1 {

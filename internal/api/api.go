@@ -317,8 +317,6 @@ const (
 	RestoreBOSTemplates Procedure = "restore-bos-templates"
 	// NotInRelease marks a service the configured CSM release does not have.
 	NotInRelease Procedure = "not-in-release"
-	// NotImplemented marks a service whose procedure this version cannot run yet.
-	NotImplemented Procedure = "not-implemented"
 )
 
 // ServicePlan is what a child workflow does for one service. The worker's
@@ -338,7 +336,7 @@ type ServicePlan struct {
 	CPS   *CPSPlan   `json:"cps,omitempty"`
 	// Gates bounds the service's approval gates, if it has any.
 	Gates GatePolicy `json:"gates,omitzero"`
-	// Reason explains a NotImplemented or NotInRelease procedure.
+	// Reason explains a NotInRelease procedure.
 	Reason  string  `json:"reason,omitempty"`
 	Timings Timings `json:"timings"`
 }

@@ -35,8 +35,12 @@ func newStartCommand(g *globals) *cobra.Command {
 
 Before any service changes anything, the run checks that every Job, pod set
 and EtcdCluster it needs exists and is readable; a missing one fails the run
-with nothing changed. Services this version cannot run yet (bos, cps, hmnfd)
-are reported as skipped, with what a person must do instead.
+with nothing changed. Services the configured CSM release does not have
+(profile csm-1.5) are reported as skipped.
+
+cps and bos wait for a person at approval gates (cps-unmount, cps-reboot,
+bos-templates when no snapshot is given); status, watch and the Web UI show
+the exact approve command.
 
 --dry-run reads every target and reports each action it would take (object
 names and UIDs, what would be stripped before re-creating) and changes nothing.
@@ -86,9 +90,22 @@ func (o *startOptions) run(ctx context.Context) error {
 	}
 	defer c.Close()
 	req := api.Request{Services: o.services, DryRun: o.dryRun}
+	services, _ := api.ParseServices(o.services) // validated above
+	names := make([]string, len(services))
+	for i, s := range services {
+		names[i] = string(s)
+	}
+	summary := "repopulate " + strings.Join(names, ",")
+	if o.dryRun {
+		summary += " (dry-run)"
+	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        o.id,
 		TaskQueue: o.conn.TaskQueue,
+		// The Web UI shows the summary on the run's page and the memo in its
+		// details; `repopulate list --service` filters on the memo.
+		StaticSummary: summary,
+		Memo:          map[string]any{api.MemoServices: names, api.MemoDryRun: o.dryRun},
 		// A run ID names one run for good: reports and child IDs hang off it.
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,

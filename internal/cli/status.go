@@ -238,6 +238,13 @@ func writeText(w io.Writer, st api.RunStatus) {
 		fmt.Fprintf(w, " — %s", st.Message)
 	}
 	fmt.Fprintln(w)
+	if st.Profile != "" || st.Snapshot != "" {
+		fmt.Fprintf(w, "profile %s", st.Profile)
+		if st.Snapshot != "" {
+			fmt.Fprintf(w, ", snapshot %s", st.Snapshot)
+		}
+		fmt.Fprintln(w)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTEP\tSTATE\tATTEMPT\tTIME\tMESSAGE")
 	for _, s := range st.Services {
@@ -251,6 +258,7 @@ func writeText(w io.Writer, st api.RunStatus) {
 		}
 	}
 	_ = tw.Flush()
+	writeGates(w, st)
 	var follow []string
 	for _, s := range st.Services {
 		for _, f := range s.FollowUps {
@@ -259,6 +267,35 @@ func writeText(w io.Writer, st api.RunStatus) {
 	}
 	if len(follow) > 0 {
 		fmt.Fprintf(w, "\nFollow-ups for people:\n%s\n", strings.Join(follow, "\n"))
+	}
+}
+
+// writeGates lists the approval gates: the commands of waiting ones, and
+// who decided the others, when and with what note, for the record.
+func writeGates(w io.Writer, st api.RunStatus) {
+	var lines []string
+	for _, s := range st.Services {
+		for _, g := range s.Gates {
+			switch g.State {
+			case api.GateWaiting:
+				line := fmt.Sprintf("  %s (%s) WAITING since %s: %s\n      approve: %s\n      reject:  %s", g.Name, s.Service, g.Opened.UTC().Format(time.RFC3339), g.Action, g.ApproveCommand, g.RejectCommand)
+				if !g.Deadline.IsZero() {
+					line += fmt.Sprintf("\n      deadline: %s", g.Deadline.UTC().Format(time.RFC3339))
+				}
+				lines = append(lines, line)
+			case api.GateApproved, api.GateRejected:
+				line := fmt.Sprintf("  %s (%s) %s by %s at %s", g.Name, s.Service, g.State, g.By, g.Decided.UTC().Format(time.RFC3339))
+				if g.Note != "" {
+					line += ": " + g.Note
+				}
+				lines = append(lines, line)
+			case api.GateExpired:
+				lines = append(lines, fmt.Sprintf("  %s (%s) expired at %s, nobody decided", g.Name, s.Service, g.Decided.UTC().Format(time.RFC3339)))
+			}
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "\nApproval gates:\n%s\n", strings.Join(lines, "\n"))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -40,6 +41,18 @@ type Config struct {
 	// ActivityAttempts caps the tries of one step on transient errors
 	// (API server unreachable, conflicts, throttling).
 	ActivityAttempts int32 `json:"activityAttempts"`
+	// Gates bounds how long approval gates wait for a person.
+	Gates Gates `json:"gates"`
+}
+
+// Gates bounds the approval gates (cps-unmount, cps-reboot, bos-templates).
+type Gates struct {
+	// Deadline is how long a gate waits; 0 (the default) waits until
+	// someone approves or rejects, however long that takes.
+	Deadline Duration `json:"deadline"`
+	// OnDeadline is what a gate does when its deadline passes: fail (the
+	// default) fails the service, skip ends it as skipped.
+	OnDeadline string `json:"onDeadline"`
 }
 
 // Services holds each service's targets.
@@ -51,6 +64,21 @@ type Services struct {
 	CRUS        CRUSService        `json:"crus"`
 	ExternalDNS EtcdClusterService `json:"externaldns"`
 	HMNFD       HMNFDService       `json:"hmnfd"`
+	CPS         CPSService         `json:"cps"`
+}
+
+// CPSService says which compute nodes the CPS procedure shuts down and
+// boots again, and how long it waits for each.
+type CPSService struct {
+	// Nodes are xnames to reboot; empty derives them from the BOS session
+	// templates whose boot sets use the CPS root file system (cpss3).
+	Nodes []string `json:"nodes"`
+	// Template is the BOS session template that boots Nodes (required with Nodes).
+	Template string `json:"template"`
+	// ShutdownTimeout bounds waiting for HSM to report the nodes Off.
+	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	// BootTimeout bounds waiting for HSM to report the nodes Ready again.
+	BootTimeout Duration `json:"bootTimeout"`
 }
 
 // CRUSService follows CRUS sessions and restarts the cray-crus pods.
@@ -162,7 +190,9 @@ func Default() Config {
 			},
 			HMNFD:       HMNFDService{BatchSize: 1000, MaxFailedPercent: 2, VerifyTimeout: Duration(5 * time.Minute)},
 			ExternalDNS: EtcdClusterService{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: Duration(15 * time.Minute)},
+			CPS:         CPSService{ShutdownTimeout: Duration(15 * time.Minute), BootTimeout: Duration(45 * time.Minute)},
 		},
+		Gates: Gates{OnDeadline: api.OnDeadlineFail},
 		Profile: ProfileCSM10,
 		CSM: CSM{
 			ClientID:     "admin-client",
@@ -345,6 +375,26 @@ func (c Config) Validate() error {
 	if c.PollInterval > 0 && c.HeartbeatTimeout > 0 && c.PollInterval >= c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("pollInterval (%s) must be shorter than heartbeatTimeout (%s): waits heartbeat once per poll", time.Duration(c.PollInterval), time.Duration(c.HeartbeatTimeout)))
 	}
+	cps := s.CPS
+	for i, x := range cps.Nodes {
+		if !xnamePattern.MatchString(x) {
+			errs = append(errs, fmt.Errorf("services.cps.nodes[%d]: %q is not a node xname such as x3000c0s19b1n0", i, x))
+		}
+	}
+	if len(cps.Nodes) > 0 && cps.Template == "" {
+		errs = append(errs, fmt.Errorf("services.cps.template: name the BOS session template that boots services.cps.nodes (or leave nodes empty to derive both from BOS)"))
+	}
+	if len(cps.Nodes) == 0 && cps.Template != "" {
+		errs = append(errs, fmt.Errorf("services.cps.template: set only together with services.cps.nodes"))
+	}
+	checkDuration("services.cps.shutdownTimeout", cps.ShutdownTimeout)
+	checkDuration("services.cps.bootTimeout", cps.BootTimeout)
+	if c.Gates.Deadline < 0 {
+		errs = append(errs, fmt.Errorf("gates.deadline: must be 0 (wait until someone decides) or a positive duration such as 8h, got %s", time.Duration(c.Gates.Deadline)))
+	}
+	if c.Gates.OnDeadline != api.OnDeadlineFail && c.Gates.OnDeadline != api.OnDeadlineSkip {
+		errs = append(errs, fmt.Errorf("gates.onDeadline: %q must be %s or %s", c.Gates.OnDeadline, api.OnDeadlineFail, api.OnDeadlineSkip))
+	}
 	if c.ActivityAttempts < 1 {
 		errs = append(errs, fmt.Errorf("activityAttempts: must be at least 1, got %d", c.ActivityAttempts))
 	}
@@ -364,6 +414,7 @@ func (c Config) Plan(s api.Service) api.ServicePlan {
 	pods := func(p PodService) api.ServicePlan {
 		return api.ServicePlan{Service: s, Procedure: api.RestartPods, Pods: api.PodSet{Namespace: p.Namespace, Selector: p.Selector}, Timings: timings(p.ReadyTimeout)}
 	}
+	gates := api.GatePolicy{Deadline: time.Duration(c.Gates.Deadline), OnDeadline: c.Gates.OnDeadline}
 	if reason, absent := notInRelease[c.Profile][s]; absent {
 		return api.ServicePlan{Service: s, Procedure: api.NotInRelease, Reason: reason}
 	}
@@ -391,19 +442,22 @@ func (c Config) Plan(s api.Service) api.ServicePlan {
 			Unit: h.Unit, NCNGroups: h.NCNGroups, BatchSize: h.BatchSize, MaxFailedPercent: h.MaxFailedPercent, VerifyTimeout: time.Duration(h.VerifyTimeout),
 			BatchTimeout: time.Duration((h.BatchSize+c.SSH.Concurrency-1)/c.SSH.Concurrency)*time.Duration(c.SSH.ConnectTimeout+c.SSH.CommandTimeout) + time.Minute,
 		}}
+	case api.CPS:
+		p := c.Services.CPS
+		return api.ServicePlan{Service: s, Procedure: api.RemountCPS, Timings: timings(p.BootTimeout), Gates: gates, CPS: &api.CPSPlan{
+			Nodes: p.Nodes, Template: p.Template, ShutdownTimeout: time.Duration(p.ShutdownTimeout), BootTimeout: time.Duration(p.BootTimeout),
+		}}
+	case api.BOS:
+		return api.ServicePlan{Service: s, Procedure: api.RestoreBOSTemplates, Timings: timings(c.Services.CPS.ShutdownTimeout), Gates: gates}
 	case api.ExternalDNS:
 		e := c.Services.ExternalDNS
 		return api.ServicePlan{Service: s, Procedure: api.RecreateEtcdCluster, Object: api.ObjectRef{Namespace: e.Namespace, Name: e.EtcdCluster}, Timings: timings(e.RunningTimeout)}
-	default:
-		return api.ServicePlan{Service: s, Procedure: api.NotImplemented, Reason: notImplemented[s]}
 	}
+	panic("config: no plan for service " + string(s)) // api.AllServices and this switch disagree
 }
 
-// notImplemented says, honestly, which runbook sections this version leaves to a person.
-var notImplemented = map[api.Service]string{
-	api.BOS: "not implemented yet: rebuild BOS session templates by hand (runbook, BOS section)",
-	api.CPS: "not implemented yet: unmount and re-mount CPS content by hand (runbook, CPS section)",
-}
+// xnamePattern matches a node's xname (cabinet, chassis, slot, BMC, node).
+var xnamePattern = regexp.MustCompile(`^x\d+c\d+s\d+b\d+n\d+$`)
 
 // notInRelease: services a CSM release no longer has (CSM-APIS.md).
 var notInRelease = map[string]map[api.Service]string{

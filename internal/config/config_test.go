@@ -27,8 +27,11 @@ func TestDefaultsAreTheRunbooks(t *testing.T) {
 	if p := cfg.Plan(api.HMNFD); p.Procedure != api.RestartOrca || p.HMNFD.Unit != "cray-dvs-orca" || len(p.HMNFD.NCNGroups) != 2 {
 		t.Errorf("hmnfd plan %+v", p.HMNFD)
 	}
-	if p := cfg.Plan(api.BOS); p.Procedure != api.NotImplemented || !strings.Contains(p.Reason, "not implemented yet") {
+	if p := cfg.Plan(api.BOS); p.Procedure != api.RestoreBOSTemplates || p.Gates.OnDeadline != api.OnDeadlineFail || p.Gates.Deadline != 0 {
 		t.Errorf("bos plan %+v", p)
+	}
+	if p := cfg.Plan(api.CPS); p.Procedure != api.RemountCPS || p.CPS == nil || len(p.CPS.Nodes) != 0 || p.CPS.BootTimeout <= 0 {
+		t.Errorf("cps plan %+v", p)
 	}
 	if p := cfg.Plan(api.FAS); p.Procedure != api.RerunJob {
 		t.Errorf("fas on csm-1.0 must re-run the loader Job: %+v", p)
@@ -95,6 +98,10 @@ func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
 		"relative URL":     {"csm:\n  baseURL: api-gw\n", "csm.baseURL"},
 		"two secrets":      {"csm:\n  clientSecret: {file: /a, env: B}\n", "set exactly one of kubernetes, file or env (got 2)"},
 		"zero concurrency": {"ssh:\n  concurrency: 0\n", "ssh.concurrency: must be at least 1"},
+		"cps bad xname":    {"services:\n  cps:\n    nodes: [nid000001]\n    template: cos\n", `services.cps.nodes[0]: "nid000001" is not a node xname`},
+		"cps no template":  {"services:\n  cps:\n    nodes: [x3000c0s19b1n0]\n", "services.cps.template: name the BOS session template"},
+		"gate deadline":    {"gates:\n  deadline: -1h\n", "gates.deadline: must be 0"},
+		"gate onDeadline":  {"gates:\n  onDeadline: wait\n", `gates.onDeadline: "wait" must be fail or skip`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

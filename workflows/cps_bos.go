@@ -1,0 +1,201 @@
+package workflows
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/api"
+)
+
+// remountCPS is the runbook's CPS section: compute nodes that have CPS
+// content mounted as their root file system are shut down (unmount) and
+// booted again (re-mount from the rebuilt etcd). Both power steps wait for
+// a person at a gate; each wait on HSM heartbeats and resumes after a
+// worker restart.
+func (w *serviceRun) remountCPS(ctx workflow.Context) error {
+	var c *activities.CSM
+	plan := w.in.Plan
+	var found activities.CPSNodes
+	err := w.step(ctx, StepFindCPSNodes, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, c.FindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template}).Get(ctx, &found)
+		return found.Outcome, err
+	})
+	if err != nil {
+		return err
+	}
+	var xnames []string
+	for _, g := range found.Groups {
+		xnames = append(xnames, g.Xnames...)
+	}
+	if !found.InUse || len(xnames) == 0 {
+		why := found.Reason
+		if why == "" {
+			why = "no compute node uses CPS for its root file system"
+		}
+		w.skipRest(ctx, api.GateCPSUnmount, why)
+		w.result = "nothing to remount: " + why
+		return nil
+	}
+	nodes := fmt.Sprintf("%d compute nodes (%s)", len(xnames), sample(xnames, 8))
+	if w.in.DryRun {
+		w.skipGate(ctx, api.GateCPSUnmount, "dry-run: would wait for approval to shut down "+nodes)
+		w.finish(ctx, StepShutdownCPSNodes, api.Skipped, "dry-run: would create BOS sessions (operation shutdown) for "+groupList(found.Groups), 0)
+		w.finish(ctx, StepWaitCPSNodesOff, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HSM to report them Off", plan.CPS.ShutdownTimeout), 0)
+		w.skipGate(ctx, api.GateCPSReboot, "dry-run: would wait for approval to boot them again")
+		w.finish(ctx, StepBootCPSNodes, api.Skipped, "dry-run: would create BOS sessions (operation boot) with the same templates", 0)
+		w.finish(ctx, StepWaitCPSNodesReady, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HSM to report them Ready", plan.CPS.BootTimeout), 0)
+		return nil
+	}
+
+	if err := w.gate(ctx, api.GateCPSUnmount,
+		fmt.Sprintf("shut down %s through BOS (operation shutdown) so that they unmount the CPS content of their root file system", nodes),
+		"Shutting down interrupts any job on these nodes: drain them in the workload manager first. Groups (BOS template: nodes): "+groupList(found.Groups)); err != nil {
+		return err
+	}
+	if err := w.powerStep(ctx, StepShutdownCPSNodes, StepWaitCPSNodesOff, "shutdown", "Off", found.Groups, xnames, plan.CPS.ShutdownTimeout); err != nil {
+		w.nodesLeftDown(found.Groups)
+		return err
+	}
+	if err := w.gate(ctx, api.GateCPSReboot,
+		fmt.Sprintf("boot %s again through BOS (operation boot) so that they mount CPS content from the rebuilt etcd", nodes),
+		"The nodes are Off now. Approve once CPS and its etcd cluster are healthy again (kubectl -n services get etcdclusters cray-cps-etcd)."); err != nil {
+		w.nodesLeftDown(found.Groups)
+		return err
+	}
+	if err := w.powerStep(ctx, StepBootCPSNodes, StepWaitCPSNodesReady, "boot", "Ready", found.Groups, xnames, plan.CPS.BootTimeout); err != nil {
+		w.nodesLeftDown(found.Groups)
+		return err
+	}
+	return nil
+}
+
+// powerStep starts one BOS session per template group and waits until HSM
+// reports every node in state. Session names derive from the run, so a
+// retried start finds the session it created instead of starting another.
+func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operation, state string, groups []activities.CPSNodeGroup, xnames []string, budget time.Duration) error {
+	var c *activities.CSM
+	plan := w.in.Plan
+	err := w.step(ctx, startStep, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+		var names []string
+		for i, g := range groups {
+			var started activities.BOSSessionStarted
+			req := activities.BOSSessionRequest{Name: bosSessionName(w.in.RunID, operation, i), Template: g.Template, Operation: operation, Xnames: g.Xnames}
+			if err := workflow.ExecuteActivity(ctx, c.StartBOSSession, req).Get(ctx, &started); err != nil {
+				return activities.Outcome{}, err
+			}
+			names = append(names, started.Name)
+		}
+		return activities.Outcome{Message: fmt.Sprintf("BOS %s sessions %s started for %d nodes", operation, strings.Join(names, ", "), len(xnames))}, nil
+	})
+	if err != nil {
+		return err
+	}
+	return w.step(ctx, waitStep, waitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
+		var out activities.Outcome
+		err := workflow.ExecuteActivity(ctx, c.WaitNodesState, activities.WaitNodesRequest{Xnames: xnames, States: []string{state}, Budget: budget, Poll: plan.Timings.Poll}).Get(ctx, &out)
+		return out, err
+	})
+}
+
+// nodesLeftDown tells a person how to boot the nodes by hand when the run
+// stopped after they may have been shut down.
+func (w *serviceRun) nodesLeftDown(groups []activities.CPSNodeGroup) {
+	if w.find(StepShutdownCPSNodes).State == api.Pending {
+		return // nothing was shut down
+	}
+	for _, g := range groups {
+		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf(
+			"CPS nodes may still be Off: once CPS is healthy, boot them: cray bos v2 sessions create --template-name %s --operation boot --limit %s",
+			g.Template, strings.Join(g.Xnames, ",")))
+	}
+}
+
+// skipRest marks every step and gate from the named one on as skipped.
+func (w *serviceRun) skipRest(ctx workflow.Context, from, why string) {
+	started := false
+	for _, s := range w.status.Steps {
+		started = started || s.Name == from
+		if !started {
+			continue
+		}
+		if g := w.findGate(s.Name); g != nil {
+			w.skipGate(ctx, s.Name, why)
+			continue
+		}
+		w.finish(ctx, s.Name, api.Skipped, why, 0)
+	}
+}
+
+// restoreBOS is the runbook's BOS section. With a snapshot the templates
+// are put back as they were and validated; without one a person must
+// rebuild them from the product streams' procedures, so the service waits
+// at gate bos-templates and then checks what BOS holds.
+func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
+	var c *activities.CSM
+	plan := w.in.Plan
+	if hasTemplates(w.in) {
+		tmpls := w.in.Snapshot.SessionTemplates
+		if w.in.DryRun {
+			w.finish(ctx, StepRestoreTemplates, api.Skipped, fmt.Sprintf("dry-run: would restore %d session templates from the snapshot %s and validate each", len(tmpls), w.in.Snapshot.Dir), 0)
+			return nil
+		}
+		var res activities.RestoreTemplatesResult
+		err := w.step(ctx, StepRestoreTemplates, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
+			err := workflow.ExecuteActivity(ctx, c.RestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: tmpls}).Get(ctx, &res)
+			return res.Outcome, err
+		})
+		w.invalidTemplates(res.Invalid)
+		return err
+	}
+	if w.in.DryRun {
+		w.skipGate(ctx, api.GateBOSTemplates, "dry-run: no snapshot given, so a real run would wait here for the templates to be rebuilt by hand")
+		w.finish(ctx, StepCheckTemplates, api.Skipped, "dry-run: would list and validate the session templates", 0)
+		return nil
+	}
+	if err := w.gate(ctx, api.GateBOSTemplates,
+		"check the BOS session templates that were rebuilt by hand (no snapshot was given to restore them from)",
+		bosProductStreamInstructions); err != nil {
+		return err
+	}
+	var res activities.TemplatesCheck
+	err := w.step(ctx, StepCheckTemplates, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, c.CheckSessionTemplates).Get(ctx, &res)
+		return res.Outcome, err
+	})
+	w.invalidTemplates(res.Invalid)
+	return err
+}
+
+func (w *serviceRun) invalidTemplates(invalid []activities.TemplateProblem) {
+	for _, p := range invalid {
+		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("BOS session template %s is not valid (%s): fix it (cray bos v2 sessiontemplates describe %s) before booting with it", p.Name, p.Message, p.Name))
+	}
+}
+
+// bosProductStreamInstructions are the runbook's BOS section, shown with
+// the bos-templates gate.
+const bosProductStreamInstructions = `Reconstruct boot session templates for impacted product streams (runbook, BOS section):
+  - UANs: in the UAN product stream repository, "Install and Configure UANs", header "PREPARE UAN BOOT SESSION TEMPLATES".
+  - Cray Operating System (COS): in the COS product stream documentation, "Boot COS", header "Create a Boot Session Template".
+Then approve this gate; the run lists the templates BOS holds and validates each. Next time, take a snapshot before a rebuild (repopulate snapshot --out DIR) and start with --snapshot DIR to restore them automatically.`
+
+// bosSessionName is a BOS session name unique to this run, operation and
+// group, and stable across retries and replays.
+func bosSessionName(runID, operation string, group int) string {
+	h := fnv.New32a()
+	h.Write([]byte(runID))
+	return fmt.Sprintf("repopulate-cps-%s-%08x-%d", operation, h.Sum32(), group)
+}
+
+func groupList(groups []activities.CPSNodeGroup) string {
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		parts[i] = fmt.Sprintf("%s: %s", g.Template, sample(g.Xnames, 8))
+	}
+	return strings.Join(parts, "; ")
+}

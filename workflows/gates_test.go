@@ -1,0 +1,232 @@
+package workflows
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+)
+
+// decision is the outcome of one Update sent to the parent.
+type decision struct {
+	rejected error // the validator refused it
+	result   api.GateStatus
+	err      error
+}
+
+// decide sends the DecideGateUpdate at virtual time `at` and records the outcome.
+func decide(env *testsuite.TestWorkflowEnvironment, at time.Duration, d api.GateDecision, out *decision) {
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(api.DecideGateUpdate, d.Gate+string(d.Decision)+at.String(), &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { out.rejected = err },
+			OnComplete: func(r any, err error) {
+				if gs, ok := r.(api.GateStatus); ok {
+					out.result = gs
+				}
+				out.err = err
+			},
+		}, d)
+	}, at)
+}
+
+func cpsRun(t *testing.T, configure ...func(*kubeFake)) (*testsuite.TestWorkflowEnvironment, *kubeFake) {
+	t.Helper()
+	return newEnv(t, append([]func(*kubeFake){func(f *kubeFake) { f.cpsNodes = []string{"x1000c0s1b0n0", "x1000c0s2b0n0"} }}, configure...)...)
+}
+
+func TestCPSGatesApprovedInOrder(t *testing.T) {
+	env, f := cpsRun(t)
+	var early, unmount, twice, reboot decision
+	// Before the service reaches cps-reboot, approving it must be refused.
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Approve, By: "ops@ncn-m001"}, &early)
+	decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops@ncn-m001", Note: "nodes drained"}, &unmount)
+	decide(env, 3*time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "other@ncn-m002"}, &twice)
+	decide(env, 4*time.Minute, api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Approve, By: "ops@ncn-m001", Note: "cps etcd healthy"}, &reboot)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if early.rejected == nil || !strings.Contains(early.rejected.Error(), "gate cps-reboot of service cps is not waiting yet") {
+		t.Errorf("approving a gate not reached yet: rejected = %v", early.rejected)
+	}
+	if unmount.rejected != nil || unmount.err != nil || unmount.result.State != api.GateApproved || unmount.result.By != "ops@ncn-m001" {
+		t.Errorf("approve cps-unmount: %+v", unmount)
+	}
+	if twice.rejected == nil || !strings.Contains(twice.rejected.Error(), "is not waiting: it was approved by ops@ncn-m001") {
+		t.Errorf("approving twice: rejected = %v", twice.rejected)
+	}
+	if reboot.rejected != nil || reboot.err != nil {
+		t.Errorf("approve cps-reboot: %+v", reboot)
+	}
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	cps := serviceState(t, report, api.CPS)
+	if cps.State != api.Done {
+		t.Fatalf("cps %s: %s", cps.State, cps.Message)
+	}
+	if len(f.bosSessions) != 2 || f.bosSessions[0].Operation != "shutdown" || f.bosSessions[1].Operation != "boot" ||
+		f.bosSessions[0].Name == f.bosSessions[1].Name || len(f.bosSessions[0].Xnames) != 2 {
+		t.Errorf("BOS sessions %+v, want one shutdown then one boot of both nodes", f.bosSessions)
+	}
+	if len(f.nodeWaits) != 2 || f.nodeWaits[0].States[0] != "Off" || f.nodeWaits[1].States[0] != "Ready" {
+		t.Errorf("HSM waits %+v, want Off then Ready", f.nodeWaits)
+	}
+	g := cps.Gates[0]
+	if g.State != api.GateApproved || g.By != "ops@ncn-m001" || g.Note != "nodes drained" || g.Decided.Sub(g.Opened) < time.Minute ||
+		!strings.Contains(g.ApproveCommand, "repopulate approve default-test-workflow-id cps-unmount") {
+		t.Errorf("cps-unmount in the report: %+v", g)
+	}
+	if cps.Gates[1].State != api.GateApproved || cps.Gates[1].Note != "cps etcd healthy" {
+		t.Errorf("cps-reboot in the report: %+v", cps.Gates[1])
+	}
+}
+
+func TestUnknownGateAndBadDecisionsAreRefused(t *testing.T) {
+	env, f := cpsRun(t)
+	var unknown, noReason, bogus, reject decision
+	decide(env, time.Minute, api.GateDecision{Gate: "cps-unmnt", Decision: api.Approve}, &unknown)
+	decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Reject}, &noReason)
+	decide(env, 3*time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: "maybe"}, &bogus)
+	decide(env, 4*time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Reject, By: "ops", Note: "jobs still running"}, &reject)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps"}})
+	if unknown.rejected == nil || !strings.Contains(unknown.rejected.Error(), `has no gate "cps-unmnt"; its gates: cps-unmount (cps, waiting), cps-reboot (cps, pending)`) {
+		t.Errorf("unknown gate: %v", unknown.rejected)
+	}
+	if noReason.rejected == nil || !strings.Contains(noReason.rejected.Error(), "needs a reason (--reason TEXT)") {
+		t.Errorf("reject without reason: %v", noReason.rejected)
+	}
+	if bogus.rejected == nil || !strings.Contains(bogus.rejected.Error(), `decision "maybe" must be approve or reject`) {
+		t.Errorf("bogus decision: %v", bogus.rejected)
+	}
+	if reject.rejected != nil {
+		t.Fatalf("reject refused: %v", reject.rejected)
+	}
+	// Rejecting cps-unmount fails the service before anything is shut down.
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != api.ServicesFailedError {
+		t.Fatalf("run error %v, want %s", err, api.ServicesFailedError)
+	}
+	var report api.Report
+	if err := appErr.Details(&report); err != nil {
+		t.Fatal(err)
+	}
+	cps := serviceState(t, report, api.CPS)
+	if cps.State != api.Failed || !strings.Contains(cps.Message, "rejected by ops: jobs still running") || cps.Gates[0].State != api.GateRejected {
+		t.Errorf("cps after rejection: %s %q gates %+v", cps.State, cps.Message, cps.Gates)
+	}
+	if len(f.bosSessions) != 0 || len(cps.FollowUps) != 0 {
+		t.Errorf("rejected before shutdown: sessions %v follow-ups %v, want none", f.bosSessions, cps.FollowUps)
+	}
+}
+
+func TestRejectingRebootLeavesTheBootCommand(t *testing.T) {
+	env, f := cpsRun(t)
+	var unmount, reboot decision
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
+	decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Reject, By: "ops", Note: "CPS still broken"}, &reboot)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) {
+		t.Fatalf("run error %v, want the cps service failed", err)
+	}
+	var report api.Report
+	_ = appErr.Details(&report)
+	cps := serviceState(t, report, api.CPS)
+	if len(f.bosSessions) != 1 || len(cps.FollowUps) != 1 ||
+		!strings.Contains(cps.FollowUps[0], "--template-name cos-2.0 --operation boot --limit x1000c0s1b0n0,x1000c0s2b0n0") {
+		t.Errorf("sessions %v follow-ups %q, want the manual boot command", f.bosSessions, cps.FollowUps)
+	}
+}
+
+func TestGateDeadline(t *testing.T) {
+	for _, onDeadline := range []string{api.OnDeadlineFail, api.OnDeadlineSkip} {
+		t.Run(onDeadline, func(t *testing.T) {
+			env, f := newEnv(t, func(f *kubeFake) {
+				f.planHook = func(p *api.ServicePlan) { p.Gates = api.GatePolicy{Deadline: 2 * time.Hour, OnDeadline: onDeadline} }
+			})
+			env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+			var report api.Report
+			err := env.GetWorkflowError()
+			if onDeadline == api.OnDeadlineFail {
+				var appErr *temporal.ApplicationError
+				if !errors.As(err, &appErr) {
+					t.Fatalf("run error %v, want bos failed", err)
+				}
+				_ = appErr.Details(&report)
+			} else if err != nil {
+				t.Fatal(err)
+			} else {
+				_ = env.GetWorkflowResult(&report)
+			}
+			bos := serviceState(t, report, api.BOS)
+			want := map[string]api.State{api.OnDeadlineFail: api.Failed, api.OnDeadlineSkip: api.Skipped}[onDeadline]
+			if bos.State != want || bos.Gates[0].State != api.GateExpired || !strings.Contains(bos.Steps[0].Message, "within gates.deadline (2h0m0s)") {
+				t.Errorf("bos after the deadline: %s %q gate %+v step %+v", bos.State, bos.Message, bos.Gates[0], bos.Steps[0])
+			}
+			if f.checkedTmpls != 0 {
+				t.Error("templates checked although nobody approved")
+			}
+		})
+	}
+}
+
+func TestDecisionBySignalIsRoutedToTheChild(t *testing.T) {
+	env, f := newEnv(t)
+	env.RegisterDelayedCallback(func() {
+		// What the Web UI's "Send a signal" or `temporal workflow signal` sends.
+		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "web-ui"})
+	}, time.Minute)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var report api.Report
+	_ = env.GetWorkflowResult(&report)
+	bos := serviceState(t, report, api.BOS)
+	if bos.State != api.Done || bos.Gates[0].By != "web-ui" || f.checkedTmpls != 1 {
+		t.Errorf("bos: %s %q gate %+v checked %d", bos.State, bos.Message, bos.Gates[0], f.checkedTmpls)
+	}
+	if !strings.Contains(bos.Gates[0].Details, "PREPARE UAN BOOT SESSION TEMPLATES") {
+		t.Errorf("bos-templates gate should carry the product-stream instructions: %q", bos.Gates[0].Details)
+	}
+}
+
+func TestSnapshotReachesTheServicesThatUseIt(t *testing.T) {
+	env, f := newEnv(t)
+	snap := &api.SnapshotInput{
+		Dir:              "/snap",
+		SessionTemplates: []json.RawMessage{json.RawMessage(`{"name":"a"}`), json.RawMessage(`{"name":"b"}`)},
+		SubscribedXnames: []string{"x1000c0s1b0n0", "x9000c0s1b0n0"},
+		FASActions:       []api.SavedFASAction{{ActionID: "act-1", State: "running", Command: "update BMC firmware"}},
+	}
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "hmnfd", "fas"}, Snapshot: snap})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var report api.Report
+	_ = env.GetWorkflowResult(&report)
+	if len(f.restored) != 1 || len(f.restored[0]) != 2 {
+		t.Errorf("restored %v, want both templates", f.restored)
+	}
+	hmnfd := serviceState(t, report, api.HMNFD)
+	if last := hmnfd.Steps[len(hmnfd.Steps)-1]; last.Name != StepCompareSubs || last.State != api.Done {
+		t.Errorf("hmnfd last step %+v, want %s done", last, StepCompareSubs)
+	}
+	if strings.Join(f.verified, ",") != "x1000c0s1b0n0,x9000c0s1b0n0" {
+		t.Errorf("last verification looked at %v, want the snapshot's subscribers", f.verified)
+	}
+	fas := serviceState(t, report, api.FAS)
+	if !strings.Contains(strings.Join(fas.FollowUps, "\n"), "action act-1 (running): update BMC firmware") {
+		t.Errorf("fas follow-ups %q, want the saved action", fas.FollowUps)
+	}
+}
