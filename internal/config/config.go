@@ -192,7 +192,7 @@ func Default() Config {
 			ExternalDNS: EtcdClusterService{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: Duration(15 * time.Minute)},
 			CPS:         CPSService{ShutdownTimeout: Duration(15 * time.Minute), BootTimeout: Duration(45 * time.Minute)},
 		},
-		Gates: Gates{OnDeadline: api.OnDeadlineFail},
+		Gates:   Gates{OnDeadline: api.OnDeadlineFail},
 		Profile: ProfileCSM10,
 		CSM: CSM{
 			ClientID:     "admin-client",
