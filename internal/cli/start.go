@@ -40,7 +40,9 @@ are reported as skipped, with what a person must do instead.
 
 --dry-run reads every target and reports each action it would take (object
 names and UIDs, what would be stripped before re-creating) and changes nothing.
---wait follows the run until it ends and exits 1 if any service failed.`,
+--wait follows the run like repopulate watch (a live table on a terminal,
+one line per change otherwise; with -o json only the final report) until
+it ends, and exits 1 if any service failed or the run was canceled.`,
 		Example: `  repopulate start --dry-run
   repopulate start --services bss,fas,meds,reds,externaldns,crus --wait
   repopulate start --id rebuild-2026-11-23 -o json`,
@@ -53,10 +55,11 @@ names and UIDs, what would be stripped before re-creating) and changes nothing.
 		},
 	}
 	cmd.Flags().StringSliceVar(&o.services, "services", nil, "comma-separated services to repopulate (default all: "+api.ServiceNames()+")")
+	_ = cmd.RegisterFlagCompletionFunc("services", completeServiceList)
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "report every action without changing anything")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "follow the run until it ends; exit 1 if a service failed")
 	cmd.Flags().StringVar(&o.id, "id", "", "run ID (default repopulate-<UTC time>); must not have been used before")
-	cmd.Flags().DurationVar(&o.interval, "poll", 2*time.Second, "with --wait, how often to ask for progress")
+	cmd.Flags().DurationVar(&o.interval, "poll", 2*time.Second, "with --wait, how often to ask for progress and redraw")
 	return cmd
 }
 
@@ -110,7 +113,7 @@ func (o *startOptions) run(ctx context.Context) error {
 	if !o.wait {
 		return nil
 	}
-	return follow(ctx, o.globals, c, run.GetID(), o.interval)
+	return o.watch(ctx, c, run.GetID(), o.interval, false)
 }
 
 func writeJSON(w interface{ Write([]byte) (int, error) }, v any) error {
