@@ -25,10 +25,11 @@ var cpsNodes = []string{"x1000c0s0b0n0", "x1000c0s1b0n0", "x1000c0s2b0n0", "x100
 func seedBOSAndCPS(t *testing.T) {
 	t.Helper()
 	emu.ClearSessionTemplates()
+	nodeList, _ := json.Marshal(cpsNodes)
 	templates := map[string]string{
 		"cos-cps-2.4": fmt.Sprintf(`{"name":"cos-cps-2.4","description":"COS computes, CPS root","enable_cfs":true,"cfs":{"configuration":"cos-config-2.4"},
 			"boot_sets":{"compute":{"path":"s3://boot-images/cos/manifest.json","type":"s3","etag":"abc","kernel_parameters":"console=ttyS0 root=craycps-s3:s3://boot-images/cos/rootfs",
-			"node_list":%q,"rootfs_provider":"cpss3","rootfs_provider_passthrough":"dvs:api-gw-service-nmn.local:300:nmn0"}}}`, cpsNodes),
+			"node_list":%s,"rootfs_provider":"cpss3","rootfs_provider_passthrough":"dvs:api-gw-service-nmn.local:300:nmn0"}}}`, nodeList),
 		"uan-2.4": `{"name":"uan-2.4","description":"UANs","enable_cfs":false,
 			"boot_sets":{"uan":{"path":"s3://boot-images/uan/manifest.json","type":"s3","etag":"def","kernel_parameters":"console=ttyS0",
 			"node_roles_groups":["Application"],"rootfs_provider":"sbps"}}}`,
@@ -160,7 +161,10 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 			t.Errorf("template %s not restored", want.Name)
 			continue
 		}
-		if !testenv.EqualJSON(json.RawMessage(got), raw) {
+		var gotV, wantV any
+		_ = json.Unmarshal(got, &gotV)
+		_ = json.Unmarshal(raw, &wantV)
+		if !testenv.EqualJSON(gotV, wantV) {
 			t.Errorf("template %s restored as\n%s\nwant\n%s", want.Name, got, raw)
 		}
 	}
