@@ -14,7 +14,7 @@ build:
 	$(GO) build -o $(BIN)/repopulate ./starter
 	$(GO) build -o $(BIN)/repopulate-worker ./worker
 
-## tools: pinned Temporal CLI, kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck
+## tools: pinned Temporal CLI, kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck; apt: OpenSSH, pdsh, chromium
 tools:
 	hack/install-tools.sh
 

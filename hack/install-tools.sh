@@ -7,7 +7,9 @@
 # module proxy (about 35 minutes on 2 cores, see README).
 # The tool 'ssh-peers' instead installs Debian's OpenSSH server and client and
 # pdsh with apt-get (the sshfan tests and hack/bench-fanout run real sshd and
-# pdsh); it needs root or sudo and never leaves a system sshd running.
+# pdsh); it needs root or sudo and never leaves a system sshd running. The tool
+# 'chromium' installs Debian's chromium the same way (the Web UI tests in
+# internal/webui render the Temporal UI in it, headless).
 #
 # Usage: hack/install-tools.sh [tool...]   (default: all)
 set -euo pipefail
@@ -25,6 +27,9 @@ WORKFLOWCHECK_VERSION=v0.6.0
 # them in the archive is installed instead, with a warning.
 OPENSSH_DEB_VERSION='1:9.2p1-2+deb12u10'
 PDSH_DEB_VERSION='2.34-0.2'
+# bookworm-security's build; its --headless=new and DevTools protocol are what
+# internal/browser drives.
+CHROMIUM_DEB_VERSION='156.0.8078.79-1~deb12u1'
 kubetools=$root/hack/kubetools
 # The kube tools are keyed by their module's go.sum so that a pin change
 # rebuilds them instead of silently reusing old binaries.
@@ -101,12 +106,38 @@ apt_serves() {
   done
 }
 
+# apt_install LABEL PKG=VERSION...: apt-get installs the pinned versions
+# without recommends; if apt no longer serves them (a newer deb12uN replaced
+# them), installs what apt has and warns. Runs apt-get update at most once,
+# only when apt does not know the pinned versions. Needs root or sudo.
+apt_install() {
+  local label=$1
+  shift
+  local pinned=("$@") sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { log "$label: need root or sudo to apt-get install ${pinned[*]%%=*}"; return 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt_serves "${pinned[@]}"; then
+    log "$label: apt-get update"
+    "${sudo[@]}" apt-get update -qq
+  fi
+  local install=("${pinned[@]}")
+  if ! apt_serves "${pinned[@]}"; then
+    log "WARNING: $label: apt does not serve the pinned versions (${pinned[*]});"
+    log "WARNING: installing the versions it has now. Update the pins in hack/install-tools.sh."
+    install=("${pinned[@]%%=*}")
+  fi
+  log "$label: apt-get install ${install[*]}"
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${install[@]}" >&2 || { log "$label: apt-get install failed"; return 1; }
+}
+
 # install_ssh_peers: apt-get installs openssh-server, openssh-client and pdsh
-# when /usr/sbin/sshd, ssh or pdsh is missing. Pinned; if apt no longer
-# serves the pinned versions (a newer deb12uN replaced them), installs what
-# apt has and warns. Services are kept from starting during the install
-# (policy-rc.d) and a system sshd that runs anyway is stopped and disabled:
-# the tests start their own unprivileged-style sshd on 127.0.0.0/8 only.
+# when /usr/sbin/sshd, ssh or pdsh is missing. Services are kept from starting
+# during the install (policy-rc.d) and a system sshd that runs anyway is
+# stopped and disabled: the tests start their own unprivileged-style sshd on
+# 127.0.0.0/8 only.
 install_ssh_peers() {
   if [[ -x /usr/sbin/sshd ]] && command -v ssh >/dev/null && command -v pdsh >/dev/null; then
     return 0
@@ -116,21 +147,6 @@ install_ssh_peers() {
     command -v sudo >/dev/null || { log "ssh-peers: need root or sudo to apt-get install openssh-server openssh-client pdsh"; return 1; }
     sudo=(sudo)
   fi
-  export DEBIAN_FRONTEND=noninteractive
-  local pinned=("openssh-server=$OPENSSH_DEB_VERSION" "openssh-client=$OPENSSH_DEB_VERSION"
-    "openssh-sftp-server=$OPENSSH_DEB_VERSION" "pdsh=$PDSH_DEB_VERSION")
-  local unpinned=(openssh-server openssh-client openssh-sftp-server pdsh)
-  # apt-get update at most once: when apt does not know the pinned versions.
-  if ! apt_serves "${pinned[@]}"; then
-    log "ssh-peers: apt-get update"
-    "${sudo[@]}" apt-get update -qq
-  fi
-  local install=("${pinned[@]}")
-  if ! apt_serves "${pinned[@]}"; then
-    log "WARNING: ssh-peers: apt does not serve the pinned versions (openssh $OPENSSH_DEB_VERSION, pdsh $PDSH_DEB_VERSION);"
-    log "WARNING: installing the versions it has now. Update the pins in hack/install-tools.sh."
-    install=("${unpinned[@]}")
-  fi
   # Keep dpkg from starting sshd on port 22 while it installs.
   local policy=/usr/sbin/policy-rc.d made_policy=
   if [[ ! -e $policy ]]; then
@@ -139,10 +155,10 @@ install_ssh_peers() {
     made_policy=1
   fi
   local rc=0
-  log "ssh-peers: apt-get install ${install[*]}"
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${install[@]}" >&2 || rc=$?
+  apt_install ssh-peers "openssh-server=$OPENSSH_DEB_VERSION" "openssh-client=$OPENSSH_DEB_VERSION" \
+    "openssh-sftp-server=$OPENSSH_DEB_VERSION" "pdsh=$PDSH_DEB_VERSION" || rc=$?
   [[ -n $made_policy ]] && "${sudo[@]}" rm -f "$policy"
-  [[ $rc -eq 0 ]] || { log "ssh-peers: apt-get install failed"; return "$rc"; }
+  [[ $rc -eq 0 ]] || return "$rc"
   # No system sshd listening on port 22: disable it under systemd, stop it
   # (by its pid file) otherwise.
   if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
@@ -157,8 +173,19 @@ install_ssh_peers() {
   log "ssh-peers: $(ssh -V 2>&1), $(dpkg-query -W -f='pdsh ${Version}' pdsh)"
 }
 
+# install_chromium: apt-get installs Debian's chromium when it is missing.
+# chromium-common is pinned too: chromium depends on its exact version. The
+# tests run the browser itself, not the /usr/bin/chromium wrapper script.
+install_chromium() {
+  local browser=/usr/lib/chromium/chromium
+  [[ -x $browser ]] && return 0
+  apt_install chromium "chromium=$CHROMIUM_DEB_VERSION" "chromium-common=$CHROMIUM_DEB_VERSION" || return 1
+  [[ -x $browser ]] || { log "chromium: $browser still missing after apt-get install"; return 1; }
+  log "chromium: $("$browser" --version)"
+}
+
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck ssh-peers)
+[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck ssh-peers chromium)
 for tool in "${want[@]}"; do
   case $tool in
     temporal)
@@ -183,7 +210,9 @@ for tool in "${want[@]}"; do
       link "$cache/workflowcheck-$WORKFLOWCHECK_VERSION/workflowcheck" ;;
     ssh-peers)
       install_ssh_peers ;;
-    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck ssh-peers)"; exit 2 ;;
+    chromium)
+      install_chromium ;;
+    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck ssh-peers chromium)"; exit 2 ;;
   esac
 done
 log "tools ready in $bin"

@@ -2,6 +2,7 @@
 // them in bin/) and starts the shared parts: a Kubernetes control plane and
 // a Temporal dev server. A missing binary fails the test with the command
 // that installs it; it never skips, so CI cannot pass without the real parts.
+// The one exception is chromium, see Chromium.
 package testenv
 
 import (
@@ -9,10 +10,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"testing"
 	"time"
 
+	"github.com/csmops/etcd-repopulate/internal/browser"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 )
@@ -66,6 +71,95 @@ func Cluster(ctx context.Context, dir string, controllers bool) (*simcluster.Clu
 // Temporal starts a dev server with its database in dir.
 func Temporal(ctx context.Context, dir string) (*devserver.Server, error) {
 	return devserver.Start(ctx, filepath.Join(BinDir(), "temporal"), filepath.Join(dir, "temporal.db"), 0, 0)
+}
+
+// BuildCommands builds the repopulate CLI and the repopulate-worker into
+// dir and returns their paths.
+func BuildCommands(dir string) (cli, worker string, err error) {
+	cli, worker = filepath.Join(dir, "repopulate"), filepath.Join(dir, "repopulate-worker")
+	for out, pkg := range map[string]string{cli: "./starter", worker: "./worker"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = RepoRoot()
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("build %s: %v\n%s", pkg, err, msg)
+		}
+	}
+	return cli, worker, nil
+}
+
+// StartWorker runs the repopulate-worker binary with args, its output in
+// logFile, until the test ends.
+func StartWorker(t testing.TB, binary, logFile string, args ...string) {
+	t.Helper()
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		log.Close()
+	})
+}
+
+// ArtifactsEnv names a directory where tests keep what a person may want to
+// look at afterwards (screenshots, logs), one subdirectory per test.
+const ArtifactsEnv = "REPOPULATE_ARTIFACTS"
+
+// Artifacts returns the test's artifact directory: $REPOPULATE_ARTIFACTS/<test>
+// when set (relative to the repository root), kept; else a scratch directory
+// removed only if the test passes.
+func Artifacts(t testing.TB) string {
+	t.Helper()
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	if root := os.Getenv(ArtifactsEnv); root != "" {
+		if !filepath.IsAbs(root) {
+			root = filepath.Join(RepoRoot(), root)
+		}
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	dir, err := os.MkdirTemp("", name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("artifacts kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// BrowserOptionalEnv, set to 1, lets the browser tests skip where chromium
+// is not installed (a developer machine without root). Unset, as in make
+// test, a missing chromium fails them.
+const BrowserOptionalEnv = "REPOPULATE_BROWSER_OPTIONAL"
+
+// Chromium fails t, or skips it when BrowserOptionalEnv=1, unless Debian's
+// chromium is installed.
+func Chromium(t testing.TB) {
+	t.Helper()
+	if browser.Available() {
+		return
+	}
+	msg := fmt.Sprintf("chromium not found at %s: install it with %s", browser.Binary, browser.InstallCommand)
+	if os.Getenv(BrowserOptionalEnv) == "1" {
+		t.Skipf("%s (skipped: %s=1)", msg, BrowserOptionalEnv)
+	}
+	t.Fatalf("%s (or set %s=1 to skip the browser tests)", msg, BrowserOptionalEnv)
 }
 
 // Fatalf reports a set-up failure from TestMain, where there is no *testing.T.
