@@ -495,6 +495,8 @@ func (c *CSM) VerifySubscriptions(ctx context.Context, req VerifyRequest) (Verif
 type FASLoaderRequest struct {
 	Budget time.Duration `json:"budget"`
 	Poll   time.Duration `json:"poll"`
+	// LoaderRunID is the run StartFASLoader started, for WaitFASLoader to follow.
+	LoaderRunID string `json:"loaderRunId,omitempty"`
 }
 
 // FASLoaderStarted is the loader run this step started.
@@ -551,7 +553,18 @@ func (c *CSM) WaitFASLoader(ctx context.Context, req FASLoaderRequest) (Outcome,
 		if err != nil {
 			return "", false, csmError(err)
 		}
-		return fmt.Sprintf("loader ready; FAS lists %d images", len(images)), true, nil
+		msg := fmt.Sprintf("loader ready; FAS lists %d images", len(images))
+		if req.LoaderRunID != "" {
+			// The run's own output says what it loaded (or why it did not).
+			run, err := cl.FASLoaderRun(ctx, req.LoaderRunID)
+			if err != nil {
+				return "", false, csmError(err)
+			}
+			if n := len(run.LoaderRunOutput); n > 0 {
+				msg += fmt.Sprintf("; loader run %s: %s", req.LoaderRunID, run.LoaderRunOutput[n-1])
+			}
+		}
+		return msg, true, nil
 	})
 	if err != nil {
 		return Outcome{}, err

@@ -485,7 +485,9 @@ func (w *serviceRun) runFASLoader(ctx workflow.Context) error {
 	}
 	return w.step(ctx, StepWaitFASLoader, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, c.WaitFASLoader, req).Get(ctx, &out)
+		wait := req
+		wait.LoaderRunID = started.LoaderRunID
+		err := workflow.ExecuteActivity(ctx, c.WaitFASLoader, wait).Get(ctx, &out)
 		return out, err
 	})
 }
