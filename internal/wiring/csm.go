@@ -46,7 +46,8 @@ func secretSource(ref config.SecretRef, core kubernetes.Interface) csm.SecretSou
 		case apierrors.IsNotFound(err):
 			return "", fmt.Errorf("Kubernetes secret %s/%s not found: it holds the Keycloak client secret (csm.clientSecret.kubernetes)", ks.Namespace, ks.Name)
 		case apierrors.IsForbidden(err):
-			return "", fmt.Errorf("reading Kubernetes secret %s/%s is forbidden: grant the worker get on it", ks.Namespace, ks.Name)
+			// The API's own text names the identity, verb and resource.
+			return "", fmt.Errorf("reading Kubernetes secret %s/%s is forbidden (%v): grant the worker get on it (deploy/rbac.yaml)", ks.Namespace, ks.Name, err)
 		case err != nil:
 			return "", fmt.Errorf("read Kubernetes secret %s/%s: %w", ks.Namespace, ks.Name, err)
 		}
