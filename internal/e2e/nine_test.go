@@ -237,3 +237,38 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestFASLoaderThroughTheAPI: on CSM 1.2 and later the FAS loader is an API
+// call, not a Job. FAS answers 429 while another load runs; the step waits
+// and asks again, starts exactly one run and follows it to its end.
+func TestFASLoaderThroughTheAPI(t *testing.T) {
+	queue := "e2e-fas-api"
+	before := len(emu.FASLoaderRuns())
+	emu.SetFASLoaderBusy(2)
+	startWorker(t, queue, "profile: csm-1.2\n"+testConfig, cluster.Kubeconfig)
+	out, stderr, code := repopulate(t, queue, "start", "--services", "fas", "--wait", "--id", "e2e-fas-api", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	var report api.Report
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatal(err)
+	}
+	runs := emu.FASLoaderRuns()[before:]
+	if len(runs) != 1 {
+		t.Fatalf("loader runs started: %v, want exactly one", runs)
+	}
+	fas := service(report, api.FAS)
+	if fas.State != api.Done || len(fas.Steps) != 2 || fas.Steps[0].Name != "start-fas-loader" {
+		t.Fatalf("fas: %s %s %+v", fas.State, fas.Message, fas.Steps)
+	}
+	if !strings.Contains(fas.Steps[0].Message, "started loader run "+runs[0]) {
+		t.Errorf("start step: %q", fas.Steps[0].Message)
+	}
+	if !strings.Contains(fas.Steps[1].Message, "loader run "+runs[0]+": ") || !strings.Contains(fas.Steps[1].Message, "images loaded") {
+		t.Errorf("wait step should end with the run's own output: %q", fas.Steps[1].Message)
+	}
+	if n := emu.Requests("/apis/fas/v1/loader/nexus"); n < 3 {
+		t.Errorf("%d POSTs to the loader, want the two 429s and the accepted one", n)
+	}
+}
