@@ -107,7 +107,7 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 	}
 	// The worker dies while the gate waits; a new one takes over.
 	w.kill()
-	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	w2 := startWorker(t, queue, testConfig, cluster.Kubeconfig)
 	out, stderr, code = repopulate(t, queue, "approve", run, api.GateCPSReboot, "--note", "cps etcd healthy")
 	if code != 0 {
 		t.Fatalf("approve cps-reboot: exit %d\n%s\n%s", code, out, stderr)
@@ -172,6 +172,12 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 	if last := hmnfd.Steps[len(hmnfd.Steps)-1]; last.State != api.Done || !strings.Contains(last.Message, fmt.Sprintf("all %d nodes subscribed in the snapshot", computeNodes)) {
 		t.Errorf("hmnfd comparison with the snapshot: %+v", last)
 	}
+	// No secret in any of the ten histories or either worker's log.
+	ids := []string{run}
+	for _, s := range api.AllServices {
+		ids = append(ids, api.ServiceWorkflowID(run, s))
+	}
+	assertNoSecrets(t, []string{w.log, w2.log}, ids...)
 	// The text report ends with the gates' record.
 	out, _, _ = repopulate(t, queue, "report", run)
 	if !strings.Contains(out, "cps-reboot (cps) approved by") || !strings.Contains(out, "snapshot "+snapDir) {
