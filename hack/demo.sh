@@ -5,7 +5,8 @@
 # run of every service. Everything it starts keeps running until
 # `make demo-stop`, so the run can be explored in the Web UI.
 #
-# Ports: DEMO_TEMPORAL_PORT (default 7233) and DEMO_UI_PORT (default 8233).
+# Ports: DEMO_TEMPORAL_PORT (default 7233), DEMO_UI_PORT (default 8233) and
+# DEMO_WORKER_HTTP_PORT (default 8080: the worker's /healthz and /metrics).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,7 @@ cd "$root"
 state=.demo
 port=${DEMO_TEMPORAL_PORT:-7233}
 ui=${DEMO_UI_PORT:-8233}
+http=${DEMO_WORKER_HTTP_PORT:-8080}
 address=127.0.0.1:$port
 
 say() { printf 'demo: %s\n' "$*"; }
@@ -45,8 +47,8 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start() {
   stop
   mkdir -p "$state"
-  for p in "$port" "$ui"; do
-    port_free "$p" || { say "port $p on 127.0.0.1 is in use: stop what holds it or set DEMO_TEMPORAL_PORT / DEMO_UI_PORT"; exit 1; }
+  for p in "$port" "$ui" "$http"; do
+    port_free "$p" || { say "port $p on 127.0.0.1 is in use: stop what holds it or set DEMO_TEMPORAL_PORT / DEMO_UI_PORT / DEMO_WORKER_HTTP_PORT"; exit 1; }
   done
   go build -o bin/simcluster ./hack/simcluster
 
@@ -67,7 +69,8 @@ start() {
   kubeconfig=$(cat "$state/kubeconfig-path")
 
   say "starting repopulate-worker (log: $state/worker.log)"
-  background worker bin/repopulate-worker --address "$address" --kubeconfig "$kubeconfig" --log-format console
+  background worker bin/repopulate-worker --address "$address" --kubeconfig "$kubeconfig" --log-format console \
+    --http-address "127.0.0.1:$http"
 
   run_id=demo-$(date -u +%Y%m%d-%H%M%S)
   say "running all services as run $run_id; the Web UI shows the run and its child workflows"
@@ -81,6 +84,7 @@ demo: still running for you to explore:
   Web UI:        http://127.0.0.1:$ui/namespaces/default/workflows/$run_id
   CLI:           bin/repopulate --address $address report $run_id
   dry-run:       bin/repopulate --address $address start --dry-run --wait
+  worker:        http://127.0.0.1:$http/healthz  http://127.0.0.1:$http/metrics
   kubectl:       KUBECONFIG=$kubeconfig kubectl -n services get jobs,pods,etcdclusters
   stop it all:   make demo-stop
 MSG

@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -15,6 +17,7 @@ import (
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/logging"
+	"github.com/csmops/etcd-repopulate/internal/telemetry"
 	"github.com/csmops/etcd-repopulate/internal/temporalconn"
 	"github.com/csmops/etcd-repopulate/internal/wiring"
 	"github.com/csmops/etcd-repopulate/workflows"
@@ -23,12 +26,13 @@ import (
 )
 
 type options struct {
-	conn       temporalconn.Options
-	kubeconfig string
-	context    string
-	configFile string
-	logLevel   string
-	logFormat  string
+	conn        temporalconn.Options
+	httpAddress string
+	kubeconfig  string
+	context     string
+	configFile  string
+	logLevel    string
+	logFormat   string
 }
 
 func main() {
@@ -56,7 +60,11 @@ API gateway (csm.baseURL, csm.clientSecret) and SSH settings (ssh.config,
 ssh.knownHosts) come from --config (YAML, docs/configuration.md); without it
 the runbook's (CSM 1.0) defaults apply. Secrets are read by the worker and
 never enter workflow history.
-Stops gracefully on SIGINT or SIGTERM.`,
+Temporal TLS and mTLS: --tls, --tls-ca, --tls-cert/--tls-key,
+--tls-server-name, --api-key (docs/production-temporal.md).
+--http-address serves GET /healthz (200 once the worker has started and
+Temporal answers, else 503 and the reason) and GET /metrics (Prometheus,
+the Temporal SDK's metrics). Stops gracefully on SIGINT or SIGTERM.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -70,6 +78,7 @@ Stops gracefully on SIGINT or SIGTERM.`,
 	cmd.Flags().StringVar(&o.configFile, "config", "", "YAML configuration file (default: the runbook's names and timeouts)")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&o.logFormat, "log-format", "json", "json (production) or console")
+	cmd.Flags().StringVar(&o.httpAddress, "http-address", ":8080", "listen address for GET /healthz and /metrics; empty disables")
 	return cmd
 }
 
@@ -80,6 +89,11 @@ func run(ctx context.Context, o options) error {
 	}
 	defer func() { _ = log.Sync() }()
 
+	// Bad input (TLS files, configuration, kubeconfig) is reported before
+	// anything listens or dials.
+	if err := o.conn.Validate(); err != nil {
+		return err
+	}
 	cfg, err := config.Load(o.configFile)
 	if err != nil {
 		return err
@@ -88,6 +102,25 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	health := telemetry.NewHealth()
+	if o.httpAddress != "" {
+		// Started before connecting, so probes get "worker not started"
+		// rather than no answer while the worker connects.
+		metrics := telemetry.NewMetrics(time.Second)
+		defer metrics.Close()
+		o.conn.MetricsHandler = metrics.Handler
+		srv, err := telemetry.Serve(o.httpAddress, health, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}()
+		log.Info("serving /healthz and /metrics", zap.String("address", srv.Addr()))
+	}
+
 	core, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -111,7 +144,13 @@ func run(ctx context.Context, o options) error {
 	}
 	defer c.Close()
 
-	w := sdkworker.New(c, o.conn.TaskQueue, sdkworker.Options{})
+	fatal := make(chan error, 1)
+	w := sdkworker.New(c, o.conn.TaskQueue, sdkworker.Options{OnFatalError: func(err error) {
+		select {
+		case fatal <- err:
+		default: // the first one is enough to stop
+		}
+	}})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Kube{Config: cfg, Core: core, Dynamic: dyn})
 	csmActs := &activities.CSM{}
@@ -127,10 +166,24 @@ func run(ctx context.Context, o options) error {
 	}
 	w.RegisterActivity(csmActs)
 
-	log.Info("worker started", zap.String("address", o.conn.Address), zap.String("namespace", o.conn.Namespace), zap.String("taskQueue", o.conn.TaskQueue))
-	if err := w.Run(sdkworker.InterruptCh()); err != nil {
+	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	health.Ready(func(ctx context.Context) error {
+		_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	})
+	log.Info("worker started", zap.String("address", o.conn.Address), zap.String("namespace", o.conn.Namespace),
+		zap.String("taskQueue", o.conn.TaskQueue), zap.Bool("tls", o.conn.TLSEnabled()), zap.Bool("mTLS", o.conn.TLSCert != ""))
+	var runErr error
+	select {
+	case s := <-sdkworker.InterruptCh():
+		log.Info("stopping", zap.Any("signal", s))
+	case err := <-fatal:
+		runErr = fmt.Errorf("worker: %w", err)
+	}
+	health.NotReady("worker stopping")
+	w.Stop()
 	log.Info("worker stopped")
-	return nil
+	return runErr
 }

@@ -137,6 +137,9 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 		return nil, err
 	}
 	c, err := g.conn.Dial(ctx, logging.NewTemporal(z.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))))
+	if temporalconn.IsFlagError(err) {
+		return nil, &ExitError{Code: ExitBadInput, Err: err}
+	}
 	if err != nil {
 		return nil, &ExitError{Code: ExitFailed, Err: err}
 	}

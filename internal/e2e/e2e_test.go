@@ -204,7 +204,7 @@ func startWorker(t *testing.T, queue, config, kubeconfig string) *worker {
 	}
 	w.cmd = exec.Command(filepath.Join(binDir, "repopulate-worker"),
 		"--address", temporal.Address, "--task-queue", queue, "--kubeconfig", kubeconfig,
-		"--config", cfgPath, "--log-format", "console")
+		"--config", cfgPath, "--log-format", "console", "--http-address", "") // several run at once: no shared :8080
 	w.cmd.Stdout, w.cmd.Stderr = logFile, logFile
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := w.cmd.Start(); err != nil {
