@@ -307,7 +307,8 @@ func (s *stack) startWorker(t *testing.T, queue string) {
 	}
 	cmd := exec.Command(filepath.Join(s.bin, "repopulate-worker"),
 		"--address", s.temporal.Address, "--task-queue", queue,
-		"--kubeconfig", s.saKubeconfig, "--config", cfgPath, "--log-format", "console")
+		"--kubeconfig", s.saKubeconfig, "--config", cfgPath, "--log-format", "console",
+		"--http-address", "127.0.0.1:0") // test packages run in parallel: no fixed port
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
