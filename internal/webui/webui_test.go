@@ -54,13 +54,21 @@ func runPage(srv *devserver.Server, workflowID, runID, tab string) string {
 }
 
 // render opens u in chromium until every text in want is visible, keeps a
-// screenshot named name in the test's artifacts and logs it.
+// screenshot, the DOM and the visible text named name in the test's
+// artifacts and logs it.
 func render(t *testing.T, artifacts, name, u string, want ...string) *browser.Page {
 	t.Helper()
 	shot := filepath.Join(artifacts, name+".png")
-	page, err := browser.Render(context.Background(), u, browser.Options{Want: want, Timeout: renderTimeout, Screenshot: shot})
+	// 1400 px high: a run's relationships page then shows all nine
+	// services' rows in the screenshot.
+	page, err := browser.Render(context.Background(), u, browser.Options{Want: want, Timeout: renderTimeout, Screenshot: shot, Width: 1600, Height: 1400})
 	if page != nil && page.DOM != "" {
 		_ = os.WriteFile(filepath.Join(artifacts, name+".html"), []byte(page.DOM), 0o644)
+	}
+	// The visible text too: the DOM holds user metadata only as the
+	// markdown in its iframes' URLs, the text as the UI rendered it.
+	if page != nil && page.Text != "" {
+		_ = os.WriteFile(filepath.Join(artifacts, name+".txt"), []byte(page.Text), 0o644)
 	}
 	if err != nil {
 		if page != nil {
