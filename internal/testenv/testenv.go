@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,6 +95,10 @@ func StartWorker(t testing.TB, binary, logFile string, args ...string) {
 	log, err := os.Create(logFile)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Contains(args, "--http-address") {
+		// Test packages run in parallel: never the fixed default port.
+		args = append(args, "--http-address", "127.0.0.1:0")
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = log, log

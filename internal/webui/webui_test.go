@@ -100,8 +100,7 @@ func TestRunPageListsServiceWorkflows(t *testing.T) {
 	}
 	const queue = "webui"
 	testenv.StartWorker(t, workerBin, filepath.Join(artifacts, "worker.log"),
-		"--address", srv.Address, "--task-queue", queue, "--kubeconfig", cluster.Kubeconfig, "--log-format", "console",
-		"--http-address", "127.0.0.1:0") // test packages run in parallel: no fixed port
+		"--address", srv.Address, "--task-queue", queue, "--kubeconfig", cluster.Kubeconfig, "--log-format", "console")
 
 	const run = "webui-dry"
 	services := []string{"bss", "fas", "meds", "reds", "externaldns"}
