@@ -185,7 +185,7 @@ func TestDecisionBySignalIsRoutedToTheChild(t *testing.T) {
 	env.RegisterDelayedCallback(func() {
 		// What the Web UI's "Send a signal" or `temporal workflow signal` sends.
 		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "web-ui"})
-	}, time.Minute)
+	}, 72*time.Hour) // a gate waits for days without a deadline
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -193,6 +193,9 @@ func TestDecisionBySignalIsRoutedToTheChild(t *testing.T) {
 	var report api.Report
 	_ = env.GetWorkflowResult(&report)
 	bos := serviceState(t, report, api.BOS)
+	if g := bos.Gates[0]; g.Decided.Sub(g.Opened) < 72*time.Hour {
+		t.Errorf("gate decided after %s, want the three days it waited", g.Decided.Sub(g.Opened))
+	}
 	if bos.State != api.Done || bos.Gates[0].By != "web-ui" || f.checkedTmpls != 1 {
 		t.Errorf("bos: %s %q gate %+v checked %d", bos.State, bos.Message, bos.Gates[0], f.checkedTmpls)
 	}
