@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/...
 
-.PHONY: all build tools lint test test-unit demo demo-stop clean bench-fanout
+.PHONY: all build tools lint test test-unit demo demo-stop clean bench-fanout bad-input-doc
 
 all: build
 
@@ -33,6 +33,15 @@ test: tools lint
 ## test-unit: only the tests that need no real part
 test-unit:
 	$(GO) test -count=1 ./internal/api/... ./internal/config/... ./workflows/...
+
+## bad-input-doc: run the tests that feed bad input to the real parts and regenerate docs/bad-input.md from what they observed
+BAD_INPUT_PKGS  := ./internal/cli ./internal/config ./internal/hostrange ./internal/csm ./internal/sshfan ./workflows ./activities ./internal/e2e
+BAD_INPUT_TESTS := TestBadInput|TestBadInputChangesNothing|TestWorkerRefusesBadConfig|TestApproveAndReject|TestSnapshotBadInputs|TestStartSnapshotBadInputs|TestBadConfigIsRefusedWithTheKeyAndTheFix|TestExpandErrors|TestUnauthorizedRefreshAndRetry|TestBadSecretNamesClientAndTokenURL|TestStatusKinds|TestMalformedJSON|TestUnreachable|TestFleet|TestUnknownHostAndAuthFailure|TestCPSGatesApprovedInOrder|TestUnknownGateAndBadDecisionsAreRefused|TestUnknownServiceIsRejectedBeforeAnythingRuns|TestPreflightRefusesBadTargets|TestUnreachableAPIServerIsRetryableAndSaysWhere|TestCRDNotInstalled|TestAPIServerDownMidStep
+bad-input-doc: tools
+	@log=$$(mktemp /tmp/bad-input-XXXXXX.jsonl) && \
+	  REPOPULATE_BAD_INPUT_LOG=$$log $(GO) test -count=1 -p 1 -run '^($(BAD_INPUT_TESTS))$$' $(BAD_INPUT_PKGS) && \
+	  $(GO) run ./hack/badinputdoc -in $$log -out docs/bad-input.md && rm -f $$log
+	$(GO) test -count=1 ./internal/badinput
 
 ## bench-fanout: 1,000 loopback sshd nodes; pdsh -f 32, pdsh -f W, the fan-out code and a workflow run, at 1 s and 0 s restarts
 BENCH_NODES ?= 1000

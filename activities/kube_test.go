@@ -23,6 +23,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
@@ -268,29 +269,51 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 	impersonated.Impersonate = rest.ImpersonationConfig{UserName: "nobody"}
 	cases := []struct {
 		name     string
+		input    string // for docs/bad-input.md
 		k        *activities.Kube
 		services []api.Service
 		wantType string
 		wantText string
 	}{
-		{"job missing", missing(func(c *config.Config) { c.Services.BSS.Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
-		{"cluster missing", missing(func(c *config.Config) { c.Services.ExternalDNS.EtcdCluster = "nope" }), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
-		{"namespace missing", missing(func(c *config.Config) { c.Services.REDS.Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
-		{"no pods match", missing(func(c *config.Config) { c.Services.MEDS.Selector = "app.kubernetes.io/name=cray-medz" }), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},
-		{"forbidden", kube(impersonated), []api.Service{api.FAS}, activities.ErrPreflight, "forbidden"},
+		{"job missing", "services.bss.job names a Job that does not exist", missing(func(c *config.Config) { c.Services.BSS.Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
+		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) { c.Services.ExternalDNS.EtcdCluster = "nope" }), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
+		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) { c.Services.REDS.Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
+		{"no pods match", "services.meds.selector matches no pod", missing(func(c *config.Config) { c.Services.MEDS.Selector = "app.kubernetes.io/name=cray-medz" }), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},
+		// Config.Validate refuses this first; the activity refuses it again
+		// in case a plan reaches it some other way.
+		{"empty selector", "empty pod selector reaching the activity (would match every pod)", missing(func(c *config.Config) { c.Services.MEDS.Selector = " " }), []api.Service{api.MEDS}, activities.ErrPreflight, "would match every pod: refusing"},
+		{"forbidden", "worker's Kubernetes identity not allowed to read (Forbidden)", kube(impersonated), []api.Service{api.FAS}, activities.ErrPreflight, "forbidden"},
 	}
 	before := snapshotUIDs(t)
+	var seen []badinput.Case
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := run[activities.PreflightResult](t, tc.k, a.Preflight, activities.PreflightRequest{Services: tc.services})
 			if errType(err) != tc.wantType || !strings.Contains(err.Error(), tc.wantText) {
 				t.Fatalf("error %v, want %s containing %q", err, tc.wantType, tc.wantText)
 			}
+			seen = append(seen, badinput.Case{Area: badinput.Cluster, Input: tc.input, Message: appMessage(err),
+				Exit:      "activity fails, type " + errType(err) + " (not retried): the run fails before any step",
+				Unchanged: "UIDs and resourceVersions of every Job/EtcdCluster/pod unchanged"})
 		})
 	}
 	if after := snapshotUIDs(t); !testenv.EqualJSON(before, after) {
 		t.Fatalf("preflight changed the cluster:\n%v\n%v", before, after)
 	}
+	// Recorded only now that the cluster is known to be unchanged.
+	for _, c := range seen {
+		badinput.Record(t, c)
+	}
+}
+
+// appMessage is the message of the ApplicationError in err, without the
+// SDK's "activity error (type: ...)" wrapping.
+func appMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
 }
 
 // TestUnreachableAPIServerIsRetryableAndSaysWhere: a transient failure is
@@ -301,9 +324,12 @@ func TestUnreachableAPIServerIsRetryableAndSaysWhere(t *testing.T) {
 	dead.Timeout = 2 * time.Second
 	var a *activities.Kube
 	_, err := run[activities.PreflightResult](t, kube(dead), a.Preflight, activities.PreflightRequest{Services: []api.Service{api.BSS}})
-	if err == nil || errType(err) == activities.ErrPreflight || !strings.Contains(err.Error(), "127.0.0.1:1") {
+	var appErr *temporal.ApplicationError
+	if err == nil || errType(err) == activities.ErrPreflight || !strings.Contains(err.Error(), "127.0.0.1:1") || !errors.As(err, &appErr) || appErr.NonRetryable() {
 		t.Fatalf("error %v, want a retryable error naming the address", err)
 	}
+	badinput.Record(t, badinput.Case{Area: badinput.Cluster, Input: "API server unreachable at preflight", Message: appMessage(err),
+		Exit: "activity fails, retryable: the retry policy (activityAttempts) tries again", Unchanged: "nothing listens on 127.0.0.1:1, so no request reached any API server"})
 }
 
 // TestCRDNotInstalled uses a bare API server without etcd-operator's CRD.
@@ -319,10 +345,43 @@ func TestCRDNotInstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	var a *activities.Kube
+	before := namespaceState(t, bare)
 	_, err = run[activities.SavedObject](t, kube(bare.Config), a.SaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
 	if errType(err) != activities.ErrCRDNotInstalled || !strings.Contains(err.Error(), "etcd-operator") {
 		t.Fatalf("error %v, want %s", err, activities.ErrCRDNotInstalled)
 	}
+	if after := namespaceState(t, bare); after != before {
+		t.Fatalf("the namespace changed: %s -> %s", before, after)
+	}
+	badinput.Record(t, badinput.Case{Area: badinput.Cluster, Input: "EtcdCluster CRD not installed (no etcd-operator)", Message: appMessage(err),
+		Exit: "activity fails, type " + errType(err) + " (not retried)", Unchanged: "namespace resourceVersion and its Jobs and pods unchanged"})
+}
+
+// namespaceState sums up the services namespace of c: its resourceVersion
+// and the UIDs of its Jobs and pods.
+func namespaceState(t *testing.T, c *simcluster.Cluster) string {
+	t.Helper()
+	ctx := context.Background()
+	ns, err := c.Core.CoreV1().Namespaces().Get(ctx, simcluster.Namespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := "ns@" + ns.ResourceVersion
+	jobs, err := c.Core.BatchV1().Jobs(simcluster.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs.Items {
+		out += " job/" + j.Name + "@" + string(j.UID)
+	}
+	pods, err := c.Core.CoreV1().Pods(simcluster.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		out += " pod/" + p.Name + "@" + string(p.UID)
+	}
+	return out
 }
 func snapshotUIDs(t *testing.T) map[string]string {
 	t.Helper()

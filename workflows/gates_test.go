@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 )
 
 // decision is the outcome of one Update sent to the parent.
@@ -34,6 +35,18 @@ func decide(env *testsuite.TestWorkflowEnvironment, at time.Duration, d api.Gate
 			},
 		}, d)
 	}, at)
+}
+
+// recordRefusal records a decision the validator refused, once the test's
+// assertions about it have run; a decision that was not refused has already
+// failed the test.
+func recordRefusal(t *testing.T, input string, d decision, unchanged string) {
+	t.Helper()
+	if d.rejected == nil {
+		return
+	}
+	badinput.Record(t, badinput.Case{Area: badinput.Request, Input: input, Message: d.rejected.Error(),
+		Exit: "Update rejected by the validator", Unchanged: "refused by the validator; " + unchanged})
 }
 
 func cpsRun(t *testing.T, configure ...func(*kubeFake)) (*testsuite.TestWorkflowEnvironment, *kubeFake) {
@@ -88,6 +101,8 @@ func TestCPSGatesApprovedInOrder(t *testing.T) {
 	if cps.Gates[1].State != api.GateApproved || cps.Gates[1].Note != "cps etcd healthy" {
 		t.Errorf("cps-reboot in the report: %+v", cps.Gates[1])
 	}
+	recordRefusal(t, "approve cps-reboot before the run reaches it", early, "the gate was approved later, and only then were the nodes booted")
+	recordRefusal(t, "approve cps-unmount a second time", twice, "the report keeps the first approval (by ops@ncn-m001)")
 }
 
 func TestUnknownGateAndBadDecisionsAreRefused(t *testing.T) {
@@ -126,6 +141,17 @@ func TestUnknownGateAndBadDecisionsAreRefused(t *testing.T) {
 	}
 	if len(f.bosSessions) != 0 || len(cps.FollowUps) != 0 {
 		t.Errorf("rejected before shutdown: sessions %v follow-ups %v, want none", f.bosSessions, cps.FollowUps)
+	}
+	// Each refusal left cps-unmount waiting: the later reject was accepted.
+	for _, c := range []struct {
+		input string
+		d     decision
+	}{
+		{"decide gate cps-unmnt (no such gate)", unknown},
+		{"reject cps-unmount without a reason", noReason},
+		{"decide cps-unmount with decision maybe", bogus},
+	} {
+		recordRefusal(t, c.input, c.d, "the gate stayed waiting (a later reject was accepted) and no BOS session was started")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/config"
 )
 
@@ -251,6 +252,8 @@ func TestUnknownServiceIsRejectedBeforeAnythingRuns(t *testing.T) {
 	if f.deletes+f.creates+f.podDeletes != 0 {
 		t.Fatal("something ran")
 	}
+	badinput.Record(t, badinput.Case{Area: badinput.Request, Input: "Request{Services: [bss dns]} sent to the workflow directly", Message: appErr.Message(),
+		Exit: "run fails, type " + appErr.Type(), Unchanged: "no activity ran: no delete, create or pod delete"})
 }
 
 func TestFailedServiceFailsTheRunWithTheReportAsDetails(t *testing.T) {

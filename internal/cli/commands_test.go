@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,10 +17,12 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sys/unix"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 )
 
 // progression is a run that goes from running, through a gate and a node
@@ -262,10 +265,29 @@ func TestApproveAndReject(t *testing.T) {
 		{"watch no such run", []string{"watch", "gate-none"}, ExitBadInput, `no run "gate-none"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			id := tc.args[1]
+			before := historyLen(t, id)
 			out, stderr, code := run(t, tc.args...)
 			if code != tc.code || !strings.Contains(out+stderr, tc.want) {
 				t.Errorf("exit %d, want %d with %q\nstdout: %s\nstderr: %s", code, tc.code, tc.want, out, stderr)
 			}
+			// "run X refused: ..." carries the fixture's validator text, not
+			// the product's: e2e records the real workflow's refusals.
+			if tc.code != ExitBadInput || strings.Contains(stderr, " refused: ") {
+				return
+			}
+			// A refused decision must leave no trace in the run.
+			unchanged := "validator refused: no event added to the run's history"
+			switch after := historyLen(t, id); {
+			case before < 0 && after < 0:
+				unchanged = "no run of that ID exists afterwards either"
+			case after != before:
+				t.Errorf("history of %s: %d events before, %d after", id, before, after)
+			case id == "gate-closed":
+				unchanged = "refused by the CLI: no event added to the finished run's history"
+			}
+			badinput.Record(t, badinput.Case{Area: badinput.Request, Input: strings.Join(tc.args, " "), Message: badinput.Line(out+stderr, tc.want),
+				Exit: fmt.Sprint(code), Unchanged: unchanged})
 		})
 	}
 	// The decisions are in the run, with who made them.
@@ -305,6 +327,8 @@ func TestBadInput(t *testing.T) {
 			if code != ExitBadInput || !strings.Contains(errb.String(), tc.want) {
 				t.Errorf("exit %d, want 2 with %q\nstderr: %s", code, tc.want, errb.String())
 			}
+			badinput.Record(t, badinput.Case{Area: badinput.CLI, Input: strings.Join(tc.args, " "), Message: badinput.Line(errb.String(), tc.want),
+				Exit: fmt.Sprint(code), Unchanged: "refused before dialing Temporal (--address 127.0.0.1:1: a dial would have exited 1)"})
 		})
 	}
 }
@@ -371,4 +395,25 @@ func TestWatchWithoutWorkerKeepsAsking(t *testing.T) {
 	if desc, err := tc.DescribeWorkflowExecution(t.Context(), id, ""); err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		t.Errorf("the run did not go on: %v %v", desc.GetWorkflowExecutionInfo().GetStatus(), err)
 	}
+}
+
+// historyLen counts the events of run id, or is -1 when there is no such run.
+func historyLen(t *testing.T, id string) int {
+	t.Helper()
+	if _, err := tc.DescribeWorkflowExecution(context.Background(), id, ""); err != nil {
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			return -1
+		}
+		t.Fatal(err)
+	}
+	iter := tc.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	n := 0
+	for iter.HasNext() {
+		if _, err := iter.Next(); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/cli"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
@@ -99,16 +100,17 @@ func TestSnapshotBadInputs(t *testing.T) {
 	noURL := filepath.Join(t.TempDir(), "nourl.yaml")
 	os.WriteFile(noURL, []byte("profile: csm-1.2\n"), 0o600)
 	for _, tc := range []struct {
-		name string
-		args []string
-		want string
+		name  string
+		input string // for docs/bad-input.md
+		args  []string
+		want  string
 	}{
-		{"no out", []string{"snapshot", "--config", cfg}, "--out DIR is required"},
-		{"out not empty", []string{"snapshot", "--out", full, "--config", cfg}, "is not empty: give a new directory, or --force"},
-		{"config missing", []string{"snapshot", "--out", t.TempDir() + "/s", "--config", "/nonexistent.yaml"}, "--config: config file: open /nonexistent.yaml"},
-		{"no baseURL", []string{"snapshot", "--out", t.TempDir() + "/s", "--config", noURL}, "csm.baseURL is not set"},
-		{"secret in kubernetes, no credentials", []string{"snapshot", "--out", t.TempDir() + "/s", "--config", kubeSecret}, "Kubernetes secret default/admin-client-auth (csm.clientSecret.kubernetes) but there are no Kubernetes credentials: give --kubeconfig"},
-		{"kubeconfig missing", []string{"snapshot", "--out", t.TempDir() + "/s", "--config", cfg, "--kubeconfig", "/nonexistent"}, "--kubeconfig: stat /nonexistent"},
+		{"no out", "snapshot without --out", []string{"snapshot", "--config", cfg}, "--out DIR is required"},
+		{"out not empty", "snapshot --out DIR, DIR not empty", []string{"snapshot", "--out", full, "--config", cfg}, "is not empty: give a new directory, or --force"},
+		{"config missing", "snapshot --config /nonexistent.yaml", []string{"snapshot", "--out", t.TempDir() + "/s", "--config", "/nonexistent.yaml"}, "--config: config file: open /nonexistent.yaml"},
+		{"no baseURL", "snapshot --config FILE, FILE without csm.baseURL", []string{"snapshot", "--out", t.TempDir() + "/s", "--config", noURL}, "csm.baseURL is not set"},
+		{"secret in kubernetes, no credentials", "snapshot, client secret in Kubernetes, no Kubernetes credentials", []string{"snapshot", "--out", t.TempDir() + "/s", "--config", kubeSecret}, "Kubernetes secret default/admin-client-auth (csm.clientSecret.kubernetes) but there are no Kubernetes credentials: give --kubeconfig"},
+		{"kubeconfig missing", "snapshot --kubeconfig /nonexistent", []string{"snapshot", "--out", t.TempDir() + "/s", "--config", cfg, "--kubeconfig", "/nonexistent"}, "--kubeconfig: stat /nonexistent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.ResetCounters()
@@ -119,6 +121,8 @@ func TestSnapshotBadInputs(t *testing.T) {
 			if n := len(e.RequestCounts()); n != 0 {
 				t.Errorf("bad input still reached the gateway (%d paths)", n)
 			}
+			badinput.Record(t, badinput.Case{Area: badinput.CLI, Input: tc.input, Message: badinput.Line(errOut, tc.want),
+				Exit: fmt.Sprint(code), Unchanged: "no request reached the gateway (emulator counted none); nothing written"})
 		})
 	}
 	if b, _ := os.ReadFile(filepath.Join(full, "notes.txt")); string(b) != "mine" {
@@ -135,6 +139,8 @@ func TestSnapshotBadInputs(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Error("a failed snapshot left its directory")
 	}
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "CSM token endpoint answers 401 to snapshot", Message: badinput.Line(errOut, "snapshot not taken"),
+		Exit: fmt.Sprint(code), Unchanged: "snapshot read-only; its --out directory does not exist afterwards"})
 }
 
 func TestStartSnapshotBadInputs(t *testing.T) {
@@ -148,10 +154,10 @@ func TestStartSnapshotBadInputs(t *testing.T) {
 	b, _ := os.ReadFile(subs)
 	os.WriteFile(subs, bytes.Replace(b, []byte("x1000c0s0b0n0"), []byte("x1000c0s9b0n0"), 1), 0o640)
 	for _, tc := range []struct {
-		name, dir, want string
+		name, input, dir, want string
 	}{
-		{"not a snapshot", t.TempDir(), "no manifest.json: give the directory repopulate snapshot --out wrote"},
-		{"tampered", dir, subs + ": the checksum does not match manifest.json"},
+		{"not a snapshot", "start --snapshot DIR, DIR without manifest.json", t.TempDir(), "no manifest.json: give the directory repopulate snapshot --out wrote"},
+		{"tampered", "start --snapshot DIR, a file changed since it was taken", dir, subs + ": the checksum does not match manifest.json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// An unreachable Temporal: had validation passed, the exit would be 1.
@@ -159,6 +165,8 @@ func TestStartSnapshotBadInputs(t *testing.T) {
 			if code != cli.ExitBadInput || !strings.Contains(errOut, tc.want) || out != "" {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, tc.want)
 			}
+			badinput.Record(t, badinput.Case{Area: badinput.CLI, Input: tc.input, Message: badinput.Line(errOut, tc.want),
+				Exit: fmt.Sprint(code), Unchanged: "refused before dialing Temporal (--address 127.0.0.1:1 would exit 1); nothing printed"})
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 )
 
 func TestDefaultsAreTheRunbooks(t *testing.T) {
@@ -110,6 +111,8 @@ func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
+			badinput.Record(t, badinput.Case{Area: badinput.Config, Input: tc.yaml, Message: err.Error(),
+				Exit: "config.Parse error", Unchanged: "refused while parsing, before any client is built"})
 		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 )
@@ -174,13 +175,15 @@ func TestUnauthorizedRefreshAndRetry(t *testing.T) {
 	_, err := c.ReadyComputeNodes(ctx(t))
 	e := wantKind(t, err, csm.Unauthorized)
 	wantContains(t, e.Error(), "ReadyComputeNodes", "the API rejected the access token", `client_id "admin-client"`, "accepted at "+c.TokenURL())
-	if e.Status != 401 || csm.Retryable(err) {
+	if e.Status != 401 || csm.Retryable(err) || e.Method != "GET" {
 		t.Errorf("double 401: %+v", e)
 	}
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "CSM API answers 401 to a fresh token as well", Message: e.Error(),
+		Exit: "csm.Error kind Unauthorized, not retried", Unchanged: "the refused call was a GET (read only) and is not retried"})
 }
 
 func TestBadSecretNamesClientAndTokenURL(t *testing.T) {
-	_, base := startEmu(t, csmemu.Options{}, false)
+	emu, base := startEmu(t, csmemu.Options{}, false)
 	c := newClient(t, base, func(cfg *csm.Config) { cfg.Secret = csm.SecretValue("wrong-secret-value") })
 	_, err := c.Subscriptions(ctx(t))
 	e := wantKind(t, err, csm.Unauthorized)
@@ -191,6 +194,11 @@ func TestBadSecretNamesClientAndTokenURL(t *testing.T) {
 	if strings.Contains(err.Error(), "wrong-secret-value") {
 		t.Errorf("secret in error: %v", err)
 	}
+	if n := emu.Requests(csm.PathHMNFDSubscriptions); n != 0 {
+		t.Errorf("HMNFD asked %d times without a token", n)
+	}
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "wrong client secret: token endpoint answers 401", Message: e.Error(),
+		Exit: "csm.Error kind Unauthorized, not retried", Unchanged: "no API request was made: only the token endpoint was asked"})
 
 	c = newClient(t, base, func(cfg *csm.Config) { cfg.ClientID = "someone-else" })
 	e = wantKind(t, c.Authenticate(ctx(t)), csm.Unauthorized)
@@ -204,15 +212,16 @@ func TestStatusKinds(t *testing.T) {
 		status    int
 		kind      csm.Kind
 		retryable bool
+		input     string // for docs/bad-input.md
 	}{
-		{403, csm.Forbidden, false},
-		{404, csm.NotFound, false},
-		{400, csm.BadRequest, false},
-		{409, csm.BadRequest, false},
-		{429, csm.Busy, true},
-		{500, csm.Server, true},
-		{502, csm.Server, true},
-		{503, csm.Server, true},
+		{403, csm.Forbidden, false, "CSM API answers 403"},
+		{404, csm.NotFound, false, "CSM API answers 404"},
+		{400, csm.BadRequest, false, "CSM API answers 400"},
+		{409, csm.BadRequest, false, "CSM API answers 409"},
+		{429, csm.Busy, true, "CSM API answers 429"},
+		{500, csm.Server, true, "CSM API answers 500"},
+		{502, csm.Server, true, "CSM API answers 502"},
+		{503, csm.Server, true, "CSM API answers 503"},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
@@ -228,6 +237,12 @@ func TestStatusKinds(t *testing.T) {
 			if !errors.Is(err, &csm.Error{Kind: tc.kind}) {
 				t.Errorf("errors.Is by kind failed for %v", err)
 			}
+			then := "not retried"
+			if tc.retryable {
+				then = "retryable: the activity retry policy tries again"
+			}
+			badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: tc.input, Message: e.Error(),
+				Exit: fmt.Sprintf("csm.Error kind %s, %s", e.Kind, then), Unchanged: "the refused call was a GET (read only)"})
 		})
 	}
 	emu.Fail("/apis/smd/", 403, 1)
@@ -262,22 +277,31 @@ func TestMalformedJSON(t *testing.T) {
 	emu, base := startEmu(t, csmemu.Options{Components: nodes()}, false)
 	c := newClient(t, base, nil)
 	emu.MalformedJSON(csm.PathHSMComponents, 1)
-	_, err := c.ReadyComputeNodes(ctx(t))
+	nodes, err := c.ReadyComputeNodes(ctx(t))
 	e := wantKind(t, err, csm.BadResponse)
 	wantContains(t, e.Message, `expected a JSON object {"Components":[...]}`)
-	if csm.Retryable(err) || e.Status != 200 {
-		t.Errorf("malformed: %+v", e)
+	if csm.Retryable(err) || e.Status != 200 || nodes != nil {
+		t.Errorf("malformed: %+v %v", e, nodes)
 	}
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "HSM answers 200 with malformed JSON", Message: e.Error(),
+		Exit: "csm.Error kind BadResponse, not retried", Unchanged: "no node list returned from the bad body: no node is restarted from it"})
 
 	emu.MalformedJSON(csm.PathCRUSSession, 1)
-	_, err = c.CRUSSessions(ctx(t))
+	sessions, err := c.CRUSSessions(ctx(t))
 	e = wantKind(t, err, csm.BadResponse)
 	wantContains(t, e.Message, "expected a JSON array of CRUS sessions")
+	if sessions != nil {
+		t.Errorf("sessions from a malformed body: %v", sessions)
+	}
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "CRUS answers 200 with malformed JSON", Message: e.Error(),
+		Exit: "csm.Error kind BadResponse, not retried", Unchanged: "no session list returned from the bad body"})
 
 	c2 := newClient(t, base, nil)
 	emu.MalformedJSON(csm.DefaultTokenPath, 1)
 	e = wantKind(t, c2.Authenticate(ctx(t)), csm.BadResponse)
 	wantContains(t, e.Message, "access_token", "expires_in")
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "token endpoint answers 200 with malformed JSON", Message: e.Error(),
+		Exit: "csm.Error kind BadResponse", Unchanged: "only the token endpoint was asked (Authenticate), and it was refused"})
 }
 
 // closedPort returns a loopback address nothing listens on.
@@ -300,6 +324,8 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("refused: %+v", e)
 	}
 	wantContains(t, e.Error(), "connection refused")
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "API gateway not listening", Message: e.Error(),
+		Exit: "csm.Error kind Unreachable, retryable: the activity retry policy tries again", Unchanged: "no connection was made"})
 
 	// No answer within Timeout is Unreachable too.
 	emu, base := startEmu(t, csmemu.Options{Components: nodes()}, false)
@@ -314,6 +340,8 @@ func TestUnreachable(t *testing.T) {
 		t.Error("timeout not retryable")
 	}
 	wantContains(t, e.Message, "no answer within 300ms")
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "CSM API does not answer within the client timeout", Message: e.Error(),
+		Exit: "csm.Error kind Unreachable, retryable: the activity retry policy tries again", Unchanged: "the call given up was a GET (read only)"})
 
 	// The caller giving up is not.
 	cctx, cancel := context.WithCancel(context.Background())

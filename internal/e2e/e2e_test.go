@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
@@ -587,26 +589,32 @@ func TestBadInputChangesNothing(t *testing.T) {
 	_ = os.WriteFile(unreadableKeyConfig, []byte(strings.ReplaceAll(string(sshConfig), fleet.IdentityFile, "/nonexistent/id_ed25519")), 0o600)
 	cases := []struct {
 		name       string
+		area       string
+		input      string // the bad input, for docs/bad-input.md; "" when it is args
 		config     string
 		kubeconfig string
+		before     []string // a CLI command run before the cluster is fingerprinted
 		args       []string
 		wantCode   int
 		want       string
 	}{
-		{"unknown service", testConfig, cluster.Kubeconfig, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + api.ServiceNames()},
-		{"job missing", strings.Replace(testConfig, "bss: {", "bss: {job: cray-reds-init-gone, ", 1), cluster.Kubeconfig, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
-		{"etcdcluster missing", strings.Replace(testConfig, "externaldns: {", "externaldns: {etcdCluster: gone, ", 1), cluster.Kubeconfig, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
-		{"API server unreachable", testConfig, deadKubeconfig, []string{"start", "--services", "meds", "--wait"}, 1, "connection refused"},
-		{"no Temporal server", testConfig, cluster.Kubeconfig, []string{"--address", "127.0.0.1:1", "--dial-timeout", "2s", "start"}, 1, "cannot reach the Temporal server at 127.0.0.1:1"},
-		{"unknown run", testConfig, cluster.Kubeconfig, []string{"status", "no-such-run"}, 2, `no run "no-such-run"`},
-		{"bad output", testConfig, cluster.Kubeconfig, []string{"start", "-o", "yaml"}, 2, `--output "yaml": want text or json`},
+		{"unknown service", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + api.ServiceNames()},
+		{"job missing", badinput.Cluster, "services.bss.job: cray-reds-init-gone (no such Job)", strings.Replace(testConfig, "bss: {", "bss: {job: cray-reds-init-gone, ", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
+		{"etcdcluster missing", badinput.Cluster, "services.externaldns.etcdCluster: gone (no such EtcdCluster)", strings.Replace(testConfig, "externaldns: {", "externaldns: {etcdCluster: gone, ", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
+		{"API server unreachable", badinput.Cluster, "worker's kubeconfig points at an API server that is down", testConfig, deadKubeconfig, nil, []string{"start", "--services", "meds", "--wait"}, 1, "connection refused"},
+		{"no Temporal server", badinput.Remote, "", testConfig, cluster.Kubeconfig, nil, []string{"--address", "127.0.0.1:1", "--dial-timeout", "2s", "start"}, 1, "cannot reach the Temporal server at 127.0.0.1:1"},
+		{"unknown run", badinput.Request, "", testConfig, cluster.Kubeconfig, nil, []string{"status", "no-such-run"}, 2, `no run "no-such-run"`},
+		{"bad output", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "-o", "yaml"}, 2, `--output "yaml": want text or json`},
+		// The first run (a dry run, which changes nothing) takes the ID;
+		// the second must not start, so meds is not restarted.
+		{"duplicate run ID", badinput.Request, "", testConfig, cluster.Kubeconfig, []string{"start", "--dry-run", "--wait", "--services", "meds", "--id", "e2e-bad-dup"}, []string{"start", "--id", "e2e-bad-dup", "--services", "meds"}, 2, `run ID "e2e-bad-dup" is already used`},
 		// CSM API and SSH: each fails the preflight, so even meds, which
 		// needs neither, is left alone.
-		{"bad credentials", strings.Replace(testConfig, "clientSecret: {file: ", "clientSecret: {file: "+wrongSecret+"} #", 1), cluster.Kubeconfig, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, `client_id "admin-client"`},
-		{"API gateway unreachable", regexp.MustCompile(`baseURL: \S+`).ReplaceAllString(testConfig, "baseURL: https://127.0.0.1:1"), cluster.Kubeconfig, []string{"start", "--services", "crus,meds", "--wait"}, 1, "127.0.0.1:1"},
-		{"known_hosts missing", regexp.MustCompile(`knownHosts: \[\S+\]`).ReplaceAllString(testConfig, "knownHosts: [/nonexistent/known_hosts]"), cluster.Kubeconfig, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/known_hosts"},
-		{"key unreadable", strings.Replace(testConfig, "config: "+fleet.ConfigFile, "config: "+unreadableKeyConfig, 1), cluster.Kubeconfig, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/id_ed25519"},
-		{"empty target set", strings.Replace(testConfig, `ncnGroups: ["`+ncnGroup+`", "ncn-w00[3-4]-can.local"]`, "ncnGroups: []", 1), cluster.Kubeconfig, []string{"start", "--services", "hmnfd", "--wait"}, 1, "no node to restart orca on"},
+		{"bad credentials", badinput.Remote, "csm.clientSecret file holds a wrong secret (token endpoint answers 401)", strings.Replace(testConfig, "clientSecret: {file: ", "clientSecret: {file: "+wrongSecret+"} #", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, `client_id "admin-client"`},
+		{"API gateway unreachable", badinput.Remote, "csm.baseURL: https://127.0.0.1:1 (nothing listens)", regexp.MustCompile(`baseURL: \S+`).ReplaceAllString(testConfig, "baseURL: https://127.0.0.1:1"), cluster.Kubeconfig, nil, []string{"start", "--services", "crus,meds", "--wait"}, 1, "127.0.0.1:1"},
+		{"known_hosts missing", badinput.Config, "ssh.knownHosts: [/nonexistent/known_hosts]", regexp.MustCompile(`knownHosts: \[\S+\]`).ReplaceAllString(testConfig, "knownHosts: [/nonexistent/known_hosts]"), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/known_hosts"},
+		{"key unreadable", badinput.Config, "ssh.config names IdentityFile /nonexistent/id_ed25519", strings.Replace(testConfig, "config: "+fleet.ConfigFile, "config: "+unreadableKeyConfig, 1), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/id_ed25519"},
+		{"empty target set", badinput.Remote, "HSM lists no Ready compute node and services.hmnfd.ncnGroups is empty", strings.Replace(testConfig, `ncnGroups: ["`+ncnGroup+`", "ncn-w00[3-4]-can.local"]`, "ncnGroups: []", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd", "--wait"}, 1, "no node to restart orca on"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -615,6 +623,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if c.name == "empty target set" {
 				emu.SetComponents(nil)
 				defer emu.SetComponents(csmemu.ComputeNodes(computeNodes))
+			}
+			if c.before != nil {
+				if out, stderr, code := repopulate(t, queue, c.before...); code != 0 {
+					t.Fatalf("%v: exit %d\n%s\n%s", c.before, code, out, stderr)
+				}
 			}
 			if err := fleet.ResetRestarts(); err != nil {
 				t.Fatal(err)
@@ -629,21 +642,127 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if restarts, _ := fleet.Restarts(); len(restarts) > 0 {
 				t.Errorf("nodes were restarted: %v", restarts)
 			}
+			input := c.input
+			if input == "" {
+				input = strings.Join(c.args, " ")
+			}
+			badinput.Record(t, badinput.Case{Area: c.area, Input: input, Message: badinput.Line(out+stderr, c.want), Exit: fmt.Sprint(code),
+				Unchanged: "no Job/EtcdCluster/pod deleted or re-created (UIDs unchanged); no node restarted"})
 		})
 	}
+	t.Run("gate decisions on a real run", gateDecisionsOnARealRun)
 }
 
-func TestWorkerRefusesBadConfig(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "worker.yaml")
-	_ = os.WriteFile(cfg, []byte("services:\n  meds:\n    selector: \"\"\n  hmnfd:\n    ncnGroups: [\"ncn-w00[0-4-can.local\"]\n"), 0o644)
-	cmd := exec.Command(filepath.Join(binDir, "repopulate-worker"), "--address", temporal.Address, "--kubeconfig", cluster.Kubeconfig, "--config", cfg)
-	out, err := cmd.CombinedOutput()
-	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
-		t.Fatalf("worker with a bad config: %v\n%s", err, out)
+// gateDecisionsOnARealRun: decisions the real workflow must refuse, sent
+// from the CLI to a BOS run waiting at its gate and then to the same run
+// once it has finished. Each refusal adds no event to the run's history.
+func gateDecisionsOnARealRun(t *testing.T) {
+	const id, queue = "e2e-bad-gates", "e2e-bad-gates"
+	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	if _, stderr, code := repopulate(t, queue, "start", "--services", "bos", "--id", id); code != 0 {
+		t.Fatal(stderr)
 	}
-	if !strings.Contains(string(out), cfg) || !strings.Contains(string(out), "services.meds.selector: empty selector would match every pod") ||
-		!strings.Contains(string(out), "services.hmnfd.ncnGroups[0]") {
-		t.Fatalf("message should name the file, the key and the problem:\n%s", out)
+	waitGate(t, id, api.GateBOSTemplates, api.GateWaiting)
+	refused := func(args []string, want, unchanged string) {
+		t.Helper()
+		before, events := fingerprint(t), len(history(t, id))
+		out, stderr, code := repopulate(t, queue, args...)
+		if code != 2 || !strings.Contains(out+stderr, want) {
+			t.Fatalf("%v: exit %d, want 2 with %q\nstdout:\n%s\nstderr:\n%s", args, code, want, out, stderr)
+		}
+		if n := len(history(t, id)); n != events {
+			t.Errorf("%v: history went from %d to %d events", args, events, n)
+		}
+		sameFingerprint(t, before, strings.Join(args, " "), false)
+		badinput.Record(t, badinput.Case{Area: badinput.Request, Input: strings.Join(args, " "), Message: badinput.Line(out+stderr, want),
+			Exit: fmt.Sprint(code), Unchanged: unchanged})
+	}
+	refused([]string{"approve", "e2e-bad-gates", "bos-tmpl"}, `no gate "bos-tmpl"`,
+		"validator refused: no event added to the run's history; no Job/EtcdCluster/pod UID changed")
+	if out, stderr, code := repopulate(t, queue, "approve", id, api.GateBOSTemplates); code != 0 {
+		t.Fatalf("approve: exit %d\n%s\n%s", code, out, stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_ = tc.GetWorkflow(ctx, id, "").Get(ctx, nil) // done or failed: either way finished
+	if ctx.Err() != nil {
+		t.Fatal("the run did not finish after its gate was approved")
+	}
+	refused([]string{"approve", "e2e-bad-gates", "bos-templates"}, "has already finished",
+		"refused by the CLI: no event added to the finished run's history; no Job/EtcdCluster/pod UID changed")
+}
+
+// waitGate polls the run's status until gate reaches state.
+func waitGate(t *testing.T, runID, gate string, state api.GateState) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if v, err := tc.QueryWorkflow(context.Background(), runID, "", api.StatusQuery); err == nil {
+			var st api.RunStatus
+			_ = v.Get(&st)
+			for _, s := range st.Services {
+				for _, g := range s.Gates {
+					if g.Name == gate && g.State == state {
+						return
+					}
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("gate %s of %s never reached %s", gate, runID, state)
+}
+
+// TestWorkerRefusesBadConfig: the worker binary refuses a bad config file
+// at start, naming the file, the key and the problem, before it polls.
+func TestWorkerRefusesBadConfig(t *testing.T) {
+	for i, c := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"malformed YAML", "services: [", []string{"yaml"}},
+		{"unknown key", "services:\n  bss:\n    jobb: x\n", []string{`unknown key "jobb"`}},
+		{"negative timeout", "deleteTimeout: -5m\n", []string{"deleteTimeout: must be a positive duration"}},
+		{"empty selector", "services:\n  meds:\n    selector: \"\"\n", []string{"services.meds.selector: empty selector would match every pod"}},
+		{"bad host range", "services:\n  hmnfd:\n    ncnGroups: [\"ncn-w00[0-4-can.local\"]\n", []string{"services.hmnfd.ncnGroups[0]"}},
+		// Every problem is reported at once.
+		{"two problems", "services:\n  meds:\n    selector: \"\"\n  hmnfd:\n    ncnGroups: [\"ncn-w00[0-4-can.local\"]\n",
+			[]string{"services.meds.selector: empty selector would match every pod", "services.hmnfd.ncnGroups[0]"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "worker.yaml")
+			_ = os.WriteFile(cfg, []byte(c.yaml), 0o644)
+			queue := fmt.Sprintf("e2e-bad-config-%d", i)
+			before := fingerprint(t)
+			cmd := exec.Command(filepath.Join(binDir, "repopulate-worker"), "--address", temporal.Address, "--task-queue", queue, "--kubeconfig", cluster.Kubeconfig, "--config", cfg)
+			out, err := cmd.CombinedOutput()
+			exit, ok := err.(*exec.ExitError)
+			if !ok || exit.ExitCode() != 1 {
+				t.Fatalf("worker with a bad config: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), cfg) {
+				t.Errorf("message should name the file %s:\n%s", cfg, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("message should name the key and the problem (%q):\n%s", w, out)
+				}
+			}
+			// Refused before it polled: the queue has never had a poller.
+			desc, err := tc.DescribeTaskQueue(context.Background(), queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(desc.GetPollers()); n != 0 {
+				t.Errorf("%d pollers on %s: the worker started", n, queue)
+			}
+			sameFingerprint(t, before, c.name, false)
+			if t.Failed() {
+				return
+			}
+			badinput.Record(t, badinput.Case{Area: badinput.Config, Input: c.yaml, Message: strings.TrimSpace(string(out)),
+				Exit: fmt.Sprintf("worker exits %d", exit.ExitCode()), Unchanged: "no poller ever on its task queue; no Job/EtcdCluster/pod UID changed"})
+		})
 	}
 }
 

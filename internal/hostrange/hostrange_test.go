@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 )
 
 var valid = []struct {
@@ -120,6 +122,14 @@ func TestExpandErrors(t *testing.T) {
 			}
 			if he.Fix == "" || !strings.Contains(msg, he.Fix) {
 				t.Errorf("error gives no fix: %s", msg)
+			}
+			if len(got) != 0 {
+				t.Errorf("%d hosts returned with the error", len(got))
+			}
+			// A blank expression has nothing to show in a table cell.
+			if strings.TrimSpace(tc.expr) != "" {
+				badinput.Record(t, badinput.Case{Area: badinput.Config, Input: tc.expr, Message: msg,
+					Exit: fmt.Sprintf("hostrange.Error at position %d", he.Pos), Unchanged: "Expand returned no host: no node is contacted"})
 			}
 		})
 	}

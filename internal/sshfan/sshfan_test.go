@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 )
 
@@ -127,6 +128,9 @@ func TestFleet(t *testing.T) {
 	if len(restarts) != 3 {
 		t.Errorf("restarts %v: the wrong-key and unreachable nodes must not run the command", restarts)
 	}
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "node's SSH host key differs from known_hosts", Message: got["wrongkey-nmn"].Reason,
+		Exit:      "node result " + string(got["wrongkey-nmn"].Status) + "; the other nodes go on",
+		Unchanged: "the command never ran on that node (restart log); each good node restarted exactly once"})
 	lines, _ := os.ReadFile(f.LogFile)
 	if !strings.Contains(string(lines), " "+restartCmd+"\n") {
 		t.Errorf("the stand-in did not log the command: %q", lines)
@@ -145,8 +149,9 @@ func TestUnknownHostAndAuthFailure(t *testing.T) {
 	opts := fleetOptions(f)
 	opts.KnownHosts = []string{partial}
 	got, _ := collect(t, ctx, newRunner(t, opts), f.NodeNames, restartCmd)
-	if u := got[f.NodeNames[0]]; u.Status != StatusFailed || !strings.Contains(u.Reason, "host key unknown") {
-		t.Errorf("unknown host: %+v, want failed, host key unknown", u)
+	unknown := got[f.NodeNames[0]]
+	if unknown.Status != StatusFailed || !strings.Contains(unknown.Reason, "host key unknown") {
+		t.Errorf("unknown host: %+v, want failed, host key unknown", unknown)
 	}
 	if got[f.NodeNames[1]].Status != StatusOK {
 		t.Errorf("known host: %+v", got[f.NodeNames[1]])
@@ -167,6 +172,10 @@ func TestUnknownHostAndAuthFailure(t *testing.T) {
 	if rs, _ := f.Restarts(); rs[f.NodeNames[0]] != 0 {
 		t.Errorf("node restarted without host key or auth: %v", rs)
 	}
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "node missing from known_hosts", Message: unknown.Reason,
+		Exit: "node result " + string(unknown.Status) + "; the other nodes go on", Unchanged: "the command never ran on that node (restart log)"})
+	badinput.Record(t, badinput.Case{Area: badinput.Remote, Input: "SSH key not authorised on the node", Message: got[f.NodeNames[0]].Reason,
+		Exit: "node result " + string(got[f.NodeNames[0]].Status), Unchanged: "the command never ran on that node (restart log)"})
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
