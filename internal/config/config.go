@@ -279,8 +279,13 @@ func Parse(data []byte, cfg *Config) error {
 			for _, prefix := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
 				msg = strings.TrimPrefix(msg, prefix)
 			}
-			msg = strings.Replace(msg, "unknown field", "unknown key", 1)
-			return fmt.Errorf("%s (docs/configuration.md lists the keys)", msg)
+			switch {
+			case strings.HasPrefix(msg, "error converting YAML to JSON: "):
+				return fmt.Errorf("not valid YAML: %s: fix the file's syntax (indentation, brackets, quotes)", strings.TrimPrefix(msg, "error converting YAML to JSON: "))
+			case strings.Contains(msg, "unknown field"):
+				return fmt.Errorf("%s (docs/configuration.md lists the keys)", strings.Replace(msg, "unknown field", "unknown key", 1))
+			}
+			return errors.New(msg)
 		}
 	}
 	return cfg.Validate()

@@ -83,7 +83,7 @@ func TestFileOverridesOnlyWhatItNames(t *testing.T) {
 // TestBadConfigIsRefusedWithTheKeyAndTheFix: one case per kind of bad value.
 func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
 	cases := map[string]struct{ yaml, want string }{
-		"malformed YAML":   {"services: [", "yaml"},
+		"malformed YAML":   {"services: [", "not valid YAML: yaml: line 1: did not find expected node content: fix the file's syntax"},
 		"unknown key":      {"services:\n  bss:\n    jobb: x\n", `unknown key "jobb" (docs/configuration.md lists the keys)`},
 		"negative timeout": {"deleteTimeout: -5m\n", "deleteTimeout: must be a positive duration"},
 		"not a duration":   {"pollInterval: 5\n", `duration must be a string such as "90s"`},
