@@ -86,24 +86,55 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	progress := workflow.GetSignalChannel(ctx, api.StepProgressSignal)
 	decisions := workflow.GetSignalChannel(ctx, api.GateDecisionSignal)
 	pending := map[api.Service]workflow.ChildWorkflowFuture{}
+	plans := map[api.Service]api.ServicePlan{}
 	for _, plan := range pre.Plans {
 		if plan.Procedure == api.NotInRelease {
 			w.update(api.ServiceStatus{Service: plan.Service, State: api.Skipped, Message: plan.Reason, FollowUps: []string{plan.Reason}})
 			continue
 		}
-		id := api.ServiceWorkflowID(w.status.RunID, plan.Service)
+		plans[plan.Service] = plan
+	}
+	sel := workflow.NewSelector(ctx)
+	var start func(s api.Service)
+	start = func(s api.Service) {
+		plan := plans[s]
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: id,
+			WorkflowID: api.ServiceWorkflowID(w.status.RunID, s),
 			// A canceled run lets each child finish what it must (re-create
 			// a deleted object) before the parent closes.
 			WaitForCancellation: true,
 			StaticSummary:       childSummary(plan, w.req.DryRun),
 		})
-		in := ServiceInput{RunID: w.status.RunID, Plan: plan, DryRun: w.req.DryRun, Snapshot: snapshotFor(plan.Service, w.req.Snapshot)}
-		pending[plan.Service] = workflow.ExecuteChildWorkflow(cctx, RepopulateService, in)
+		in := ServiceInput{RunID: w.status.RunID, Plan: plan, DryRun: w.req.DryRun, Snapshot: snapshotFor(s, w.req.Snapshot)}
+		f := workflow.ExecuteChildWorkflow(cctx, RepopulateService, in)
+		pending[s] = f
+		sel.AddFuture(f, func(f workflow.Future) {
+			delete(pending, s)
+			var st api.ServiceStatus
+			if err := f.Get(ctx, &st); err != nil {
+				st = w.childFailure(s, err)
+			}
+			w.update(st)
+			// Services that waited for this one start now, whatever its outcome:
+			// their own first step says what they found.
+			for _, next := range w.services {
+				if dependsOn[next] == s && plans[next].Service != "" && ctx.Err() == nil {
+					start(next)
+				}
+			}
+		})
+	}
+	for _, s := range w.services {
+		if _, ok := plans[s]; !ok {
+			continue
+		}
+		if dep, ok := dependsOn[s]; ok && plans[dep].Service != "" {
+			w.update(api.ServiceStatus{Service: s, State: api.Pending, Message: fmt.Sprintf("waiting for %s to finish first", dep)})
+			continue
+		}
+		start(s)
 	}
 
-	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(progress, func(c workflow.ReceiveChannel, _ bool) {
 		var st api.ServiceStatus
 		c.Receive(ctx, &st)
@@ -115,20 +146,6 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		c.Receive(ctx, &d)
 		w.routeSignal(ctx, d)
 	})
-	for _, s := range w.services {
-		f, ok := pending[s]
-		if !ok {
-			continue
-		}
-		sel.AddFuture(f, func(f workflow.Future) {
-			delete(pending, s)
-			var st api.ServiceStatus
-			if err := f.Get(ctx, &st); err != nil {
-				st = w.childFailure(s, err)
-			}
-			w.update(st)
-		})
-	}
 	for len(pending) > 0 {
 		sel.Select(ctx)
 	}
@@ -190,6 +207,12 @@ func (w *repopulate) end(ctx workflow.Context, state api.State, message string) 
 
 func (w *repopulate) finish(ctx workflow.Context) (api.Report, error) {
 	var failed, canceled []string
+	for i := range w.status.Services {
+		// A service that waited for another and was never started.
+		if s := &w.status.Services[i]; s.State == api.Pending && ctx.Err() != nil {
+			s.State, s.Message = api.Canceled, "not started: the run was canceled first"
+		}
+	}
 	for _, s := range w.status.Services {
 		switch s.State {
 		case api.Failed:
@@ -238,6 +261,10 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(Repopulate, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
 	r.RegisterWorkflowWithOptions(RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
 }
+
+// dependsOn says which service must finish before another starts: cps
+// finds its nodes in the BOS session templates that bos restores.
+var dependsOn = map[api.Service]api.Service{api.CPS: api.BOS}
 
 // snapshotFor trims the run's snapshot to what one service uses, so that
 // children's histories do not each carry every template.

@@ -40,6 +40,8 @@ type kubeFake struct {
 	nodeWaits    []activities.WaitNodesRequest
 	restored     [][]json.RawMessage
 	checkedTmpls int
+	// order records CPS discovery and BOS restores as they happen.
+	order []string
 	// planHook changes the plans Preflight returns.
 	planHook func(*api.ServicePlan)
 }
@@ -122,6 +124,9 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return activities.VerifyResult{}, nil
 	})
 	env.OnActivity(c.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, activities.CPSNodesRequest) (activities.CPSNodes, error) {
+		f.mu.Lock()
+		f.order = append(f.order, "find-cps-nodes")
+		f.mu.Unlock()
 		if len(f.cpsNodes) == 0 {
 			return activities.CPSNodes{Reason: "no client uses CPS"}, nil
 		}
@@ -143,6 +148,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.restored = append(f.restored, r.Templates)
+		f.order = append(f.order, "restore-bos-templates")
 		return activities.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
 	})
 	env.OnActivity(c.CheckSessionTemplates, mock.Anything).Return(func(context.Context) (activities.TemplatesCheck, error) {
@@ -215,6 +221,10 @@ func TestAllServicesRun(t *testing.T) {
 	}
 	if len(f.restored) != 1 || len(f.restored[0]) != 1 || f.checkedTmpls != 0 {
 		t.Errorf("bos: restored %v, checked %d; want the snapshot's one template restored", f.restored, f.checkedTmpls)
+	}
+	// cps finds its nodes in the templates bos restores: bos goes first.
+	if strings.Join(f.order, ",") != "restore-bos-templates,find-cps-nodes" {
+		t.Errorf("order %v: cps must start after bos", f.order)
 	}
 }
 

@@ -76,22 +76,27 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 		}
 	}
 
-	// No snapshot: bos waits at its gate bos-templates as well.
+	// No snapshot: bos waits at its gate bos-templates first; cps starts
+	// once bos is done (it finds its nodes in bos's templates).
 	const run = "webui-nine"
 	repopulate("start", "--id", run)
 	t.Logf("run started after %s", time.Since(started).Round(time.Second))
+	waitStatus(t, tc, run, "bos waiting at bos-templates", func(st api.RunStatus) bool {
+		return gateState(st, api.GateBOSTemplates) == api.GateWaiting
+	})
+	repopulate("approve", run, api.GateBOSTemplates, "--note", "webui test")
 	// A service that ended otherwise than done ends the wait at once.
-	st := waitStatus(t, tc, run, "bos and cps waiting at their gates, the other services done", func(st api.RunStatus) bool {
+	st := waitStatus(t, tc, run, "cps waiting at cps-unmount, the other services done", func(st api.RunStatus) bool {
 		waiting := len(st.Services) == len(api.AllServices)
 		for _, s := range st.Services {
 			switch {
 			case s.State.Finished() && s.State != api.Done:
 				return true
-			case s.Service != api.CPS && s.Service != api.BOS && s.State != api.Done:
+			case s.Service != api.CPS && s.State != api.Done:
 				waiting = false
 			}
 		}
-		return waiting && gateState(st, api.GateCPSUnmount) == api.GateWaiting && gateState(st, api.GateBOSTemplates) == api.GateWaiting
+		return waiting && gateState(st, api.GateCPSUnmount) == api.GateWaiting
 	})
 	for _, s := range st.Services {
 		if s.State.Finished() && s.State != api.Done {
@@ -111,8 +116,8 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 		children = append(children, api.ServiceWorkflowID(run, s))
 	}
 	page := render(t, artifacts, "relationships", runPage(srv, run, runID, "relationships"), children...)
-	// Each row reads status, type, ID: bos and cps, at their gates, are the
-	// ones still running.
+	// Each row reads status, type, ID: cps, at its gate, is the one still
+	// running.
 	lines := visibleLines(page)
 	for i, id := range children {
 		j := slices.Index(lines, id)
@@ -121,7 +126,7 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 			continue
 		}
 		want := "Completed"
-		if s := api.AllServices[i]; s == api.BOS || s == api.CPS {
+		if api.AllServices[i] == api.CPS {
 			want = "Running"
 		}
 		if j < 2 || lines[j-2] != want || lines[j-1] != "RepopulateService" {
@@ -138,8 +143,7 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 	// without the asterisks).
 	approve := fmt.Sprintf("repopulate approve %s %s --note 'TEXT'", run, api.GateCPSUnmount)
 	render(t, artifacts, "run-user-metadata", runPage(srv, run, runID, "user-metadata"),
-		"Gate cps-unmount (cps) is waiting for approval: shut down 4 compute nodes", approve,
-		"Gate bos-templates (bos) is waiting for approval")
+		"Gate cps-unmount (cps) is waiting for approval: shut down 4 compute nodes", approve)
 
 	// 3. The cps child's current details.
 	cpsID := api.ServiceWorkflowID(run, api.CPS)
@@ -153,7 +157,6 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 	// Approve every gate, as an operator would with the commands shown, so
 	// the run ends done.
 	repopulate("approve", run, api.GateCPSUnmount, "--note", "webui test")
-	repopulate("approve", run, api.GateBOSTemplates, "--note", "webui test")
 	waitStatus(t, tc, run, "cps waiting at cps-reboot", func(st api.RunStatus) bool {
 		return gateState(st, api.GateCPSReboot) == api.GateWaiting
 	})
