@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 
@@ -12,8 +11,6 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/config"
@@ -87,7 +84,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	restConfig, err := kubeConfig(o.kubeconfig, o.context)
+	restConfig, err := wiring.KubeConfig(o.kubeconfig, o.context)
 	if err != nil {
 		return err
 	}
@@ -136,33 +133,4 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Info("worker stopped")
 	return nil
-}
-
-// kubeConfig loads --kubeconfig (or $KUBECONFIG) with --context, else the
-// in-cluster service account.
-func kubeConfig(path, context string) (*rest.Config, error) {
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	if path == "" {
-		cfg, err := rest.InClusterConfig()
-		if errors.Is(err, rest.ErrNotInCluster) {
-			return nil, errors.New("no Kubernetes credentials: give --kubeconfig FILE (or set KUBECONFIG), or run the worker in a pod with a service account")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("in-cluster Kubernetes config: %w", err)
-		}
-		return cfg, nil
-	}
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("--kubeconfig: %w", err)
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: path},
-		&clientcmd.ConfigOverrides{CurrentContext: context},
-	).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	return cfg, nil
 }

@@ -65,6 +65,7 @@ Rebuilding Them" as a Temporal workflow: one child workflow per service
 and resumed after crashes. A repopulate-worker must be running against the
 same Temporal server and task queue.
 
+  repopulate snapshot --out DIR       # before the rebuild: save what it wipes
   repopulate start --dry-run          # print every action, change nothing
   repopulate start --wait             # run all services, wait for the report
   repopulate status RUN_ID            # where a run stands, per service and step
@@ -83,6 +84,7 @@ Exit codes: 0 success, 1 a service failed or Temporal unreachable,
 	root.PersistentFlags().StringVar(&g.uiURL, "ui-url", envOr("TEMPORAL_UI_URL", "http://127.0.0.1:8233"), "Temporal Web UI base URL, for links (env TEMPORAL_UI_URL)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(newStartCommand(g), newStatusCommand(g), newReportCommand(g), newCancelCommand(g))
+	root.AddCommand(newSnapshotCommand(g))
 	return root
 }
 

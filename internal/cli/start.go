@@ -23,6 +23,9 @@ type startOptions struct {
 	wait     bool
 	id       string
 	interval time.Duration
+	// snapshotDir is --snapshot; snap is what was loaded from it.
+	snapshotDir string
+	snap        *api.SnapshotInput
 }
 
 func newStartCommand(g *globals) *cobra.Command {
@@ -44,7 +47,12 @@ the exact approve command.
 
 --dry-run reads every target and reports each action it would take (object
 names and UIDs, what would be stripped before re-creating) and changes nothing.
---wait follows the run until it ends and exits 1 if any service failed.`,
+--wait follows the run until it ends and exits 1 if any service failed.
+
+--snapshot DIR gives the run what repopulate snapshot saved before the
+rebuild (BOS session templates to restore, HMNFD subscriptions and FAS actions
+to check against). A snapshot whose files do not match their checksums is
+refused and nothing starts.`,
 		Example: `  repopulate start --dry-run
   repopulate start --services bss,fas,meds,reds,externaldns,crus --wait
   repopulate start --id rebuild-2026-11-23 -o json`,
@@ -61,6 +69,7 @@ names and UIDs, what would be stripped before re-creating) and changes nothing.
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "follow the run until it ends; exit 1 if a service failed")
 	cmd.Flags().StringVar(&o.id, "id", "", "run ID (default repopulate-<UTC time>); must not have been used before")
 	cmd.Flags().DurationVar(&o.interval, "poll", 2*time.Second, "with --wait, how often to ask for progress")
+	cmd.Flags().StringVar(&o.snapshotDir, "snapshot", "", "directory written by repopulate snapshot before the rebuild")
 	return cmd
 }
 
@@ -80,16 +89,26 @@ func (o *startOptions) validate() error {
 	if o.interval <= 0 {
 		return badInput("--poll %s: must be positive", o.interval)
 	}
+	if o.snapshotDir != "" {
+		snap, err := loadSnapshot(o.snapshotDir)
+		if err != nil {
+			return err
+		}
+		o.snap = snap
+	}
 	return nil
 }
 
 func (o *startOptions) run(ctx context.Context) error {
+	if o.snap != nil && o.output == "text" {
+		fmt.Fprintln(o.streams.Out, describeSnapshot(o.snap))
+	}
 	c, err := o.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	req := api.Request{Services: o.services, DryRun: o.dryRun}
+	req := api.Request{Services: o.services, DryRun: o.dryRun, Snapshot: o.snap}
 	services, _ := api.ParseServices(o.services) // validated above
 	names := make([]string, len(services))
 	for i, s := range services {

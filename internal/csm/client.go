@@ -451,8 +451,8 @@ func (c *Client) do(ctx context.Context, r request) error {
 		if payload != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		if c.cfg.Tenant != "" {
-			req.Header.Set(TenantHeader, c.cfg.Tenant)
+		if t := c.tenant(ctx); t != "" {
+			req.Header.Set(TenantHeader, t)
 		}
 		resp, err := c.http.Do(req)
 		if err != nil {

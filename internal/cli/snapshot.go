@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/internal/snapshot"
+	"github.com/csmops/etcd-repopulate/internal/wiring"
+)
+
+type snapshotOptions struct {
+	*globals
+	out         string
+	force       bool
+	configFile  string
+	kubeconfig  string
+	kubeContext string
+}
+
+func newSnapshotCommand(g *globals) *cobra.Command {
+	o := &snapshotOptions{globals: g}
+	cmd := &cobra.Command{
+		Use:   "snapshot --out DIR [--force] [--config FILE] [--kubeconfig PATH] [--context NAME]",
+		Short: "Save, before the etcd rebuild, what the rebuild wipes",
+		Long: `Save into DIR what an etcd rebuild wipes and a run can put back or check
+against: the BOS v2 session templates, the External DNS EtcdCluster, the FAS
+images and unfinished FAS actions, the CRUS sessions and the HMNFD
+subscriptions, with a manifest.json holding each file's item count and
+SHA-256. Take it before the rebuild; give it to repopulate start --snapshot
+after it.
+
+This runs here, not as a workflow. It reaches the CSM API gateway with the
+worker's config file (csm section) and reads the Keycloak client secret from
+where that file says, Kubernetes included. Without Kubernetes credentials the
+EtcdCluster is left out, with a note in the manifest. Secrets are never
+written.
+
+DIR must not exist or be empty; --force replaces its content, but only once the
+new snapshot is complete. A failed snapshot leaves nothing behind.`,
+		Example: `  repopulate snapshot --out /root/etcd-snapshot-$(date +%F) --config /etc/repopulate/config.yaml
+  repopulate snapshot --out ./snap --config config.yaml --kubeconfig ~/.kube/config -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&o.out, "out", "", "directory to write the snapshot to (must not exist or be empty)")
+	cmd.Flags().BoolVar(&o.force, "force", false, "replace the content of a non-empty --out once the new snapshot is complete")
+	cmd.Flags().StringVar(&o.configFile, "config", "", "the worker's YAML config file, for csm.baseURL, csm.clientSecret and services.externaldns")
+	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster config, else the EtcdCluster is skipped)")
+	cmd.Flags().StringVar(&o.kubeContext, "context", "", "kubeconfig context (default: the file's current context)")
+	return cmd
+}
+
+func (o *snapshotOptions) run(ctx context.Context) error {
+	if err := o.validateOutput(); err != nil {
+		return err
+	}
+	if o.out == "" {
+		return badInput("--out DIR is required: the directory to write the snapshot to")
+	}
+	if !o.force {
+		if err := snapshot.CheckTarget(o.out); err != nil {
+			return badInput("--out: %v", err)
+		}
+	}
+	cfg, err := config.Load(o.configFile)
+	if err != nil {
+		return badInput("--config: %v", err)
+	}
+	if cfg.CSM.BaseURL == "" {
+		return badInput("csm.baseURL is not set (--config %q): the snapshot reads BOS, FAS, CRUS and HMNFD through the CSM API gateway; give the worker's config file", o.configFile)
+	}
+	src, note, err := o.sources(cfg)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		fmt.Fprintln(o.streams.Err, "repopulate: note:", note)
+	}
+	take := snapshot.Take
+	if o.force {
+		take = snapshot.TakeOver
+	}
+	m, err := take(ctx, src, o.out)
+	if err != nil {
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("snapshot not taken, nothing written to %s: %w", o.out, err)}
+	}
+	// Read it back as start --snapshot will, so a problem shows now and not
+	// after the rebuild.
+	in, _, err := snapshot.Load(o.out)
+	if err != nil {
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("the snapshot just written does not read back: %w", err)}
+	}
+	if err := snapshot.CheckSize(in); err != nil {
+		fmt.Fprintln(o.streams.Err, "repopulate: warning:", err)
+	}
+	if o.output == "json" {
+		return writeJSON(o.streams.Out, m)
+	}
+	printManifest(o.streams.Out, m)
+	fmt.Fprintf(o.streams.Out, "\nsnapshot written to %s\nafter the rebuild: repopulate start --snapshot %s\n", in.Dir, in.Dir)
+	return nil
+}
+
+// sources builds the CSM client as the worker does, and the Kubernetes
+// client when there are credentials. note says what is skipped without them.
+func (o *snapshotOptions) sources(cfg config.Config) (snapshot.Sources, string, error) {
+	var src snapshot.Sources
+	var note string
+	var core kubernetes.Interface
+	rc, err := wiring.KubeConfig(o.kubeconfig, o.kubeContext)
+	switch {
+	case errors.Is(err, wiring.ErrNoKubeCredentials):
+		if cfg.CSM.ClientSecret.Kubernetes != nil {
+			ks := cfg.CSM.ClientSecret.Kubernetes
+			return src, "", badInput("the client secret is in Kubernetes secret %s/%s (csm.clientSecret.kubernetes) but there are no Kubernetes credentials: give --kubeconfig, or set csm.clientSecret.file or .env", ks.Namespace, ks.Name)
+		}
+		note = "no Kubernetes credentials: the External DNS EtcdCluster is not saved (give --kubeconfig to save it)"
+	case err != nil:
+		return src, "", badInput("%v", err)
+	default:
+		if core, err = kubernetes.NewForConfig(rc); err != nil {
+			return src, "", badInput("kubernetes client: %v", err)
+		}
+		if src.Kube, err = dynamic.NewForConfig(rc); err != nil {
+			return src, "", badInput("kubernetes dynamic client: %v", err)
+		}
+	}
+	if src.CSM, err = wiring.CSMClient(cfg.CSM, core); err != nil {
+		return src, "", badInput("csm section of --config: %v", err)
+	}
+	if plan := cfg.Plan(api.ExternalDNS); plan.Procedure == api.RecreateEtcdCluster {
+		src.ExternalDNS = plan.Object
+	}
+	return src, note, nil
+}
+
+func printManifest(w io.Writer, m snapshot.Manifest) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PART\tITEMS\tFILE\tSHA256")
+	for _, p := range m.Parts {
+		if p.File == "" {
+			fmt.Fprintf(tw, "%s\t-\t(not saved: %s)\t\n", p.Name, p.Note)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.12s\n", p.Name, p.Count, p.File, p.SHA256)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "taken %s from %s (tool %s)\n", m.Taken.Format(time.RFC3339), m.CSMBaseURL, m.ToolVersion)
+}
+
+// loadSnapshot reads --snapshot for start: a snapshot that does not verify
+// or is too large for a workflow start is bad input, and nothing starts.
+func loadSnapshot(dir string) (*api.SnapshotInput, error) {
+	in, _, err := snapshot.Load(dir)
+	if err != nil {
+		return nil, badInput("--snapshot: %v", err)
+	}
+	if err := snapshot.CheckSize(in); err != nil {
+		return nil, badInput("--snapshot: %v", err)
+	}
+	return in, nil
+}
+
+// describeSnapshot says what a run will restore or check from the snapshot.
+func describeSnapshot(in *api.SnapshotInput) string {
+	return fmt.Sprintf("snapshot %s (taken %s): %d BOS session templates to restore, %d subscribed xnames to check in HMNFD, %d unfinished FAS actions to report",
+		in.Dir, in.Taken.Format(time.RFC3339), len(in.SessionTemplates), len(in.SubscribedXnames), len(in.FASActions))
+}
