@@ -68,12 +68,19 @@ same Temporal server and task queue.
   repopulate snapshot --out DIR       # before the rebuild: save what it wipes
   repopulate start --dry-run          # print every action, change nothing
   repopulate start --wait             # run all services, wait for the report
+  repopulate watch RUN_ID             # live table until the run ends
   repopulate status RUN_ID            # where a run stands, per service and step
+  repopulate approve RUN_ID GATE      # let a run past a gate (reject: stop there)
   repopulate report RUN_ID            # the final report and follow-ups
+  repopulate list                     # recent runs, newest first
   repopulate cancel RUN_ID            # stop; deleted objects are still re-created
 
+Shell completion (run IDs, gates, services):
+  source <(repopulate completion bash)    # also zsh, fish; see completion --help
+
 Exit codes: 0 success, 1 a service failed or Temporal unreachable,
-2 bad flags or arguments (nothing started), 3 report of an unfinished run.`,
+2 bad flags or arguments, or a gate decision refused (nothing changed),
+3 report of an unfinished run.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -83,7 +90,9 @@ Exit codes: 0 success, 1 a service failed or Temporal unreachable,
 	g.conn.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&g.uiURL, "ui-url", envOr("TEMPORAL_UI_URL", "http://127.0.0.1:8233"), "Temporal Web UI base URL, for links (env TEMPORAL_UI_URL)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(newStartCommand(g), newStatusCommand(g), newReportCommand(g), newCancelCommand(g))
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]cobra.Completion{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	root.AddCommand(newStartCommand(g), newStatusCommand(g), newWatchCommand(g), newReportCommand(g), newListCommand(g),
+		newApproveCommand(g), newRejectCommand(g), newCancelCommand(g))
 	root.AddCommand(newSnapshotCommand(g))
 	return root
 }

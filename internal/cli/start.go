@@ -47,7 +47,9 @@ the exact approve command.
 
 --dry-run reads every target and reports each action it would take (object
 names and UIDs, what would be stripped before re-creating) and changes nothing.
---wait follows the run until it ends and exits 1 if any service failed.
+--wait follows the run like repopulate watch (a live table on a terminal,
+one line per change otherwise; with -o json only the final report) until
+it ends, and exits 1 if any service failed or the run was canceled.
 
 --snapshot DIR gives the run what repopulate snapshot saved before the
 rebuild (BOS session templates to restore, HMNFD subscriptions and FAS actions
@@ -65,10 +67,11 @@ refused and nothing starts.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&o.services, "services", nil, "comma-separated services to repopulate (default all: "+api.ServiceNames()+")")
+	_ = cmd.RegisterFlagCompletionFunc("services", completeServiceList)
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "report every action without changing anything")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "follow the run until it ends; exit 1 if a service failed")
 	cmd.Flags().StringVar(&o.id, "id", "", "run ID (default repopulate-<UTC time>); must not have been used before")
-	cmd.Flags().DurationVar(&o.interval, "poll", 2*time.Second, "with --wait, how often to ask for progress")
+	cmd.Flags().DurationVar(&o.interval, "poll", 2*time.Second, "with --wait, how often to ask for progress and redraw")
 	cmd.Flags().StringVar(&o.snapshotDir, "snapshot", "", "directory written by repopulate snapshot before the rebuild")
 	return cmd
 }
@@ -146,7 +149,7 @@ func (o *startOptions) run(ctx context.Context) error {
 	if !o.wait {
 		return nil
 	}
-	return follow(ctx, o.globals, c, run.GetID(), o.interval)
+	return o.watch(ctx, c, run.GetID(), o.interval, false)
 }
 
 func writeJSON(w interface{ Write([]byte) (int, error) }, v any) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -24,8 +25,13 @@ func newStatusCommand(g *globals) *cobra.Command {
 		Short: "Show where a run stands, per service and step",
 		Long: `Show the state of every service and step of a run: pending, running, done,
 failed, skipped or waiting-for-approval, with times, attempt and a one-line
-message. Works on running and finished runs.`,
-		Args: runIDArg,
+message. Gates waiting for a person are listed under the table with the
+approve and reject commands. Works on running and finished runs; to follow
+a run as it goes use repopulate watch.`,
+		Example: `  repopulate status repopulate-20261123-101500
+  repopulate status RUN_ID -o json | jq '.services[] | select(.state == "failed")'`,
+		Args:              runIDArg,
+		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, _, err := g.load(cmd.Context(), args[0])
 			if err != nil {
@@ -43,7 +49,10 @@ func newReportCommand(g *globals) *cobra.Command {
 		Long: `Print the report of a finished run: per service what was done, what failed
 and why, and what a person must still do. Exits 1 when a service failed and 3
 when the run has not finished yet (see repopulate status).`,
-		Args: runIDArg,
+		Example: `  repopulate report repopulate-20261123-101500
+  repopulate report RUN_ID -o json > report.json`,
+		Args:              runIDArg,
+		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, closed, err := g.load(cmd.Context(), args[0])
 			if err != nil {
@@ -70,7 +79,9 @@ func newCancelCommand(g *globals) *cobra.Command {
 		Long: `Ask a run to stop. Steps not started are skipped. A service that has
 already deleted its Job or EtcdCluster still creates it again from the saved
 copy before it stops, so canceling never leaves an object missing.`,
-		Args: runIDArg,
+		Example:           `  repopulate cancel repopulate-20261123-101500 && repopulate watch repopulate-20261123-101500`,
+		Args:              runIDArg,
+		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial(cmd.Context())
 			if err != nil {
@@ -106,17 +117,9 @@ func (g *globals) load(ctx context.Context, id string) (api.RunStatus, bool, err
 // answers the status query; a finished one its result, or the report carried
 // in its failure.
 func fetch(ctx context.Context, c client.Client, id, namespace string) (api.RunStatus, bool, error) {
-	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	info, err := describeRun(ctx, c, id, namespace)
 	if err != nil {
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			return api.RunStatus{}, false, badInput("no run %q in Temporal namespace %q: check the ID that repopulate start printed, and --namespace", id, namespace)
-		}
-		return api.RunStatus{}, false, fmt.Errorf("describe run %s: %w", id, err)
-	}
-	info := desc.GetWorkflowExecutionInfo()
-	if info.GetType().GetName() != api.RepopulateWorkflow {
-		return api.RunStatus{}, false, badInput("%q is a %s workflow, not a repopulate run", id, info.GetType().GetName())
+		return api.RunStatus{}, false, err
 	}
 	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		v, err := c.QueryWorkflow(ctx, id, "", api.StatusQuery)
@@ -152,6 +155,24 @@ func fetch(ctx context.Context, c client.Client, id, namespace string) (api.RunS
 	return st, true, nil
 }
 
+// describeRun finds a run, with an error that says what to check when there
+// is none or the ID names another kind of workflow.
+func describeRun(ctx context.Context, c client.Client, id, namespace string) (*workflowpb.WorkflowExecutionInfo, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return nil, badInput("no run %q in Temporal namespace %q: check the ID that repopulate start printed (repopulate list shows recent runs), and --namespace", id, namespace)
+		}
+		return nil, fmt.Errorf("describe run %s: %w", id, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetType().GetName() != api.RepopulateWorkflow {
+		return nil, badInput("%q is a %s workflow, not a repopulate run", id, info.GetType().GetName())
+	}
+	return info, nil
+}
+
 func rootMessage(err error) string {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
@@ -166,56 +187,6 @@ func outcomeError(st api.RunStatus) error {
 		return nil
 	}
 	return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s %s: %s", st.RunID, st.State, st.Message)}
-}
-
-// follow prints each change of a run until it ends, then its report.
-func follow(ctx context.Context, g *globals, c client.Client, id string, every time.Duration) error {
-	seen := map[string]api.State{}
-	for {
-		st, closed, err := fetch(ctx, c, id, g.conn.Namespace)
-		if err != nil {
-			return err
-		}
-		if g.output == "text" {
-			printChanges(g.streams.Out, st, seen)
-		}
-		if closed {
-			if g.output == "text" {
-				fmt.Fprintln(g.streams.Out)
-			}
-			if err := g.print(st); err != nil {
-				return err
-			}
-			return outcomeError(st)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(every):
-		}
-	}
-}
-
-// printChanges writes one line per step whose state changed since last time.
-func printChanges(w io.Writer, st api.RunStatus, seen map[string]api.State) {
-	for _, s := range st.Services {
-		for _, step := range s.Steps {
-			key := string(s.Service) + "/" + step.Name
-			if seen[key] == step.State {
-				continue
-			}
-			seen[key] = step.State
-			if step.State == api.Pending {
-				continue
-			}
-			fmt.Fprintf(w, "%s  %-12s %-26s %-8s %s\n", time.Now().Format("15:04:05"), s.Service, step.Name, step.State, step.Message)
-		}
-		key := string(s.Service)
-		if s.State.Finished() && seen[key] != s.State {
-			seen[key] = s.State
-			fmt.Fprintf(w, "%s  %-12s %-26s %-8s %s\n", time.Now().Format("15:04:05"), s.Service, "(service)", s.State, s.Message)
-		}
-	}
 }
 
 func (g *globals) print(st api.RunStatus) error {
@@ -258,7 +229,18 @@ func writeText(w io.Writer, st api.RunStatus) {
 		}
 	}
 	_ = tw.Flush()
-	writeGates(w, st)
+	var waiting []string
+	for _, s := range st.Services {
+		for _, gt := range s.Gates {
+			if gt.State == api.GateWaiting {
+				waiting = append(waiting, gateLines(st.RunID, s.Service, gt, time.Now())...)
+			}
+		}
+	}
+	if len(waiting) > 0 {
+		fmt.Fprintf(w, "\nWaiting for approval:\n%s\n", strings.Join(waiting, "\n"))
+	}
+	writeDecidedGates(w, st)
 	var follow []string
 	for _, s := range st.Services {
 		for _, f := range s.FollowUps {
@@ -270,19 +252,13 @@ func writeText(w io.Writer, st api.RunStatus) {
 	}
 }
 
-// writeGates lists the approval gates: the commands of waiting ones, and
-// who decided the others, when and with what note, for the record.
-func writeGates(w io.Writer, st api.RunStatus) {
+// writeDecidedGates lists who decided each gate, when and with what note,
+// for the record (waiting gates are listed above with their commands).
+func writeDecidedGates(w io.Writer, st api.RunStatus) {
 	var lines []string
 	for _, s := range st.Services {
 		for _, g := range s.Gates {
 			switch g.State {
-			case api.GateWaiting:
-				line := fmt.Sprintf("  %s (%s) WAITING since %s: %s\n      approve: %s\n      reject:  %s", g.Name, s.Service, g.Opened.UTC().Format(time.RFC3339), g.Action, g.ApproveCommand, g.RejectCommand)
-				if !g.Deadline.IsZero() {
-					line += fmt.Sprintf("\n      deadline: %s", g.Deadline.UTC().Format(time.RFC3339))
-				}
-				lines = append(lines, line)
 			case api.GateApproved, api.GateRejected:
 				line := fmt.Sprintf("  %s (%s) %s by %s at %s", g.Name, s.Service, g.State, g.By, g.Decided.UTC().Format(time.RFC3339))
 				if g.Note != "" {
