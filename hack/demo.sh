@@ -35,32 +35,62 @@ cps_nodes=4
 cps_template=cos-2.0.30-cps
 ncn_ranges=('ncn-w00[1-3]' 'ncn-s00[1-3]')
 
-# Every process the demo starts, in the order `stop` ends them.
+# How to stop this demo: make demo-stop, told where it lives if not .demo.
+stop_cmd="make demo-stop"
+[[ $state == .demo ]] || stop_cmd="DEMO_DIR=$state make demo-stop"
+
+# Every process the demo starts.
 procs=(worker sshnodes csmemu simcluster temporal)
 
 say() { printf 'demo: %s\n' "$*"; }
 fail() {
   printf 'demo: FAILED: %s\n' "$*" >&2
-  printf 'demo: what was started keeps running for a look; stop it with make demo-stop\n' >&2
+  if compgen -G "$state/*.pid" >/dev/null; then
+    printf 'demo: what was started keeps running for a look; stop it with %s\n' "$stop_cmd" >&2
+  fi
   exit 1
 }
 
+# stop [quiet]: ends every process the demo started and removes their state.
 stop() {
-  local name pidfile pid
+  local quiet=${1:-} name pidfile pid
+  local -A pids=()
+  local groups=()
   for name in "${procs[@]}"; do
     pidfile=$state/$name.pid
     [[ -f $pidfile ]] || continue
     pid=$(cat "$pidfile")
-    # Each runs in its own session (setsid): signal the whole group, so
-    # children (sshd listeners, etcd, kube-apiserver) go too.
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      say "stopped $name (pid $pid)"
-    fi
     rm -f "$pidfile"
+    kill -0 "$pid" 2>/dev/null || continue
+    # Each runs in its own session (setsid): signal the whole group, so
+    # children (sshd listeners, etcd, kube-apiserver) go too. All at once:
+    # each may take seconds to shut down gracefully.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    pids[$name]=$pid
+    groups+=("$pid")
   done
+  for _ in $(seq 75); do
+    for name in "${!pids[@]}"; do
+      kill -0 "${pids[$name]}" 2>/dev/null && continue
+      say "stopped $name (pid ${pids[$name]})"
+      unset "pids[$name]"
+    done
+    [[ ${#pids[@]} -gt 0 ]] || break
+    sleep 0.2
+  done
+  for name in "${!pids[@]}"; do
+    kill -KILL -- "-${pids[$name]}" 2>/dev/null || true
+    say "killed $name (pid ${pids[$name]}): it did not stop within 15s of SIGTERM"
+  done
+  # A child that outlived its parent (an sshd serving a session) goes too.
+  for pid in "${groups[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  # What the processes used goes too (etcd data, sshd keys, the client
+  # secret, the snapshot); the logs stay for a look.
+  if [[ -d $state ]]; then
+    rm -rf "$state/cluster" "$state/nodes" "$state/snapshot" "$state"/temporal.db* "$state/client-secret" \
+      "$state/csmemu-ca.pem" "$state/csm-url" "$state/nodes-ready" "$state/kubeconfig-path" "$state/worker.yaml"
+    if [[ -z $quiet ]] && compgen -G "$state/*.log" >/dev/null; then say "logs kept in $state/*.log"; fi
+  fi
 }
 
 # background NAME CMD...: runs CMD detached in its own session, output in
@@ -140,69 +170,88 @@ services:
 YAML
 }
 
-# gate_lines RUN: one "gate|service|action" line per gate waiting now.
+services_re='^(bos|bss|cps|crus|externaldns|fas|hmnfd|meds|reds)$'
+finished_re='^(done|failed|skipped|canceled)$'
+
+# status_text RUN: repopulate status's text, empty when it cannot be read.
+status_text() { "${cli[@]}" status "$1" 2>/dev/null || true; }
+
+# gate_lines STATUS: one "gate|service|action" line per gate listed under
+# "Waiting for approval:" in repopulate status's text.
 gate_lines() {
-  "${cli[@]}" status "$1" 2>/dev/null |
-    sed -n 's/^  \([a-z0-9-]*\) (\([a-z]*\)) WAITING since [^ ]*: \(.*\)$/\1|\2|\3/p'
+  printf '%s\n' "$1" | awk '/^Waiting for approval:/ { on = 1; next } /^$/ { on = 0 } on' |
+    sed -n 's/^  \([a-z0-9-]*\) (\([a-z]*\)): \(.*\)$/\1|\2|\3/p'
 }
 
-# service_state RUN SERVICE: the service's state in the status table.
-service_state() {
-  "${cli[@]}" status "$1" 2>/dev/null | awk -v s="$2" '$1 == s { print $2; exit }'
-}
+# service_states STATUS: "service state" per service row of the table.
+service_states() { printf '%s\n' "$1" | awk -v re="$services_re" '$1 ~ re { print $1, $2 }'; }
 
-# follow_gates RUN PID: while the run's follower PID lives, shows each gate
-# that opens and approves it (DEMO_AUTO_APPROVE=1) or says how to.
+# others_running STATUS: how many services besides cps have not finished.
+others_running() { service_states "$1" | awk -v re="$finished_re" '$1 != "cps" && $2 !~ re' | wc -l; }
+
+# follow_gates RUN PID: while the run's watcher PID lives, shows each gate
+# that opens. DEMO_AUTO_APPROVE=1 approves it after a pause, printing the
+# command; DEMO_AUTO_APPROVE=0 prints how to approve once the other
+# services have finished and returns, leaving the run waiting.
 follow_gates() {
-  local run=$1 pid=$2 gate svc action line
+  local run=$1 pid=$2 st gate svc action
   local -A seen=()
   while kill -0 "$pid" 2>/dev/null; do
     if ! alive worker; then
       kill "$pid" 2>/dev/null || true
       fail "repopulate-worker exited during the run: see $state/worker.log"
     fi
+    st=$(status_text "$run")
     while IFS='|' read -r gate svc action; do
       [[ -n $gate && -z ${seen[$gate]:-} ]] || continue
+      if [[ $auto != 1 ]]; then
+        # Let the other services finish first, so the instructions are the
+        # last thing on the screen.
+        [[ $(others_running "$st") -eq 0 ]] || continue
+        seen[$gate]=1
+        sleep 1
+        echo
+        say "gate $gate ($svc) is waiting for you: $action"
+        say "approve it:  ${cli_hint[*]} approve $run $gate --note 'nodes drained'"
+        say "or reject:   ${cli_hint[*]} reject $run $gate --reason 'TEXT'"
+        say "then follow: ${cli_hint[*]} watch $run   (it shows the next gate, cps-reboot, with its command)"
+        return 0
+      fi
       seen[$gate]=1
-      local approve=("${cli_hint[@]}" approve "$run" "$gate" --note "approved by the demo")
       echo
       say "gate $gate ($svc) is waiting for a person: $action"
-      if [[ $auto == 1 ]]; then
-        if [[ $gate == cps-unmount ]]; then
-          # The shutdown uses the BOS template the bos service restores.
-          for _ in $(seq 60); do
-            [[ $(service_state "$run" bos) =~ ^(done|failed|skipped)$ ]] && break
-            sleep 0.5
-          done
-        fi
-        sleep 2
-        say "approving it for you (DEMO_AUTO_APPROVE=1): ${approve[*]}"
-        "${cli[@]}" approve "$run" "$gate" --note "approved by the demo" ||
-          say "the approve command failed; approve by hand: ${approve[*]}"
-      else
-        say "approve it when ready:  ${approve[*]}"
-        say "or reject it:           ${cli_hint[*]} reject $run $gate --reason 'TEXT'"
+      if [[ $gate == cps-unmount ]]; then
+        # The shutdown names a BOS template, which the bos service restores
+        # from the snapshot in parallel: let it finish first.
+        for _ in $(seq 60); do
+          service_states "$(status_text "$run")" | grep -Eq "^bos (done|failed|skipped)$" && break
+          sleep 0.5
+        done
       fi
+      sleep 2
+      say "approving it for you (DEMO_AUTO_APPROVE=1): ${cli_hint[*]} approve $run $gate --note '$note'"
+      "${cli[@]}" approve "$run" "$gate" --note "$note" | sed -u 's/^/     /' ||
+        say "the approve command failed (see above and $state/worker.log); approve by hand: ${cli_hint[*]} approve $run $gate"
       echo
-    done < <(gate_lines "$run")
-    sleep 1
+    done < <(gate_lines "$st")
+    sleep 2
   done
 }
 
 start() {
-  stop
+  stop quiet
   preflight
   mkdir -p "$state"
   local abs
   abs=$(cd "$state" && pwd)
-  rm -rf "$state/cluster" "$state/nodes" "$state/snapshot" "$state"/*.log "$state/temporal.db" \
-    "$state/kubeconfig-path" "$state/csm-url" "$state/nodes-ready"
+  rm -f "$state"/*.log
 
   say "building the binaries (log: $state/build.log)"
   { go build -o bin/repopulate ./starter && go build -o bin/repopulate-worker ./worker &&
     go build -o bin/ ./hack/simcluster ./hack/csmemu ./hack/sshnodes; } >"$state/build.log" 2>&1 ||
     fail "go build failed: see $state/build.log"
   cli=(bin/repopulate --address "$address" --ui-url "$ui_url")
+  note="approved by the demo"
   cli_hint=(bin/repopulate)
   [[ $port == 7233 ]] || cli_hint+=(--address "$address")
 
@@ -262,22 +311,36 @@ start() {
   local run_id
   run_id=demo-$(date -u +%Y%m%d-%H%M%S)
   echo
-  say "3. after the rebuild: repopulate start --snapshot $state/snapshot --id $run_id --wait"
-  say "   (Web UI: $ui_url/namespaces/default/workflows/$run_id)"
-  "${cli[@]}" start --snapshot "$state/snapshot" --id "$run_id" --wait &
-  local follower=$!
-  follow_gates "$run_id" "$follower"
-  local code=0
-  wait "$follower" || code=$?
+  say "3. after the rebuild: repopulate start --snapshot $state/snapshot --id $run_id"
+  "${cli[@]}" start --snapshot "$state/snapshot" --id "$run_id" | sed 's/^/     /' ||
+    fail "repopulate start failed (output above; worker log $state/worker.log)"
+  say "   following it with repopulate watch $run_id (one line per change):"
+  # watch prints plain lines, not its live table, when its output is a pipe:
+  # the demo's own lines can go between them.
+  # Its complaints about slow status answers (a busy machine) go to a log.
+  "${cli[@]}" watch "$run_id" > >(sed -u 's/^/     /') 2>"$state/watch.log" &
+  local watcher=$!
+  follow_gates "$run_id" "$watcher"
+  local code=0 ended=1
+  if kill -0 "$watcher" 2>/dev/null && [[ $auto != 1 ]]; then
+    kill "$watcher" 2>/dev/null || true
+    ended=0
+  fi
+  wait "$watcher" 2>/dev/null || code=$?
+  sleep 0.2 # the watcher's last lines go through sed
 
-  local done_count
-  done_count=$("${cli[@]}" report "$run_id" 2>/dev/null |
-    awk '$1 ~ /^(bos|bss|cps|crus|externaldns|fas|hmnfd|meds|reds)$/ && $2 == "done"' | wc -l)
   echo
-  if [[ $code -eq 0 ]]; then
-    say "run $run_id is done: $done_count of 9 services done"
+  if [[ $ended == 0 ]]; then
+    code=0
+    say "run $run_id waits for you at gate cps-unmount (DEMO_AUTO_APPROVE=0): approve it as shown above"
   else
-    say "run $run_id did not end done (exit $code): the report above says why; worker log: $state/worker.log"
+    local done_count
+    done_count=$(service_states "$(status_text "$run_id")" | awk '$2 == "done"' | wc -l)
+    if [[ $code -eq 0 ]]; then
+      say "run $run_id is done: $done_count of 9 services done"
+    else
+      say "run $run_id did not end done (exit $code): the report above says why; logs: $state/watch.log, $state/worker.log"
+    fi
   fi
   cat <<MSG
 
@@ -291,7 +354,7 @@ demo: still running for you to explore:
   dry-run:     ${cli_hint[*]} start --dry-run --wait
   kubectl:     KUBECONFIG=$kubeconfig kubectl -n services get jobs,pods,etcdclusters
   logs:        $state/*.log (worker.log, csmemu.log, sshnodes.log, simcluster.log, temporal.log)
-  stop it all: make demo-stop
+  stop it all: $stop_cmd
 MSG
   return "$code"
 }

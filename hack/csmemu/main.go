@@ -230,7 +230,7 @@ func control(args []string) {
 		if resp.StatusCode/100 != 2 {
 			fatalf("%s: %s %s", name, resp.Status, strings.TrimSpace(string(body)))
 		}
-		fmt.Printf("csmemu: %s: %s %s\n", name, resp.Status, strings.TrimSpace(string(body)))
+		fmt.Printf("csmemu: %s: %s\n", name, strings.TrimSpace(resp.Status+" "+string(body)))
 	}
 }
 
