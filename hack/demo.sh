@@ -352,7 +352,7 @@ demo: still running for you to explore:
   approve:     ${cli_hint[*]} approve $run_id GATE --note TEXT   (gates: cps-unmount, cps-reboot; bos-templates without --snapshot)
   another run: ${cli_hint[*]} start --snapshot $state/snapshot --wait
   dry-run:     ${cli_hint[*]} start --dry-run --wait
-  kubectl:     KUBECONFIG=$kubeconfig kubectl -n services get jobs,pods,etcdclusters
+  kubectl:     KUBECONFIG=$kubeconfig kubectl -n services get jobs,pods,etcdclusters   (kubectl is not among the tools)
   logs:        $state/*.log (worker.log, csmemu.log, sshnodes.log, simcluster.log, temporal.log)
   stop it all: $stop_cmd
 MSG
