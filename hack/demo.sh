@@ -277,13 +277,13 @@ start() {
   wait_file sshnodes "$state/nodes-ready" 60
   write_worker_config "$abs" "$csm_url"
 
-  for _ in $(seq 150); do
+  for _ in $(seq 300); do
     bin/temporal operator cluster health --address "$address" >/dev/null 2>&1 && break
     alive temporal || fail "the Temporal dev server exited: see $state/temporal.log"
     sleep 0.2
   done
   bin/temporal operator cluster health --address "$address" >/dev/null 2>&1 ||
-    fail "the Temporal dev server did not answer after 30s: see $state/temporal.log"
+    fail "the Temporal dev server did not answer within 60s: see $state/temporal.log"
   wait_file simcluster "$state/kubeconfig-path" 180
   local kubeconfig
   kubeconfig=$(cat "$state/kubeconfig-path")
@@ -291,12 +291,12 @@ start() {
   say "starting repopulate-worker with $state/worker.yaml (log: $state/worker.log)"
   background worker bin/repopulate-worker --address "$address" --kubeconfig "$kubeconfig" \
     --config "$state/worker.yaml" --log-format console
-  for _ in $(seq 150); do
+  for _ in $(seq 300); do
     grep -q 'worker started' "$state/worker.log" && break
     alive worker || fail "repopulate-worker exited: see $state/worker.log (its config: $state/worker.yaml)"
     sleep 0.2
   done
-  grep -q 'worker started' "$state/worker.log" || fail "repopulate-worker did not start in 30s: see $state/worker.log"
+  grep -q 'worker started' "$state/worker.log" || fail "repopulate-worker did not start within 60s: see $state/worker.log"
 
   echo
   say "1. before the rebuild: repopulate snapshot --out $state/snapshot"
