@@ -51,8 +51,9 @@ bench-fanout: tools
 	$(BIN)/bench-fanout -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 1s
 	$(BIN)/bench-fanout -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 0s
 
-## demo: local Temporal dev server + simulated CSM control plane + worker + a full run
-demo: tools build
+## demo: local Temporal dev server + simulated CSM system + worker: snapshot, "rebuild", a full run with its gates
+## (hack/demo.sh builds what it runs)
+demo: tools
 	hack/demo.sh start
 
 demo-stop:

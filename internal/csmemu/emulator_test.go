@@ -323,6 +323,40 @@ func TestControlAPI(t *testing.T) {
 	}
 }
 
+// TestControlOrcaAndTemplates: the demo's stand-ins for orca starting on a
+// node and for an etcd rebuild wiping BOS.
+func TestControlOrcaAndTemplates(t *testing.T) {
+	e, _, base := start(t, csmemu.Options{ControlAPI: true, Components: csmemu.ComputeNodes(3)})
+	post := func(p string) int {
+		t.Helper()
+		resp, err := http.Post(base+p, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// NID 3 is x1000c0s2b0n0; an NCN or an unknown NID subscribes nothing.
+	if code := post("/_csmemu/orca-restarted/nid000003-nmn"); code != 200 {
+		t.Errorf("orca-restarted nid000003-nmn: %d", code)
+	}
+	for _, h := range []string{"ncn-w001", "nid000009-nmn"} {
+		if code := post("/_csmemu/orca-restarted/" + h); code != 404 {
+			t.Errorf("orca-restarted %s: %d, want 404", h, code)
+		}
+	}
+	if subs := e.Subscriptions(); len(subs) != 1 || subs[0].SubscriberComponent != "x1000c0s2b0n0" {
+		t.Errorf("subscriptions %+v, want x1000c0s2b0n0 only", subs)
+	}
+	if err := e.SetSessionTemplateJSON("t1", []byte(`{"boot_sets":{"c":{"node_list":["x1000c0s0b0n0"]}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if code := post("/_csmemu/clear-templates"); code != 204 || len(e.SessionTemplateNames()) != 0 {
+		t.Errorf("clear-templates: %d, left %v", code, e.SessionTemplateNames())
+	}
+}
+
 func TestTLSAndCAFile(t *testing.T) {
 	e := csmemu.New(csmemu.Options{})
 	if _, err := e.CAFile(t.TempDir()); err == nil {

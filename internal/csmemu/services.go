@@ -45,6 +45,8 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("POST /_csmemu/unsubscribe/{xname}", e.ctlUnsubscribe)
 	m.HandleFunc("POST /_csmemu/subscribe-ready-compute", e.ctlSubscribeReady)
 	m.HandleFunc("POST /_csmemu/clear-subscriptions", e.ctlClearSubscriptions)
+	m.HandleFunc("POST /_csmemu/orca-restarted/{host}", e.ctlOrcaRestarted)
+	m.HandleFunc("POST /_csmemu/clear-templates", e.ctlClearTemplates)
 	m.HandleFunc("POST /_csmemu/fail", e.ctlFail)
 	m.HandleFunc("POST /_csmemu/fas-busy", e.ctlFASBusy)
 	m.HandleFunc("POST /_csmemu/bos-timing", e.ctlBOSTiming)
@@ -189,6 +191,27 @@ func (e *Emulator) SubscribeReadyCompute() int {
 		}
 	}
 	return n
+}
+
+// OrcaRestarted plays orca starting on the compute node whose host name is
+// host (nid000042 or nid000042-nmn, as CSM names computes by NID): it
+// subscribes that node, found by NID in HSM, and returns its xname. ok is
+// false when host names no compute node (an NCN: orca subscribes nothing
+// for it here).
+func (e *Emulator) OrcaRestarted(host string) (xname string, ok bool) {
+	var nid int
+	if _, err := fmt.Sscanf(host, "nid%d", &nid); err != nil || nid <= 0 {
+		return "", false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.components {
+		if c.NID == nid && strings.EqualFold(c.Type, "Node") && strings.EqualFold(c.Role, "Compute") {
+			e.subscribeLocked(c.ID)
+			return c.ID, true
+		}
+	}
+	return "", false
 }
 
 // Unsubscribe removes every subscription whose SubscriberComponent is xname.
@@ -1032,6 +1055,22 @@ func (e *Emulator) ctlSubscribeReady(w http.ResponseWriter, r *http.Request) {
 
 func (e *Emulator) ctlClearSubscriptions(w http.ResponseWriter, r *http.Request) {
 	e.ClearSubscriptions()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlOrcaRestarted: POST /_csmemu/orca-restarted/nid000001-nmn
+func (e *Emulator) ctlOrcaRestarted(w http.ResponseWriter, r *http.Request) {
+	host := r.PathValue("host")
+	x, ok := e.OrcaRestarted(host)
+	if !ok {
+		writeProblem(w, http.StatusNotFound, "Not Found", "no compute node has host name "+host+" (want nidNNNNNN[-nmn] of a compute NID)")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"subscribed": x})
+}
+
+func (e *Emulator) ctlClearTemplates(w http.ResponseWriter, r *http.Request) {
+	e.ClearSessionTemplates()
 	w.WriteHeader(http.StatusNoContent)
 }
 

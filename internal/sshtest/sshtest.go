@@ -542,6 +542,46 @@ func (f *Fleet) AddWrongKeyNode(ctx context.Context, name string) error {
 	return f.writeClientFiles()
 }
 
+// AddNodes adds good nodes with the given names (e.g. NCN host names that
+// a host range such as ncn-w00[1-3] expands to), served like the numbered
+// ones: same host key, same stand-in. They get addresses of the special
+// range, up to MaxNodesPerSSHD per sshd.
+func (f *Fleet) AddNodes(ctx context.Context, names ...string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := map[string]bool{}
+	for _, name := range names {
+		if err := f.checkNewName(name); err != nil {
+			return err
+		}
+		if seen[name] {
+			return fmt.Errorf("sshtest: node name %q given twice", name)
+		}
+		seen[name] = true
+	}
+	for lo := 0; lo < len(names); lo += f.perSSHD {
+		group := names[lo:min(lo+f.perSSHD, len(names))]
+		ips := make([]string, len(group))
+		for i := range group {
+			ip, err := f.nextSpecialIP()
+			if err != nil {
+				return err
+			}
+			ips[i] = ip
+		}
+		port, p, err := f.startSSHD(ctx, fmt.Sprintf("sshd-named-%s", group[0]), ips, f.hostKey)
+		if err != nil {
+			return err
+		}
+		f.procs = append(f.procs, p)
+		for i, name := range group {
+			f.byIP[ips[i]] = len(f.nodes)
+			f.nodes = append(f.nodes, Node{Name: name, IP: ips[i], Port: port})
+		}
+	}
+	return f.writeClientFiles()
+}
+
 // AddUnreachableNode adds a node that points at a loopback address and port
 // where nothing listens: connecting is refused.
 func (f *Fleet) AddUnreachableNode(name string) error {

@@ -52,6 +52,22 @@ func TestSystemSSH(t *testing.T) {
 		t.Errorf("unexpected addresses (2 nodes per sshd): %+v", nodes)
 	}
 
+	// Named nodes (NCN host names) are served like the numbered ones.
+	if err := f.AddNodes(ctx, "ncn-w001", "ncn-s001", "ncn-s002"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"ncn-w001", "ncn-s002"} {
+		if out, err := f.SSHCommand(ctx, n, "systemctl restart cray-dvs-orca").CombinedOutput(); err != nil {
+			t.Fatalf("ssh %s: %v\n%s", n, err, out)
+		}
+	}
+	if got, err := f.Restarts(); err != nil || got["ncn-w001"] != 1 || got["ncn-s002"] != 1 || got["ncn-s001"] != 0 {
+		t.Fatalf("restarts of named nodes: %v %v", got, err)
+	}
+	if err := f.AddNodes(ctx, "ncn-w001"); err == nil || !strings.Contains(err.Error(), "already in the fleet") {
+		t.Errorf("AddNodes of a name in use: %v", err)
+	}
+
 	if err := f.AddWrongKeyNode(ctx, "wrongkey-nmn"); err != nil {
 		t.Fatal(err)
 	}
