@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/...
 
-.PHONY: all build tools lint test test-unit demo demo-stop clean bench-fanout bad-input-doc
+.PHONY: all build tools lint test test-unit chaos demo demo-stop clean bench-fanout bad-input-doc
 
 all: build
 
@@ -29,6 +29,12 @@ lint: tools
 test: tools lint
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /workflows -e /activities)
+
+## chaos: the full chaos suite: SIGKILL the worker at every step boundary of
+## every service and in long steps, restart Temporal; make test runs the
+## reduced suite (docs/chaos.md)
+chaos: tools
+	REPOPULATE_CHAOS=full $(GO) test -count=1 -v -timeout 90m ./internal/chaos/
 
 ## test-unit: only the tests that need no real part
 test-unit:

@@ -64,12 +64,8 @@ func TestMain(m *testing.M) {
 	ctx, cancel := context.WithCancel(context.Background())
 	scratch = testenv.KeepDir("e2e-")
 	binDir = filepath.Join(scratch, "bin")
-	for _, b := range []struct{ out, pkg string }{{"repopulate", "./starter"}, {"repopulate-worker", "./worker"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b.out), b.pkg)
-		cmd.Dir = testenv.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			testenv.Fatalf("build %s: %v\n%s", b.pkg, err, out)
-		}
+	if _, _, err := testenv.BuildCommands(binDir); err != nil {
+		testenv.Fatalf("%v", err)
 	}
 	var err error
 	if temporal, err = testenv.Temporal(ctx, scratch); err != nil {
@@ -163,65 +159,24 @@ services:
 `, csmBase, csmCA, csmSecret, f.ConfigFile, f.KnownHosts, ncns, batch)
 }
 
-// orcaResubscribes plays the orca daemon: a compute node whose orca was
-// restarted subscribes to HMNFD again (nid N is x1000c0s{N-1}b0n0).
-func orcaResubscribes(ctx context.Context, f *sshtest.Fleet) {
-	for ctx.Err() == nil {
-		if restarts, err := f.Restarts(); err == nil {
-			have := map[string]bool{}
-			for _, sub := range emu.Subscriptions() {
-				have[sub.SubscriberComponent] = true
-			}
-			for host := range restarts {
-				var nid int
-				if _, err := fmt.Sscanf(host, "nid%06d-nmn", &nid); err == nil && nid <= len(emu.Components()) {
-					if x := fmt.Sprintf("x1000c0s%db0n0", nid-1); !have[x] {
-						emu.Subscribe(x)
-					}
-				}
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
+// orcaResubscribes plays the orca daemon for the fleet f.
+func orcaResubscribes(ctx context.Context, f *sshtest.Fleet) { testenv.OrcaResubscribes(ctx, emu, f) }
 
-type worker struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
+type worker struct{ *testenv.Worker }
 
 // startWorker runs a repopulate-worker process on its own task queue.
 func startWorker(t *testing.T, queue, config, kubeconfig string) *worker {
 	t.Helper()
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	w := &worker{log: filepath.Join(scratch, fmt.Sprintf("worker-%s-%d.log", queue, time.Now().UnixNano())), done: make(chan struct{})}
-	logFile, err := os.Create(w.log)
+	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: queue, Config: config, Kubeconfig: kubeconfig})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.cmd = exec.Command(filepath.Join(binDir, "repopulate-worker"),
-		"--address", temporal.Address, "--task-queue", queue, "--kubeconfig", kubeconfig,
-		"--config", cfgPath, "--log-format", "console", "--http-address", "") // several run at once: no shared :8080
-	w.cmd.Stdout, w.cmd.Stderr = logFile, logFile
-	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := w.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = w.cmd.Wait(); logFile.Close(); close(w.done) }()
-	t.Cleanup(w.kill)
-	return w
+	t.Cleanup(w.Kill)
+	return &worker{w}
 }
 
 // kill is SIGKILL: no graceful shutdown, as when a node dies.
-func (w *worker) kill() {
-	_ = w.cmd.Process.Kill()
-	<-w.done
-}
+func (w *worker) kill() { w.Kill() }
 
 // repopulate runs the CLI and returns stdout, stderr and the exit code.
 func repopulate(t *testing.T, queue string, args ...string) (string, string, int) {
@@ -884,7 +839,7 @@ func TestHMNFDAndCRUSEndToEnd(t *testing.T) {
 	if !strings.Contains(historyJSON(t, "e2e-hmnfd/hmnfd"), `"host":"nid000001-nmn"`) {
 		t.Fatal("decoded payloads missing from the history text: the secret scan would prove nothing")
 	}
-	assertNoSecrets(t, []string{w.log}, "e2e-hmnfd", "e2e-hmnfd/hmnfd", "e2e-hmnfd/crus")
+	assertNoSecrets(t, []string{w.Log}, "e2e-hmnfd", "e2e-hmnfd/hmnfd", "e2e-hmnfd/crus")
 }
 
 // assertNoSecrets scans the worker logs and the full JSON histories of the

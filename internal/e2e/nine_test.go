@@ -177,7 +177,7 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 	for _, s := range api.AllServices {
 		ids = append(ids, api.ServiceWorkflowID(run, s))
 	}
-	assertNoSecrets(t, []string{w.log, w2.log}, ids...)
+	assertNoSecrets(t, []string{w.Log, w2.Log}, ids...)
 	// The text report ends with the gates' record.
 	out, _, _ = repopulate(t, queue, "report", run)
 	if !strings.Contains(out, "cps-reboot (cps) approved by") || !strings.Contains(out, "snapshot "+snapDir) {

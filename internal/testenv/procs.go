@@ -1,0 +1,90 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/csmops/etcd-repopulate/internal/csmemu"
+	"github.com/csmops/etcd-repopulate/internal/sshtest"
+)
+
+// Worker is a running repopulate-worker process.
+type Worker struct {
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// WorkerOptions say how to start a worker.
+type WorkerOptions struct {
+	// BinDir holds repopulate-worker (see BuildBinaries).
+	BinDir string
+	// LogDir receives the worker's config file and log.
+	LogDir     string
+	Address    string
+	Queue      string
+	Config     string
+	Kubeconfig string
+}
+
+// LaunchWorker runs a repopulate-worker process on o.Queue that the
+// caller kills (see Worker.Kill), e.g. in the middle of a step.
+func LaunchWorker(o WorkerOptions) (*Worker, error) {
+	stamp := fmt.Sprintf("%s-%d", o.Queue, time.Now().UnixNano())
+	cfgPath := filepath.Join(o.LogDir, "worker-"+stamp+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(o.Config), 0o644); err != nil {
+		return nil, err
+	}
+	w := &Worker{Log: filepath.Join(o.LogDir, "worker-"+stamp+".log"), done: make(chan struct{})}
+	logFile, err := os.Create(w.Log)
+	if err != nil {
+		return nil, err
+	}
+	w.cmd = exec.Command(filepath.Join(o.BinDir, "repopulate-worker"),
+		"--address", o.Address, "--task-queue", o.Queue, "--kubeconfig", o.Kubeconfig,
+		"--config", cfgPath, "--log-format", "console",
+		"--http-address", "127.0.0.1:0") // several run at once: no fixed port
+	w.cmd.Stdout, w.cmd.Stderr = logFile, logFile
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := w.cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	go func() { _ = w.cmd.Wait(); logFile.Close(); close(w.done) }()
+	return w, nil
+}
+
+// Kill is SIGKILL: no graceful shutdown, as when a node dies. It returns
+// once the process is gone; killing a dead worker does nothing.
+func (w *Worker) Kill() {
+	_ = w.cmd.Process.Kill()
+	<-w.done
+}
+
+// OrcaResubscribes plays the orca daemon until ctx ends: a compute node
+// whose orca was restarted on fleet f subscribes to the emulator's HMNFD
+// again (nid N is x1000c0s{N-1}b0n0).
+func OrcaResubscribes(ctx context.Context, emu *csmemu.Emulator, f *sshtest.Fleet) {
+	for ctx.Err() == nil {
+		if restarts, err := f.Restarts(); err == nil {
+			have := map[string]bool{}
+			for _, sub := range emu.Subscriptions() {
+				have[sub.SubscriberComponent] = true
+			}
+			for host := range restarts {
+				var nid int
+				if _, err := fmt.Sscanf(host, "nid%06d-nmn", &nid); err == nil && nid <= len(emu.Components()) {
+					if x := fmt.Sprintf("x1000c0s%db0n0", nid-1); !have[x] {
+						emu.Subscribe(x)
+					}
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
