@@ -453,13 +453,17 @@ func (c Config) Plan(s api.Service) api.ServicePlan {
 			Nodes: p.Nodes, Template: p.Template, ShutdownTimeout: time.Duration(p.ShutdownTimeout), BootTimeout: time.Duration(p.BootTimeout),
 		}}
 	case api.BOS:
-		return api.ServicePlan{Service: s, Procedure: api.RestoreBOSTemplates, Timings: timings(c.Services.CPS.ShutdownTimeout), Gates: gates}
+		// A few dozen templates, each a GET, maybe a PUT and a validation:
+		// ten minutes bounds the restore across retries with room to spare.
+		return api.ServicePlan{Service: s, Procedure: api.RestoreBOSTemplates, Timings: timings(Duration(bosRestoreTimeout)), Gates: gates}
 	case api.ExternalDNS:
 		e := c.Services.ExternalDNS
 		return api.ServicePlan{Service: s, Procedure: api.RecreateEtcdCluster, Object: api.ObjectRef{Namespace: e.Namespace, Name: e.EtcdCluster}, Timings: timings(e.RunningTimeout)}
 	}
 	panic("config: no plan for service " + string(s)) // api.AllServices and this switch disagree
 }
+
+const bosRestoreTimeout = 10 * time.Minute
 
 // xnamePattern matches a node's xname (cabinet, chassis, slot, BMC, node).
 var xnamePattern = regexp.MustCompile(`^x\d+c\d+s\d+b\d+n\d+$`)
