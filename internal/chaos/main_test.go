@@ -131,7 +131,10 @@ func startCSM(ctx context.Context) error {
 	}
 	go testenv.OrcaResubscribes(ctx, emu, fleet)
 	// activityAttempts allows for several kills in one step (at its start,
-	// in its middle) on top of a transient error.
+	// in its middle) on top of a transient error. The waits' budgets are
+	// long: the controller manager stays frozen until every mid-wait kill
+	// has happened, minutes on a loaded machine, and a wait that times out
+	// then would fail the run for the test's own reasons.
 	config = fmt.Sprintf(`pollInterval: 300ms
 heartbeatTimeout: 4s
 deleteTimeout: 1m
@@ -147,12 +150,12 @@ ssh:
   connectTimeout: 5s
   commandTimeout: 30s
 services:
-  bss: {completeTimeout: 3m}
-  fas: {completeTimeout: 3m}
-  meds: {readyTimeout: 3m}
-  reds: {readyTimeout: 3m}
-  crus: {readyTimeout: 3m, sessionPoll: 200ms, stuckAfter: 2s}
-  externaldns: {runningTimeout: 3m}
+  bss: {completeTimeout: 8m}
+  fas: {completeTimeout: 8m}
+  meds: {readyTimeout: 8m}
+  reds: {readyTimeout: 8m}
+  crus: {readyTimeout: 8m, sessionPoll: 200ms, stuckAfter: 2s}
+  externaldns: {runningTimeout: 8m}
   hmnfd: {ncnGroups: [], maxFailedPercent: 0, verifyTimeout: 1m, batchSize: %d}
   cps: {shutdownTimeout: 3m, bootTimeout: 3m}
 `, base, ca, secretFile, fleet.ConfigFile, fleet.KnownHosts, orcaBatch)
