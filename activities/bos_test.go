@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -36,12 +35,7 @@ var bosTemplates = []string{
 // templates as a snapshot taken from it saved them.
 func bosSnapshot(t *testing.T) (*csmemu.Emulator, *csm.Client, []json.RawMessage) {
 	t.Helper()
-	e := csmemu.New(csmemu.Options{})
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	e, acts := csmEmu(t, nil)
 	for _, raw := range bosTemplates {
 		var tmpl csm.SessionTemplate
 		if err := json.Unmarshal([]byte(raw), &tmpl); err != nil {
@@ -51,10 +45,7 @@ func bosSnapshot(t *testing.T) (*csmemu.Emulator, *csm.Client, []json.RawMessage
 			t.Fatal(err)
 		}
 	}
-	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := acts.Client
 	dir := filepath.Join(t.TempDir(), "snap")
 	if _, err := snapshot.Take(context.Background(), snapshot.Sources{CSM: cl}, dir); err != nil {
 		t.Fatal(err)
@@ -68,18 +59,7 @@ func bosSnapshot(t *testing.T) (*csmemu.Emulator, *csm.Client, []json.RawMessage
 
 func restore(t *testing.T, c *activities.CSM, templates []json.RawMessage, heartbeat any) (activities.RestoreTemplatesResult, error) {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(c)
-	if heartbeat != nil {
-		env.SetHeartbeatDetails(heartbeat)
-	}
-	var out activities.RestoreTemplatesResult
-	var a *activities.CSM
-	v, err := env.ExecuteActivity(a.RestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: templates})
-	if err == nil {
-		err = v.Get(&out)
-	}
+	out, _, err := csmRun[activities.RestoreTemplatesResult](t, c, c.RestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: templates}, heartbeat)
 	return out, err
 }
 
