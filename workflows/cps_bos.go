@@ -18,11 +18,10 @@ import (
 // a person at a gate; each wait on HSM heartbeats and resumes after a
 // worker restart.
 func (w *serviceRun) remountCPS(ctx workflow.Context) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	var found activities.CPSNodes
 	err := w.step(ctx, StepFindCPSNodes, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.FindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template}).Get(ctx, &found)
+		err := workflow.ExecuteActivity(ctx, api.ActivityFindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template}).Get(ctx, &found)
 		return found.Outcome, err
 	})
 	if err != nil {
@@ -78,14 +77,13 @@ func (w *serviceRun) remountCPS(ctx workflow.Context) error {
 // reports every node in state. Session names derive from the run, so a
 // retried start finds the session it created instead of starting another.
 func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operation, state string, groups []activities.CPSNodeGroup, xnames []string, budget time.Duration) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	err := w.step(ctx, startStep, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
 		var names []string
 		for i, g := range groups {
 			var started activities.BOSSessionStarted
 			req := activities.BOSSessionRequest{Name: bosSessionName(w.in.RunID, operation, i), Template: g.Template, Operation: operation, Xnames: g.Xnames}
-			if err := workflow.ExecuteActivity(ctx, c.StartBOSSession, req).Get(ctx, &started); err != nil {
+			if err := workflow.ExecuteActivity(ctx, api.ActivityStartBOSSession, req).Get(ctx, &started); err != nil {
 				return activities.Outcome{}, err
 			}
 			names = append(names, started.Name)
@@ -97,7 +95,7 @@ func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operat
 	}
 	return w.step(ctx, waitStep, waitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, c.WaitNodesState, activities.WaitNodesRequest{Xnames: xnames, States: []string{state}, Budget: budget, Poll: plan.Timings.Poll}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityWaitNodesState, activities.WaitNodesRequest{Xnames: xnames, States: []string{state}, Budget: budget, Poll: plan.Timings.Poll}).Get(ctx, &out)
 		return out, err
 	})
 }
@@ -136,7 +134,6 @@ func (w *serviceRun) skipRest(ctx workflow.Context, from, why string) {
 // rebuild them from the product streams' procedures, so the service waits
 // at gate bos-templates and then checks what BOS holds.
 func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	if hasTemplates(w.in) {
 		tmpls := w.in.Snapshot.SessionTemplates
@@ -146,7 +143,7 @@ func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
 		}
 		var res activities.RestoreTemplatesResult
 		err := w.step(ctx, StepRestoreTemplates, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
-			err := workflow.ExecuteActivity(ctx, c.RestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: tmpls}).Get(ctx, &res)
+			err := workflow.ExecuteActivity(ctx, api.ActivityRestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: tmpls}).Get(ctx, &res)
 			return res.Outcome, err
 		})
 		w.invalidTemplates(res.Invalid)
@@ -164,7 +161,7 @@ func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
 	}
 	var res activities.TemplatesCheck
 	err := w.step(ctx, StepCheckTemplates, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.CheckSessionTemplates).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates).Get(ctx, &res)
 		return res.Outcome, err
 	})
 	w.invalidTemplates(res.Invalid)
