@@ -319,6 +319,10 @@ func TestBadInput(t *testing.T) {
 		{[]string{"approve", "r"}, "takes RUN_ID and GATE"},
 		{[]string{"reject", "r", "cps-unmount"}, "reject needs --reason TEXT"},
 		{[]string{"approve", "r", "cps-unmount", "--service", "dns"}, `--service "dns": give one of`},
+		// An unset shell variable ($SERVICES) gives an empty list: that must not mean all nine.
+		{[]string{"start", "--services", ""}, `--services "": no service named`},
+		{[]string{"start", "--services", ","}, "--services: no service named"},
+		{[]string{"start", "--services="}, `--services "": no service named`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
