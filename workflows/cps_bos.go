@@ -163,7 +163,9 @@ func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
 		return err
 	}
 	var res activities.TemplatesCheck
-	err := w.step(ctx, StepCheckTemplates, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+	// Thousands of templates take longer than one read: the check heartbeats
+	// per template and a retry resumes from its index.
+	err := w.step(ctx, StepCheckTemplates, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		err := workflow.ExecuteActivity(ctx, c.CheckSessionTemplates).Get(ctx, &res)
 		return res.Outcome, err
 	})

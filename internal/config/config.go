@@ -197,7 +197,7 @@ func Default() Config {
 		CSM: CSM{
 			ClientID:     "admin-client",
 			ClientSecret: SecretRef{Kubernetes: &KubeSecret{Namespace: "default", Name: "admin-client-auth", Key: "client-secret"}},
-			Timeout:      Duration(30 * time.Second),
+			Timeout:      Duration(defaultCSMTimeout),
 		},
 		SSH: SSH{
 			KnownHosts: []string{"~/.ssh/known_hosts"}, User: "root", Concurrency: 256,
@@ -211,6 +211,16 @@ func Default() Config {
 	cfg.applyProfile()
 	return cfg
 }
+
+// defaultCSMTimeout bounds one CSM request: below a third of the default
+// heartbeatTimeout (see csmCallBound).
+const defaultCSMTimeout = 8 * time.Second
+
+// csmCallBound is how many csm.timeout one CSM call can take at worst: a
+// token fetch (bounded at twice the timeout: the secret and the POST) and
+// then the request itself. Waits heartbeat between calls, so this must stay
+// under heartbeatTimeout.
+const csmCallBound = 3
 
 // Profiles: the CSM releases whose defaults differ (CSM-APIS.md, "How the
 // procedure drifted").
@@ -377,6 +387,11 @@ func (c Config) Validate() error {
 	checkDuration("deleteTimeout", c.DeleteTimeout)
 	checkDuration("pollInterval", c.PollInterval)
 	checkDuration("heartbeatTimeout", c.HeartbeatTimeout)
+	if c.CSM.Timeout > 0 && c.HeartbeatTimeout > 0 && csmCallBound*time.Duration(c.CSM.Timeout) >= time.Duration(c.HeartbeatTimeout) {
+		most := (time.Duration(c.HeartbeatTimeout) - time.Millisecond) / csmCallBound
+		errs = append(errs, fmt.Errorf("csm.timeout (%s) must be under a third of heartbeatTimeout (%s): between two heartbeats one CSM call may wait for a token (up to twice csm.timeout) and then for its answer, and a longer silence fails the step as a lost worker; set csm.timeout to %s or less, or heartbeatTimeout above %s",
+			time.Duration(c.CSM.Timeout), time.Duration(c.HeartbeatTimeout), most.Truncate(time.Millisecond), csmCallBound*time.Duration(c.CSM.Timeout)))
+	}
 	if c.PollInterval > 0 && c.HeartbeatTimeout > 0 && c.PollInterval >= c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("pollInterval (%s) must be shorter than heartbeatTimeout (%s): waits heartbeat once per poll", time.Duration(c.PollInterval), time.Duration(c.HeartbeatTimeout)))
 	}
