@@ -108,6 +108,11 @@ func (w *serviceRun) nodesLeftDown(groups []activities.CPSNodeGroup) {
 	if w.find(StepShutdownCPSNodes).State == api.Pending {
 		return // nothing was shut down
 	}
+	var xnames []string
+	for _, g := range groups {
+		xnames = append(xnames, g.Xnames...)
+	}
+	w.leftOff = fmt.Sprintf("%d CPS nodes may still be Off: %s", len(xnames), sample(xnames, 20))
 	for _, g := range groups {
 		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf(
 			"CPS nodes may still be Off: once CPS is healthy, boot them: cray bos v2 sessions create --template-name %s --operation boot --limit %s",

@@ -55,6 +55,10 @@ func (w *serviceRun) listenForDecisions(ctx workflow.Context) {
 // deadline passes. Approved: nil. Rejected, or expired with onDeadline
 // fail: a non-retryable error that ends the service as failed. Expired
 // with onDeadline skip: errGateSkipped.
+//
+// A gate that guards undoing a destructive step (cps-reboot: the nodes are
+// Off) is never skipped: skipping would leave the damage and call the
+// service skipped, so its deadline fails the service whatever onDeadline says.
 func (w *serviceRun) gate(ctx workflow.Context, name, action, details string) error {
 	g := w.findGate(name)
 	step := w.find(name)
@@ -65,6 +69,9 @@ func (w *serviceRun) gate(ctx workflow.Context, name, action, details string) er
 	policy := w.in.Plan.Gates
 	if policy.Deadline > 0 {
 		g.Deadline = now.Add(policy.Deadline)
+	}
+	if undoesDestructiveStep[name] && policy.OnDeadline == api.OnDeadlineSkip {
+		policy.OnDeadline = api.OnDeadlineFail
 	}
 	step.State, step.Started, step.Message = api.WaitingForApproval, now, "waiting for approval: "+action
 	w.status.State = api.WaitingForApproval
@@ -97,9 +104,16 @@ func (w *serviceRun) gate(ctx workflow.Context, name, action, details string) er
 	return w.closeGate(ctx, name, api.GateRejected, msg, temporal.NewNonRetryableApplicationError(fmt.Sprintf("gate %s %s", name, msg), ErrGateRejected, nil))
 }
 
+// undoesDestructiveStep are the gates whose approval undoes what an
+// earlier step destroyed: their deadline cannot skip them.
+var undoesDestructiveStep = map[string]bool{api.GateCPSReboot: true}
+
 // expire ends a gate whose deadline passed, as the policy says.
 func (w *serviceRun) expire(ctx workflow.Context, name string, policy api.GatePolicy) error {
 	msg := fmt.Sprintf("nobody approved or rejected it within gates.deadline (%s)", policy.Deadline)
+	if undoesDestructiveStep[name] && w.in.Plan.Gates.OnDeadline == api.OnDeadlineSkip {
+		msg += "; gates.onDeadline skip does not apply here: this gate undoes a step already done"
+	}
 	if policy.OnDeadline == api.OnDeadlineSkip {
 		return w.closeGate(ctx, name, api.GateExpired, msg+"; skipped as gates.onDeadline says", errGateSkipped)
 	}

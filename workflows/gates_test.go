@@ -259,3 +259,30 @@ func TestSnapshotReachesTheServicesThatUseIt(t *testing.T) {
 		t.Errorf("fas follow-ups %q, want the saved action", fas.FollowUps)
 	}
 }
+
+// gates.onDeadline skip must not skip cps-reboot: the nodes are Off by
+// then, and "skipped" would end the run done with them left off.
+func TestSkipNeverAppliesToTheRebootGate(t *testing.T) {
+	env, f := cpsRun(t, func(f *kubeFake) {
+		f.planHook = func(p *api.ServicePlan) { p.Gates = api.GatePolicy{Deadline: 2 * time.Hour, OnDeadline: api.OnDeadlineSkip} }
+	})
+	var unmount decision
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != api.ServicesFailedError {
+		t.Fatalf("run error %v, want %s: the nodes were left Off", env.GetWorkflowError(), api.ServicesFailedError)
+	}
+	var report api.Report
+	_ = appErr.Details(&report)
+	cps := serviceState(t, report, api.CPS)
+	if cps.State != api.Failed || cps.Gates[1].State != api.GateExpired ||
+		!strings.Contains(cps.Message, "2 CPS nodes may still be Off: x1000c0s1b0n0,x1000c0s2b0n0") ||
+		!strings.Contains(cps.Message, "skip does not apply here") {
+		t.Errorf("cps after cps-reboot expired: %s %q gates %+v", cps.State, cps.Message, cps.Gates)
+	}
+	if len(f.bosSessions) != 1 || len(cps.FollowUps) != 1 ||
+		!strings.Contains(cps.FollowUps[0], "cray bos v2 sessions create --template-name cos-2.0 --operation boot --limit x1000c0s1b0n0,x1000c0s2b0n0") {
+		t.Errorf("sessions %v follow-ups %q, want the exact boot command", f.bosSessions, cps.FollowUps)
+	}
+}

@@ -113,6 +113,8 @@ type serviceRun struct {
 	// result, when set, is the finished service's message instead of the
 	// step count: a procedure that found nothing to do says why.
 	result string
+	// leftOff, when set, names the nodes a failed service left powered off.
+	leftOff string
 }
 
 // RepopulateService repopulates one service's data.
@@ -182,6 +184,9 @@ func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 	default:
 		w.status.State = api.Failed
 		w.status.Message = w.summary()
+		if w.leftOff != "" {
+			w.status.Message += "; " + w.leftOff
+		}
 	}
 	// The last report goes out on a disconnected context: a canceled child
 	// still tells its parent where it stopped.
