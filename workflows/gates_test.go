@@ -264,7 +264,9 @@ func TestSnapshotReachesTheServicesThatUseIt(t *testing.T) {
 // then, and "skipped" would end the run done with them left off.
 func TestSkipNeverAppliesToTheRebootGate(t *testing.T) {
 	env, f := cpsRun(t, func(f *kubeFake) {
-		f.planHook = func(p *api.ServicePlan) { p.Gates = api.GatePolicy{Deadline: 2 * time.Hour, OnDeadline: api.OnDeadlineSkip} }
+		f.planHook = func(p *api.ServicePlan) {
+			p.Gates = api.GatePolicy{Deadline: 2 * time.Hour, OnDeadline: api.OnDeadlineSkip}
+		}
 	})
 	var unmount decision
 	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)

@@ -6,6 +6,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,10 +95,32 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		}
 		plans[plan.Service] = plan
 	}
+	// Versioned orderings: runs started before them replay as they ran.
+	order := ordering{
+		cpsNeedsBOSDone: workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1,
+		hmnfdAfterCPS:   workflow.GetVersion(ctx, changeHMNFDAfterCPS, workflow.DefaultVersion, 1) == 1,
+	}
+	deps := order.prerequisites()
+	// waiting reports whether s still waits for a prerequisite in this run.
+	waiting := func(s api.Service) (api.Service, bool) {
+		for _, dep := range deps[s] {
+			if plans[dep].Service != "" && !w.serviceState(dep).Finished() {
+				return dep, true
+			}
+		}
+		return "", false
+	}
 	sel := workflow.NewSelector(ctx)
-	var start func(s api.Service)
+	var start, finished func(s api.Service)
 	start = func(s api.Service) {
 		plan := plans[s]
+		if s == api.CPS && order.cpsNeedsBOSDone && plans[api.BOS].Service != "" {
+			if bos := w.service(api.BOS); bos.State != api.Done {
+				w.update(cpsWithoutBOS(bos))
+				finished(s)
+				return
+			}
+		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID: api.ServiceWorkflowID(w.status.RunID, s),
 			// A canceled run lets each child finish what it must (re-create
@@ -115,21 +138,26 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 				st = w.childFailure(s, err)
 			}
 			w.update(st)
-			// Services that waited for this one start now, whatever its outcome:
-			// their own first step says what they found.
-			for _, next := range w.services {
-				if dependsOn[next] == s && plans[next].Service != "" && ctx.Err() == nil {
-					start(next)
-				}
-			}
+			finished(s)
 		})
+	}
+	// finished starts the services that waited for s and wait for nothing else.
+	finished = func(s api.Service) {
+		for _, next := range w.services {
+			if !slices.Contains(deps[next], s) || plans[next].Service == "" || ctx.Err() != nil {
+				continue
+			}
+			if _, still := waiting(next); !still && !w.serviceState(next).Finished() {
+				start(next)
+			}
+		}
 	}
 	for _, s := range w.services {
 		if _, ok := plans[s]; !ok {
 			continue
 		}
-		if dep, ok := dependsOn[s]; ok && plans[dep].Service != "" {
-			w.update(api.ServiceStatus{Service: s, State: api.Pending, Message: fmt.Sprintf("waiting for %s to finish first", dep)})
+		if dep, ok := waiting(s); ok {
+			w.update(api.ServiceStatus{Service: s, State: api.Pending, Message: waitingMessage(s, dep)})
 			continue
 		}
 		start(s)
@@ -262,9 +290,76 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
 }
 
-// dependsOn says which service must finish before another starts: cps
-// finds its nodes in the BOS session templates that bos restores.
-var dependsOn = map[api.Service]api.Service{api.CPS: api.BOS}
+// Change IDs of workflow.GetVersion in the parent.
+const (
+	// changeCPSNeedsBOSDone: cps starts only when bos ended done; before,
+	// it started whatever bos's outcome and found no CPS template.
+	changeCPSNeedsBOSDone = "cps-needs-bos-done"
+	// changeHMNFDAfterCPS: hmnfd waits for cps, so that the nodes cps
+	// shuts down are not counted as hmnfd failures.
+	changeHMNFDAfterCPS = "hmnfd-after-cps"
+)
+
+// ordering is which versioned orderings a run follows.
+type ordering struct {
+	cpsNeedsBOSDone bool
+	hmnfdAfterCPS   bool
+}
+
+// prerequisites says which services must finish before another starts:
+// cps finds its nodes in the BOS session templates that bos restores, and
+// hmnfd restarts orca on every Ready compute, which must not race cps
+// shutting some of them down.
+func (o ordering) prerequisites() map[api.Service][]api.Service {
+	deps := map[api.Service][]api.Service{api.CPS: {api.BOS}}
+	if o.hmnfdAfterCPS {
+		deps[api.HMNFD] = []api.Service{api.CPS}
+	}
+	return deps
+}
+
+func waitingMessage(s, dep api.Service) string {
+	msg := fmt.Sprintf("waiting for %s to finish first", dep)
+	if s == api.HMNFD && dep == api.CPS {
+		msg += ": the compute nodes cps shuts down must not count as hmnfd failures"
+	}
+	return msg
+}
+
+// cpsWithoutBOS ends cps unstarted when bos did not end done: cps finds
+// its nodes in the templates bos restores, and without them it would find
+// none and report nothing to remount while CPS clients stay mounted.
+func cpsWithoutBOS(bos api.ServiceStatus) api.ServiceStatus {
+	// A person said no to bos, or bos was skipped: cps is skipped with it.
+	// bos failing on its own fails cps too.
+	state, outcome := api.Failed, string(bos.State)
+	if bos.Message != "" {
+		outcome += " (" + bos.Message + ")"
+	}
+	if bos.State == api.Skipped {
+		state = api.Skipped
+	}
+	for _, g := range bos.Gates {
+		if g.State == api.GateRejected {
+			state, outcome = api.Skipped, fmt.Sprintf("%s: gate %s was rejected by %s%s", bos.State, g.Name, orSomeone(g.By), noteSuffix(g.Note))
+		}
+	}
+	msg := fmt.Sprintf("not started: bos ended %s, and cps finds its nodes in the BOS session templates bos restores", outcome)
+	return api.ServiceStatus{Service: api.CPS, State: state, Message: msg, FollowUps: []string{
+		"CPS clients were not shut down and may still have CPS content mounted from the old etcd: once the BOS session templates are back, run cps again (repopulate start --services cps)"}}
+}
+
+// service is a service's current status in the run.
+func (w *repopulate) service(s api.Service) api.ServiceStatus {
+	for _, st := range w.status.Services {
+		if st.Service == s {
+			return st
+		}
+	}
+	return api.ServiceStatus{}
+}
+
+func (w *repopulate) serviceState(s api.Service) api.State { return w.service(s).State }
 
 // snapshotFor trims the run's snapshot to what one service uses, so that
 // children's histories do not each carry every template.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -26,6 +28,7 @@ type kubeFake struct {
 	mu                           sync.Mutex // mocked activities run concurrently
 	deletes, creates, podDeletes int
 	createErr                    error
+	restoreErr                   error
 	deleteTakes                  time.Duration
 	// CSM side: the nodes HSM lists, the hosts that fail, CRUS answers.
 	nodes        int
@@ -107,6 +110,9 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.batches = append(f.batches, b)
+		if len(f.batches) == 1 {
+			f.order = append(f.order, "restart-orca")
+		}
 		var r activities.BatchResult
 		for _, h := range b.Hosts {
 			if f.failingHosts[h] {
@@ -136,6 +142,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.bosSessions = append(f.bosSessions, r)
+		f.order = append(f.order, "bos-"+r.Operation)
 		return activities.BOSSessionStarted{Name: r.Name}, nil
 	})
 	env.OnActivity(c.WaitNodesState, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.WaitNodesRequest) (activities.Outcome, error) {
@@ -149,6 +156,9 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		defer f.mu.Unlock()
 		f.restored = append(f.restored, r.Templates)
 		f.order = append(f.order, "restore-bos-templates")
+		if f.restoreErr != nil {
+			return activities.RestoreTemplatesResult{}, f.restoreErr
+		}
 		return activities.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
 	})
 	env.OnActivity(c.CheckSessionTemplates, mock.Anything).Return(func(context.Context) (activities.TemplatesCheck, error) {
@@ -222,9 +232,10 @@ func TestAllServicesRun(t *testing.T) {
 	if len(f.restored) != 1 || len(f.restored[0]) != 1 || f.checkedTmpls != 0 {
 		t.Errorf("bos: restored %v, checked %d; want the snapshot's one template restored", f.restored, f.checkedTmpls)
 	}
-	// cps finds its nodes in the templates bos restores: bos goes first.
-	if strings.Join(f.order, ",") != "restore-bos-templates,find-cps-nodes" {
-		t.Errorf("order %v: cps must start after bos", f.order)
+	// cps finds its nodes in the templates bos restores: bos goes first;
+	// hmnfd waits for cps.
+	if strings.Join(f.order, ",") != "restore-bos-templates,find-cps-nodes,restart-orca" {
+		t.Errorf("order %v: cps must start after bos, hmnfd after cps", f.order)
 	}
 }
 
@@ -411,5 +422,105 @@ func TestStuckCRUSSessionBecomesAFollowUp(t *testing.T) {
 	c := serviceState(t, report, api.CRUS)
 	if c.State != api.Done || !strings.Contains(strings.Join(c.FollowUps, " "), "CRUS session e0131663 is stuck in UPDATING") {
 		t.Fatalf("crus %+v", c)
+	}
+}
+
+// cps starts only when bos ended done: without the templates bos restores
+// it finds no CPS node and would report "nothing to remount" while CPS
+// clients stay mounted.
+func TestCPSStartsOnlyWhenBOSIsDone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		configure func(*kubeFake)
+		bosGate   *api.GateDecision
+		wantCPS   api.State
+		wantWords string
+	}{
+		{"bos rejected", nil, &api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Reject, By: "ops", Note: "templates not rebuilt yet"},
+			api.Skipped, "not started: bos ended failed: gate bos-templates was rejected by ops: templates not rebuilt yet"},
+		{"bos failed", func(f *kubeFake) {
+			f.restoreErr = temporal.NewNonRetryableApplicationError("BOS answered 500", "BOSDown", nil)
+		}, nil, api.Failed, "not started: bos ended failed (failed at step restore-bos-templates: BOS answered 500)"},
+		{"bos skipped", func(f *kubeFake) {
+			f.planHook = func(p *api.ServicePlan) {
+				p.Gates = api.GatePolicy{Deadline: time.Hour, OnDeadline: api.OnDeadlineSkip}
+			}
+		}, nil, api.Skipped, "not started: bos ended skipped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			configure := []func(*kubeFake){func(f *kubeFake) { f.cpsNodes = []string{"x1000c0s1b0n0"} }}
+			if tc.configure != nil {
+				configure = append(configure, tc.configure)
+			}
+			env, f := newEnv(t, configure...)
+			req := api.Request{Services: []string{"bos", "cps"}}
+			if tc.name == "bos failed" {
+				req.Snapshot = &api.SnapshotInput{Dir: "/snap", SessionTemplates: []json.RawMessage{json.RawMessage(`{"name":"cos-2.0"}`)}}
+			}
+			if tc.bosGate != nil {
+				var d decision
+				decide(env, time.Minute, *tc.bosGate, &d)
+			}
+			env.ExecuteWorkflow(api.RepopulateWorkflow, req)
+			var report api.Report
+			if err := env.GetWorkflowResult(&report); err != nil {
+				var appErr *temporal.ApplicationError
+				if !errors.As(err, &appErr) || appErr.Details(&report) != nil {
+					t.Fatal(err)
+				}
+			}
+			cps := serviceState(t, report, api.CPS)
+			if cps.State != tc.wantCPS || !strings.Contains(cps.Message, tc.wantWords) || len(cps.FollowUps) == 0 {
+				t.Errorf("cps %s %q follow-ups %q, want %s with %q", cps.State, cps.Message, cps.FollowUps, tc.wantCPS, tc.wantWords)
+			}
+			if slices.Contains(f.order, "find-cps-nodes") {
+				t.Errorf("cps looked for its nodes although bos is not done: %v", f.order)
+			}
+		})
+	}
+}
+
+// hmnfd waits for cps: the nodes cps shuts down would otherwise count as
+// hmnfd failures and be missing in the subscription comparison.
+func TestHMNFDWaitsForCPS(t *testing.T) {
+	env, f := cpsRun(t)
+	var mid api.RunStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(api.StatusQuery)
+		if err == nil {
+			_ = v.Get(&mid)
+		}
+	}, 30*time.Second)
+	var unmount, reboot decision
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
+	decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Approve, By: "ops"}, &reboot)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps", "hmnfd"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if h := serviceState(t, mid, api.HMNFD); h.State != api.Pending || !strings.Contains(h.Message, "waiting for cps to finish first: the compute nodes cps shuts down must not count as hmnfd failures") {
+		t.Errorf("hmnfd while cps waits at its gate: %s %q", h.State, h.Message)
+	}
+	if got := strings.Join(f.order, ","); got != "find-cps-nodes,bos-shutdown,bos-boot,restart-orca" {
+		t.Errorf("order %s: hmnfd must restart orca only after cps booted its nodes again", got)
+	}
+}
+
+// Runs started before the orderings were versioned replay as they ran:
+// cps after bos whatever its outcome, hmnfd at once.
+func TestOrderingsBeforeTheirVersion(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) {
+		f.planHook = func(p *api.ServicePlan) {
+			p.Gates = api.GatePolicy{Deadline: time.Hour, OnDeadline: api.OnDeadlineSkip}
+		}
+	})
+	env.OnGetVersion(changeCPSNeedsBOSDone, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnGetVersion(changeHMNFDAfterCPS, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.order, ","); got != "restart-orca,find-cps-nodes" {
+		t.Errorf("order %s, want the old one: hmnfd at once, cps after bos although bos was skipped", got)
 	}
 }
