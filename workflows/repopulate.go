@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -121,13 +122,7 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 				return
 			}
 		}
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: api.ServiceWorkflowID(w.status.RunID, s),
-			// A canceled run lets each child finish what it must (re-create
-			// a deleted object) before the parent closes.
-			WaitForCancellation: true,
-			StaticSummary:       childSummary(plan, w.req.DryRun),
-		})
+		cctx := workflow.WithChildOptions(ctx, childOptions(w.status.RunID, plan, w.req.DryRun))
 		in := ServiceInput{RunID: w.status.RunID, Plan: plan, DryRun: w.req.DryRun, Snapshot: snapshotFor(s, w.req.Snapshot)}
 		f := workflow.ExecuteChildWorkflow(cctx, RepopulateService, in)
 		pending[s] = f
@@ -379,6 +374,21 @@ func snapshotFor(s api.Service, snap *api.SnapshotInput) *api.SnapshotInput {
 		return nil
 	}
 	return out
+}
+
+// childOptions start a service's child workflow.
+func childOptions(runID string, plan api.ServicePlan, dryRun bool) workflow.ChildWorkflowOptions {
+	return workflow.ChildWorkflowOptions{
+		WorkflowID: api.ServiceWorkflowID(runID, plan.Service),
+		// A canceled run lets each child finish what it must (re-create
+		// a deleted object) before the parent closes.
+		WaitForCancellation: true,
+		// Terminating or resetting the parent (the remedy for a stuck
+		// workflow task) asks each child to cancel instead of killing it,
+		// so a child past its delete still creates the object again.
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		StaticSummary:     childSummary(plan, dryRun),
+	}
 }
 
 // childSummary is the one line the Web UI shows for a child workflow.

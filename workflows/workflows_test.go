@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -522,5 +523,18 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 	}
 	if got := strings.Join(f.order, ","); got != "restart-orca,find-cps-nodes" {
 		t.Errorf("order %s, want the old one: hmnfd at once, cps after bos although bos was skipped", got)
+	}
+}
+
+// Children are asked to cancel when the parent closes (terminate, reset):
+// the default, terminate, would leave an object deleted mid-recreate.
+// internal/e2e's TestTerminateParentDuringDeleteRecreates proves it on a
+// real server.
+func TestChildrenAreCanceledNotTerminatedWithTheParent(t *testing.T) {
+	for _, s := range api.AllServices {
+		opts := childOptions("r1", config.Default().Plan(s), false)
+		if opts.ParentClosePolicy != enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL || !opts.WaitForCancellation || opts.WorkflowID != "r1/"+string(s) {
+			t.Errorf("%s: child options %+v, want parent-close REQUEST_CANCEL, wait for cancellation, ID r1/%s", s, opts, s)
+		}
 	}
 }
