@@ -3,12 +3,17 @@ package workflows
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
@@ -286,5 +291,78 @@ func TestSkipNeverAppliesToTheRebootGate(t *testing.T) {
 	if len(f.bosSessions) != 1 || len(cps.FollowUps) != 1 ||
 		!strings.Contains(cps.FollowUps[0], "cray bos v2 sessions create --template-name cos-2.0 --operation boot --limit x1000c0s1b0n0,x1000c0s2b0n0") {
 		t.Errorf("sessions %v follow-ups %q, want the exact boot command", f.bosSessions, cps.FollowUps)
+	}
+}
+
+// BOS session names are unique per child execution, service, operation
+// and group, and fit BOS v2's V2SessionName (read from the spec).
+func TestBOSSessionNamesAreUniqueAndValid(t *testing.T) {
+	spec, err := os.ReadFile("../../shared/csm-specs/bos-2.10.2-openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)V2SessionName:.*?maxLength: (\d+)\s+pattern: '([^']+)'`).FindSubmatch(spec)
+	if m == nil {
+		t.Fatal("V2SessionName's maxLength and pattern not found in the BOS spec")
+	}
+	maxLen, _ := strconv.Atoi(string(m[1]))
+	pattern := regexp.MustCompile(string(m[2]))
+	seen := map[string]string{}
+	for _, id := range []string{"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff", "6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a21", "6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a22", "default-test-run-id"} {
+		for _, op := range []string{"shutdown", "boot"} {
+			for _, g := range []int{0, 1, 999} {
+				name := bosSessionNameOf(id, api.CPS, op, g)
+				if len(name) > maxLen || !pattern.MatchString(name) {
+					t.Errorf("%q (%d chars) breaks BOS's rule: at most %d characters matching %s", name, len(name), maxLen, pattern)
+				}
+				key := fmt.Sprintf("%s %s %d", id, op, g)
+				if prev, dup := seen[name]; dup {
+					t.Errorf("%s and %s share the name %s", prev, key, name)
+				}
+				seen[name] = key
+				if bosSessionNameOf(id, api.CPS, op, g) != name {
+					t.Errorf("%s: name not stable", key)
+				}
+			}
+		}
+	}
+	// Two runs with the same run ID (the old FNV-32 scheme's weakness) differ
+	// in their Temporal run IDs, so their sessions differ.
+	if bosSessionName("r", "boot", 0) != bosSessionName("r", "boot", 0) ||
+		bosSessionNameOf("6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a21", api.CPS, "boot", 0) == bosSessionNameOf("6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a22", api.CPS, "boot", 0) {
+		t.Error("names of two executions of one run ID must differ")
+	}
+}
+
+// A run names its sessions after its child execution; a run started before
+// the change keeps the names it used.
+func TestBOSSessionNameVersions(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		env, f := cpsRun(t)
+		if old {
+			env.OnGetVersion(changeBOSSessionPerExecution, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		}
+		var unmount, reboot decision
+		decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
+		decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Approve, By: "ops"}, &reboot)
+		env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps"}})
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.bosSessions) != 2 {
+			t.Fatalf("sessions %+v", f.bosSessions)
+		}
+		shutdown, boot := f.bosSessions[0].Name, f.bosSessions[1].Name
+		if old {
+			if shutdown != bosSessionName("default-test-workflow-id", "shutdown", 0) || boot != bosSessionName("default-test-workflow-id", "boot", 0) {
+				t.Errorf("a run started before the change named its sessions %s, %s; want the FNV names it used", shutdown, boot)
+			}
+			continue
+		}
+		// The child's run ID is a fresh UUID here: both names carry the same one.
+		id := strings.TrimSuffix(strings.TrimPrefix(shutdown, "cps-shutdown-"), "-0")
+		if len(id) != 25 || boot != "cps-boot-"+id+"-0" {
+			t.Errorf("sessions %s, %s; want cps-shutdown-<25 base-36 digits of the child's run ID>-0 and the boot one with the same digits", shutdown, boot)
+		}
 	}
 }
