@@ -151,8 +151,7 @@ func run(ctx context.Context, o options) error {
 		default: // the first one is enough to stop
 		}
 	}})
-	workflows.Register(w)
-	w.RegisterActivity(&activities.Kube{Config: cfg, Core: core, Dynamic: dyn})
+	kubeActs := &activities.Kube{Config: cfg, Core: core, Dynamic: dyn}
 	csmActs := &activities.CSM{}
 	csmActs.Client, csmActs.ClientErr = wiring.CSMClient(cfg.CSM, core)
 	if csmActs.ClientErr != nil {
@@ -164,7 +163,8 @@ func run(ctx context.Context, o options) error {
 	} else {
 		defer csmActs.SSH.Close()
 	}
-	w.RegisterActivity(csmActs)
+	workflows.Register(w)
+	activities.Register(w, kubeActs, csmActs)
 
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: %w", err)

@@ -21,11 +21,10 @@ import (
 // a person at a gate; each wait on HSM heartbeats and resumes after a
 // worker restart.
 func (w *serviceRun) remountCPS(ctx workflow.Context) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	var found activities.CPSNodes
 	err := w.step(ctx, StepFindCPSNodes, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.FindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template}).Get(ctx, &found)
+		err := workflow.ExecuteActivity(ctx, api.ActivityFindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template}).Get(ctx, &found)
 		return found.Outcome, err
 	})
 	if err != nil {
@@ -81,7 +80,6 @@ func (w *serviceRun) remountCPS(ctx workflow.Context) error {
 // reports every node in state. Session names derive from the run, so a
 // retried start finds the session it created instead of starting another.
 func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operation, state string, groups []activities.CPSNodeGroup, xnames []string, budget time.Duration) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	sessionName := func(group int) string { return bosSessionName(w.in.RunID, operation, group) }
 	if workflow.GetVersion(ctx, changeBOSSessionPerExecution, workflow.DefaultVersion, 1) == 1 {
@@ -93,7 +91,7 @@ func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operat
 		for i, g := range groups {
 			var started activities.BOSSessionStarted
 			req := activities.BOSSessionRequest{Name: sessionName(i), Template: g.Template, Operation: operation, Xnames: g.Xnames}
-			if err := workflow.ExecuteActivity(ctx, c.StartBOSSession, req).Get(ctx, &started); err != nil {
+			if err := workflow.ExecuteActivity(ctx, api.ActivityStartBOSSession, req).Get(ctx, &started); err != nil {
 				return activities.Outcome{}, err
 			}
 			names = append(names, started.Name)
@@ -105,7 +103,7 @@ func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operat
 	}
 	return w.step(ctx, waitStep, waitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, c.WaitNodesState, activities.WaitNodesRequest{Xnames: xnames, States: []string{state}, Budget: budget, Poll: plan.Timings.Poll}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityWaitNodesState, activities.WaitNodesRequest{Xnames: xnames, States: []string{state}, Budget: budget, Poll: plan.Timings.Poll}).Get(ctx, &out)
 		return out, err
 	})
 }
@@ -149,7 +147,6 @@ func (w *serviceRun) skipRest(ctx workflow.Context, from, why string) {
 // rebuild them from the product streams' procedures, so the service waits
 // at gate bos-templates and then checks what BOS holds.
 func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	if hasTemplates(w.in) {
 		tmpls := w.in.Snapshot.SessionTemplates
@@ -159,7 +156,7 @@ func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
 		}
 		var res activities.RestoreTemplatesResult
 		err := w.step(ctx, StepRestoreTemplates, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
-			err := workflow.ExecuteActivity(ctx, c.RestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: tmpls}).Get(ctx, &res)
+			err := workflow.ExecuteActivity(ctx, api.ActivityRestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: tmpls}).Get(ctx, &res)
 			return res.Outcome, err
 		})
 		w.invalidTemplates(res.Invalid)
@@ -179,7 +176,7 @@ func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
 	// Thousands of templates take longer than one read: the check heartbeats
 	// per template and a retry resumes from its index.
 	err := w.step(ctx, StepCheckTemplates, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.CheckSessionTemplates).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates).Get(ctx, &res)
 		return res.Outcome, err
 	})
 	w.invalidTemplates(res.Invalid)

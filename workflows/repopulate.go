@@ -64,7 +64,6 @@ func (w *repopulate) setup(ctx workflow.Context) error {
 func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	w.status.State = api.Running
 	w.status.Message = "preflight: checking every target before anything changes"
-	var k *activities.Kube
 	var pre activities.PreflightResult
 	preCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
@@ -72,10 +71,9 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		// then fails the run before any service starts.
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 4},
 	})
-	var c *activities.CSM
-	err := workflow.ExecuteActivity(preCtx, k.Preflight, activities.PreflightRequest{Services: w.services}).Get(ctx, &pre)
+	err := workflow.ExecuteActivity(preCtx, api.ActivityPreflight, activities.PreflightRequest{Services: w.services}).Get(ctx, &pre)
 	if err == nil {
-		err = workflow.ExecuteActivity(preCtx, c.CheckAccess, activities.CSMPreflightRequest{Plans: pre.Plans}).Get(ctx, nil)
+		err = workflow.ExecuteActivity(preCtx, api.ActivityCheckAccess, activities.CSMPreflightRequest{Plans: pre.Plans}).Get(ctx, nil)
 	}
 	if err != nil {
 		w.end(ctx, api.Failed, errorMessage(err))

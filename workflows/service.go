@@ -207,11 +207,10 @@ func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 // before the delete runs. Once the delete has started, delete and create run
 // on a disconnected context: canceling the run never leaves the object deleted.
 func (w *serviceRun) recreate(ctx workflow.Context, kind activities.Kind, saveStep, deleteStep, createStep, waitStep string) error {
-	var k *activities.Kube
 	plan := w.in.Plan
 	var saved activities.SavedObject
 	err := w.step(ctx, saveStep, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, k.SaveObject, activities.ObjectRequest{Kind: kind, Ref: plan.Object}).Get(ctx, &saved)
+		err := workflow.ExecuteActivity(ctx, api.ActivitySaveObject, activities.ObjectRequest{Kind: kind, Ref: plan.Object}).Get(ctx, &saved)
 		return saved.Outcome, err
 	})
 	if err != nil {
@@ -230,7 +229,7 @@ func (w *serviceRun) recreate(ctx workflow.Context, kind activities.Kind, saveSt
 	restoreCtx, _ := workflow.NewDisconnectedContext(ctx)
 	err = w.step(restoreCtx, deleteStep, waitOptions(plan.Timings, plan.Timings.Delete), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, k.DeleteObject, activities.DeleteRequest{Saved: saved, Timings: plan.Timings}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityDeleteObject, activities.DeleteRequest{Saved: saved, Timings: plan.Timings}).Get(ctx, &out)
 		return out, err
 	})
 	if err != nil {
@@ -239,7 +238,7 @@ func (w *serviceRun) recreate(ctx workflow.Context, kind activities.Kind, saveSt
 	}
 	var created activities.Created
 	err = w.step(restoreCtx, createStep, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, k.CreateObject, activities.CreateRequest{Saved: saved, RunID: w.in.RunID}).Get(ctx, &created)
+		err := workflow.ExecuteActivity(ctx, api.ActivityCreateObject, activities.CreateRequest{Saved: saved, RunID: w.in.RunID}).Get(ctx, &created)
 		return created.Outcome, err
 	})
 	if err != nil {
@@ -247,9 +246,9 @@ func (w *serviceRun) recreate(ctx workflow.Context, kind activities.Kind, saveSt
 		return err
 	}
 
-	wait := k.WaitJobComplete
+	wait := api.ActivityWaitJobComplete
 	if kind == activities.EtcdClusterKind {
-		wait = k.WaitEtcdClusterRunning
+		wait = api.ActivityWaitEtcdClusterRunning
 	}
 	return w.step(ctx, waitStep, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
@@ -269,11 +268,10 @@ func (w *serviceRun) keepSavedCopy(saved activities.SavedObject, why string) {
 
 // restartPods deletes the service's pods and waits for Ready replacements.
 func (w *serviceRun) restartPods(ctx workflow.Context) error {
-	var k *activities.Kube
 	plan := w.in.Plan
 	var snap activities.PodSnapshot
 	err := w.step(ctx, StepSnapshotPods, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, k.SnapshotPods, plan.Pods).Get(ctx, &snap)
+		err := workflow.ExecuteActivity(ctx, api.ActivitySnapshotPods, plan.Pods).Get(ctx, &snap)
 		return snap.Outcome, err
 	})
 	if err != nil {
@@ -290,7 +288,7 @@ func (w *serviceRun) restartPods(ctx workflow.Context) error {
 	}
 	err = w.step(ctx, StepDeletePods, waitOptions(plan.Timings, plan.Timings.Delete), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, k.DeletePods, activities.DeletePodsRequest{Namespace: plan.Pods.Namespace, Pods: snap.Pods}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityDeletePods, activities.DeletePodsRequest{Namespace: plan.Pods.Namespace, Pods: snap.Pods}).Get(ctx, &out)
 		return out, err
 	})
 	if err != nil {
@@ -298,7 +296,7 @@ func (w *serviceRun) restartPods(ctx workflow.Context) error {
 	}
 	return w.step(ctx, StepWaitPods, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, k.WaitPodsReplaced, activities.WaitPodsRequest{Pods: plan.Pods, Snapshot: snap, Timings: plan.Timings}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityWaitPodsReplaced, activities.WaitPodsRequest{Pods: plan.Pods, Snapshot: snap, Timings: plan.Timings}).Get(ctx, &out)
 		return out, err
 	})
 }
@@ -308,7 +306,6 @@ func (w *serviceRun) restartPods(ctx workflow.Context) error {
 // pod so it rediscovers what etcd holds again, and confirm it lists the
 // sessions again. CRUS not installed skips the service.
 func (w *serviceRun) restartCRUS(ctx workflow.Context) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	budget := plan.CRUS.StuckAfter + plan.CRUS.Poll*2
 	if w.in.DryRun {
@@ -316,7 +313,7 @@ func (w *serviceRun) restartCRUS(ctx workflow.Context) error {
 	}
 	var check activities.CRUSCheck
 	err := w.step(ctx, StepCheckCRUS, waitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.CheckCRUSSessions, activities.CRUSCheckRequest{Plan: *plan.CRUS, Budget: budget}).Get(ctx, &check)
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckCRUSSessions, activities.CRUSCheckRequest{Plan: *plan.CRUS, Budget: budget}).Get(ctx, &check)
 		return check.Outcome, err
 	})
 	if err != nil {
@@ -345,7 +342,7 @@ func (w *serviceRun) restartCRUS(ctx workflow.Context) error {
 	}
 	return w.step(ctx, StepConfirmCRUS, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, c.ConfirmCRUSSessions, activities.CRUSConfirmRequest{UpgradeIDs: ids, Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityConfirmCRUSSessions, activities.CRUSConfirmRequest{UpgradeIDs: ids, Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}).Get(ctx, &out)
 		return out, err
 	})
 }
@@ -354,12 +351,11 @@ func (w *serviceRun) restartCRUS(ctx workflow.Context) error {
 // every Ready compute node and the NCNs, in batches of durable activities,
 // then check that HMNFD lists the compute nodes' subscriptions again.
 func (w *serviceRun) restartOrca(ctx workflow.Context) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	h := plan.HMNFD
 	var targets activities.OrcaTargets
 	err := w.step(ctx, StepDiscoverNodes, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.DiscoverOrcaTargets, activities.OrcaTargetsRequest{NCNGroups: h.NCNGroups}).Get(ctx, &targets)
+		err := workflow.ExecuteActivity(ctx, api.ActivityDiscoverOrcaTargets, activities.OrcaTargetsRequest{NCNGroups: h.NCNGroups}).Get(ctx, &targets)
 		return targets.Outcome, err
 	})
 	if err != nil {
@@ -388,7 +384,7 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 		for start, batch := 0, 1; start < len(hosts); start, batch = start+h.BatchSize, batch+1 {
 			end := min(start+h.BatchSize, len(hosts))
 			var res activities.BatchResult
-			if err := workflow.ExecuteActivity(ctx, c.RestartOrca, activities.RestartBatch{Batch: batch, Hosts: hosts[start:end], Unit: h.Unit}).Get(ctx, &res); err != nil {
+			if err := workflow.ExecuteActivity(ctx, api.ActivityRestartOrca, activities.RestartBatch{Batch: batch, Hosts: hosts[start:end], Unit: h.Unit}).Get(ctx, &res); err != nil {
 				return activities.Outcome{}, err
 			}
 			ok = append(ok, res.OK...)
@@ -436,7 +432,7 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 	}
 	var res activities.VerifyResult
 	err = w.step(ctx, StepVerifySubs, waitOptions(plan.Timings, h.VerifyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.VerifySubscriptions, activities.VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll}).Get(ctx, &res)
 		return res.Outcome, err
 	})
 	if err == nil && len(res.Missing) > 0 {
@@ -452,11 +448,10 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 // subscription when the snapshot was taken; nodes that were not restarted
 // (down now, not Ready) are expected to be missing and are listed for a person.
 func (w *serviceRun) compareSavedSubscriptions(ctx workflow.Context) error {
-	var c *activities.CSM
 	saved := w.in.Snapshot.SubscribedXnames
 	var res activities.VerifyResult
 	err := w.step(ctx, StepCompareSubs, readOptions(w.in.Plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.VerifySubscriptions, activities.VerifyRequest{Xnames: saved, Budget: 0, Poll: w.in.Plan.Timings.Poll}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: saved, Budget: 0, Poll: w.in.Plan.Timings.Poll}).Get(ctx, &res)
 		if err == nil && len(res.Missing) == 0 {
 			res.Message = fmt.Sprintf("all %d nodes subscribed in the snapshot (%s) are subscribed again", len(saved), w.in.Snapshot.Dir)
 		} else if err == nil {
@@ -472,7 +467,6 @@ func (w *serviceRun) compareSavedSubscriptions(ctx workflow.Context) error {
 
 // runFASLoader runs the FAS loader through the API (CSM 1.2 and later).
 func (w *serviceRun) runFASLoader(ctx workflow.Context) error {
-	var c *activities.CSM
 	plan := w.in.Plan
 	req := activities.FASLoaderRequest{Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}
 	if w.in.DryRun {
@@ -482,7 +476,7 @@ func (w *serviceRun) runFASLoader(ctx workflow.Context) error {
 	}
 	var started activities.FASLoaderStarted
 	err := w.step(ctx, StepStartFASLoader, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, c.StartFASLoader, req).Get(ctx, &started)
+		err := workflow.ExecuteActivity(ctx, api.ActivityStartFASLoader, req).Get(ctx, &started)
 		return started.Outcome, err
 	})
 	if err != nil {
@@ -492,7 +486,7 @@ func (w *serviceRun) runFASLoader(ctx workflow.Context) error {
 		var out activities.Outcome
 		wait := req
 		wait.LoaderRunID = started.LoaderRunID
-		err := workflow.ExecuteActivity(ctx, c.WaitFASLoader, wait).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityWaitFASLoader, wait).Get(ctx, &out)
 		return out, err
 	})
 }

@@ -65,8 +65,7 @@ func startWorkflowBench(ctx context.Context, dir string, f *sshtest.Fleet, nodes
 	}
 	b.worker = sdkworker.New(b.client, api.TaskQueue, sdkworker.Options{})
 	workflows.Register(b.worker)
-	b.worker.RegisterActivity(&activities.Kube{Config: cfg})
-	b.worker.RegisterActivity(&activities.CSM{Client: csmClient, SSH: runner})
+	activities.Register(b.worker, &activities.Kube{Config: cfg}, &activities.CSM{Client: csmClient, SSH: runner})
 	return b, b.worker.Start()
 }
 

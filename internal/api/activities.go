@@ -1,0 +1,34 @@
+package api
+
+// Activity type names. Workflows schedule activities by these names and the
+// worker registers each activity under its name, so a Go method can be
+// renamed or moved without breaking the histories of runs in flight. Each
+// name equals the Go method name it was registered under before names were
+// explicit: recorded histories carry these strings.
+const (
+	// Kubernetes (activities.Kube).
+	ActivityPreflight              = "Preflight"
+	ActivitySaveObject             = "SaveObject"
+	ActivityDeleteObject           = "DeleteObject"
+	ActivityCreateObject           = "CreateObject"
+	ActivityWaitJobComplete        = "WaitJobComplete"
+	ActivityWaitEtcdClusterRunning = "WaitEtcdClusterRunning"
+	ActivitySnapshotPods           = "SnapshotPods"
+	ActivityDeletePods             = "DeletePods"
+	ActivityWaitPodsReplaced       = "WaitPodsReplaced"
+
+	// CSM API and SSH (activities.CSM).
+	ActivityCheckAccess             = "CheckAccess"
+	ActivityCheckCRUSSessions       = "CheckCRUSSessions"
+	ActivityConfirmCRUSSessions     = "ConfirmCRUSSessions"
+	ActivityDiscoverOrcaTargets     = "DiscoverOrcaTargets"
+	ActivityRestartOrca             = "RestartOrca"
+	ActivityVerifySubscriptions     = "VerifySubscriptions"
+	ActivityStartFASLoader          = "StartFASLoader"
+	ActivityWaitFASLoader           = "WaitFASLoader"
+	ActivityFindCPSNodes            = "FindCPSNodes"
+	ActivityStartBOSSession         = "StartBOSSession"
+	ActivityWaitNodesState          = "WaitNodesState"
+	ActivityRestoreSessionTemplates = "RestoreSessionTemplates"
+	ActivityCheckSessionTemplates   = "CheckSessionTemplates"
+)
