@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -358,6 +359,23 @@ type BatchResult struct {
 	Outcome
 }
 
+// MaxReasonBytes bounds one node's failure reason, so that a batch of
+// 1,000 failed nodes (services.hmnfd.batchSize's maximum) stays well under
+// 256 KiB as activity result and heartbeat details.
+const MaxReasonBytes = 160
+
+// clip shortens s to at most n bytes, on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
 // batchProgress is the heartbeat detail of a batch: the hosts already
 // finished, so a retried batch does not restart them again.
 type batchProgress struct {
@@ -420,7 +438,7 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 		if r.Status == sshfan.StatusOK {
 			progress.OK = append(progress.OK, r.Host)
 		} else {
-			progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status), Reason: r.Reason})
+			progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status), Reason: clip(r.Reason, MaxReasonBytes)})
 		}
 	})
 	close(stopBeat)

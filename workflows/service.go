@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -397,7 +398,11 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 					counts.Failed++
 				}
 			}
-			w.status.Nodes, w.status.NodeProblems = &counts, problems
+			// Status crosses Temporal as signal, query answer and result:
+			// counts and the first problems only, whatever the node count.
+			// Every problem is in this child's RestartOrca results, which
+			// repopulate report --nodes reads from history.
+			w.status.Nodes, w.status.NodeProblems = &counts, slices.Clone(problems[:min(len(problems), api.NodeProblemsInStatus)])
 			s := w.find(StepRestartOrca)
 			s.Message = fmt.Sprintf("%d/%d nodes done (%d ok, %d failed, %d unreachable)", end, len(hosts), counts.OK, counts.Failed, counts.Unreachable)
 			// Tell the parent at most every progressInterval: each report
@@ -413,7 +418,12 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 			return activities.Outcome{Message: msg}, nil
 		}
 		msg += fmt.Sprintf("; %d failed, %d unreachable: %s", counts.Failed, counts.Unreachable, problemHosts(problems, 20))
-		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", h.Unit, problemHosts(problems, 0), h.Unit))
+		if len(problems) <= maxHostsInFollowUp {
+			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", h.Unit, problemHosts(problems, 0), h.Unit))
+		} else {
+			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the %d nodes that failed: repopulate report %s --nodes lists each with its reason (-o json for all of them), then pdsh -w HOSTS 'systemctl restart %s'; the first %d: %s",
+				h.Unit, len(problems), shellWord(w.in.RunID), h.Unit, maxHostsInFollowUp, problemHosts(problems[:maxHostsInFollowUp], 0)))
+		}
 		if float64(bad)*100 > h.MaxFailedPercent*float64(counts.Total) {
 			return activities.Outcome{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("%s — more than services.hmnfd.maxFailedPercent (%g%%)", msg, h.MaxFailedPercent), activities.ErrTooManyFailed, nil)
@@ -490,6 +500,10 @@ func (w *serviceRun) runFASLoader(ctx workflow.Context) error {
 		return out, err
 	})
 }
+
+// maxHostsInFollowUp bounds the hosts a follow-up lists; beyond it the
+// follow-up points to repopulate report --nodes.
+const maxHostsInFollowUp = 50
 
 // progressInterval is the least time between two progress reports of a
 // fan-out to the parent; the child's own status query is always current.

@@ -34,6 +34,9 @@ type kubeFake struct {
 	// CSM side: the nodes HSM lists, the hosts that fail, CRUS answers.
 	nodes        int
 	failingHosts map[string]bool
+	// allFail fails every host with failReason (default "connection refused").
+	allFail    bool
+	failReason string
 	crus         activities.CRUSCheck
 	batches      []activities.RestartBatch
 	verified     []string
@@ -116,8 +119,12 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		var r activities.BatchResult
 		for _, h := range b.Hosts {
-			if f.failingHosts[h] {
-				r.Problems = append(r.Problems, api.NodeProblem{Host: h, Status: "unreachable", Reason: "connection refused"})
+			if f.failingHosts[h] || f.allFail {
+				reason := "connection refused"
+				if f.failReason != "" {
+					reason = f.failReason
+				}
+				r.Problems = append(r.Problems, api.NodeProblem{Host: h, Status: "unreachable", Reason: reason})
 			} else {
 				r.OK = append(r.OK, h)
 			}
@@ -380,7 +387,7 @@ func TestHMNFDBatchesAndThreshold(t *testing.T) {
 			if len(f.batches) != 3 || len(f.batches[0].Hosts) != 1000 || len(f.batches[2].Hosts) != 501 || f.batches[0].Unit != "cray-dvs-orca" {
 				t.Errorf("batches: %d, sizes %d..%d", len(f.batches), len(f.batches[0].Hosts), len(f.batches[len(f.batches)-1].Hosts))
 			}
-			if h.Nodes == nil || h.Nodes.Total != 2501 || h.Nodes.Unreachable != tc.failing || len(h.NodeProblems) != tc.failing {
+			if h.Nodes == nil || h.Nodes.Total != 2501 || h.Nodes.Unreachable != tc.failing || len(h.NodeProblems) != min(tc.failing, api.NodeProblemsInStatus) {
 				t.Errorf("counts %+v problems %d", h.Nodes, len(h.NodeProblems))
 			}
 			if tc.failing > 0 && !strings.Contains(strings.Join(h.FollowUps, " "), "nid000001-nmn") {

@@ -238,7 +238,10 @@ type ServiceStatus struct {
 	Gates []GateStatus `json:"gates,omitempty"`
 	// FollowUps are what a person must still do for this service.
 	FollowUps []string `json:"followUps,omitempty"`
-	// Nodes and NodeProblems report a fan-out over nodes (HMNFD).
+	// Nodes and NodeProblems report a fan-out over nodes (HMNFD). Status
+	// carries the first NodeProblemsInStatus problems only, so that it stays
+	// small at any node count; `repopulate report --nodes` reads every one
+	// from the hmnfd child's history (its RestartOrca results).
 	Nodes        *NodeCounts   `json:"nodes,omitempty"`
 	NodeProblems []NodeProblem `json:"nodeProblems,omitempty"`
 	// SavedManifest is the saved copy of an object that was deleted and may
@@ -413,6 +416,9 @@ type GatePolicy struct {
 	// OnDeadline is OnDeadlineFail or OnDeadlineSkip.
 	OnDeadline string `json:"onDeadline,omitempty"`
 }
+
+// NodeProblemsInStatus is how many node problems a status carries.
+const NodeProblemsInStatus = 20
 
 // NodeCounts summarises a fan-out.
 type NodeCounts struct {

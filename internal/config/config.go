@@ -216,6 +216,9 @@ func Default() Config {
 // heartbeatTimeout (see csmCallBound).
 const defaultCSMTimeout = 8 * time.Second
 
+// maxBatchSize bounds services.hmnfd.batchSize.
+const maxBatchSize = 1000
+
 // csmCallBound is how many csm.timeout one CSM call can take at worst: a
 // token fetch (bounded at twice the timeout: the secret and the POST) and
 // then the request itself. Waits heartbeat between calls, so this must stay
@@ -353,8 +356,10 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("services.hmnfd.ncnGroups[%d]: %v", i, err))
 		}
 	}
-	if h.BatchSize < 1 || h.BatchSize > 5000 {
-		errs = append(errs, fmt.Errorf("services.hmnfd.batchSize: must be 1 to 5000 nodes, got %d", h.BatchSize))
+	// A batch's result lists each failed node with its reason: past 1,000
+	// nodes it outgrows what one Temporal payload should carry.
+	if h.BatchSize < 1 || h.BatchSize > maxBatchSize {
+		errs = append(errs, fmt.Errorf("services.hmnfd.batchSize: must be 1 to %d nodes (one batch's result lists each failed node and must stay a small Temporal payload), got %d", maxBatchSize, h.BatchSize))
 	}
 	if h.MaxFailedPercent < 0 || h.MaxFailedPercent > 100 {
 		errs = append(errs, fmt.Errorf("services.hmnfd.maxFailedPercent: must be 0 to 100, got %g", h.MaxFailedPercent))

@@ -95,6 +95,7 @@ func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
 		"poll too slow":    {"pollInterval: 1m\nheartbeatTimeout: 30s\n", "must be shorter than heartbeatTimeout"},
 		// The old defaults: one token fetch inside a wait outlasted the heartbeat.
 		"csm timeout vs heartbeat": {"csm:\n  timeout: 30s\nheartbeatTimeout: 30s\n", "csm.timeout (30s) must be under a third of heartbeatTimeout (30s)"},
+		"batch too big":            {"services:\n  hmnfd:\n    batchSize: 5000\n", "services.hmnfd.batchSize: must be 1 to 1000 nodes"},
 		"heartbeat too short":      {"heartbeatTimeout: 4s\n", "set csm.timeout to 1.333s or less, or heartbeatTimeout above 24s"},
 		"unknown profile":          {"profile: csm-2.0\n", `profile: "csm-2.0" is not one of csm-1.0, csm-1.2, csm-1.5`},
 		"bad host range":           {"services:\n  hmnfd:\n    ncnGroups: [\"ncn-w00[0-4-can\"]\n", "services.hmnfd.ncnGroups[0]"},
