@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -364,5 +365,136 @@ func TestBOSSessionNameVersions(t *testing.T) {
 		if len(id) != 25 || boot != "cps-boot-"+id+"-0" {
 			t.Errorf("sessions %s, %s; want cps-shutdown-<25 base-36 digits of the child's run ID>-0 and the boot one with the same digits", shutdown, boot)
 		}
+	}
+}
+
+// A gate of a service that has not started (cps waiting for bos) is
+// listed; deciding it is refused with when it will open.
+func TestGateOfAServiceNotStartedSaysWhenItOpens(t *testing.T) {
+	env, f := cpsRun(t)
+	var early, bos, reject decision
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &early)
+	decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "ops"}, &bos)
+	decide(env, 3*time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Reject, By: "ops", Note: "not today"}, &reject)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps"}})
+	if early.rejected == nil || !strings.Contains(early.rejected.Error(), "gate cps-unmount of service cps is not open yet: cps has not started (waiting for bos to finish first)") {
+		t.Errorf("approving cps-unmount while cps waits for bos: %v", early.rejected)
+	}
+	if bos.rejected != nil || bos.err != nil || reject.rejected != nil || reject.err != nil {
+		t.Errorf("later decisions: bos %+v, reject %+v", bos, reject)
+	}
+	if len(f.bosSessions) != 0 {
+		t.Errorf("sessions %v: the early approval must not have counted", f.bosSessions)
+	}
+	recordRefusal(t, "approve cps-unmount while cps waits for bos", early, "cps later waited at cps-unmount and was rejected there; nothing was shut down")
+}
+
+// Decisions sent as signals (the Web UI's Send Signal dialog) that are
+// refused are kept in status with the reason.
+func TestRefusedSignalIsInStatus(t *testing.T) {
+	env, _ := newEnv(t)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(api.GateDecisionSignal, map[string]string{"gate": "cps-rebot", "decision": "approve"})
+		env.SignalWorkflow(api.GateDecisionSignal, map[string]string{"gate": api.GateBOSTemplates, "decision": "yes", "by": "web-ui"})
+	}, time.Minute)
+	var mid, later api.RunStatus
+	env.RegisterDelayedCallback(func() {
+		if v, err := env.QueryWorkflow(api.StatusQuery); err == nil {
+			_ = v.Get(&mid)
+		}
+		for i := range 12 {
+			env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: fmt.Sprintf("no-such-gate-%d", i), Decision: api.Approve})
+		}
+	}, 90*time.Second)
+	env.RegisterDelayedCallback(func() {
+		if v, err := env.QueryWorkflow(api.StatusQuery); err == nil {
+			_ = v.Get(&later)
+		}
+		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "web-ui"})
+	}, 2*time.Minute)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	r := mid.RefusedDecisions
+	if len(r) != 2 || r[0].Gate != "cps-rebot" || !strings.Contains(r[0].Reason, `has no gate "cps-rebot"; its gates: bos-templates (bos, waiting)`) ||
+		r[1].By != "web-ui" || !strings.Contains(r[1].Reason, `decision "yes" must be approve or reject`) || r[1].At.IsZero() {
+		t.Errorf("refused decisions in status: %+v", r)
+	}
+	if r := later.RefusedDecisions; len(r) != api.RefusedDecisionsKept || r[0].Gate != "no-such-gate-2" || r[9].Gate != "no-such-gate-11" {
+		t.Errorf("after 14 refusals status keeps the latest %d: %+v", api.RefusedDecisionsKept, r)
+	}
+}
+
+// A decision that reaches the child after its gate was decided another way
+// is refused by the child, and the caller is told so instead of "decided".
+func TestDecisionIsAcknowledgedByTheChild(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) { f.checkTakes = time.Minute })
+	var viaParent decision
+	env.RegisterDelayedCallback(func() {
+		// Someone approves on the child's own page ...
+		env.SignalWorkflowByID("default-test-workflow-id/bos", api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "child-page"})
+	}, time.Minute)
+	// ... and, at the same moment, another person rejects through the parent.
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Reject, By: "ops", Note: "wait"}, &viaParent)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var report api.Report
+	_ = env.GetWorkflowResult(&report)
+	bos := serviceState(t, report, api.BOS)
+	if bos.Gates[0].State != api.GateApproved || bos.Gates[0].By != "child-page" || f.checkedTmpls != 1 {
+		t.Fatalf("gate %+v", bos.Gates[0])
+	}
+	refused := viaParent.rejected
+	if refused == nil {
+		refused = viaParent.err
+	}
+	if refused == nil || viaParent.result.State == api.GateRejected ||
+		!strings.Contains(refused.Error(), "gate bos-templates was already approved by child-page") && !strings.Contains(refused.Error(), "it was approved by child-page") {
+		t.Errorf("the rejection through the parent: %+v (%v); want it refused, naming the approval that won", viaParent, refused)
+	}
+}
+
+// The query, Update and signals carry descriptions (the Web UI shows them).
+func TestHandlersCarryDescriptions(t *testing.T) {
+	env, _ := newEnv(t)
+	var meta *sdkpb.WorkflowMetadata
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow("__temporal_workflow_metadata")
+		if err != nil {
+			t.Errorf("metadata query: %v", err)
+			return
+		}
+		meta = &sdkpb.WorkflowMetadata{}
+		if err := v.Get(meta); err != nil {
+			t.Errorf("metadata: %v", err)
+		}
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve})
+	}, 2*time.Minute)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+	if meta == nil {
+		t.Fatal("no metadata")
+	}
+	described := map[string]string{}
+	for _, d := range meta.GetDefinition().GetQueryDefinitions() {
+		described["query "+d.GetName()] = d.GetDescription()
+	}
+	for _, d := range meta.GetDefinition().GetSignalDefinitions() {
+		described["signal "+d.GetName()] = d.GetDescription()
+	}
+	for _, d := range meta.GetDefinition().GetUpdateDefinitions() {
+		described["update "+d.GetName()] = d.GetDescription()
+	}
+	for _, name := range []string{"query " + api.StatusQuery, "signal " + api.GateDecisionSignal, "signal " + api.StepProgressSignal, "signal " + api.GateDecisionAckSignal, "update " + api.DecideGateUpdate} {
+		if described[name] == "" {
+			t.Errorf("%s has no description (definitions: %v)", name, described)
+		}
+	}
+	if !strings.Contains(described["signal "+api.GateDecisionSignal], `{"gate":"GATE","decision":"approve"`) {
+		t.Errorf("the gate-decision signal's description should show its JSON: %q", described["signal "+api.GateDecisionSignal])
 	}
 }

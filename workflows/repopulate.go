@@ -44,7 +44,8 @@ func (w *repopulate) setup(ctx workflow.Context) error {
 	if w.req.Snapshot != nil {
 		w.status.Snapshot = w.req.Snapshot.Dir
 	}
-	if err := workflow.SetQueryHandler(ctx, api.StatusQuery, func() (api.RunStatus, error) { return w.status, nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, api.StatusQuery, func() (api.RunStatus, error) { return w.status, nil },
+		workflow.QueryHandlerOptions{Description: api.StatusQueryDescription}); err != nil {
 		return err
 	}
 	if err := w.setupGates(ctx); err != nil {
@@ -83,8 +84,8 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	w.status.Profile = pre.Profile
 	w.showDetails(ctx)
 
-	progress := workflow.GetSignalChannel(ctx, api.StepProgressSignal)
-	decisions := workflow.GetSignalChannel(ctx, api.GateDecisionSignal)
+	progress := workflow.GetSignalChannelWithOptions(ctx, api.StepProgressSignal, workflow.SignalChannelOptions{Description: api.StepProgressSignalDescription})
+	decisions := workflow.GetSignalChannelWithOptions(ctx, api.GateDecisionSignal, workflow.SignalChannelOptions{Description: api.GateDecisionSignalDescription})
 	pending := map[api.Service]workflow.ChildWorkflowFuture{}
 	plans := map[api.Service]api.ServicePlan{}
 	for _, plan := range pre.Plans {
@@ -150,7 +151,17 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 			continue
 		}
 		if dep, ok := waiting(s); ok {
-			w.update(api.ServiceStatus{Service: s, State: api.Pending, Message: waitingMessage(s, dep)})
+			// Its steps and gates are listed already, so that status shows
+			// what is to come and a decision for its gate is told when it opens.
+			in := ServiceInput{RunID: w.status.RunID, Plan: plans[s], DryRun: w.req.DryRun, Snapshot: snapshotFor(s, w.req.Snapshot)}
+			st := api.ServiceStatus{Service: s, State: api.Pending, Message: waitingMessage(s, dep)}
+			for _, name := range Steps(in) {
+				st.Steps = append(st.Steps, api.StepStatus{Name: name, State: api.Pending})
+			}
+			for _, name := range Gates(in) {
+				st.Gates = append(st.Gates, api.GateStatus{Name: name, State: api.GatePending})
+			}
+			w.update(st)
 			continue
 		}
 		start(s)
@@ -420,8 +431,14 @@ func (w *repopulate) showDetails(ctx workflow.Context) {
 	for _, s := range w.status.Services {
 		for _, g := range s.Gates {
 			if g.State == api.GateWaiting {
-				b.WriteString(fmt.Sprintf("\nGate **%s** (%s) is waiting for approval: %s\n\n    %s\n", g.Name, s.Service, g.Action, g.ApproveCommand))
+				b.WriteString(fmt.Sprintf("\nGate **%s** (%s) is waiting for approval: %s\n\n    %s\n    %s\n\n%s", g.Name, s.Service, g.Action, g.ApproveCommand, g.RejectCommand, webUIInstructions(w.status.RunID, g.Name)))
 			}
+		}
+	}
+	if n := len(w.status.RefusedDecisions); n > 0 {
+		b.WriteString("\nRefused gate decisions (latest last):\n\n")
+		for _, r := range w.status.RefusedDecisions {
+			b.WriteString(fmt.Sprintf("- %s: %s %q by %s: %s\n", r.At.UTC().Format(time.RFC3339), r.Decision, r.Gate, orSomeone(r.By), r.Reason))
 		}
 	}
 	workflow.SetCurrentDetails(ctx, b.String())

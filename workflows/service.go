@@ -116,6 +116,8 @@ type serviceRun struct {
 	result string
 	// leftOff, when set, names the nodes a failed service left powered off.
 	leftOff string
+	// lastRefused is the latest gate decision this child refused, for its details.
+	lastRefused string
 }
 
 // RepopulateService repopulates one service's data.
@@ -138,7 +140,8 @@ func (w *serviceRun) setup(ctx workflow.Context) error {
 		w.status.Gates = append(w.status.Gates, api.GateStatus{Name: name, State: api.GatePending})
 	}
 	w.listenForDecisions(ctx)
-	return workflow.SetQueryHandler(ctx, api.StatusQuery, func() (api.ServiceStatus, error) { return w.status, nil })
+	return workflow.SetQueryHandlerWithOptions(ctx, api.StatusQuery, func() (api.ServiceStatus, error) { return w.status, nil },
+		workflow.QueryHandlerOptions{Description: api.StatusQueryDescription})
 }
 
 func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
@@ -587,8 +590,11 @@ func (w *serviceRun) details() string {
 	}
 	for _, g := range w.status.Gates {
 		if g.State == api.GateWaiting {
-			b.WriteString(fmt.Sprintf("\n\nGate **%s** is waiting for approval.\n\nOnce approved: %s\n\n%s\n\n    %s\n    %s\n", g.Name, g.Action, g.Details, g.ApproveCommand, g.RejectCommand))
+			b.WriteString(fmt.Sprintf("\n\nGate **%s** is waiting for approval.\n\nOnce approved: %s\n\n%s\n\n    %s\n    %s\n\n%s", g.Name, g.Action, g.Details, g.ApproveCommand, g.RejectCommand, webUIInstructions(w.in.RunID, g.Name)))
 		}
+	}
+	if w.lastRefused != "" {
+		b.WriteString("\n\nLast refused decision: " + w.lastRefused + "\n")
 	}
 	return b.String()
 }

@@ -31,6 +31,7 @@ type kubeFake struct {
 	createErr                    error
 	restoreErr                   error
 	deleteTakes                  time.Duration
+	checkTakes                   time.Duration
 	// CSM side: the nodes HSM lists, the hosts that fail, CRUS answers.
 	nodes        int
 	failingHosts map[string]bool
@@ -169,7 +170,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return activities.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
 	})
-	env.OnActivity(c.CheckSessionTemplates, mock.Anything).Return(func(context.Context) (activities.TemplatesCheck, error) {
+	env.OnActivity(c.CheckSessionTemplates, mock.Anything).After(f.checkTakes).Return(func(context.Context) (activities.TemplatesCheck, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.checkedTmpls++
