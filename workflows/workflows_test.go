@@ -38,9 +38,9 @@ type kubeFake struct {
 	// allFail fails every host with failReason (default "connection refused").
 	allFail    bool
 	failReason string
-	crus         activities.CRUSCheck
-	batches      []activities.RestartBatch
-	verified     []string
+	crus       activities.CRUSCheck
+	batches    []activities.RestartBatch
+	verified   []string
 	// CPS and BOS: the nodes that boot from CPS (none: CPS unused), the
 	// BOS sessions started, templates restored and checked.
 	cpsNodes     []string
