@@ -122,6 +122,7 @@ type serviceRun struct {
 
 // RepopulateService repopulates one service's data.
 func RepopulateService(ctx workflow.Context, in ServiceInput) (api.ServiceStatus, error) {
+	in.Plan = withDefaults(in.Plan)
 	w := &serviceRun{in: in}
 	if err := w.setup(ctx); err != nil {
 		return api.ServiceStatus{}, err

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -544,5 +546,34 @@ func TestChildrenAreCanceledNotTerminatedWithTheParent(t *testing.T) {
 		if opts.ParentClosePolicy != enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL || !opts.WaitForCancellation || opts.WorkflowID != "r1/"+string(s) {
 			t.Errorf("%s: child options %+v, want parent-close REQUEST_CANCEL, wait for cancellation, ID r1/%s", s, opts, s)
 		}
+	}
+}
+
+// A plan from an older run's history lacks the fields added since: their
+// zero values are defaulted, never used as a budget or a timeout.
+func TestOldPlanZeroTimingsAreDefaulted(t *testing.T) {
+	env, f := cpsRun(t)
+	var heartbeats []time.Duration
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == api.ActivityWaitNodesState {
+			heartbeats = append(heartbeats, info.HeartbeatTimeout)
+		}
+	})
+	for i, gate := range []string{api.GateCPSUnmount, api.GateCPSReboot} {
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: gate, Decision: api.Approve, By: "ops"})
+		}, time.Duration(i+1)*time.Minute)
+	}
+	// As an older parent recorded it: no timings, no CPS timeouts.
+	old := ServiceInput{RunID: "old-run", Plan: api.ServicePlan{Service: api.CPS, Procedure: api.RemountCPS, CPS: &api.CPSPlan{}}}
+	env.ExecuteWorkflow(api.ServiceWorkflow, old)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.nodeWaits) != 2 || f.nodeWaits[0].Budget != defaultCPSShutdown || f.nodeWaits[1].Budget != defaultCPSBoot || f.nodeWaits[0].Poll != defaultPoll {
+		t.Errorf("HSM waits %+v: zero budgets and polls must be defaulted", f.nodeWaits)
+	}
+	if len(heartbeats) != 2 || heartbeats[0] != defaultHeartbeat {
+		t.Errorf("heartbeat timeouts %v, want %s", heartbeats, defaultHeartbeat)
 	}
 }
