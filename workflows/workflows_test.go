@@ -577,3 +577,25 @@ func TestOldPlanZeroTimingsAreDefaulted(t *testing.T) {
 		t.Errorf("heartbeat timeouts %v, want %s", heartbeats, defaultHeartbeat)
 	}
 }
+
+// Checking thousands of templates outlasts one read: the step heartbeats
+// and has the service's wait budget, not a one-minute read bound.
+func TestTemplateCheckHeartbeats(t *testing.T) {
+	env, f := newEnv(t)
+	var info *activity.Info
+	env.SetOnActivityStartedListener(func(i *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if i.ActivityType.Name == api.ActivityCheckSessionTemplates {
+			info = i
+		}
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "ops"})
+	}, time.Minute)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+	if err := env.GetWorkflowError(); err != nil || f.checkedTmpls != 1 || info == nil {
+		t.Fatalf("run %v, checked %d", err, f.checkedTmpls)
+	}
+	if info.HeartbeatTimeout <= 0 || info.HeartbeatTimeout != time.Duration(config.Default().HeartbeatTimeout) {
+		t.Errorf("check-bos-templates heartbeat timeout %s, want heartbeatTimeout", info.HeartbeatTimeout)
+	}
+}
