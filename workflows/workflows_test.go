@@ -582,20 +582,23 @@ func TestOldPlanZeroTimingsAreDefaulted(t *testing.T) {
 // and has the service's wait budget, not a one-minute read bound.
 func TestTemplateCheckHeartbeats(t *testing.T) {
 	env, f := newEnv(t)
-	var info *activity.Info
+	var heartbeat time.Duration
+	started := false
 	env.SetOnActivityStartedListener(func(i *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		if i.ActivityType.Name == api.ActivityCheckSessionTemplates {
-			info = i
+			heartbeat, started = i.HeartbeatTimeout, true
 		}
 	})
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "ops"})
 	}, time.Minute)
-	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
-	if err := env.GetWorkflowError(); err != nil || f.checkedTmpls != 1 || info == nil {
+	// The child alone: the test environment leaves heartbeat timeouts out
+	// of the activity info of a child's activities.
+	env.ExecuteWorkflow(api.ServiceWorkflow, ServiceInput{RunID: "r", Plan: config.Default().Plan(api.BOS)})
+	if err := env.GetWorkflowError(); err != nil || f.checkedTmpls != 1 || !started {
 		t.Fatalf("run %v, checked %d", err, f.checkedTmpls)
 	}
-	if info.HeartbeatTimeout <= 0 || info.HeartbeatTimeout != time.Duration(config.Default().HeartbeatTimeout) {
-		t.Errorf("check-bos-templates heartbeat timeout %s, want heartbeatTimeout", info.HeartbeatTimeout)
+	if heartbeat <= 0 || heartbeat != time.Duration(config.Default().HeartbeatTimeout) {
+		t.Errorf("check-bos-templates heartbeat timeout %s, want heartbeatTimeout", heartbeat)
 	}
 }
