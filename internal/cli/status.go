@@ -329,6 +329,12 @@ func writeText(w io.Writer, st api.RunStatus) {
 		fmt.Fprintf(w, "\nWaiting for approval:\n%s\n", strings.Join(waiting, "\n"))
 	}
 	writeGateDecisions(w, st)
+	if len(st.RefusedDecisions) > 0 {
+		fmt.Fprintln(w, "\nRefused gate decisions (latest last):")
+		for _, r := range st.RefusedDecisions {
+			fmt.Fprintf(w, "  %s %s %q by %s: %s\n", r.At.UTC().Format(time.RFC3339), r.Decision, r.Gate, orUnnamed(r.By), oneLine(r.Reason))
+		}
+	}
 	var follow []string
 	for _, s := range st.Services {
 		for _, f := range s.FollowUps {
@@ -361,6 +367,13 @@ func writeGateDecisions(w io.Writer, st api.RunStatus) {
 	if len(lines) > 0 {
 		fmt.Fprintf(w, "\nGate decisions:\n%s\n", strings.Join(lines, "\n"))
 	}
+}
+
+func orUnnamed(by string) string {
+	if by == "" {
+		return "an unnamed sender"
+	}
+	return by
 }
 
 func duration(start, end time.Time) string {
