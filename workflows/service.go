@@ -366,9 +366,10 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	hosts := make([]string, len(targets.Nodes))
+	all := targets.All()
+	hosts := make([]string, len(all))
 	xnames := map[string]string{}
-	for i, n := range targets.Nodes {
+	for i, n := range all {
 		hosts[i] = n.Host
 		if n.Xname != "" {
 			xnames[n.Host] = n.Xname

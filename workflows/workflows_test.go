@@ -37,6 +37,8 @@ type kubeFake struct {
 	// CSM side: the nodes HSM lists, the hosts that fail, CRUS answers.
 	nodes        int
 	failingHosts map[string]bool
+	// oldTargets answers discovery in the one-entry-per-node form of older runs.
+	oldTargets bool
 	// allFail fails every host with failReason (default "connection refused").
 	allFail    bool
 	failReason string
@@ -106,11 +108,14 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(c.ConfirmCRUSSessions, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "listed"}, nil)
 	env.OnActivity(c.DiscoverOrcaTargets, mock.Anything, mock.Anything).Return(func(context.Context, activities.OrcaTargetsRequest) (activities.OrcaTargets, error) {
-		var t activities.OrcaTargets
+		// As DiscoverOrcaTargets answers: NID ranges, their xnames, NCN hosts.
+		t := activities.OrcaTargets{ComputeNIDs: []activities.NIDRange{{First: 1, Last: f.nodes}}, NCNs: []string{"ncn-w001-can.local"}}
 		for i := 1; i <= f.nodes; i++ {
-			t.Nodes = append(t.Nodes, activities.OrcaTarget{Host: fmt.Sprintf("nid%06d-nmn", i), Xname: fmt.Sprintf("x1000c0s%db0n0", i)})
+			t.ComputeXnames = append(t.ComputeXnames, fmt.Sprintf("x1000c0s%db0n0", i))
 		}
-		t.Nodes = append(t.Nodes, activities.OrcaTarget{Host: "ncn-w001-can.local"})
+		if f.oldTargets { // as a run recorded before the compact form
+			t = activities.OrcaTargets{Nodes: t.All()}
+		}
 		return t, nil
 	})
 	env.OnActivity(c.RestartOrca, mock.Anything, mock.Anything).Return(func(_ context.Context, b activities.RestartBatch) (activities.BatchResult, error) {
@@ -600,5 +605,29 @@ func TestTemplateCheckHeartbeats(t *testing.T) {
 	}
 	if heartbeat <= 0 || heartbeat != time.Duration(config.Default().HeartbeatTimeout) {
 		t.Errorf("check-bos-templates heartbeat timeout %s, want heartbeatTimeout", heartbeat)
+	}
+}
+
+// Discovery results recorded by older runs (one entry per node) and the
+// compact ones give the same batches and verification.
+func TestOrcaTargetsOldAndCompactForms(t *testing.T) {
+	var got [][]string
+	for _, old := range []bool{false, true} {
+		env, f := newEnv(t, func(f *kubeFake) { f.nodes, f.oldTargets = 1500, old })
+		env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"hmnfd"}})
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		var hosts []string
+		for _, b := range f.batches {
+			hosts = append(hosts, b.Hosts...)
+		}
+		if len(hosts) != 1501 || hosts[0] != "nid000001-nmn" || hosts[1500] != "ncn-w001-can.local" || len(f.verified) != 1500 || f.verified[1499] != "x1000c0s1500b0n0" {
+			t.Errorf("old form %v: %d hosts (%s..%s), %d verified", old, len(hosts), hosts[0], hosts[len(hosts)-1], len(f.verified))
+		}
+		got = append(got, hosts)
+	}
+	if !slices.Equal(got[0], got[1]) {
+		t.Error("the two forms gave different targets")
 	}
 }
