@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,20 +64,11 @@ func (m *measuringConverter) biggest(skip ...string) (string, int) {
 	defer m.mu.Unlock()
 	name, size := "", 0
 	for n, s := range m.largest {
-		if s > size && !contains(skip, n) {
+		if s > size && !slices.Contains(skip, n) {
 			name, size = n, s
 		}
 	}
 	return name, size
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // payloadWarnBytes is 256 KiB: the size Temporal warns about (the hard limit is 2 MiB).
