@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -411,8 +410,9 @@ func signalInput(gate string, d api.Decision) string {
 	if d == api.Reject {
 		note = "REASON"
 	}
-	b, _ := json.Marshal(api.GateDecision{Gate: gate, Decision: d, By: "YOUR NAME", Note: note})
-	return string(b)
+	// Built by hand: encoding/json is not allowed in workflow code
+	// (workflowcheck); gate names are plain words, so %q is valid JSON.
+	return fmt.Sprintf(`{"gate":%q,"decision":%q,"by":"YOUR NAME","note":%q}`, gate, d, note)
 }
 
 // webUIInstructions say how to decide a gate from the Web UI.
