@@ -498,3 +498,22 @@ func TestHandlersCarryDescriptions(t *testing.T) {
 		t.Errorf("the gate-decision signal's description should show its JSON: %q", described["signal "+api.GateDecisionSignal])
 	}
 }
+
+// The Web UI instructions carry the signal name and JSON that decodes into
+// the decision for that gate.
+func TestWebUIInstructionsCarryTheSignalAndItsJSON(t *testing.T) {
+	text := webUIInstructions("run-1", api.GateCPSReboot)
+	if !strings.Contains(text, "signal name `gate-decision`") || !strings.Contains(text, "run run-1") {
+		t.Fatalf("instructions: %s", text)
+	}
+	lines := regexp.MustCompile(`(?m)^    (\{.*\})$`).FindAllStringSubmatch(text, -1)
+	if len(lines) != 2 {
+		t.Fatalf("want an approve and a reject JSON line: %s", text)
+	}
+	for i, want := range []api.Decision{api.Approve, api.Reject} {
+		var d api.GateDecision
+		if err := json.Unmarshal([]byte(lines[i][1]), &d); err != nil || d.Gate != api.GateCPSReboot || d.Decision != want || d.Note == "" {
+			t.Errorf("line %s: %+v %v", lines[i][1], d, err)
+		}
+	}
+}
