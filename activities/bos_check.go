@@ -21,10 +21,23 @@ type TemplatesCheck struct {
 	Invalid []TemplateProblem `json:"invalid,omitempty"`
 }
 
+// templatesChecked is kept in heartbeat details: a retried check resumes
+// after the templates an earlier attempt validated, so thousands of
+// templates finish even across worker restarts.
+type templatesChecked struct {
+	Progress string            `json:"progress"` // "k/n templates", for the Web UI
+	Done     int               `json:"done"`
+	Last     string            `json:"last,omitempty"` // name of template Done-1, to notice a changed list
+	Names    []string          `json:"names,omitempty"`
+	Invalid  []TemplateProblem `json:"invalid,omitempty"`
+}
+
 // CheckSessionTemplates lists the BOS v2 session templates and asks BOS to
 // validate each, after the bos-templates gate: the person who approved it
 // said the product-stream procedures were followed; this shows what they
-// produced. No template at all is an error: approving did not restore anything.
+// produced. No template at all is an error: approving did not restore
+// anything. It heartbeats after each template and resumes from the index
+// an earlier attempt reached.
 func (c *CSM) CheckSessionTemplates(ctx context.Context) (TemplatesCheck, error) {
 	cl, err := c.client()
 	if err != nil {
@@ -34,9 +47,16 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context) (TemplatesCheck, error)
 	if err != nil {
 		return TemplatesCheck{}, csmError(err)
 	}
-	var res TemplatesCheck
-	for i, t := range tmpls {
-		res.Names = append(res.Names, t.Name)
+	var p templatesChecked
+	if activity.HasHeartbeatDetails(ctx) {
+		// A list that changed since (a template added or removed before the
+		// index) is checked again from the start.
+		if err := activity.GetHeartbeatDetails(ctx, &p); err != nil || p.Done > len(tmpls) || p.Done > 0 && tmpls[p.Done-1].Name != p.Last {
+			p = templatesChecked{}
+		}
+	}
+	for i := p.Done; i < len(tmpls); i++ {
+		t := tmpls[i]
 		valid, msg, err := cl.SessionTemplateValid(ctx, t.Name)
 		if err != nil {
 			if csm.Retryable(err) {
@@ -44,15 +64,19 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context) (TemplatesCheck, error)
 			}
 			return TemplatesCheck{}, csmError(err)
 		}
+		p.Names = append(p.Names, t.Name)
 		if !valid {
-			res.Invalid = append(res.Invalid, TemplateProblem{Name: t.Name, Message: msg})
+			p.Invalid = append(p.Invalid, TemplateProblem{Name: t.Name, Message: msg})
 		}
-		activity.RecordHeartbeat(ctx, i+1)
+		p.Done, p.Last = i+1, t.Name
+		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(tmpls))
+		activity.RecordHeartbeat(ctx, p)
 	}
 	if len(tmpls) == 0 {
 		return TemplatesCheck{}, temporal.NewNonRetryableApplicationError(
 			"BOS has no session templates although gate bos-templates was approved: rebuild them as the product-stream procedures say (or start the run with --snapshot), then run the bos service again", ErrNoTemplates, nil)
 	}
+	res := TemplatesCheck{Names: p.Names, Invalid: p.Invalid}
 	res.Outcome = outcome(ctx, "BOS has %d session templates; %d invalid%s", len(tmpls), len(res.Invalid), invalidNames(res.Invalid))
 	return res, nil
 }

@@ -186,3 +186,51 @@ func TestRestoreSessionTemplatesErrors(t *testing.T) {
 		t.Fatalf("503: %v, want a retryable error", err)
 	}
 }
+
+// Thousands of templates outlast one attempt: the check heartbeats after
+// each template with its index, and a retry resumes there; a list that
+// changed under it is checked again from the start.
+func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
+	e, a := csmEmu(t, csmemu.ComputeNodes(1))
+	names := []string{"t1", "t2", "t3", "t4", "t5"}
+	for _, n := range names {
+		setTemplate(t, e, n, csm.BootSet{NodeList: []string{n0}})
+	}
+	validated := func() []int {
+		var out []int
+		for _, n := range names {
+			out = append(out, e.Requests(csm.PathBOSSessionTemplatesV+"/"+n))
+		}
+		return out
+	}
+	first, beats, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Names) != 5 || len(beats) != 5 || !strings.Contains(beats[4], `"progress":"5/5 templates"`) || !strings.Contains(beats[1], `"done":2`) {
+		t.Fatalf("first attempt: names %v heartbeats %v, want one heartbeat per template with its index", first.Names, beats)
+	}
+	e.ResetCounters()
+	// The attempt before was lost after validating t1 and t2.
+	got, beats, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil,
+		map[string]any{"done": 2, "last": first.Names[1], "names": first.Names[:2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := validated(); !slices.Equal(v, []int{0, 0, 1, 1, 1}) {
+		t.Errorf("validations per template %v after resuming at 2, want [0 0 1 1 1]", v)
+	}
+	if !slices.Equal(got.Names, first.Names) || len(beats) != 3 || !strings.Contains(got.Message, "BOS has 5 session templates") {
+		t.Errorf("resumed: names %v heartbeats %v message %q", got.Names, beats, got.Message)
+	}
+	e.ResetCounters()
+	// Details naming another template at that index: the list changed, start over.
+	got, _, err = csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil,
+		map[string]any{"done": 2, "last": "gone", "names": []string{"gone", "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := validated(); !slices.Equal(v, []int{1, 1, 1, 1, 1}) || !slices.Equal(got.Names, first.Names) {
+		t.Errorf("changed list: validations %v names %v, want all five checked again", v, got.Names)
+	}
+}

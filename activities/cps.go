@@ -347,6 +347,7 @@ func componentsByID(ctx context.Context, cl *csm.Client, xnames []string) (map[s
 		if err != nil {
 			return nil, err
 		}
+		heartbeat(ctx)
 		for _, comp := range comps {
 			out[comp.ID] = comp
 		}

@@ -66,7 +66,11 @@ func csmRun[T any](t *testing.T, a *activities.CSM, fn, arg, details any) (T, []
 		}
 	})
 	var out T
-	v, err := env.ExecuteActivity(fn, arg)
+	var args []any
+	if arg != nil { // nil: an activity that takes no argument
+		args = append(args, arg)
+	}
+	v, err := env.ExecuteActivity(fn, args...)
 	if err == nil {
 		err = v.Get(&out)
 	}
@@ -311,4 +315,34 @@ func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// At thousands of nodes one look at HSM is many sequential calls of up to
+// csm.timeout each: the wait heartbeats after every call, not once per
+// look, and every heartbeat keeps the first attempt's start.
+func TestWaitNodesStateHeartbeatsPerHSMCall(t *testing.T) {
+	_, a := csmEmu(t, csmemu.ComputeNodes(250))
+	var all []string
+	for i := range 250 {
+		all = append(all, csmemu.ComputeNodes(250)[i].ID)
+	}
+	since := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	req := activities.WaitNodesRequest{Xnames: all, States: []string{"Ready"}, Budget: time.Hour, Poll: 50 * time.Millisecond}
+	got, beats, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, req, map[string]any{"since": since, "last": "earlier attempt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Message != "250/250 nodes Ready" {
+		t.Errorf("outcome %q", got.Message)
+	}
+	// 250 xnames are 3 HSM calls of at most 100 ids: 3 heartbeats in the one look.
+	if len(beats) < 3 {
+		t.Fatalf("%d heartbeats during a look of 3 HSM calls, want one per call: %v", len(beats), beats)
+	}
+	for _, b := range beats {
+		var p struct{ Since time.Time }
+		if err := json.Unmarshal([]byte(b), &p); err != nil || !p.Since.Equal(since) {
+			t.Errorf("heartbeat %s lost the first attempt's start %s", b, since)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -292,10 +293,53 @@ type OrcaTarget struct {
 	Xname string `json:"xname,omitempty"`
 }
 
-// OrcaTargets is the restart's target set.
+// OrcaTargets is the restart's target set, compact so that it stays a
+// small payload at tens of thousands of nodes: the Ready computes as NID
+// ranges (their hosts are nid%06d-nmn, csm.Component.Hostname) with their
+// xnames in the same order, and the NCN hosts.
 type OrcaTargets struct {
-	Nodes []OrcaTarget `json:"nodes"`
+	// Nodes is the one-entry-per-node form results had before; it is still
+	// read from the histories of older runs.
+	Nodes         []OrcaTarget `json:"nodes,omitempty"`
+	ComputeNIDs   []NIDRange   `json:"computeNids,omitempty"`
+	ComputeXnames []string     `json:"computeXnames,omitempty"`
+	NCNs          []string     `json:"ncns,omitempty"`
 	Outcome
+}
+
+// NIDRange is the NIDs First to Last, both included.
+type NIDRange struct {
+	First int `json:"first"`
+	Last  int `json:"last"`
+}
+
+// All lists every target, computes first in NID order, then NCNs.
+func (t OrcaTargets) All() []OrcaTarget {
+	if len(t.Nodes) > 0 {
+		return t.Nodes
+	}
+	var out []OrcaTarget
+	i := 0
+	for _, r := range t.ComputeNIDs {
+		for nid := r.First; nid <= r.Last && i < len(t.ComputeXnames); nid++ {
+			out = append(out, OrcaTarget{Host: csm.Component{NID: nid}.Hostname(), Xname: t.ComputeXnames[i]})
+			i++
+		}
+	}
+	for _, h := range t.NCNs {
+		out = append(out, OrcaTarget{Host: h})
+	}
+	return out
+}
+
+// addCompute appends a compute node; nids must come in ascending order.
+func (t *OrcaTargets) addCompute(nid int, xname string) {
+	if n := len(t.ComputeNIDs); n > 0 && t.ComputeNIDs[n-1].Last == nid-1 {
+		t.ComputeNIDs[n-1].Last = nid
+	} else {
+		t.ComputeNIDs = append(t.ComputeNIDs, NIDRange{First: nid, Last: nid})
+	}
+	t.ComputeXnames = append(t.ComputeXnames, xname)
 }
 
 // DiscoverOrcaTargets asks HSM for the Ready compute nodes (replacing the
@@ -320,7 +364,7 @@ func (c *CSM) DiscoverOrcaTargets(ctx context.Context, req OrcaTargetsRequest) (
 		host := comp.Hostname()
 		if !seen[host] {
 			seen[host] = true
-			res.Nodes = append(res.Nodes, OrcaTarget{Host: host, Xname: comp.ID})
+			res.addCompute(comp.NID, comp.ID)
 		}
 	}
 	var ncns []string
@@ -332,14 +376,14 @@ func (c *CSM) DiscoverOrcaTargets(ctx context.Context, req OrcaTargetsRequest) (
 	for _, h := range ncns {
 		if !seen[h] {
 			seen[h] = true
-			res.Nodes = append(res.Nodes, OrcaTarget{Host: h})
+			res.NCNs = append(res.NCNs, h)
 		}
 	}
-	if len(res.Nodes) == 0 {
+	if len(res.ComputeXnames)+len(res.NCNs) == 0 {
 		return OrcaTargets{}, temporal.NewNonRetryableApplicationError(
 			"no node to restart orca on: HSM lists no Ready compute node and no NCN group is configured (services.hmnfd.ncnGroups)", ErrEmptyTargets, nil)
 	}
-	res.Outcome = outcome(ctx, "%d Ready compute nodes from HSM and %d NCNs from %s", len(res.Nodes)-len(ncns), len(ncns), strings.Join(req.NCNGroups, " "))
+	res.Outcome = outcome(ctx, "%d Ready compute nodes from HSM and %d NCNs from %s", len(res.ComputeXnames), len(res.NCNs), strings.Join(req.NCNGroups, " "))
 	return res, nil
 }
 
@@ -356,6 +400,23 @@ type BatchResult struct {
 	OK       []string          `json:"ok"`
 	Problems []api.NodeProblem `json:"problems,omitempty"`
 	Outcome
+}
+
+// MaxReasonBytes bounds one node's failure reason, so that a batch of
+// 1,000 failed nodes (services.hmnfd.batchSize's maximum) stays well under
+// 256 KiB as activity result and heartbeat details.
+const MaxReasonBytes = 160
+
+// clip shortens s to at most n bytes, on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // batchProgress is the heartbeat detail of a batch: the hosts already
@@ -420,7 +481,7 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 		if r.Status == sshfan.StatusOK {
 			progress.OK = append(progress.OK, r.Host)
 		} else {
-			progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status), Reason: r.Reason})
+			progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status), Reason: clip(r.Reason, MaxReasonBytes)})
 		}
 	})
 	close(stopBeat)

@@ -525,6 +525,23 @@ type waitProgress struct {
 	Last  string    `json:"last"`
 }
 
+type waitProgressKey struct{}
+
+// heartbeat records a heartbeat from inside a poll's check, between two of
+// its calls: at thousands of nodes one check makes many sequential calls,
+// each bounded by csm.timeout, and together they would outlast the
+// heartbeat timeout. Outside a poll it records no details.
+func heartbeat(ctx context.Context) {
+	if !activity.IsActivity(ctx) {
+		return
+	}
+	if p, ok := ctx.Value(waitProgressKey{}).(*waitProgress); ok {
+		activity.RecordHeartbeat(ctx, *p)
+		return
+	}
+	activity.RecordHeartbeat(ctx)
+}
+
 // poll calls check every Timings.Poll until it reports done or an error, or
 // until budget has passed since the first attempt of this activity began.
 func poll(ctx context.Context, t api.Timings, budget time.Duration, what string, check func(context.Context) (string, bool, error)) (string, error) {
@@ -539,8 +556,11 @@ func poll(ctx context.Context, t api.Timings, budget time.Duration, what string,
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
+	// A check that makes many calls heartbeats between them (heartbeat) with
+	// this progress, so the first attempt's start survives in the details.
+	checkCtx := context.WithValue(ctx, waitProgressKey{}, &progress)
 	for {
-		state, done, err := check(ctx)
+		state, done, err := check(checkCtx)
 		if err != nil || done {
 			return state, err
 		}

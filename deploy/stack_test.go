@@ -280,6 +280,7 @@ deleteTimeout: 1m
 activityAttempts: 2
 csm:
   baseURL: %s
+  timeout: 1200ms # under a third of heartbeatTimeout (config refuses more)
   clientSecret:
     kubernetes: {namespace: %s, name: %s, key: client-secret}
 services:

@@ -149,7 +149,7 @@ csm:
   baseURL: $csm_url
   caBundle: $abs/csmemu-ca.pem
   clientSecret: {file: $abs/client-secret}
-  timeout: 10s
+  timeout: 3s   # under a third of heartbeatTimeout (config refuses more)
 ssh:
   config: $abs/nodes/ssh_config
   knownHosts: [$abs/nodes/known_hosts]

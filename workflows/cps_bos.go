@@ -1,8 +1,11 @@
 package workflows
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"math/big"
 	"strings"
 	"time"
 
@@ -78,11 +81,16 @@ func (w *serviceRun) remountCPS(ctx workflow.Context) error {
 // retried start finds the session it created instead of starting another.
 func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operation, state string, groups []activities.CPSNodeGroup, xnames []string, budget time.Duration) error {
 	plan := w.in.Plan
+	sessionName := func(group int) string { return bosSessionName(w.in.RunID, operation, group) }
+	if workflow.GetVersion(ctx, changeBOSSessionPerExecution, workflow.DefaultVersion, 1) == 1 {
+		id := workflow.GetInfo(ctx).FirstRunID
+		sessionName = func(group int) string { return bosSessionNameOf(id, w.in.Plan.Service, operation, group) }
+	}
 	err := w.step(ctx, startStep, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
 		var names []string
 		for i, g := range groups {
 			var started activities.BOSSessionStarted
-			req := activities.BOSSessionRequest{Name: bosSessionName(w.in.RunID, operation, i), Template: g.Template, Operation: operation, Xnames: g.Xnames}
+			req := activities.BOSSessionRequest{Name: sessionName(i), Template: g.Template, Operation: operation, Xnames: g.Xnames}
 			if err := workflow.ExecuteActivity(ctx, api.ActivityStartBOSSession, req).Get(ctx, &started); err != nil {
 				return activities.Outcome{}, err
 			}
@@ -106,6 +114,11 @@ func (w *serviceRun) nodesLeftDown(groups []activities.CPSNodeGroup) {
 	if w.find(StepShutdownCPSNodes).State == api.Pending {
 		return // nothing was shut down
 	}
+	var xnames []string
+	for _, g := range groups {
+		xnames = append(xnames, g.Xnames...)
+	}
+	w.leftOff = fmt.Sprintf("%d CPS nodes may still be Off: %s", len(xnames), sample(xnames, 20))
 	for _, g := range groups {
 		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf(
 			"CPS nodes may still be Off: once CPS is healthy, boot them: cray bos v2 sessions create --template-name %s --operation boot --limit %s",
@@ -160,7 +173,9 @@ func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
 		return err
 	}
 	var res activities.TemplatesCheck
-	err := w.step(ctx, StepCheckTemplates, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+	// Thousands of templates take longer than one read: the check heartbeats
+	// per template and a retry resumes from its index.
+	err := w.step(ctx, StepCheckTemplates, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates).Get(ctx, &res)
 		return res.Outcome, err
 	})
@@ -181,8 +196,29 @@ const bosProductStreamInstructions = `Reconstruct boot session templates for imp
   - Cray Operating System (COS): in the COS product stream documentation, "Boot COS", header "Create a Boot Session Template".
 Then approve this gate; the run lists the templates BOS holds and validates each. Next time, take a snapshot before a rebuild (repopulate snapshot --out DIR) and start with --snapshot DIR to restore them automatically.`
 
-// bosSessionName is a BOS session name unique to this run, operation and
-// group, and stable across retries and replays.
+// changeBOSSessionPerExecution: BOS session names come from the child's
+// first Temporal run ID instead of an FNV-32 hash of the run ID, which a
+// reused run ID or a collision shared with an older run's session.
+const changeBOSSessionPerExecution = "bos-session-name-per-execution"
+
+// bosSessionNameOf is a BOS session name unique to one child execution
+// (its first Temporal run ID: kept across resets and retries, never shared
+// by two executions), service, operation and group, within BOS v2's name
+// rules: at most 45 characters of [a-z0-9-] (V2SessionName).
+// "cps-shutdown-" + 25 base-36 digits of the 128-bit ID + "-" + group.
+func bosSessionNameOf(firstRunID string, service api.Service, operation string, group int) string {
+	id, err := hex.DecodeString(strings.ReplaceAll(firstRunID, "-", ""))
+	if err != nil || len(id) != 16 {
+		// Not a UUID (only the test environment): its 128-bit digest.
+		sum := sha256.Sum256([]byte(firstRunID))
+		id = sum[:16]
+	}
+	digits := new(big.Int).SetBytes(id).Text(36) // 36^25 > 2^128: at most 25 digits
+	return fmt.Sprintf("%s-%s-%s%s-%d", service, operation, strings.Repeat("0", 25-len(digits)), digits, group)
+}
+
+// bosSessionName is the name runs started before
+// changeBOSSessionPerExecution gave their sessions.
 func bosSessionName(runID, operation string, group int) string {
 	h := fnv.New32a()
 	h.Write([]byte(runID))

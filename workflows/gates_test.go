@@ -3,12 +3,18 @@ package workflows
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
@@ -257,5 +263,257 @@ func TestSnapshotReachesTheServicesThatUseIt(t *testing.T) {
 	fas := serviceState(t, report, api.FAS)
 	if !strings.Contains(strings.Join(fas.FollowUps, "\n"), "action act-1 (running): update BMC firmware") {
 		t.Errorf("fas follow-ups %q, want the saved action", fas.FollowUps)
+	}
+}
+
+// gates.onDeadline skip must not skip cps-reboot: the nodes are Off by
+// then, and "skipped" would end the run done with them left off.
+func TestSkipNeverAppliesToTheRebootGate(t *testing.T) {
+	env, f := cpsRun(t, func(f *kubeFake) {
+		f.planHook = func(p *api.ServicePlan) {
+			p.Gates = api.GatePolicy{Deadline: 2 * time.Hour, OnDeadline: api.OnDeadlineSkip}
+		}
+	})
+	var unmount decision
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != api.ServicesFailedError {
+		t.Fatalf("run error %v, want %s: the nodes were left Off", env.GetWorkflowError(), api.ServicesFailedError)
+	}
+	var report api.Report
+	_ = appErr.Details(&report)
+	cps := serviceState(t, report, api.CPS)
+	if cps.State != api.Failed || cps.Gates[1].State != api.GateExpired ||
+		!strings.Contains(cps.Message, "2 CPS nodes may still be Off: x1000c0s1b0n0,x1000c0s2b0n0") ||
+		!strings.Contains(cps.Message, "skip does not apply here") {
+		t.Errorf("cps after cps-reboot expired: %s %q gates %+v", cps.State, cps.Message, cps.Gates)
+	}
+	if len(f.bosSessions) != 1 || len(cps.FollowUps) != 1 ||
+		!strings.Contains(cps.FollowUps[0], "cray bos v2 sessions create --template-name cos-2.0 --operation boot --limit x1000c0s1b0n0,x1000c0s2b0n0") {
+		t.Errorf("sessions %v follow-ups %q, want the exact boot command", f.bosSessions, cps.FollowUps)
+	}
+}
+
+// BOS session names are unique per child execution, service, operation
+// and group, and fit BOS v2's V2SessionName (read from the spec).
+func TestBOSSessionNamesAreUniqueAndValid(t *testing.T) {
+	spec, err := os.ReadFile("../../shared/csm-specs/bos-2.10.2-openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)V2SessionName:.*?maxLength: (\d+)\s+pattern: '([^']+)'`).FindSubmatch(spec)
+	if m == nil {
+		t.Fatal("V2SessionName's maxLength and pattern not found in the BOS spec")
+	}
+	maxLen, _ := strconv.Atoi(string(m[1]))
+	pattern := regexp.MustCompile(string(m[2]))
+	seen := map[string]string{}
+	for _, id := range []string{"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff", "6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a21", "6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a22", "default-test-run-id"} {
+		for _, op := range []string{"shutdown", "boot"} {
+			for _, g := range []int{0, 1, 999} {
+				name := bosSessionNameOf(id, api.CPS, op, g)
+				if len(name) > maxLen || !pattern.MatchString(name) {
+					t.Errorf("%q (%d chars) breaks BOS's rule: at most %d characters matching %s", name, len(name), maxLen, pattern)
+				}
+				key := fmt.Sprintf("%s %s %d", id, op, g)
+				if prev, dup := seen[name]; dup {
+					t.Errorf("%s and %s share the name %s", prev, key, name)
+				}
+				seen[name] = key
+				if bosSessionNameOf(id, api.CPS, op, g) != name {
+					t.Errorf("%s: name not stable", key)
+				}
+			}
+		}
+	}
+	// Two runs with the same run ID (the old FNV-32 scheme's weakness) differ
+	// in their Temporal run IDs, so their sessions differ.
+	if bosSessionName("r", "boot", 0) != bosSessionName("r", "boot", 0) ||
+		bosSessionNameOf("6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a21", api.CPS, "boot", 0) == bosSessionNameOf("6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a22", api.CPS, "boot", 0) {
+		t.Error("names of two executions of one run ID must differ")
+	}
+}
+
+// A run names its sessions after its child execution; a run started before
+// the change keeps the names it used.
+func TestBOSSessionNameVersions(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		env, f := cpsRun(t)
+		if old {
+			env.OnGetVersion(changeBOSSessionPerExecution, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		}
+		var unmount, reboot decision
+		decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
+		decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Approve, By: "ops"}, &reboot)
+		env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps"}})
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.bosSessions) != 2 {
+			t.Fatalf("sessions %+v", f.bosSessions)
+		}
+		shutdown, boot := f.bosSessions[0].Name, f.bosSessions[1].Name
+		if old {
+			if shutdown != bosSessionName("default-test-workflow-id", "shutdown", 0) || boot != bosSessionName("default-test-workflow-id", "boot", 0) {
+				t.Errorf("a run started before the change named its sessions %s, %s; want the FNV names it used", shutdown, boot)
+			}
+			continue
+		}
+		// The child's run ID is a fresh UUID here: both names carry the same one.
+		id := strings.TrimSuffix(strings.TrimPrefix(shutdown, "cps-shutdown-"), "-0")
+		if len(id) != 25 || boot != "cps-boot-"+id+"-0" {
+			t.Errorf("sessions %s, %s; want cps-shutdown-<25 base-36 digits of the child's run ID>-0 and the boot one with the same digits", shutdown, boot)
+		}
+	}
+}
+
+// A gate of a service that has not started (cps waiting for bos) is
+// listed; deciding it is refused with when it will open.
+func TestGateOfAServiceNotStartedSaysWhenItOpens(t *testing.T) {
+	env, f := cpsRun(t)
+	var early, bos, reject decision
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &early)
+	decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "ops"}, &bos)
+	decide(env, 3*time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Reject, By: "ops", Note: "not today"}, &reject)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps"}})
+	if early.rejected == nil || !strings.Contains(early.rejected.Error(), "gate cps-unmount of service cps is not open yet: cps has not started (waiting for bos to finish first)") {
+		t.Errorf("approving cps-unmount while cps waits for bos: %v", early.rejected)
+	}
+	if bos.rejected != nil || bos.err != nil || reject.rejected != nil || reject.err != nil {
+		t.Errorf("later decisions: bos %+v, reject %+v", bos, reject)
+	}
+	if len(f.bosSessions) != 0 {
+		t.Errorf("sessions %v: the early approval must not have counted", f.bosSessions)
+	}
+	recordRefusal(t, "approve cps-unmount while cps waits for bos", early, "cps later waited at cps-unmount and was rejected there; nothing was shut down")
+}
+
+// Decisions sent as signals (the Web UI's Send Signal dialog) that are
+// refused are kept in status with the reason.
+func TestRefusedSignalIsInStatus(t *testing.T) {
+	env, _ := newEnv(t)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(api.GateDecisionSignal, map[string]string{"gate": "cps-rebot", "decision": "approve"})
+		env.SignalWorkflow(api.GateDecisionSignal, map[string]string{"gate": api.GateBOSTemplates, "decision": "yes", "by": "web-ui"})
+	}, time.Minute)
+	var mid, later api.RunStatus
+	env.RegisterDelayedCallback(func() {
+		if v, err := env.QueryWorkflow(api.StatusQuery); err == nil {
+			_ = v.Get(&mid)
+		}
+		for i := range 12 {
+			env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: fmt.Sprintf("no-such-gate-%d", i), Decision: api.Approve})
+		}
+	}, 90*time.Second)
+	env.RegisterDelayedCallback(func() {
+		if v, err := env.QueryWorkflow(api.StatusQuery); err == nil {
+			_ = v.Get(&later)
+		}
+		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "web-ui"})
+	}, 2*time.Minute)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	r := mid.RefusedDecisions
+	if len(r) != 2 || r[0].Gate != "cps-rebot" || !strings.Contains(r[0].Reason, `has no gate "cps-rebot"; its gates: bos-templates (bos, waiting)`) ||
+		r[1].By != "web-ui" || !strings.Contains(r[1].Reason, `decision "yes" must be approve or reject`) || r[1].At.IsZero() {
+		t.Errorf("refused decisions in status: %+v", r)
+	}
+	if r := later.RefusedDecisions; len(r) != api.RefusedDecisionsKept || r[0].Gate != "no-such-gate-2" || r[9].Gate != "no-such-gate-11" {
+		t.Errorf("after 14 refusals status keeps the latest %d: %+v", api.RefusedDecisionsKept, r)
+	}
+}
+
+// A decision that reaches the child after its gate was decided another way
+// is refused by the child, and the caller is told so instead of "decided".
+func TestDecisionIsAcknowledgedByTheChild(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) { f.checkTakes = time.Minute })
+	var viaParent decision
+	env.RegisterDelayedCallback(func() {
+		// Someone approves on the child's own page ...
+		env.SignalWorkflowByID("default-test-workflow-id/bos", api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "child-page"})
+	}, time.Minute)
+	// ... and, at the same moment, another person rejects through the parent.
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Reject, By: "ops", Note: "wait"}, &viaParent)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var report api.Report
+	_ = env.GetWorkflowResult(&report)
+	bos := serviceState(t, report, api.BOS)
+	if bos.Gates[0].State != api.GateApproved || bos.Gates[0].By != "child-page" || f.checkedTmpls != 1 {
+		t.Fatalf("gate %+v", bos.Gates[0])
+	}
+	refused := viaParent.rejected
+	if refused == nil {
+		refused = viaParent.err
+	}
+	if refused == nil || viaParent.result.State == api.GateRejected ||
+		!strings.Contains(refused.Error(), "gate bos-templates was already approved by child-page") && !strings.Contains(refused.Error(), "it was approved by child-page") {
+		t.Errorf("the rejection through the parent: %+v (%v); want it refused, naming the approval that won", viaParent, refused)
+	}
+}
+
+// The query, Update and signals carry descriptions (the Web UI shows them).
+func TestHandlersCarryDescriptions(t *testing.T) {
+	env, _ := newEnv(t)
+	var meta *sdkpb.WorkflowMetadata
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow("__temporal_workflow_metadata")
+		if err != nil {
+			t.Errorf("metadata query: %v", err)
+			return
+		}
+		meta = &sdkpb.WorkflowMetadata{}
+		if err := v.Get(meta); err != nil {
+			t.Errorf("metadata: %v", err)
+		}
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve})
+	}, 2*time.Minute)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos"}})
+	if meta == nil {
+		t.Fatal("no metadata")
+	}
+	described := map[string]string{}
+	for _, d := range meta.GetDefinition().GetQueryDefinitions() {
+		described["query "+d.GetName()] = d.GetDescription()
+	}
+	for _, d := range meta.GetDefinition().GetSignalDefinitions() {
+		described["signal "+d.GetName()] = d.GetDescription()
+	}
+	for _, d := range meta.GetDefinition().GetUpdateDefinitions() {
+		described["update "+d.GetName()] = d.GetDescription()
+	}
+	for _, name := range []string{"query " + api.StatusQuery, "signal " + api.GateDecisionSignal, "signal " + api.StepProgressSignal, "signal " + api.GateDecisionAckSignal, "update " + api.DecideGateUpdate} {
+		if described[name] == "" {
+			t.Errorf("%s has no description (definitions: %v)", name, described)
+		}
+	}
+	if !strings.Contains(described["signal "+api.GateDecisionSignal], `{"gate":"GATE","decision":"approve"`) {
+		t.Errorf("the gate-decision signal's description should show its JSON: %q", described["signal "+api.GateDecisionSignal])
+	}
+}
+
+// The Web UI instructions carry the signal name and JSON that decodes into
+// the decision for that gate.
+func TestWebUIInstructionsCarryTheSignalAndItsJSON(t *testing.T) {
+	text := webUIInstructions("run-1", api.GateCPSReboot)
+	if !strings.Contains(text, "signal name `gate-decision`") || !strings.Contains(text, "run run-1") {
+		t.Fatalf("instructions: %s", text)
+	}
+	lines := regexp.MustCompile(`(?m)^    (\{.*\})$`).FindAllStringSubmatch(text, -1)
+	if len(lines) != 2 {
+		t.Fatalf("want an approve and a reject JSON line: %s", text)
+	}
+	for i, want := range []api.Decision{api.Approve, api.Reject} {
+		var d api.GateDecision
+		if err := json.Unmarshal([]byte(lines[i][1]), &d); err != nil || d.Gate != api.GateCPSReboot || d.Decision != want || d.Note == "" {
+			t.Errorf("line %s: %+v %v", lines[i][1], d, err)
+		}
 	}
 }

@@ -6,9 +6,11 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -42,7 +44,8 @@ func (w *repopulate) setup(ctx workflow.Context) error {
 	if w.req.Snapshot != nil {
 		w.status.Snapshot = w.req.Snapshot.Dir
 	}
-	if err := workflow.SetQueryHandler(ctx, api.StatusQuery, func() (api.RunStatus, error) { return w.status, nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, api.StatusQuery, func() (api.RunStatus, error) { return w.status, nil },
+		workflow.QueryHandlerOptions{Description: api.StatusQueryDescription}); err != nil {
 		return err
 	}
 	if err := w.setupGates(ctx); err != nil {
@@ -81,8 +84,8 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	w.status.Profile = pre.Profile
 	w.showDetails(ctx)
 
-	progress := workflow.GetSignalChannel(ctx, api.StepProgressSignal)
-	decisions := workflow.GetSignalChannel(ctx, api.GateDecisionSignal)
+	progress := workflow.GetSignalChannelWithOptions(ctx, api.StepProgressSignal, workflow.SignalChannelOptions{Description: api.StepProgressSignalDescription})
+	decisions := workflow.GetSignalChannelWithOptions(ctx, api.GateDecisionSignal, workflow.SignalChannelOptions{Description: api.GateDecisionSignalDescription})
 	pending := map[api.Service]workflow.ChildWorkflowFuture{}
 	plans := map[api.Service]api.ServicePlan{}
 	for _, plan := range pre.Plans {
@@ -92,17 +95,33 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		}
 		plans[plan.Service] = plan
 	}
+	// Versioned orderings: runs started before them replay as they ran.
+	order := ordering{
+		cpsNeedsBOSDone: workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1,
+		hmnfdAfterCPS:   workflow.GetVersion(ctx, changeHMNFDAfterCPS, workflow.DefaultVersion, 1) == 1,
+	}
+	deps := order.prerequisites()
+	// waiting reports whether s still waits for a prerequisite in this run.
+	waiting := func(s api.Service) (api.Service, bool) {
+		for _, dep := range deps[s] {
+			if plans[dep].Service != "" && !w.serviceState(dep).Finished() {
+				return dep, true
+			}
+		}
+		return "", false
+	}
 	sel := workflow.NewSelector(ctx)
-	var start func(s api.Service)
+	var start, finished func(s api.Service)
 	start = func(s api.Service) {
 		plan := plans[s]
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: api.ServiceWorkflowID(w.status.RunID, s),
-			// A canceled run lets each child finish what it must (re-create
-			// a deleted object) before the parent closes.
-			WaitForCancellation: true,
-			StaticSummary:       childSummary(plan, w.req.DryRun),
-		})
+		if s == api.CPS && order.cpsNeedsBOSDone && plans[api.BOS].Service != "" {
+			if bos := w.service(api.BOS); bos.State != api.Done {
+				w.update(cpsWithoutBOS(bos))
+				finished(s)
+				return
+			}
+		}
+		cctx := workflow.WithChildOptions(ctx, childOptions(w.status.RunID, plan, w.req.DryRun))
 		in := ServiceInput{RunID: w.status.RunID, Plan: plan, DryRun: w.req.DryRun, Snapshot: snapshotFor(s, w.req.Snapshot)}
 		f := workflow.ExecuteChildWorkflow(cctx, RepopulateService, in)
 		pending[s] = f
@@ -113,21 +132,36 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 				st = w.childFailure(s, err)
 			}
 			w.update(st)
-			// Services that waited for this one start now, whatever its outcome:
-			// their own first step says what they found.
-			for _, next := range w.services {
-				if dependsOn[next] == s && plans[next].Service != "" && ctx.Err() == nil {
-					start(next)
-				}
-			}
+			finished(s)
 		})
+	}
+	// finished starts the services that waited for s and wait for nothing else.
+	finished = func(s api.Service) {
+		for _, next := range w.services {
+			if !slices.Contains(deps[next], s) || plans[next].Service == "" || ctx.Err() != nil {
+				continue
+			}
+			if _, still := waiting(next); !still && !w.serviceState(next).Finished() {
+				start(next)
+			}
+		}
 	}
 	for _, s := range w.services {
 		if _, ok := plans[s]; !ok {
 			continue
 		}
-		if dep, ok := dependsOn[s]; ok && plans[dep].Service != "" {
-			w.update(api.ServiceStatus{Service: s, State: api.Pending, Message: fmt.Sprintf("waiting for %s to finish first", dep)})
+		if dep, ok := waiting(s); ok {
+			// Its steps and gates are listed already, so that status shows
+			// what is to come and a decision for its gate is told when it opens.
+			in := ServiceInput{RunID: w.status.RunID, Plan: plans[s], DryRun: w.req.DryRun, Snapshot: snapshotFor(s, w.req.Snapshot)}
+			st := api.ServiceStatus{Service: s, State: api.Pending, Message: waitingMessage(s, dep)}
+			for _, name := range Steps(in) {
+				st.Steps = append(st.Steps, api.StepStatus{Name: name, State: api.Pending})
+			}
+			for _, name := range Gates(in) {
+				st.Gates = append(st.Gates, api.GateStatus{Name: name, State: api.GatePending})
+			}
+			w.update(st)
 			continue
 		}
 		start(s)
@@ -260,9 +294,76 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(RepopulateService, workflow.RegisterOptions{Name: api.ServiceWorkflow})
 }
 
-// dependsOn says which service must finish before another starts: cps
-// finds its nodes in the BOS session templates that bos restores.
-var dependsOn = map[api.Service]api.Service{api.CPS: api.BOS}
+// Change IDs of workflow.GetVersion in the parent.
+const (
+	// changeCPSNeedsBOSDone: cps starts only when bos ended done; before,
+	// it started whatever bos's outcome and found no CPS template.
+	changeCPSNeedsBOSDone = "cps-needs-bos-done"
+	// changeHMNFDAfterCPS: hmnfd waits for cps, so that the nodes cps
+	// shuts down are not counted as hmnfd failures.
+	changeHMNFDAfterCPS = "hmnfd-after-cps"
+)
+
+// ordering is which versioned orderings a run follows.
+type ordering struct {
+	cpsNeedsBOSDone bool
+	hmnfdAfterCPS   bool
+}
+
+// prerequisites says which services must finish before another starts:
+// cps finds its nodes in the BOS session templates that bos restores, and
+// hmnfd restarts orca on every Ready compute, which must not race cps
+// shutting some of them down.
+func (o ordering) prerequisites() map[api.Service][]api.Service {
+	deps := map[api.Service][]api.Service{api.CPS: {api.BOS}}
+	if o.hmnfdAfterCPS {
+		deps[api.HMNFD] = []api.Service{api.CPS}
+	}
+	return deps
+}
+
+func waitingMessage(s, dep api.Service) string {
+	msg := fmt.Sprintf("waiting for %s to finish first", dep)
+	if s == api.HMNFD && dep == api.CPS {
+		msg += ": the compute nodes cps shuts down must not count as hmnfd failures"
+	}
+	return msg
+}
+
+// cpsWithoutBOS ends cps unstarted when bos did not end done: cps finds
+// its nodes in the templates bos restores, and without them it would find
+// none and report nothing to remount while CPS clients stay mounted.
+func cpsWithoutBOS(bos api.ServiceStatus) api.ServiceStatus {
+	// A person said no to bos, or bos was skipped: cps is skipped with it.
+	// bos failing on its own fails cps too.
+	state, outcome := api.Failed, string(bos.State)
+	if bos.Message != "" {
+		outcome += " (" + bos.Message + ")"
+	}
+	if bos.State == api.Skipped {
+		state = api.Skipped
+	}
+	for _, g := range bos.Gates {
+		if g.State == api.GateRejected {
+			state, outcome = api.Skipped, fmt.Sprintf("%s: gate %s was rejected by %s%s", bos.State, g.Name, orSomeone(g.By), noteSuffix(g.Note))
+		}
+	}
+	msg := fmt.Sprintf("not started: bos ended %s, and cps finds its nodes in the BOS session templates bos restores", outcome)
+	return api.ServiceStatus{Service: api.CPS, State: state, Message: msg, FollowUps: []string{
+		"CPS clients were not shut down and may still have CPS content mounted from the old etcd: once the BOS session templates are back, run cps again (repopulate start --services cps)"}}
+}
+
+// service is a service's current status in the run.
+func (w *repopulate) service(s api.Service) api.ServiceStatus {
+	for _, st := range w.status.Services {
+		if st.Service == s {
+			return st
+		}
+	}
+	return api.ServiceStatus{}
+}
+
+func (w *repopulate) serviceState(s api.Service) api.State { return w.service(s).State }
 
 // snapshotFor trims the run's snapshot to what one service uses, so that
 // children's histories do not each carry every template.
@@ -282,6 +383,21 @@ func snapshotFor(s api.Service, snap *api.SnapshotInput) *api.SnapshotInput {
 		return nil
 	}
 	return out
+}
+
+// childOptions start a service's child workflow.
+func childOptions(runID string, plan api.ServicePlan, dryRun bool) workflow.ChildWorkflowOptions {
+	return workflow.ChildWorkflowOptions{
+		WorkflowID: api.ServiceWorkflowID(runID, plan.Service),
+		// A canceled run lets each child finish what it must (re-create
+		// a deleted object) before the parent closes.
+		WaitForCancellation: true,
+		// Terminating or resetting the parent (the remedy for a stuck
+		// workflow task) asks each child to cancel instead of killing it,
+		// so a child past its delete still creates the object again.
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		StaticSummary:     childSummary(plan, dryRun),
+	}
 }
 
 // childSummary is the one line the Web UI shows for a child workflow.
@@ -315,8 +431,14 @@ func (w *repopulate) showDetails(ctx workflow.Context) {
 	for _, s := range w.status.Services {
 		for _, g := range s.Gates {
 			if g.State == api.GateWaiting {
-				b.WriteString(fmt.Sprintf("\nGate **%s** (%s) is waiting for approval: %s\n\n    %s\n", g.Name, s.Service, g.Action, g.ApproveCommand))
+				b.WriteString(fmt.Sprintf("\nGate **%s** (%s) is waiting for approval: %s\n\n    %s\n    %s\n\n%s", g.Name, s.Service, g.Action, g.ApproveCommand, g.RejectCommand, webUIInstructions(w.status.RunID, g.Name)))
 			}
+		}
+	}
+	if n := len(w.status.RefusedDecisions); n > 0 {
+		b.WriteString("\nRefused gate decisions (latest last):\n\n")
+		for _, r := range w.status.RefusedDecisions {
+			b.WriteString(fmt.Sprintf("- %s: %s %q by %s: %s\n", r.At.UTC().Format(time.RFC3339), r.Decision, r.Gate, orSomeone(r.By), r.Reason))
 		}
 	}
 	workflow.SetCurrentDetails(ctx, b.String())

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -113,10 +114,15 @@ type serviceRun struct {
 	// result, when set, is the finished service's message instead of the
 	// step count: a procedure that found nothing to do says why.
 	result string
+	// leftOff, when set, names the nodes a failed service left powered off.
+	leftOff string
+	// lastRefused is the latest gate decision this child refused, for its details.
+	lastRefused string
 }
 
 // RepopulateService repopulates one service's data.
 func RepopulateService(ctx workflow.Context, in ServiceInput) (api.ServiceStatus, error) {
+	in.Plan = withDefaults(in.Plan)
 	w := &serviceRun{in: in}
 	if err := w.setup(ctx); err != nil {
 		return api.ServiceStatus{}, err
@@ -135,7 +141,8 @@ func (w *serviceRun) setup(ctx workflow.Context) error {
 		w.status.Gates = append(w.status.Gates, api.GateStatus{Name: name, State: api.GatePending})
 	}
 	w.listenForDecisions(ctx)
-	return workflow.SetQueryHandler(ctx, api.StatusQuery, func() (api.ServiceStatus, error) { return w.status, nil })
+	return workflow.SetQueryHandlerWithOptions(ctx, api.StatusQuery, func() (api.ServiceStatus, error) { return w.status, nil },
+		workflow.QueryHandlerOptions{Description: api.StatusQueryDescription})
 }
 
 func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
@@ -182,6 +189,9 @@ func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 	default:
 		w.status.State = api.Failed
 		w.status.Message = w.summary()
+		if w.leftOff != "" {
+			w.status.Message += "; " + w.leftOff
+		}
 	}
 	// The last report goes out on a disconnected context: a canceled child
 	// still tells its parent where it stopped.
@@ -356,9 +366,10 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	hosts := make([]string, len(targets.Nodes))
+	all := targets.All()
+	hosts := make([]string, len(all))
 	xnames := map[string]string{}
-	for i, n := range targets.Nodes {
+	for i, n := range all {
 		hosts[i] = n.Host
 		if n.Xname != "" {
 			xnames[n.Host] = n.Xname
@@ -392,7 +403,11 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 					counts.Failed++
 				}
 			}
-			w.status.Nodes, w.status.NodeProblems = &counts, problems
+			// Status crosses Temporal as signal, query answer and result:
+			// counts and the first problems only, whatever the node count.
+			// Every problem is in this child's RestartOrca results, which
+			// repopulate report --nodes reads from history.
+			w.status.Nodes, w.status.NodeProblems = &counts, slices.Clone(problems[:min(len(problems), api.NodeProblemsInStatus)])
 			s := w.find(StepRestartOrca)
 			s.Message = fmt.Sprintf("%d/%d nodes done (%d ok, %d failed, %d unreachable)", end, len(hosts), counts.OK, counts.Failed, counts.Unreachable)
 			// Tell the parent at most every progressInterval: each report
@@ -408,7 +423,12 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 			return activities.Outcome{Message: msg}, nil
 		}
 		msg += fmt.Sprintf("; %d failed, %d unreachable: %s", counts.Failed, counts.Unreachable, problemHosts(problems, 20))
-		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", h.Unit, problemHosts(problems, 0), h.Unit))
+		if len(problems) <= maxHostsInFollowUp {
+			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", h.Unit, problemHosts(problems, 0), h.Unit))
+		} else {
+			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the %d nodes that failed: repopulate report %s --nodes lists each with its reason (-o json for all of them), then pdsh -w HOSTS 'systemctl restart %s'; the first %d: %s",
+				h.Unit, len(problems), shellWord(w.in.RunID), h.Unit, maxHostsInFollowUp, problemHosts(problems[:maxHostsInFollowUp], 0)))
+		}
 		if float64(bad)*100 > h.MaxFailedPercent*float64(counts.Total) {
 			return activities.Outcome{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("%s — more than services.hmnfd.maxFailedPercent (%g%%)", msg, h.MaxFailedPercent), activities.ErrTooManyFailed, nil)
@@ -485,6 +505,10 @@ func (w *serviceRun) runFASLoader(ctx workflow.Context) error {
 		return out, err
 	})
 }
+
+// maxHostsInFollowUp bounds the hosts a follow-up lists; beyond it the
+// follow-up points to repopulate report --nodes.
+const maxHostsInFollowUp = 50
 
 // progressInterval is the least time between two progress reports of a
 // fan-out to the parent; the child's own status query is always current.
@@ -568,8 +592,11 @@ func (w *serviceRun) details() string {
 	}
 	for _, g := range w.status.Gates {
 		if g.State == api.GateWaiting {
-			b.WriteString(fmt.Sprintf("\n\nGate **%s** is waiting for approval.\n\nOnce approved: %s\n\n%s\n\n    %s\n    %s\n", g.Name, g.Action, g.Details, g.ApproveCommand, g.RejectCommand))
+			b.WriteString(fmt.Sprintf("\n\nGate **%s** is waiting for approval.\n\nOnce approved: %s\n\n%s\n\n    %s\n    %s\n\n%s", g.Name, g.Action, g.Details, g.ApproveCommand, g.RejectCommand, webUIInstructions(w.in.RunID, g.Name)))
 		}
+	}
+	if w.lastRefused != "" {
+		b.WriteString("\n\nLast refused decision: " + w.lastRefused + "\n")
 	}
 	return b.String()
 }

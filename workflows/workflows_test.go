@@ -5,14 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -26,13 +31,20 @@ type kubeFake struct {
 	mu                           sync.Mutex // mocked activities run concurrently
 	deletes, creates, podDeletes int
 	createErr                    error
+	restoreErr                   error
 	deleteTakes                  time.Duration
+	checkTakes                   time.Duration
 	// CSM side: the nodes HSM lists, the hosts that fail, CRUS answers.
 	nodes        int
 	failingHosts map[string]bool
-	crus         activities.CRUSCheck
-	batches      []activities.RestartBatch
-	verified     []string
+	// oldTargets answers discovery in the one-entry-per-node form of older runs.
+	oldTargets bool
+	// allFail fails every host with failReason (default "connection refused").
+	allFail    bool
+	failReason string
+	crus       activities.CRUSCheck
+	batches    []activities.RestartBatch
+	verified   []string
 	// CPS and BOS: the nodes that boot from CPS (none: CPS unused), the
 	// BOS sessions started, templates restored and checked.
 	cpsNodes     []string
@@ -96,21 +108,31 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(c.ConfirmCRUSSessions, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "listed"}, nil)
 	env.OnActivity(c.DiscoverOrcaTargets, mock.Anything, mock.Anything).Return(func(context.Context, activities.OrcaTargetsRequest) (activities.OrcaTargets, error) {
-		var t activities.OrcaTargets
+		// As DiscoverOrcaTargets answers: NID ranges, their xnames, NCN hosts.
+		t := activities.OrcaTargets{ComputeNIDs: []activities.NIDRange{{First: 1, Last: f.nodes}}, NCNs: []string{"ncn-w001-can.local"}}
 		for i := 1; i <= f.nodes; i++ {
-			t.Nodes = append(t.Nodes, activities.OrcaTarget{Host: fmt.Sprintf("nid%06d-nmn", i), Xname: fmt.Sprintf("x1000c0s%db0n0", i)})
+			t.ComputeXnames = append(t.ComputeXnames, fmt.Sprintf("x1000c0s%db0n0", i))
 		}
-		t.Nodes = append(t.Nodes, activities.OrcaTarget{Host: "ncn-w001-can.local"})
+		if f.oldTargets { // as a run recorded before the compact form
+			t = activities.OrcaTargets{Nodes: t.All()}
+		}
 		return t, nil
 	})
 	env.OnActivity(c.RestartOrca, mock.Anything, mock.Anything).Return(func(_ context.Context, b activities.RestartBatch) (activities.BatchResult, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.batches = append(f.batches, b)
+		if len(f.batches) == 1 {
+			f.order = append(f.order, "restart-orca")
+		}
 		var r activities.BatchResult
 		for _, h := range b.Hosts {
-			if f.failingHosts[h] {
-				r.Problems = append(r.Problems, api.NodeProblem{Host: h, Status: "unreachable", Reason: "connection refused"})
+			if f.failingHosts[h] || f.allFail {
+				reason := "connection refused"
+				if f.failReason != "" {
+					reason = f.failReason
+				}
+				r.Problems = append(r.Problems, api.NodeProblem{Host: h, Status: "unreachable", Reason: reason})
 			} else {
 				r.OK = append(r.OK, h)
 			}
@@ -136,6 +158,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.bosSessions = append(f.bosSessions, r)
+		f.order = append(f.order, "bos-"+r.Operation)
 		return activities.BOSSessionStarted{Name: r.Name}, nil
 	})
 	env.OnActivity(c.WaitNodesState, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.WaitNodesRequest) (activities.Outcome, error) {
@@ -149,9 +172,12 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		defer f.mu.Unlock()
 		f.restored = append(f.restored, r.Templates)
 		f.order = append(f.order, "restore-bos-templates")
+		if f.restoreErr != nil {
+			return activities.RestoreTemplatesResult{}, f.restoreErr
+		}
 		return activities.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
 	})
-	env.OnActivity(c.CheckSessionTemplates, mock.Anything).Return(func(context.Context) (activities.TemplatesCheck, error) {
+	env.OnActivity(c.CheckSessionTemplates, mock.Anything).After(f.checkTakes).Return(func(context.Context) (activities.TemplatesCheck, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.checkedTmpls++
@@ -222,9 +248,10 @@ func TestAllServicesRun(t *testing.T) {
 	if len(f.restored) != 1 || len(f.restored[0]) != 1 || f.checkedTmpls != 0 {
 		t.Errorf("bos: restored %v, checked %d; want the snapshot's one template restored", f.restored, f.checkedTmpls)
 	}
-	// cps finds its nodes in the templates bos restores: bos goes first.
-	if strings.Join(f.order, ",") != "restore-bos-templates,find-cps-nodes" {
-		t.Errorf("order %v: cps must start after bos", f.order)
+	// cps finds its nodes in the templates bos restores: bos goes first;
+	// hmnfd waits for cps.
+	if strings.Join(f.order, ",") != "restore-bos-templates,find-cps-nodes,restart-orca" {
+		t.Errorf("order %v: cps must start after bos, hmnfd after cps", f.order)
 	}
 }
 
@@ -368,7 +395,7 @@ func TestHMNFDBatchesAndThreshold(t *testing.T) {
 			if len(f.batches) != 3 || len(f.batches[0].Hosts) != 1000 || len(f.batches[2].Hosts) != 501 || f.batches[0].Unit != "cray-dvs-orca" {
 				t.Errorf("batches: %d, sizes %d..%d", len(f.batches), len(f.batches[0].Hosts), len(f.batches[len(f.batches)-1].Hosts))
 			}
-			if h.Nodes == nil || h.Nodes.Total != 2501 || h.Nodes.Unreachable != tc.failing || len(h.NodeProblems) != tc.failing {
+			if h.Nodes == nil || h.Nodes.Total != 2501 || h.Nodes.Unreachable != tc.failing || len(h.NodeProblems) != min(tc.failing, api.NodeProblemsInStatus) {
 				t.Errorf("counts %+v problems %d", h.Nodes, len(h.NodeProblems))
 			}
 			if tc.failing > 0 && !strings.Contains(strings.Join(h.FollowUps, " "), "nid000001-nmn") {
@@ -411,5 +438,196 @@ func TestStuckCRUSSessionBecomesAFollowUp(t *testing.T) {
 	c := serviceState(t, report, api.CRUS)
 	if c.State != api.Done || !strings.Contains(strings.Join(c.FollowUps, " "), "CRUS session e0131663 is stuck in UPDATING") {
 		t.Fatalf("crus %+v", c)
+	}
+}
+
+// cps starts only when bos ended done: without the templates bos restores
+// it finds no CPS node and would report "nothing to remount" while CPS
+// clients stay mounted.
+func TestCPSStartsOnlyWhenBOSIsDone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		configure func(*kubeFake)
+		bosGate   *api.GateDecision
+		wantCPS   api.State
+		wantWords string
+	}{
+		{"bos rejected", nil, &api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Reject, By: "ops", Note: "templates not rebuilt yet"},
+			api.Skipped, "not started: bos ended failed: gate bos-templates was rejected by ops: templates not rebuilt yet"},
+		{"bos failed", func(f *kubeFake) {
+			f.restoreErr = temporal.NewNonRetryableApplicationError("BOS answered 500", "BOSDown", nil)
+		}, nil, api.Failed, "not started: bos ended failed (failed at step restore-bos-templates: BOS answered 500)"},
+		{"bos skipped", func(f *kubeFake) {
+			f.planHook = func(p *api.ServicePlan) {
+				p.Gates = api.GatePolicy{Deadline: time.Hour, OnDeadline: api.OnDeadlineSkip}
+			}
+		}, nil, api.Skipped, "not started: bos ended skipped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			configure := []func(*kubeFake){func(f *kubeFake) { f.cpsNodes = []string{"x1000c0s1b0n0"} }}
+			if tc.configure != nil {
+				configure = append(configure, tc.configure)
+			}
+			env, f := newEnv(t, configure...)
+			req := api.Request{Services: []string{"bos", "cps"}}
+			if tc.name == "bos failed" {
+				req.Snapshot = &api.SnapshotInput{Dir: "/snap", SessionTemplates: []json.RawMessage{json.RawMessage(`{"name":"cos-2.0"}`)}}
+			}
+			if tc.bosGate != nil {
+				var d decision
+				decide(env, time.Minute, *tc.bosGate, &d)
+			}
+			env.ExecuteWorkflow(api.RepopulateWorkflow, req)
+			var report api.Report
+			if err := env.GetWorkflowResult(&report); err != nil {
+				var appErr *temporal.ApplicationError
+				if !errors.As(err, &appErr) || appErr.Details(&report) != nil {
+					t.Fatal(err)
+				}
+			}
+			cps := serviceState(t, report, api.CPS)
+			if cps.State != tc.wantCPS || !strings.Contains(cps.Message, tc.wantWords) || len(cps.FollowUps) == 0 {
+				t.Errorf("cps %s %q follow-ups %q, want %s with %q", cps.State, cps.Message, cps.FollowUps, tc.wantCPS, tc.wantWords)
+			}
+			if slices.Contains(f.order, "find-cps-nodes") {
+				t.Errorf("cps looked for its nodes although bos is not done: %v", f.order)
+			}
+		})
+	}
+}
+
+// hmnfd waits for cps: the nodes cps shuts down would otherwise count as
+// hmnfd failures and be missing in the subscription comparison.
+func TestHMNFDWaitsForCPS(t *testing.T) {
+	env, f := cpsRun(t)
+	var mid api.RunStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(api.StatusQuery)
+		if err == nil {
+			_ = v.Get(&mid)
+		}
+	}, 30*time.Second)
+	var unmount, reboot decision
+	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
+	decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Approve, By: "ops"}, &reboot)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"cps", "hmnfd"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if h := serviceState(t, mid, api.HMNFD); h.State != api.Pending || !strings.Contains(h.Message, "waiting for cps to finish first: the compute nodes cps shuts down must not count as hmnfd failures") {
+		t.Errorf("hmnfd while cps waits at its gate: %s %q", h.State, h.Message)
+	}
+	if got := strings.Join(f.order, ","); got != "find-cps-nodes,bos-shutdown,bos-boot,restart-orca" {
+		t.Errorf("order %s: hmnfd must restart orca only after cps booted its nodes again", got)
+	}
+}
+
+// Runs started before the orderings were versioned replay as they ran:
+// cps after bos whatever its outcome, hmnfd at once.
+func TestOrderingsBeforeTheirVersion(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) {
+		f.planHook = func(p *api.ServicePlan) {
+			p.Gates = api.GatePolicy{Deadline: time.Hour, OnDeadline: api.OnDeadlineSkip}
+		}
+	})
+	env.OnGetVersion(changeCPSNeedsBOSDone, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnGetVersion(changeHMNFDAfterCPS, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.order, ","); got != "restart-orca,find-cps-nodes" {
+		t.Errorf("order %s, want the old one: hmnfd at once, cps after bos although bos was skipped", got)
+	}
+}
+
+// Children are asked to cancel when the parent closes (terminate, reset):
+// the default, terminate, would leave an object deleted mid-recreate.
+// internal/e2e's TestTerminateParentDuringDeleteRecreates proves it on a
+// real server.
+func TestChildrenAreCanceledNotTerminatedWithTheParent(t *testing.T) {
+	for _, s := range api.AllServices {
+		opts := childOptions("r1", config.Default().Plan(s), false)
+		if opts.ParentClosePolicy != enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL || !opts.WaitForCancellation || opts.WorkflowID != "r1/"+string(s) {
+			t.Errorf("%s: child options %+v, want parent-close REQUEST_CANCEL, wait for cancellation, ID r1/%s", s, opts, s)
+		}
+	}
+}
+
+// A plan from an older run's history lacks the fields added since: their
+// zero values are defaulted, never used as a budget or a timeout.
+func TestOldPlanZeroTimingsAreDefaulted(t *testing.T) {
+	env, f := cpsRun(t)
+	var heartbeats []time.Duration
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == api.ActivityWaitNodesState {
+			heartbeats = append(heartbeats, info.HeartbeatTimeout)
+		}
+	})
+	for i, gate := range []string{api.GateCPSUnmount, api.GateCPSReboot} {
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: gate, Decision: api.Approve, By: "ops"})
+		}, time.Duration(i+1)*time.Minute)
+	}
+	// As an older parent recorded it: no timings, no CPS timeouts.
+	old := ServiceInput{RunID: "old-run", Plan: api.ServicePlan{Service: api.CPS, Procedure: api.RemountCPS, CPS: &api.CPSPlan{}}}
+	env.ExecuteWorkflow(api.ServiceWorkflow, old)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.nodeWaits) != 2 || f.nodeWaits[0].Budget != defaultCPSShutdown || f.nodeWaits[1].Budget != defaultCPSBoot || f.nodeWaits[0].Poll != defaultPoll {
+		t.Errorf("HSM waits %+v: zero budgets and polls must be defaulted", f.nodeWaits)
+	}
+	if len(heartbeats) != 2 || heartbeats[0] != defaultHeartbeat {
+		t.Errorf("heartbeat timeouts %v, want %s", heartbeats, defaultHeartbeat)
+	}
+}
+
+// Checking thousands of templates outlasts one read: the step heartbeats
+// and has the service's wait budget, not a one-minute read bound.
+func TestTemplateCheckHeartbeats(t *testing.T) {
+	env, f := newEnv(t)
+	var heartbeat time.Duration
+	started := false
+	env.SetOnActivityStartedListener(func(i *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if i.ActivityType.Name == api.ActivityCheckSessionTemplates {
+			heartbeat, started = i.HeartbeatTimeout, true
+		}
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(api.GateDecisionSignal, api.GateDecision{Gate: api.GateBOSTemplates, Decision: api.Approve, By: "ops"})
+	}, time.Minute)
+	// The child alone: the test environment leaves heartbeat timeouts out
+	// of the activity info of a child's activities.
+	env.ExecuteWorkflow(api.ServiceWorkflow, ServiceInput{RunID: "r", Plan: config.Default().Plan(api.BOS)})
+	if err := env.GetWorkflowError(); err != nil || f.checkedTmpls != 1 || !started {
+		t.Fatalf("run %v, checked %d", err, f.checkedTmpls)
+	}
+	if heartbeat <= 0 || heartbeat != time.Duration(config.Default().HeartbeatTimeout) {
+		t.Errorf("check-bos-templates heartbeat timeout %s, want heartbeatTimeout", heartbeat)
+	}
+}
+
+// Discovery results recorded by older runs (one entry per node) and the
+// compact ones give the same batches and verification.
+func TestOrcaTargetsOldAndCompactForms(t *testing.T) {
+	var got [][]string
+	for _, old := range []bool{false, true} {
+		env, f := newEnv(t, func(f *kubeFake) { f.nodes, f.oldTargets = 1500, old })
+		env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"hmnfd"}})
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		var hosts []string
+		for _, b := range f.batches {
+			hosts = append(hosts, b.Hosts...)
+		}
+		if len(hosts) != 1501 || hosts[0] != "nid000001-nmn" || hosts[1500] != "ncn-w001-can.local" || len(f.verified) != 1500 || f.verified[1499] != "x1000c0s1500b0n0" {
+			t.Errorf("old form %v: %d hosts (%s..%s), %d verified", old, len(hosts), hosts[0], hosts[len(hosts)-1], len(f.verified))
+		}
+		got = append(got, hosts)
+	}
+	if !slices.Equal(got[0], got[1]) {
+		t.Error("the two forms gave different targets")
 	}
 }

@@ -35,6 +35,19 @@ const (
 	// Web UI or `temporal workflow signal`) it is routed to the child that
 	// owns the gate; the parent also uses it to deliver an accepted Update.
 	GateDecisionSignal = "gate-decision"
+	// GateDecisionAckSignal carries a GateDecisionAck from the child that
+	// owns a gate back to the parent: whether it took the decision.
+	GateDecisionAckSignal = "gate-decision-ack"
+)
+
+// Descriptions of the signals, the Update and the query, shown by the Web
+// UI and `temporal workflow metadata`.
+const (
+	StatusQueryDescription        = "Where the run (parent) or the service (child) stands: every service, step and gate, with times and messages."
+	StepProgressSignalDescription = "Internal: a child's ServiceStatus, sent to its parent on every change."
+	DecideGateUpdateDescription   = `Approve or reject a waiting gate; answers the gate as decided, or why not (what repopulate approve/reject send). Input: {"gate":"cps-unmount","decision":"approve","by":"NAME","note":"TEXT"}.`
+	GateDecisionSignalDescription = `Approve or reject a waiting gate from the Web UI: send to the run (parent) workflow with input {"gate":"GATE","decision":"approve","by":"NAME","note":"TEXT"} (decision "reject" needs a note). A refused decision shows in the run's details and in repopulate status.`
+	GateDecisionAckDescription    = "Internal: the child that owns a gate tells the parent whether it took a decision."
 )
 
 // Memo keys of a run, shown in the Web UI and read by `repopulate list`.
@@ -167,7 +180,34 @@ type GateDecision struct {
 	// note or the rejection's reason.
 	By   string `json:"by,omitempty"`
 	Note string `json:"note,omitempty"`
+	// RequestID is set by the parent when it hands the decision to the
+	// child, which echoes it in its GateDecisionAck.
+	RequestID string `json:"requestId,omitempty"`
 }
+
+// GateDecisionAck is a child's answer to a GateDecision: taken, or refused
+// with the reason (the gate expired first, was decided already, ...).
+type GateDecisionAck struct {
+	RequestID string   `json:"requestId,omitempty"`
+	Gate      string   `json:"gate"`
+	Decision  Decision `json:"decision"`
+	By        string   `json:"by,omitempty"`
+	Accepted  bool     `json:"accepted"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+// RefusedDecision is a gate decision the run did not take, kept in status
+// so that whoever sent it (a Web UI signal cannot answer) sees why.
+type RefusedDecision struct {
+	Gate     string    `json:"gate"`
+	Decision Decision  `json:"decision"`
+	By       string    `json:"by,omitempty"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// RefusedDecisionsKept bounds RunStatus.RefusedDecisions to the latest ones.
+const RefusedDecisionsKept = 10
 
 // GateState is where a gate stands.
 type GateState string
@@ -238,7 +278,10 @@ type ServiceStatus struct {
 	Gates []GateStatus `json:"gates,omitempty"`
 	// FollowUps are what a person must still do for this service.
 	FollowUps []string `json:"followUps,omitempty"`
-	// Nodes and NodeProblems report a fan-out over nodes (HMNFD).
+	// Nodes and NodeProblems report a fan-out over nodes (HMNFD). Status
+	// carries the first NodeProblemsInStatus problems only, so that it stays
+	// small at any node count; `repopulate report --nodes` reads every one
+	// from the hmnfd child's history (its RestartOrca results).
 	Nodes        *NodeCounts   `json:"nodes,omitempty"`
 	NodeProblems []NodeProblem `json:"nodeProblems,omitempty"`
 	// SavedManifest is the saved copy of an object that was deleted and may
@@ -257,6 +300,9 @@ type RunStatus struct {
 	Started  time.Time       `json:"started"`
 	Ended    time.Time       `json:"ended,omitzero"`
 	Services []ServiceStatus `json:"services"`
+	// RefusedDecisions are the latest gate decisions the run refused, with
+	// the reason, newest last (at most RefusedDecisionsKept).
+	RefusedDecisions []RefusedDecision `json:"refusedDecisions,omitempty"`
 }
 
 // Report is the parent's result: the final RunStatus. When any service failed
@@ -413,6 +459,9 @@ type GatePolicy struct {
 	// OnDeadline is OnDeadlineFail or OnDeadlineSkip.
 	OnDeadline string `json:"onDeadline,omitempty"`
 }
+
+// NodeProblemsInStatus is how many node problems a status carries.
+const NodeProblemsInStatus = 20
 
 // NodeCounts summarises a fan-out.
 type NodeCounts struct {

@@ -725,8 +725,8 @@ func (d *driver) inject(st api.RunStatus, due []*point) {
 }
 
 // approveGates approves every waiting gate once no fault is still to be
-// injected while it waits. cps-unmount waits until HMNFD has found its
-// nodes: the shutdown takes the CPS nodes out of HSM's Ready ones.
+// injected while it waits. (hmnfd waits for cps by itself, so the nodes cps
+// shuts down never count against it.)
 func (d *driver) approveGates(st api.RunStatus) {
 	for _, s := range st.Services {
 		for _, g := range s.Gates {
@@ -750,11 +750,6 @@ func (d *driver) approveGates(st api.RunStatus) {
 				return p.svc == s.Service && p.step == g.Name && p.edge != done && !p.hit && !p.missed
 			}) {
 				continue
-			}
-			if g.Name == api.GateCPSUnmount && slices.Contains(d.sc.services, api.HMNFD) {
-				if i := slices.IndexFunc(stepsOf(st, api.HMNFD), func(s api.StepStatus) bool { return s.Name == "discover-nodes" }); i < 0 || stepsOf(st, api.HMNFD)[i].State != api.Done {
-					continue
-				}
 			}
 			ch := make(chan error, 1)
 			d.approved[key] = ch

@@ -141,6 +141,7 @@ deleteTimeout: 1m
 activityAttempts: 8
 csm:
   baseURL: %s
+  timeout: 1200ms # under a third of heartbeatTimeout (config refuses more)
   caBundle: %s
   clientSecret: {file: %s}
 ssh:

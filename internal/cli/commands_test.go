@@ -319,6 +319,10 @@ func TestBadInput(t *testing.T) {
 		{[]string{"approve", "r"}, "takes RUN_ID and GATE"},
 		{[]string{"reject", "r", "cps-unmount"}, "reject needs --reason TEXT"},
 		{[]string{"approve", "r", "cps-unmount", "--service", "dns"}, `--service "dns": give one of`},
+		// An unset shell variable ($SERVICES) gives an empty list: that must not mean all nine.
+		{[]string{"start", "--services", ""}, `--services "": no service named`},
+		{[]string{"start", "--services", ","}, "--services: no service named"},
+		{[]string{"start", "--services="}, `--services "": no service named`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -416,4 +420,48 @@ func historyLen(t *testing.T, id string) int {
 		n++
 	}
 	return n
+}
+
+// The report carries the first problems only; --nodes lists every node
+// that did not restart, read from the hmnfd child's batch results.
+func TestReportNodesListsEveryProblem(t *testing.T) {
+	var batches []nodeBatch
+	for b := range 3 {
+		var nb nodeBatch
+		for i := range 30 {
+			nb.Problems = append(nb.Problems, api.NodeProblem{Host: fmt.Sprintf("nid%06d-nmn", b*30+i+1), Status: "unreachable", Reason: "connection refused"})
+		}
+		batches = append(batches, nb)
+	}
+	final := api.RunStatus{State: api.Failed, Message: "1 of 1 services failed: hmnfd", Services: []api.ServiceStatus{{
+		Service: api.HMNFD, WorkflowID: "nodes-run/hmnfd", State: api.Failed, Nodes: &api.NodeCounts{Total: 100, OK: 10, Unreachable: 90},
+		NodeProblems: batches[0].Problems[:api.NodeProblemsInStatus],
+	}}}
+	startFixture(t, "nodes-run", fixtureInput{Script: []api.RunStatus{final}, NodeBatches: batches}, nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, _, code := run(t, "report", "nodes-run"); code == ExitFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("fixture run never finished")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, stderr, code := run(t, "report", "nodes-run", "--nodes", "-o", "json")
+	var st api.RunStatus
+	if err := json.Unmarshal([]byte(out), &st); code != ExitFailed || err != nil {
+		t.Fatalf("report --nodes -o json: exit %d %v\n%s", code, err, stderr)
+	}
+	if got := st.Services[0].NodeProblems; len(got) != 90 || got[0].Host != "nid000001-nmn" || got[89].Host != "nid000090-nmn" {
+		t.Errorf("report --nodes lists %d problems, want all 90 in batch order", len(got))
+	}
+	out, _, _ = run(t, "report", "nodes-run", "--nodes")
+	if !strings.Contains(out, "Nodes that did not restart (hmnfd): 90") || !regexp.MustCompile(`nid000090-nmn\s+unreachable\s+connection refused`).MatchString(out) {
+		t.Errorf("report --nodes text:\n%s", out)
+	}
+	out, _, _ = run(t, "report", "nodes-run", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Services[0].NodeProblems) != api.NodeProblemsInStatus {
+		t.Errorf("report without --nodes: %d problems, want the status's %d", len(st.Services[0].NodeProblems), api.NodeProblemsInStatus)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -82,6 +83,9 @@ func temporalServer(t *testing.T) string {
 		}
 		fixtureWorker = worker.New(tc, fixtureQueue, worker.Options{})
 		fixtureWorker.RegisterWorkflowWithOptions(fixtureWorkflow, workflow.RegisterOptions{Name: api.RepopulateWorkflow})
+		fixtureWorker.RegisterWorkflowWithOptions(fixtureNodeBatches, workflow.RegisterOptions{Name: "FixtureNodeBatches"})
+		fixtureWorker.RegisterActivityWithOptions(func(_ context.Context, b nodeBatch) (nodeBatch, error) { return b, nil },
+			activity.RegisterOptions{Name: api.ActivityRestartOrca})
 		serverErr = fixtureWorker.Start()
 	})
 	if serverErr != nil {
@@ -97,6 +101,21 @@ type fixtureInput struct {
 	Every  time.Duration
 	// Hold keeps the run open after the script, so that gates can be decided.
 	Hold bool
+	// NodeBatches, if any, are the RestartOrca results a child named
+	// RUN_ID/hmnfd records in its history before the script runs.
+	NodeBatches []nodeBatch
+}
+
+// fixtureNodeBatches is a TEST FIXTURE: it records each batch as the result
+// of an activity named RestartOrca, where report --nodes reads them.
+func fixtureNodeBatches(ctx workflow.Context, batches []nodeBatch) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	for _, b := range batches {
+		if err := workflow.ExecuteActivity(ctx, api.ActivityRestartOrca, b).Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fixtureWorkflow is a TEST FIXTURE FOR THE CLI ONLY, registered as
@@ -140,6 +159,12 @@ func fixtureWorkflow(ctx workflow.Context, in fixtureInput) (api.RunStatus, erro
 		}})
 	if err != nil {
 		return cur, err
+	}
+	if len(in.NodeBatches) > 0 {
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: api.ServiceWorkflowID(workflow.GetInfo(ctx).WorkflowExecution.ID, api.HMNFD)})
+		if err := workflow.ExecuteChildWorkflow(cctx, "FixtureNodeBatches", in.NodeBatches).Get(ctx, nil); err != nil {
+			return cur, err
+		}
 	}
 	for _, next := range in.Script[1:] {
 		if err := workflow.Sleep(ctx, in.Every); err != nil {

@@ -19,10 +19,12 @@ import (
 type startOptions struct {
 	*globals
 	services []string
-	dryRun   bool
-	wait     bool
-	id       string
-	interval time.Duration
+	// servicesGiven: --services was on the command line, even empty.
+	servicesGiven bool
+	dryRun        bool
+	wait          bool
+	id            string
+	interval      time.Duration
 	// snapshotDir is --snapshot; snap is what was loaded from it.
 	snapshotDir string
 	snap        *api.SnapshotInput
@@ -60,6 +62,9 @@ refused and nothing starts.`,
   repopulate start --id rebuild-2026-11-23 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// An explicitly empty list (--services "", often an unset shell
+			// variable) must not fall back to "all nine" as leaving the flag out does.
+			o.servicesGiven = cmd.Flags().Changed("services")
 			if err := o.validate(); err != nil {
 				return err
 			}
@@ -79,6 +84,9 @@ refused and nothing starts.`,
 func (o *startOptions) validate() error {
 	if err := o.validateOutput(); err != nil {
 		return err
+	}
+	if o.servicesGiven && len(o.services) == 0 {
+		return badInput("--services \"\": no service named: give one or more of %s, or leave --services out for all", api.ServiceNames())
 	}
 	if _, err := api.ParseServices(o.services); err != nil {
 		return badInput("--services: %v", err)

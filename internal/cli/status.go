@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -43,14 +44,20 @@ a run as it goes use repopulate watch.`,
 }
 
 func newReportCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "report RUN_ID",
+	var nodes bool
+	cmd := &cobra.Command{
+		Use:   "report RUN_ID [--nodes]",
 		Short: "Print a finished run's report and the follow-ups left to people",
 		Long: `Print the report of a finished run: per service what was done, what failed
 and why, and what a person must still do. Exits 1 when a service failed and 3
-when the run has not finished yet (see repopulate status).`,
+when the run has not finished yet (see repopulate status).
+
+The report carries node counts and the first ` + fmt.Sprint(api.NodeProblemsInStatus) + ` nodes that did not restart
+orca, so that it stays small at any node count. --nodes lists every one with
+its reason, read from the hmnfd service's batch results in the run's history.`,
 		Example: `  repopulate report repopulate-20261123-101500
-  repopulate report RUN_ID -o json > report.json`,
+  repopulate report RUN_ID -o json > report.json
+  repopulate report RUN_ID --nodes -o json | jq -r '.services[].nodeProblems[]?.host'`,
 		Args:              runIDArg,
 		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -58,17 +65,98 @@ when the run has not finished yet (see repopulate status).`,
 			if err != nil {
 				return err
 			}
-			if !closed {
-				if err := g.print(st); err != nil {
+			if nodes {
+				if err := g.allNodeProblems(cmd.Context(), &st); err != nil {
 					return err
 				}
-				return &ExitError{Code: ExitRunning, Err: fmt.Errorf("run %s has not finished: follow it with repopulate status %s", args[0], args[0])}
 			}
 			if err := g.print(st); err != nil {
 				return err
 			}
+			if nodes && g.output == "text" {
+				writeNodeProblems(g.streams.Out, st)
+			}
+			if !closed {
+				return &ExitError{Code: ExitRunning, Err: fmt.Errorf("run %s has not finished: follow it with repopulate status %s", args[0], args[0])}
+			}
 			return outcomeError(st)
 		},
+	}
+	cmd.Flags().BoolVar(&nodes, "nodes", false, "list every node that did not restart, with its reason (read from the run's history)")
+	return cmd
+}
+
+// nodeBatch is the part of a node batch's activity result (RestartOrca's
+// BatchResult) the report reads.
+type nodeBatch struct {
+	Problems []api.NodeProblem `json:"problems"`
+}
+
+// allNodeProblems replaces each fan-out service's first problems with all
+// of them, from its child's RestartOrca results in history: no worker needed.
+func (g *globals) allNodeProblems(ctx context.Context, st *api.RunStatus) error {
+	c, err := g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := range st.Services {
+		s := &st.Services[i]
+		if s.Nodes == nil {
+			continue
+		}
+		id := s.WorkflowID
+		if id == "" {
+			id = api.ServiceWorkflowID(st.RunID, s.Service)
+		}
+		all, err := nodeProblemsFromHistory(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		s.NodeProblems = all
+	}
+	return nil
+}
+
+func nodeProblemsFromHistory(ctx context.Context, c client.Client, workflowID string) ([]api.NodeProblem, error) {
+	it := c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	scheduled := map[int64]string{}
+	out := []api.NodeProblem{}
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("read the history of %s for its node results: %w", workflowID, err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			scheduled[ev.GetEventId()] = a.GetActivityType().GetName()
+		}
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == api.ActivityRestartOrca {
+			var b nodeBatch
+			if err := converter.GetDefaultDataConverter().FromPayloads(a.GetResult(), &b); err != nil {
+				return nil, fmt.Errorf("decode a node batch result in the history of %s: %w", workflowID, err)
+			}
+			out = append(out, b.Problems...)
+		}
+	}
+	return out, nil
+}
+
+// writeNodeProblems lists every node that did not restart, per service.
+func writeNodeProblems(w io.Writer, st api.RunStatus) {
+	for _, s := range st.Services {
+		if s.Nodes == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\nNodes that did not restart (%s): %d\n", s.Service, len(s.NodeProblems))
+		if len(s.NodeProblems) == 0 {
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  HOST\tSTATUS\tREASON")
+		for _, p := range s.NodeProblems {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", p.Host, p.Status, oneLine(p.Reason))
+		}
+		_ = tw.Flush()
 	}
 }
 
@@ -241,6 +329,12 @@ func writeText(w io.Writer, st api.RunStatus) {
 		fmt.Fprintf(w, "\nWaiting for approval:\n%s\n", strings.Join(waiting, "\n"))
 	}
 	writeGateDecisions(w, st)
+	if len(st.RefusedDecisions) > 0 {
+		fmt.Fprintln(w, "\nRefused gate decisions (latest last):")
+		for _, r := range st.RefusedDecisions {
+			fmt.Fprintf(w, "  %s %s %q by %s: %s\n", r.At.UTC().Format(time.RFC3339), r.Decision, r.Gate, orUnnamed(r.By), oneLine(r.Reason))
+		}
+	}
 	var follow []string
 	for _, s := range st.Services {
 		for _, f := range s.FollowUps {
@@ -273,6 +367,13 @@ func writeGateDecisions(w io.Writer, st api.RunStatus) {
 	if len(lines) > 0 {
 		fmt.Fprintf(w, "\nGate decisions:\n%s\n", strings.Join(lines, "\n"))
 	}
+}
+
+func orUnnamed(by string) string {
+	if by == "" {
+		return "an unnamed sender"
+	}
+	return by
 }
 
 func duration(start, end time.Time) string {

@@ -142,3 +142,22 @@ func TestRedraw(t *testing.T) {
 		t.Fatalf("redraw %d %q", n, b.String())
 	}
 }
+
+// A decision refused by the run (sent as a Web UI signal, which cannot
+// answer) is listed by status with its reason.
+func TestStatusListsRefusedDecisions(t *testing.T) {
+	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	st := api.RunStatus{RunID: "r", State: api.WaitingForApproval, RefusedDecisions: []api.RefusedDecision{
+		{Gate: "cps-rebot", Decision: api.Approve, Reason: `run r has no gate "cps-rebot"; its gates: cps-unmount (cps, waiting)`, At: at},
+		{Gate: "cps-unmount", Decision: "yes", By: "web-ui", Reason: `decision "yes" must be approve or reject`, At: at},
+	}}
+	var b strings.Builder
+	writeText(&b, st)
+	for _, want := range []string{"Refused gate decisions (latest last):",
+		`2026-11-23T10:00:00Z approve "cps-rebot" by an unnamed sender: run r has no gate "cps-rebot"`,
+		`yes "cps-unmount" by web-ui: decision "yes" must be approve or reject`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}

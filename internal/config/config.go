@@ -197,7 +197,7 @@ func Default() Config {
 		CSM: CSM{
 			ClientID:     "admin-client",
 			ClientSecret: SecretRef{Kubernetes: &KubeSecret{Namespace: "default", Name: "admin-client-auth", Key: "client-secret"}},
-			Timeout:      Duration(30 * time.Second),
+			Timeout:      Duration(defaultCSMTimeout),
 		},
 		SSH: SSH{
 			KnownHosts: []string{"~/.ssh/known_hosts"}, User: "root", Concurrency: 256,
@@ -211,6 +211,19 @@ func Default() Config {
 	cfg.applyProfile()
 	return cfg
 }
+
+// defaultCSMTimeout bounds one CSM request: below a third of the default
+// heartbeatTimeout (see csmCallBound).
+const defaultCSMTimeout = 8 * time.Second
+
+// maxBatchSize bounds services.hmnfd.batchSize.
+const maxBatchSize = 1000
+
+// csmCallBound is how many csm.timeout one CSM call can take at worst: a
+// token fetch (bounded at twice the timeout: the secret and the POST) and
+// then the request itself. Waits heartbeat between calls, so this must stay
+// under heartbeatTimeout.
+const csmCallBound = 3
 
 // Profiles: the CSM releases whose defaults differ (CSM-APIS.md, "How the
 // procedure drifted").
@@ -343,8 +356,10 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("services.hmnfd.ncnGroups[%d]: %v", i, err))
 		}
 	}
-	if h.BatchSize < 1 || h.BatchSize > 5000 {
-		errs = append(errs, fmt.Errorf("services.hmnfd.batchSize: must be 1 to 5000 nodes, got %d", h.BatchSize))
+	// A batch's result lists each failed node with its reason: past 1,000
+	// nodes it outgrows what one Temporal payload should carry.
+	if h.BatchSize < 1 || h.BatchSize > maxBatchSize {
+		errs = append(errs, fmt.Errorf("services.hmnfd.batchSize: must be 1 to %d nodes (one batch's result lists each failed node and must stay a small Temporal payload), got %d", maxBatchSize, h.BatchSize))
 	}
 	if h.MaxFailedPercent < 0 || h.MaxFailedPercent > 100 {
 		errs = append(errs, fmt.Errorf("services.hmnfd.maxFailedPercent: must be 0 to 100, got %g", h.MaxFailedPercent))
@@ -377,6 +392,11 @@ func (c Config) Validate() error {
 	checkDuration("deleteTimeout", c.DeleteTimeout)
 	checkDuration("pollInterval", c.PollInterval)
 	checkDuration("heartbeatTimeout", c.HeartbeatTimeout)
+	if c.CSM.Timeout > 0 && c.HeartbeatTimeout > 0 && csmCallBound*time.Duration(c.CSM.Timeout) >= time.Duration(c.HeartbeatTimeout) {
+		most := (time.Duration(c.HeartbeatTimeout) - time.Millisecond) / csmCallBound
+		errs = append(errs, fmt.Errorf("csm.timeout (%s) must be under a third of heartbeatTimeout (%s): between two heartbeats one CSM call may wait for a token (up to twice csm.timeout) and then for its answer, and a longer silence fails the step as a lost worker; set csm.timeout to %s or less, or heartbeatTimeout above %s",
+			time.Duration(c.CSM.Timeout), time.Duration(c.HeartbeatTimeout), most.Truncate(time.Millisecond), csmCallBound*time.Duration(c.CSM.Timeout)))
+	}
 	if c.PollInterval > 0 && c.HeartbeatTimeout > 0 && c.PollInterval >= c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("pollInterval (%s) must be shorter than heartbeatTimeout (%s): waits heartbeat once per poll", time.Duration(c.PollInterval), time.Duration(c.HeartbeatTimeout)))
 	}

@@ -21,6 +21,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	sdktemporal "go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -140,6 +141,7 @@ deleteTimeout: 1m
 activityAttempts: 3
 csm:
   baseURL: %s
+  timeout: 1200ms # under a third of heartbeatTimeout (config refuses more)
   caBundle: %s
   clientSecret: {file: %s}
 ssh:
@@ -453,6 +455,67 @@ func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 	// The copy in history still had the finalizer; clear it for later tests.
 	_, _ = ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
 	if n := countActivities(t, "e2e-kill-cr/externaldns", "CreateObject"); n != 1 {
+		t.Errorf("CreateObject completed %d times, want 1", n)
+	}
+}
+
+// TestTerminateParentDuringDeleteRecreates: a finalizer holds the
+// EtcdCluster in deletion while the parent is terminated (as before a
+// reset). The child is asked to cancel, not terminated with it, so once the
+// object is gone it creates it again from the copy in history.
+func TestTerminateParentDuringDeleteRecreates(t *testing.T) {
+	healthy(t)
+	ctx := context.Background()
+	ecs := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	const hold = "e2e.csmops.io/hold"
+	unhold := func() {
+		_, _ = ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
+	}
+	if _, err := ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.MergePatchType, fmt.Appendf(nil, `{"metadata":{"finalizers":[%q]}}`, hold), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+
+	queue, id := "e2e-terminate", "e2e-terminate-parent"
+	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	if _, stderr, code := repopulate(t, queue, "start", "--services", "externaldns", "--id", id); code != 0 {
+		t.Fatal(stderr)
+	}
+	waitStep(t, id, api.ExternalDNS, "delete-etcdcluster", api.Running)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cur, err := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+		if err == nil && cur.GetDeletionTimestamp() != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("delete never issued")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := tc.TerminateWorkflow(ctx, id, "", "e2e: terminate the parent during the delete"); err != nil {
+		t.Fatal(err)
+	}
+	unhold()
+
+	// The child ends canceled once it has created the object again.
+	child := api.ServiceWorkflowID(id, api.ExternalDNS)
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	err := tc.GetWorkflow(wctx, child, "").Get(wctx, nil)
+	if !sdktemporal.IsCanceledError(err) {
+		t.Errorf("child %s ended with %v, want canceled (the parent's close asks it to cancel)", child, err)
+	}
+	now, err := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the EtcdCluster is missing after the parent was terminated during its delete: %v", err)
+	}
+	// The copy in history still had the finalizer; clear it for later tests.
+	unhold()
+	if now.GetUID() == old.GetUID() || !testenv.EqualJSON(now.Object["spec"], old.Object["spec"]) {
+		t.Errorf("re-created cluster: uid %s (old %s) spec %v", now.GetUID(), old.GetUID(), now.Object["spec"])
+	}
+	if n := countActivities(t, child, "CreateObject"); n != 1 {
 		t.Errorf("CreateObject completed %d times, want 1", n)
 	}
 }
