@@ -95,11 +95,7 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		}
 		plans[plan.Service] = plan
 	}
-	// Versioned orderings: runs started before them replay as they ran.
-	order := ordering{
-		cpsNeedsBOSDone: workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1,
-		hmnfdAfterCPS:   workflow.GetVersion(ctx, changeHMNFDAfterCPS, workflow.DefaultVersion, 1) == 1,
-	}
+	order := runOrdering(ctx)
 	deps := order.prerequisites()
 	// waiting reports whether s still waits for a prerequisite in this run.
 	waiting := func(s api.Service) (api.Service, bool) {
@@ -303,6 +299,16 @@ const (
 	// shuts down are not counted as hmnfd failures.
 	changeHMNFDAfterCPS = "hmnfd-after-cps"
 )
+
+// runOrdering reads which versioned orderings a run follows: runs started
+// before an ordering changed replay as they ran. A variable only so that the
+// replay test can show what the same change without a version check does.
+var runOrdering = func(ctx workflow.Context) ordering {
+	return ordering{
+		cpsNeedsBOSDone: workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1,
+		hmnfdAfterCPS:   workflow.GetVersion(ctx, changeHMNFDAfterCPS, workflow.DefaultVersion, 1) == 1,
+	}
+}
 
 // ordering is which versioned orderings a run follows.
 type ordering struct {
