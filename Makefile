@@ -25,10 +25,12 @@ lint: tools
 	$(GO) vet ./...
 	$(BIN)/workflowcheck ./...
 
-## test: the whole suite against the real parts (README's test command, run by CI)
+## test: the whole suite against the real parts (README's test command, run by CI).
+## Explicit timeouts: the chaos package alone takes 7-9 minutes on 2 cores,
+## close to go test's default 10-minute limit per package.
 test: tools lint
-	$(GO) test -count=1 -race $(RACE_PKGS)
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /workflows -e /activities)
+	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -e /workflows -e /activities)
 
 ## chaos: the full chaos suite: SIGKILL the worker at every step boundary of
 ## every service and in long steps, restart Temporal; make test runs the
