@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/...
 
-.PHONY: all build tools lint test test-unit chaos demo demo-stop clean bench-fanout bad-input-doc
+.PHONY: all build tools lint test test-unit chaos demo demo-stop clean bench-fanout bad-input-doc histories
 
 all: build
 
@@ -35,6 +35,13 @@ test: tools lint
 ## reduced suite (docs/chaos.md)
 chaos: tools
 	REPOPULATE_CHAOS=full $(GO) test -count=1 -v -timeout 90m ./internal/chaos/
+
+## histories: record the full histories of representative runs (all nine done,
+## waiting at each gate, mid hmnfd batches, a failed service, a canceled run)
+## on the real Temporal dev server into workflows/testdata/histories; make test
+## replays every one of them (docs/upgrading.md)
+histories: tools
+	REPOPULATE_RECORD_HISTORIES=workflows/testdata/histories $(GO) test -count=1 -v -timeout 20m -run '^TestRecordHistories$$' ./internal/e2e/
 
 ## test-unit: only the tests that need no real part
 test-unit:

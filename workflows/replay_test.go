@@ -1,0 +1,95 @@
+package workflows
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+)
+
+// historiesDir holds the histories `make histories` recorded on the real
+// Temporal dev server: one directory per scenario, one file per workflow.
+const historiesDir = "testdata/histories"
+
+func recordedHistories(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(historiesDir, "*", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no recorded histories under %s: run make histories", historiesDir)
+	}
+	return files
+}
+
+// replay replays one recorded history against the workflows as the worker
+// registers them. The file is named after the workflow's ID ("/" written as
+// "@"), which the replay needs: a run names its children after its own ID.
+func replay(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	id := strings.ReplaceAll(strings.TrimSuffix(filepath.Base(file), ".json"), "@", "/")
+	r := worker.NewWorkflowReplayer()
+	Register(r)
+	logger := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return r.ReplayWorkflowHistoryWithOptions(logger, history, worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id}})
+}
+
+// TestRecordedHistoriesReplay is what keeps an upgrade from breaking runs in
+// flight: every recorded history must replay against today's workflow code.
+// A change that would make a run take another path than its history says
+// fails here; it must go behind workflow.GetVersion (docs/upgrading.md).
+func TestRecordedHistoriesReplay(t *testing.T) {
+	scenarios := map[string]bool{}
+	for _, file := range recordedHistories(t) {
+		scenarios[filepath.Base(filepath.Dir(file))] = true
+		name := strings.TrimPrefix(file, historiesDir+string(filepath.Separator))
+		t.Run(name, func(t *testing.T) {
+			if err := replay(file); err != nil {
+				t.Fatalf("%s no longer replays: %v", file, err)
+			}
+		})
+	}
+	for _, want := range []string{"all-nine-done", "waiting-bos-templates", "waiting-cps-unmount", "waiting-cps-reboot", "hmnfd-mid-batches", "failed-service", "canceled"} {
+		if !scenarios[want] {
+			t.Errorf("scenario %s was not recorded: run make histories", want)
+		}
+	}
+}
+
+// TestReplayCatchesAnOrderingChange shows the replay test can fail: make
+// hmnfd wait for cps (so that cps's shut-down nodes do not count as hmnfd
+// failures) without a version check, and the recorded nine-service run,
+// which started hmnfd with the first children, no longer replays.
+func TestReplayCatchesAnOrderingChange(t *testing.T) {
+	file := filepath.Join(historiesDir, "all-nine-done", "hist-all-nine.json")
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("%v: run make histories", err)
+	}
+	saved := dependsOn
+	dependsOn = map[api.Service]api.Service{api.CPS: api.BOS, api.HMNFD: api.CPS}
+	defer func() { dependsOn = saved }()
+	err := replay(file)
+	if err == nil {
+		t.Fatal("the nine-service history replayed with hmnfd waiting for cps: the replay test cannot catch an unversioned ordering change")
+	}
+	t.Logf("replay refused, as it must: %v", err)
+}
