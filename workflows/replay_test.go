@@ -84,8 +84,9 @@ func TestReplayCatchesAnOrderingChange(t *testing.T) {
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("%v: run make histories", err)
 	}
+	// The same ordering as changeHMNFDAfterCPS, without its version check.
 	saved := dependsOn
-	dependsOn = map[api.Service]api.Service{api.CPS: api.BOS, api.HMNFD: api.CPS}
+	dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS}, api.HMNFD: {api.CPS}}
 	defer func() { dependsOn = saved }()
 	err := replay(file)
 	if err == nil {

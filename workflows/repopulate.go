@@ -6,6 +6,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -304,6 +305,10 @@ const (
 	changeHMNFDAfterCPS = "hmnfd-after-cps"
 )
 
+// dependsOn is the ordering every run has followed since cps waited for
+// bos; orderings added since are versioned (ordering).
+var dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS}}
+
 // ordering is which versioned orderings a run follows.
 type ordering struct {
 	cpsNeedsBOSDone bool
@@ -315,7 +320,7 @@ type ordering struct {
 // hmnfd restarts orca on every Ready compute, which must not race cps
 // shutting some of them down.
 func (o ordering) prerequisites() map[api.Service][]api.Service {
-	deps := map[api.Service][]api.Service{api.CPS: {api.BOS}}
+	deps := maps.Clone(dependsOn)
 	if o.hmnfdAfterCPS {
 		deps[api.HMNFD] = []api.Service{api.CPS}
 	}
