@@ -70,7 +70,7 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context) (TemplatesCheck, error)
 		}
 		p.Done, p.Last = i+1, t.Name
 		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(tmpls))
-		activity.RecordHeartbeat(ctx, p)
+		recordHeartbeat(ctx, p)
 	}
 	if len(tmpls) == 0 {
 		return TemplatesCheck{}, temporal.NewNonRetryableApplicationError(

@@ -203,20 +203,25 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 		}
 		return out
 	}
-	first, beats, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil, nil)
+	// The SDK throttles what reaches a test listener: count at the source.
+	recorded, stop := activities.CountHeartbeats()
+	defer stop()
+	first, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	beats := recorded()
 	if len(first.Names) != 5 || len(beats) != 5 || !strings.Contains(beats[4], `"progress":"5/5 templates"`) || !strings.Contains(beats[1], `"done":2`) {
 		t.Fatalf("first attempt: names %v heartbeats %v, want one heartbeat per template with its index", first.Names, beats)
 	}
 	e.ResetCounters()
 	// The attempt before was lost after validating t1 and t2.
-	got, beats, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil,
+	got, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil,
 		map[string]any{"done": 2, "last": first.Names[1], "names": first.Names[:2]})
 	if err != nil {
 		t.Fatal(err)
 	}
+	beats = recorded()[len(beats):]
 	if v := validated(); !slices.Equal(v, []int{0, 0, 1, 1, 1}) {
 		t.Errorf("validations per template %v after resuming at 2, want [0 0 1 1 1]", v)
 	}

@@ -342,12 +342,16 @@ func (c *CSM) WaitNodesState(ctx context.Context, req WaitNodesRequest) (Outcome
 // componentsByID reads the HSM components of xnames, hsmIDBatch at a time.
 func componentsByID(ctx context.Context, cl *csm.Client, xnames []string) (map[string]csm.Component, error) {
 	out := make(map[string]csm.Component, len(xnames))
+	read := 0
 	for batch := range slices.Chunk(xnames, hsmIDBatch) {
+		if read > 0 {
+			heartbeatBetweenCalls(ctx, fmt.Sprintf("reading HSM: %d of %d nodes", read, len(xnames)))
+		}
 		comps, err := cl.Components(ctx, csm.ComponentQuery{IDs: batch})
 		if err != nil {
 			return nil, err
 		}
-		heartbeat(ctx)
+		read += len(batch)
 		for _, comp := range comps {
 			out[comp.ID] = comp
 		}

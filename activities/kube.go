@@ -527,19 +527,29 @@ type waitProgress struct {
 
 type waitProgressKey struct{}
 
-// heartbeat records a heartbeat from inside a poll's check, between two of
-// its calls: at thousands of nodes one check makes many sequential calls,
-// each bounded by csm.timeout, and together they would outlast the
-// heartbeat timeout. Outside a poll it records no details.
-func heartbeat(ctx context.Context) {
+// recordHeartbeat is activity.RecordHeartbeat; tests count the heartbeats
+// through it, since the SDK throttles what reaches a test listener.
+var recordHeartbeat = activity.RecordHeartbeat
+
+// heartbeatBetweenCalls records a heartbeat from inside a poll's check,
+// before one of its many sequential calls (each bounded by csm.timeout):
+// together they would outlast the heartbeat timeout. The details keep the
+// first attempt's start; note says where the look stands when no earlier
+// look has reported yet. Outside a poll it records no details.
+func heartbeatBetweenCalls(ctx context.Context, note string) {
 	if !activity.IsActivity(ctx) {
 		return
 	}
-	if p, ok := ctx.Value(waitProgressKey{}).(*waitProgress); ok {
-		activity.RecordHeartbeat(ctx, *p)
+	p, ok := ctx.Value(waitProgressKey{}).(*waitProgress)
+	if !ok {
+		recordHeartbeat(ctx)
 		return
 	}
-	activity.RecordHeartbeat(ctx)
+	beat := *p
+	if beat.Last == "" {
+		beat.Last = note
+	}
+	recordHeartbeat(ctx, beat)
 }
 
 // poll calls check every Timings.Poll until it reports done or an error, or
@@ -565,7 +575,7 @@ func poll(ctx context.Context, t api.Timings, budget time.Duration, what string,
 			return state, err
 		}
 		progress.Last = state
-		activity.RecordHeartbeat(ctx, progress)
+		recordHeartbeat(ctx, progress)
 		if time.Since(progress.Since) > budget {
 			return "", temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("timed out after %s waiting for %s: %s", budget, what, state), ErrWaitTimedOut, nil)

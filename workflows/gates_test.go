@@ -517,3 +517,26 @@ func TestWebUIInstructionsCarryTheSignalAndItsJSON(t *testing.T) {
 		}
 	}
 }
+
+// What the child answers a decision that arrives after its gate closed,
+// e.g. an approval racing the deadline: the reason names what happened.
+func TestChildRefusalReasons(t *testing.T) {
+	expired := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	w := &serviceRun{gates: &gates{decision: map[string]api.GateDecision{}}, status: api.ServiceStatus{Service: api.CPS, Gates: []api.GateStatus{
+		{Name: api.GateCPSUnmount, State: api.GateApproved, By: "ops", Decided: expired},
+		{Name: api.GateCPSReboot, State: api.GateExpired, Decided: expired},
+	}}}
+	for _, c := range []struct {
+		d    api.GateDecision
+		want string
+	}{
+		{api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Approve}, "gate cps-reboot expired at 2026-11-23T12:00:00Z, before the decision arrived"},
+		{api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Reject}, "gate cps-unmount was already approved by ops at 2026-11-23T12:00:00Z"},
+		{api.GateDecision{Gate: "cps-rebot", Decision: api.Approve}, `service cps has no gate "cps-rebot"`},
+		{api.GateDecision{Gate: api.GateCPSReboot, Decision: "yes"}, `decision "yes" must be approve or reject`},
+	} {
+		if got := w.refuse(c.d); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.d, got, c.want)
+		}
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
 )
 
 // historiesDir holds the histories `make histories` recorded on the real
@@ -73,19 +75,19 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 	}
 }
 
-// TestReplayCatchesAnOrderingChange shows the replay test can fail: apply
-// the change that makes hmnfd wait for cps (so that cps's shut-down nodes do
-// not count as hmnfd failures) without its version check, and the recorded
-// nine-service run, which started hmnfd with the first children, no longer
-// replays.
+// TestReplayCatchesAnOrderingChange shows the replay test can fail: make
+// hmnfd wait for cps (so that cps's shut-down nodes do not count as hmnfd
+// failures) without a version check, and the recorded nine-service run,
+// which started hmnfd with the first children, no longer replays.
 func TestReplayCatchesAnOrderingChange(t *testing.T) {
 	file := filepath.Join(historiesDir, "all-nine-done", "hist-all-nine.json")
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("%v: run make histories", err)
 	}
-	saved := runOrdering
-	runOrdering = func(workflow.Context) ordering { return ordering{hmnfdAfterCPS: true} }
-	defer func() { runOrdering = saved }()
+	// The same ordering as changeHMNFDAfterCPS, without its version check.
+	saved := dependsOn
+	dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS}, api.HMNFD: {api.CPS}}
+	defer func() { dependsOn = saved }()
 	err := replay(file)
 	if err == nil {
 		t.Fatal("the nine-service history replayed with hmnfd waiting for cps: the replay test cannot catch an unversioned ordering change")

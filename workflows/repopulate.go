@@ -6,6 +6,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -95,7 +96,11 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		}
 		plans[plan.Service] = plan
 	}
-	order := runOrdering(ctx)
+	// Versioned orderings: runs started before them replay as they ran.
+	order := ordering{
+		cpsNeedsBOSDone: workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1,
+		hmnfdAfterCPS:   workflow.GetVersion(ctx, changeHMNFDAfterCPS, workflow.DefaultVersion, 1) == 1,
+	}
 	deps := order.prerequisites()
 	// waiting reports whether s still waits for a prerequisite in this run.
 	waiting := func(s api.Service) (api.Service, bool) {
@@ -300,15 +305,9 @@ const (
 	changeHMNFDAfterCPS = "hmnfd-after-cps"
 )
 
-// runOrdering reads which versioned orderings a run follows: runs started
-// before an ordering changed replay as they ran. A variable only so that the
-// replay test can show what the same change without a version check does.
-var runOrdering = func(ctx workflow.Context) ordering {
-	return ordering{
-		cpsNeedsBOSDone: workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1,
-		hmnfdAfterCPS:   workflow.GetVersion(ctx, changeHMNFDAfterCPS, workflow.DefaultVersion, 1) == 1,
-	}
-}
+// dependsOn is the ordering every run has followed since cps waited for
+// bos; orderings added since are versioned (ordering).
+var dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS}}
 
 // ordering is which versioned orderings a run follows.
 type ordering struct {
@@ -321,7 +320,7 @@ type ordering struct {
 // hmnfd restarts orca on every Ready compute, which must not race cps
 // shutting some of them down.
 func (o ordering) prerequisites() map[api.Service][]api.Service {
-	deps := map[api.Service][]api.Service{api.CPS: {api.BOS}}
+	deps := maps.Clone(dependsOn)
 	if o.hmnfdAfterCPS {
 		deps[api.HMNFD] = []api.Service{api.CPS}
 	}

@@ -13,6 +13,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -96,6 +97,11 @@ func scaleRun(t *testing.T, nodes int, allFail bool) (*measuringConverter, int) 
 	})
 	dc := newMeasuringConverter()
 	env.SetDataConverter(dc)
+	// Tens of thousands of nodes under -race on a shared machine: the test
+	// environment's wall-clock bounds (3s idle, 1s per workflow task) are
+	// for small tests, not for this one's setup and encoding.
+	env.SetTestTimeout(2 * time.Minute)
+	env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: time.Minute})
 	var mu sync.Mutex
 	activityRuns, timers := 0, 0
 	env.SetOnActivityStartedListener(func(*activity.Info, context.Context, converter.EncodedValues) {
