@@ -76,21 +76,22 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 }
 
 // TestReplayCatchesAnOrderingChange shows the replay test can fail: make
-// hmnfd wait for cps (so that cps's shut-down nodes do not count as hmnfd
-// failures) without a version check, and the recorded nine-service run,
-// which started hmnfd with the first children, no longer replays.
+// cps wait for hmnfd (so that cps's shut-down nodes do not count as hmnfd
+// failures) without its version check, and the recorded nine-service run,
+// which started cps as soon as bos was done while hmnfd still ran, no
+// longer replays.
 func TestReplayCatchesAnOrderingChange(t *testing.T) {
 	file := filepath.Join(historiesDir, "all-nine-done", "hist-all-nine.json")
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("%v: run make histories", err)
 	}
-	// The same ordering as changeHMNFDAfterCPS, without its version check.
+	// The same ordering as changeCPSAfterHMNFD, without its version check.
 	saved := dependsOn
-	dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS}, api.HMNFD: {api.CPS}}
+	dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS, api.HMNFD}}
 	defer func() { dependsOn = saved }()
 	err := replay(file)
 	if err == nil {
-		t.Fatal("the nine-service history replayed with hmnfd waiting for cps: the replay test cannot catch an unversioned ordering change")
+		t.Fatal("the nine-service history replayed with cps waiting for hmnfd: the replay test cannot catch an unversioned ordering change")
 	}
 	t.Logf("replay refused, as it must: %v", err)
 }

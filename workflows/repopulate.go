@@ -99,7 +99,7 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	// Versioned orderings: runs started before them replay as they ran.
 	order := ordering{
 		cpsNeedsBOSDone: workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1,
-		hmnfdAfterCPS:   workflow.GetVersion(ctx, changeHMNFDAfterCPS, workflow.DefaultVersion, 1) == 1,
+		cpsAfterHMNFD:   workflow.GetVersion(ctx, changeCPSAfterHMNFD, workflow.DefaultVersion, 1) == 1,
 	}
 	deps := order.prerequisites()
 	// waiting reports whether s still waits for a prerequisite in this run.
@@ -300,9 +300,11 @@ const (
 	// changeCPSNeedsBOSDone: cps starts only when bos ended done; before,
 	// it started whatever bos's outcome and found no CPS template.
 	changeCPSNeedsBOSDone = "cps-needs-bos-done"
-	// changeHMNFDAfterCPS: hmnfd waits for cps, so that the nodes cps
-	// shuts down are not counted as hmnfd failures.
-	changeHMNFDAfterCPS = "hmnfd-after-cps"
+	// changeCPSAfterHMNFD: cps waits for hmnfd, so that the nodes cps
+	// shuts down are not counted as hmnfd failures. This way round hmnfd
+	// (minutes) is never held behind cps's gates (possibly days), and the
+	// nodes cps reboots start orca, which subscribes them, as they boot.
+	changeCPSAfterHMNFD = "cps-after-hmnfd"
 )
 
 // dependsOn is the ordering every run has followed since cps waited for
@@ -312,24 +314,24 @@ var dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS}}
 // ordering is which versioned orderings a run follows.
 type ordering struct {
 	cpsNeedsBOSDone bool
-	hmnfdAfterCPS   bool
+	cpsAfterHMNFD   bool
 }
 
 // prerequisites says which services must finish before another starts:
 // cps finds its nodes in the BOS session templates that bos restores, and
-// hmnfd restarts orca on every Ready compute, which must not race cps
-// shutting some of them down.
+// cps shutting compute nodes down must not race hmnfd restarting orca on
+// every Ready compute.
 func (o ordering) prerequisites() map[api.Service][]api.Service {
 	deps := maps.Clone(dependsOn)
-	if o.hmnfdAfterCPS {
-		deps[api.HMNFD] = []api.Service{api.CPS}
+	if o.cpsAfterHMNFD {
+		deps[api.CPS] = append(slices.Clone(deps[api.CPS]), api.HMNFD)
 	}
 	return deps
 }
 
 func waitingMessage(s, dep api.Service) string {
 	msg := fmt.Sprintf("waiting for %s to finish first", dep)
-	if s == api.HMNFD && dep == api.CPS {
+	if s == api.CPS && dep == api.HMNFD {
 		msg += ": the compute nodes cps shuts down must not count as hmnfd failures"
 	}
 	return msg

@@ -33,6 +33,7 @@ type kubeFake struct {
 	createErr                    error
 	restoreErr                   error
 	deleteTakes                  time.Duration
+	orcaTakes                    time.Duration // each orca batch
 	checkTakes                   time.Duration
 	// CSM side: the nodes HSM lists, the hosts that fail, CRUS answers.
 	nodes        int
@@ -118,7 +119,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return t, nil
 	})
-	env.OnActivity(c.RestartOrca, mock.Anything, mock.Anything).Return(func(_ context.Context, b activities.RestartBatch) (activities.BatchResult, error) {
+	env.OnActivity(c.RestartOrca, mock.Anything, mock.Anything).After(f.orcaTakes).Return(func(_ context.Context, b activities.RestartBatch) (activities.BatchResult, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.batches = append(f.batches, b)
@@ -248,10 +249,10 @@ func TestAllServicesRun(t *testing.T) {
 	if len(f.restored) != 1 || len(f.restored[0]) != 1 || f.checkedTmpls != 0 {
 		t.Errorf("bos: restored %v, checked %d; want the snapshot's one template restored", f.restored, f.checkedTmpls)
 	}
-	// cps finds its nodes in the templates bos restores: bos goes first;
-	// hmnfd waits for cps.
-	if strings.Join(f.order, ",") != "restore-bos-templates,find-cps-nodes,restart-orca" {
-		t.Errorf("order %v: cps must start after bos, hmnfd after cps", f.order)
+	// cps finds its nodes in the templates bos restores and must not shut
+	// nodes down while hmnfd restarts orca: cps goes after both.
+	if got := f.order[len(f.order)-1]; got != "find-cps-nodes" || len(f.order) != 3 {
+		t.Errorf("order %v: cps must start after bos and hmnfd", f.order)
 	}
 }
 
@@ -333,7 +334,8 @@ func TestCancelAfterDeleteStillRecreates(t *testing.T) {
 }
 
 func TestStatusQueryShowsSteps(t *testing.T) {
-	env, _ := newEnv(t)
+	// The delete takes a (mocked) second, so the query surely comes mid-run.
+	env, _ := newEnv(t, func(f *kubeFake) { f.deleteTakes = time.Second })
 	var mid api.RunStatus
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(api.StatusQuery)
@@ -496,17 +498,18 @@ func TestCPSStartsOnlyWhenBOSIsDone(t *testing.T) {
 	}
 }
 
-// hmnfd waits for cps: the nodes cps shuts down would otherwise count as
-// hmnfd failures and be missing in the subscription comparison.
-func TestHMNFDWaitsForCPS(t *testing.T) {
-	env, f := cpsRun(t)
-	var mid api.RunStatus
+// cps waits for hmnfd: the nodes cps shuts down would otherwise count as
+// hmnfd failures and be missing in the subscription comparison; this way
+// round hmnfd is never held behind cps's gates.
+func TestCPSWaitsForHMNFD(t *testing.T) {
+	env, f := cpsRun(t, func(f *kubeFake) { f.orcaTakes = 20 * time.Second })
+	var early api.RunStatus
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(api.StatusQuery)
 		if err == nil {
-			_ = v.Get(&mid)
+			_ = v.Get(&early)
 		}
-	}, 30*time.Second)
+	}, 10*time.Second)
 	var unmount, reboot decision
 	decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
 	decide(env, 2*time.Minute, api.GateDecision{Gate: api.GateCPSReboot, Decision: api.Approve, By: "ops"}, &reboot)
@@ -514,11 +517,11 @@ func TestHMNFDWaitsForCPS(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if h := serviceState(t, mid, api.HMNFD); h.State != api.Pending || !strings.Contains(h.Message, "waiting for cps to finish first: the compute nodes cps shuts down must not count as hmnfd failures") {
-		t.Errorf("hmnfd while cps waits at its gate: %s %q", h.State, h.Message)
+	if c := serviceState(t, early, api.CPS); c.State != api.Pending || !strings.Contains(c.Message, "waiting for hmnfd to finish first: the compute nodes cps shuts down must not count as hmnfd failures") {
+		t.Errorf("cps while hmnfd runs: %s %q", c.State, c.Message)
 	}
-	if got := strings.Join(f.order, ","); got != "find-cps-nodes,bos-shutdown,bos-boot,restart-orca" {
-		t.Errorf("order %s: hmnfd must restart orca only after cps booted its nodes again", got)
+	if got := strings.Join(f.order, ","); got != "restart-orca,find-cps-nodes,bos-shutdown,bos-boot" {
+		t.Errorf("order %s: cps must shut nodes down only after hmnfd restarted orca", got)
 	}
 }
 
@@ -531,7 +534,7 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 		}
 	})
 	env.OnGetVersion(changeCPSNeedsBOSDone, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	env.OnGetVersion(changeHMNFDAfterCPS, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnGetVersion(changeCPSAfterHMNFD, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)

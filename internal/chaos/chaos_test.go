@@ -725,7 +725,7 @@ func (d *driver) inject(st api.RunStatus, due []*point) {
 }
 
 // approveGates approves every waiting gate once no fault is still to be
-// injected while it waits. (hmnfd waits for cps by itself, so the nodes cps
+// injected while it waits. (cps waits for hmnfd by itself, so the nodes cps
 // shuts down never count against it.)
 func (d *driver) approveGates(st api.RunStatus) {
 	for _, s := range st.Services {

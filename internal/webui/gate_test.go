@@ -86,17 +86,13 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 	})
 	repopulate("approve", run, api.GateBOSTemplates, "--note", "webui test")
 	// A service that ended otherwise than done ends the wait at once.
-	// hmnfd waits for cps (the nodes cps shuts down must not count as hmnfd
-	// failures), so it has no child yet.
-	st := waitStatus(t, tc, run, "cps waiting at cps-unmount, hmnfd waiting for cps, the other services done", func(st api.RunStatus) bool {
+	st := waitStatus(t, tc, run, "cps waiting at cps-unmount, the other services done", func(st api.RunStatus) bool {
 		waiting := len(st.Services) == len(api.AllServices)
 		for _, s := range st.Services {
 			switch {
 			case s.State.Finished() && s.State != api.Done:
 				return true
-			case s.Service == api.HMNFD && s.State != api.Pending:
-				waiting = false
-			case s.Service != api.CPS && s.Service != api.HMNFD && s.State != api.Done:
+			case s.Service != api.CPS && s.State != api.Done:
 				waiting = false
 			}
 		}
