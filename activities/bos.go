@@ -14,10 +14,30 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/csm"
 )
 
-// RestoreTemplatesRequest carries BOS v2 session templates as BOS returned
+// RestoreTemplatesRequest carries BOS session templates as BOS returned
 // them when the snapshot was taken.
 type RestoreTemplatesRequest struct {
 	Templates []json.RawMessage `json:"templates"`
+	// APIs are the API versions of the release the run acts on: the
+	// templates are put back through BOS APIs.BOSVersion().
+	APIs api.APIVersions `json:"apis,omitzero"`
+	// SnapshotAPIs are the versions the snapshot read the templates through
+	// (zero: v2, what snapshots recorded before releases were modelled).
+	// v1 templates restored through BOS v2 are converted: the members v2
+	// does not have are dropped, and the result lists them. v2 templates
+	// cannot go back into BOS v1: that is refused before anything changes.
+	SnapshotAPIs api.APIVersions `json:"snapshotApis,omitzero"`
+}
+
+// ErrTemplateAPIMismatch: the snapshot's templates were read through
+// another BOS API version than the one the run restores them through.
+const ErrTemplateAPIMismatch = "SnapshotBOSAPIMismatch"
+
+// TemplateConversion names the members dropped from one template to make
+// it a BOS v2 template.
+type TemplateConversion struct {
+	Name    string   `json:"name"`
+	Dropped []string `json:"dropped"`
 }
 
 // TemplateProblem is a template BOS refused or does not find valid. Name is
@@ -27,14 +47,20 @@ type TemplateProblem struct {
 	Message string `json:"message"`
 }
 
-// RestoreTemplatesResult says what happened to each template: PUT back
+// RestoreTemplatesResult says what happened to each template: put back
 // (Restored), already as saved (Unchanged), and, whichever of the two, not
-// valid according to BOS (Invalid).
+// valid according to BOS (Invalid) or valid with a warning (Warnings).
+// Converted lists what a v1→v2 conversion dropped. On BOS v1, which has no
+// validation endpoint, Invalid holds the templates that fail the checks
+// that need no other service (csm.CheckTemplate) and Unvalidated says so.
 type RestoreTemplatesResult struct {
 	Outcome
-	Restored  []string          `json:"restored,omitempty"`
-	Unchanged []string          `json:"unchanged,omitempty"`
-	Invalid   []TemplateProblem `json:"invalid,omitempty"`
+	Restored    []string             `json:"restored,omitempty"`
+	Unchanged   []string             `json:"unchanged,omitempty"`
+	Invalid     []TemplateProblem    `json:"invalid,omitempty"`
+	Warnings    []TemplateProblem    `json:"warnings,omitempty"`
+	Converted   []TemplateConversion `json:"converted,omitempty"`
+	Unvalidated string               `json:"unvalidated,omitempty"`
 }
 
 // templateProgress is kept in heartbeat details, so that a retried restore
@@ -45,6 +71,7 @@ type templateProgress struct {
 	Restored  []string          `json:"restored,omitempty"`
 	Unchanged []string          `json:"unchanged,omitempty"`
 	Invalid   []TemplateProblem `json:"invalid,omitempty"`
+	Warnings  []TemplateProblem `json:"warnings,omitempty"`
 }
 
 // serverSetTemplateFields are written by BOS, not by whoever made the
@@ -66,21 +93,49 @@ func (t savedTemplate) label() string {
 	return t.name
 }
 
-// RestoreSessionTemplates puts saved BOS v2 session templates back. A
-// template BOS already holds as saved is left alone, any other is PUT;
-// then BOS is asked whether each is valid, and the ones it finds invalid
-// (or refuses to store) are reported with BOS's message rather than failing
+// bosV1Unvalidated is what a restore through BOS v1 reports about
+// validation, which that API does not offer.
+const bosV1Unvalidated = "BOS v1 (CSM 1.0, 1.2) has no template validation endpoint: each template was checked here for boot sets with path, type and nodes; whether its boot artifacts exist shows only when a session uses it"
+
+// RestoreSessionTemplates puts saved BOS session templates back through
+// the BOS API version of req.APIs. A template BOS already holds as saved is
+// left alone, any other is put back; then each is checked (v2: BOS's
+// validation; v1: csm.CheckTemplate), and the ones found invalid (or that
+// BOS refuses to store) are reported with the reason rather than failing
 // the step, since they may have been invalid before the rebuild too.
+// Templates read through BOS v1 and restored through v2 (the release was
+// upgraded in between) are converted, and what was dropped is reported;
+// v2 templates are not restored into BOS v1: refused before anything changes.
 func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesRequest) (RestoreTemplatesResult, error) {
 	cl, err := c.client()
 	if err != nil {
 		return RestoreTemplatesResult{}, err
 	}
+	cl = cl.WithAPIs(req.APIs)
+	from, to := req.SnapshotAPIs.BOSVersion(), req.APIs.BOSVersion()
+	switch {
+	case from == to, from == api.APIv1 && to == api.APIv2:
+	default:
+		return RestoreTemplatesResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"the snapshot's %d session templates were read through BOS %s and this run restores through BOS %s: a v2 template cannot be turned back into a v1 one (v2 boot sets have members v1 lacks, and the release is older than the snapshot); restore them by hand or take a snapshot on this release; nothing was changed",
+			len(req.Templates), from, to), ErrTemplateAPIMismatch, nil)
+	}
 	saved := make([]savedTemplate, len(req.Templates))
+	var converted []TemplateConversion
 	for i, raw := range req.Templates {
 		if saved[i], err = parseSavedTemplate(raw); err != nil {
 			return RestoreTemplatesResult{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("snapshot session template %d: %v; take the snapshot again", i+1, err), api.InvalidRequestError, nil)
+		}
+		if from != to {
+			var dropped []string
+			if saved[i], dropped, err = convertSaved(saved[i]); err != nil {
+				return RestoreTemplatesResult{}, temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("snapshot session template %s: %v", saved[i].label(), err), api.InvalidRequestError, nil)
+			}
+			if len(dropped) > 0 {
+				converted = append(converted, TemplateConversion{Name: saved[i].label(), Dropped: dropped})
+			}
 		}
 	}
 	var p templateProgress
@@ -106,30 +161,81 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 			} else {
 				p.Unchanged = append(p.Unchanged, t.label())
 			}
-			valid, msg, err := cl.SessionTemplateValid(tctx, t.name)
+			if to == api.APIv1 {
+				if msg := csm.CheckTemplate(t.tmpl); msg != "" {
+					p.Invalid = append(p.Invalid, TemplateProblem{Name: t.label(), Message: msg})
+				}
+				break
+			}
+			v, err := cl.ValidateSessionTemplate(tctx, t.name)
 			if err != nil {
 				return RestoreTemplatesResult{}, csmError(err)
 			}
-			if !valid {
-				p.Invalid = append(p.Invalid, TemplateProblem{Name: t.label(), Message: msg})
+			switch v.Verdict {
+			case csm.TemplateWarning:
+				p.Warnings = append(p.Warnings, TemplateProblem{Name: t.label(), Message: v.Message})
+			case csm.TemplateInvalid:
+				p.Invalid = append(p.Invalid, TemplateProblem{Name: t.label(), Message: v.Message})
 			}
 		}
 		p.Done = i + 1
 		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(saved))
 		activity.RecordHeartbeat(ctx, p)
 	}
-	msg := fmt.Sprintf("%d BOS session templates: %d restored, %d already as saved", len(saved), len(p.Restored), len(p.Unchanged))
+	msg := fmt.Sprintf("%d BOS session templates (BOS %s): %d restored, %d already as saved", len(saved), to, len(p.Restored), len(p.Unchanged))
+	if len(converted) > 0 {
+		msg += fmt.Sprintf("; %d converted from v1 (members dropped: %s)", len(converted), conversionSummary(converted))
+	}
 	if len(p.Invalid) > 0 {
-		var names []string
-		for _, in := range p.Invalid {
-			names = append(names, in.Name)
-		}
-		msg += fmt.Sprintf("; %d not valid: %s", len(p.Invalid), strings.Join(names, ", "))
+		msg += fmt.Sprintf("; %d not valid: %s", len(p.Invalid), problemNames(p.Invalid))
+	}
+	if len(p.Warnings) > 0 {
+		msg += fmt.Sprintf("; %d valid with warnings: %s", len(p.Warnings), problemNames(p.Warnings))
+	}
+	res := RestoreTemplatesResult{Restored: p.Restored, Unchanged: p.Unchanged, Invalid: p.Invalid, Warnings: p.Warnings, Converted: converted}
+	if to == api.APIv1 {
+		res.Unvalidated = bosV1Unvalidated
+		msg += "; " + bosV1Unvalidated
 	}
 	if resumed > 0 {
 		msg += fmt.Sprintf(" (%d done before a retry)", resumed)
 	}
-	return RestoreTemplatesResult{Outcome: outcome(ctx, "%s", msg), Restored: p.Restored, Unchanged: p.Unchanged, Invalid: p.Invalid}, nil
+	res.Outcome = outcome(ctx, "%s", msg)
+	return res, nil
+}
+
+func problemNames(ps []TemplateProblem) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func conversionSummary(cs []TemplateConversion) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.Name + ": " + strings.Join(c.Dropped, ", ")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// convertSaved makes a v1 template a v2 one, and what it compares against
+// BOS's copy the converted template.
+func convertSaved(t savedTemplate) (savedTemplate, []string, error) {
+	conv, dropped := csm.ConvertToV2(t.tmpl)
+	b, err := json.Marshal(conv)
+	if err != nil {
+		return t, nil, err
+	}
+	fields, err := templateFields(b)
+	if err != nil {
+		return t, nil, err
+	}
+	fields["name"] = t.name
+	t.tmpl, t.fields = conv, fields
+	t.tmpl.Name = t.name
+	return t, dropped, nil
 }
 
 // restoreTemplate PUTs t unless BOS already holds it as saved. refused is

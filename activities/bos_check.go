@@ -8,17 +8,29 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 )
 
 // ErrNoTemplates: BOS has no session template after gate bos-templates.
 const ErrNoTemplates = "NoSessionTemplates"
 
+// CheckTemplatesRequest says which BOS API to read the templates through.
+// Runs recorded before it existed scheduled CheckSessionTemplates with no
+// argument; they decode as the zero request, which speaks BOS v2, what
+// those runs spoke.
+type CheckTemplatesRequest struct {
+	APIs api.APIVersions `json:"apis,omitzero"`
+}
+
 // TemplatesCheck is what BOS holds after a person rebuilt the templates.
 type TemplatesCheck struct {
 	Outcome
-	Names   []string          `json:"names,omitempty"`
-	Invalid []TemplateProblem `json:"invalid,omitempty"`
+	Names    []string          `json:"names,omitempty"`
+	Invalid  []TemplateProblem `json:"invalid,omitempty"`
+	Warnings []TemplateProblem `json:"warnings,omitempty"`
+	// Unvalidated says, on BOS v1, that BOS could not be asked.
+	Unvalidated string `json:"unvalidated,omitempty"`
 }
 
 // templatesChecked is kept in heartbeat details: a retried check resumes
@@ -30,19 +42,23 @@ type templatesChecked struct {
 	Last     string            `json:"last,omitempty"` // name of template Done-1, to notice a changed list
 	Names    []string          `json:"names,omitempty"`
 	Invalid  []TemplateProblem `json:"invalid,omitempty"`
+	Warnings []TemplateProblem `json:"warnings,omitempty"`
 }
 
-// CheckSessionTemplates lists the BOS v2 session templates and asks BOS to
-// validate each, after the bos-templates gate: the person who approved it
+// CheckSessionTemplates lists the BOS session templates and has each
+// validated (v2: by BOS; v1, which cannot validate: csm.CheckTemplate),
+// after the bos-templates gate (or, on CSM 1.3+, where the templates live
+// outside etcd, instead of restoring them): the person who approved it
 // said the product-stream procedures were followed; this shows what they
 // produced. No template at all is an error: approving did not restore
 // anything. It heartbeats after each template and resumes from the index
 // an earlier attempt reached.
-func (c *CSM) CheckSessionTemplates(ctx context.Context) (TemplatesCheck, error) {
+func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesRequest) (TemplatesCheck, error) {
 	cl, err := c.client()
 	if err != nil {
 		return TemplatesCheck{}, err
 	}
+	cl = cl.WithAPIs(req.APIs)
 	tmpls, err := cl.SessionTemplates(ctx)
 	if err != nil {
 		return TemplatesCheck{}, csmError(err)
@@ -55,18 +71,28 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context) (TemplatesCheck, error)
 			p = templatesChecked{}
 		}
 	}
+	v1 := req.APIs.BOSVersion() == api.APIv1
 	for i := p.Done; i < len(tmpls); i++ {
 		t := tmpls[i]
-		valid, msg, err := cl.SessionTemplateValid(ctx, t.Name)
-		if err != nil {
-			if csm.Retryable(err) {
-				return TemplatesCheck{}, err
-			}
-			return TemplatesCheck{}, csmError(err)
-		}
 		p.Names = append(p.Names, t.Name)
-		if !valid {
-			p.Invalid = append(p.Invalid, TemplateProblem{Name: t.Name, Message: msg})
+		if v1 {
+			if msg := csm.CheckTemplate(t); msg != "" {
+				p.Invalid = append(p.Invalid, TemplateProblem{Name: t.Name, Message: msg})
+			}
+		} else {
+			v, err := cl.ValidateSessionTemplate(ctx, t.Name)
+			if err != nil {
+				if csm.Retryable(err) {
+					return TemplatesCheck{}, err
+				}
+				return TemplatesCheck{}, csmError(err)
+			}
+			switch v.Verdict {
+			case csm.TemplateWarning:
+				p.Warnings = append(p.Warnings, TemplateProblem{Name: t.Name, Message: v.Message})
+			case csm.TemplateInvalid:
+				p.Invalid = append(p.Invalid, TemplateProblem{Name: t.Name, Message: v.Message})
+			}
 		}
 		p.Done, p.Last = i+1, t.Name
 		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(tmpls))
@@ -76,8 +102,16 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context) (TemplatesCheck, error)
 		return TemplatesCheck{}, temporal.NewNonRetryableApplicationError(
 			"BOS has no session templates although gate bos-templates was approved: rebuild them as the product-stream procedures say (or start the run with --snapshot), then run the bos service again", ErrNoTemplates, nil)
 	}
-	res := TemplatesCheck{Names: p.Names, Invalid: p.Invalid}
-	res.Outcome = outcome(ctx, "BOS has %d session templates; %d invalid%s", len(tmpls), len(res.Invalid), invalidNames(res.Invalid))
+	res := TemplatesCheck{Names: p.Names, Invalid: p.Invalid, Warnings: p.Warnings}
+	msg := fmt.Sprintf("BOS has %d session templates; %d invalid%s", len(tmpls), len(res.Invalid), invalidNames(res.Invalid))
+	if len(res.Warnings) > 0 {
+		msg += fmt.Sprintf("; %d valid with warnings%s", len(res.Warnings), invalidNames(res.Warnings))
+	}
+	if v1 {
+		res.Unvalidated = bosV1Unvalidated
+		msg += "; " + bosV1Unvalidated
+	}
+	res.Outcome = outcome(ctx, "%s", msg)
 	return res, nil
 }
 

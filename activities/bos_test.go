@@ -20,12 +20,14 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
 )
 
-// bosTemplates: one of a tenant, one with members the client does not
-// model, one whose boot set names no nodes (BOS stores it but finds it invalid).
+// bosTemplates: one of a tenant, one with every member BOS 2.0 (CSM 1.3,
+// the emulator's default) has, one whose boot set names no nodes (BOS
+// stores it but finds it invalid).
 var bosTemplates = []string{
 	`{"name":"cos-2.4","description":"COS compute","enable_cfs":true,"cfs":{"configuration":"cos-config-2.4"},
-	  "boot_sets":{"compute":{"path":"s3://boot-images/abc/manifest.json","type":"s3","etag":"e1","kernel_parameters":"console=ttyS0",
-	  "node_roles_groups":["Compute"],"rootfs_provider":"cpss3","arch":"X86","future_field":{"x":1}}},"owner_note":"kept as is"}`,
+	  "boot_sets":{"compute":{"name":"compute","path":"s3://boot-images/abc/manifest.json","type":"s3","etag":"e1","kernel_parameters":"console=ttyS0",
+	  "node_roles_groups":["Compute"],"node_groups":[],"rootfs_provider":"cpss3","rootfs_provider_passthrough":"dvs:api-gw-service-nmn.local:300:nmn0",
+	  "cfs":{"configuration":"cos-config-2.4-compute"}}}}`,
 	`{"name":"uan-2.4","tenant":"blue","enable_cfs":false,
 	  "boot_sets":{"uan":{"path":"s3://boot-images/def/manifest.json","type":"s3","node_list":["x3000c0s19b0n0"]}}}`,
 	`{"name":"broken","boot_sets":{"none":{"path":"s3://boot-images/x/manifest.json","type":"s3"}}}`,

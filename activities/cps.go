@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -39,6 +40,8 @@ var upStates = []string{"Ready", "On"}
 type CPSNodesRequest struct {
 	Nodes    []string `json:"nodes,omitempty"`
 	Template string   `json:"template,omitempty"`
+	// APIs: the BOS version to read the templates through.
+	APIs api.APIVersions `json:"apis,omitzero"`
 }
 
 // CPSNodeGroup is the up nodes one BOS session template boots.
@@ -64,6 +67,7 @@ func (c *CSM) FindCPSNodes(ctx context.Context, req CPSNodesRequest) (CPSNodes, 
 	if err != nil {
 		return CPSNodes{}, err
 	}
+	cl = cl.WithAPIs(req.APIs)
 	if len(req.Nodes) > 0 && strings.TrimSpace(req.Template) == "" {
 		return CPSNodes{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"services.cps.nodes lists %d nodes but services.cps.template is empty: set it to the BOS session template that boots them", len(req.Nodes)),
@@ -77,15 +81,27 @@ func (c *CSM) FindCPSNodes(ctx context.Context, req CPSNodesRequest) (CPSNodes, 
 	if err != nil {
 		return CPSNodes{}, csmError(err)
 	}
-	transports, err := cl.CPSTransports(ctx)
-	if err != nil {
-		return CPSNodes{}, csmError(err)
-	}
-	if len(contents) == 0 && len(transports) == 0 {
-		reason := "no client uses CPS: /apis/v2/cps/contents and /transports are empty"
+	if len(contents) == 0 {
+		reason := "no client uses CPS: /apis/v2/cps/contents is empty, so nothing is projected"
 		return CPSNodes{Reason: reason, Outcome: outcome(ctx, "%s", reason)}, nil
 	}
-	inUse := fmt.Sprintf("CPS projects %d contents over %d transports", len(contents), len(transports))
+	// CPS answers /transports for one content and one transport type.
+	transports, ready := 0, 0
+	for _, ct := range contents {
+		types := ct.Transports
+		if len(types) == 0 {
+			types = []string{"dvs"} // the only transport CPS has
+		}
+		for _, typ := range types {
+			ts, err := cl.CPSTransports(ctx, ct.S3Path, typ, ct.Etag)
+			if err != nil {
+				return CPSNodes{}, csmError(err)
+			}
+			transports += len(ts.Transports)
+			ready += ts.ReadyForMount()
+		}
+	}
+	inUse := fmt.Sprintf("CPS projects %d contents over %d transports (%d ready for mount)", len(contents), transports, ready)
 	if len(req.Nodes) > 0 {
 		return configuredCPSNodes(ctx, cl, req, inUse)
 	}
@@ -182,7 +198,7 @@ func derivedCPSNodes(ctx context.Context, cl *csm.Client, inUse string) (CPSNode
 	}
 	res := CPSNodes{InUse: true}
 	if len(cpsTemplates) == 0 {
-		res.Reason = "no BOS v2 session template has a boot set with rootfs_provider cpss3, so no node boots its root file system from CPS; if some do, set services.cps.nodes and services.cps.template"
+		res.Reason = "no BOS session template has a boot set with rootfs_provider cpss3, so no node boots its root file system from CPS; if some do, set services.cps.nodes and services.cps.template"
 		res.Outcome = outcome(ctx, "%s; %s", inUse, res.Reason)
 		return res, nil
 	}
@@ -219,30 +235,50 @@ func derivedCPSNodes(ctx context.Context, cl *csm.Client, inUse string) (CPSNode
 	return res, nil
 }
 
-// BOSSessionRequest starts one BOS v2 session on xnames.
+// BOSSessionRequest starts one BOS session on xnames.
 type BOSSessionRequest struct {
+	// Name names the session on BOS v2 (idempotency); BOS v1 names its
+	// sessions itself.
 	Name      string   `json:"name"`
 	Template  string   `json:"template"`
 	Operation string   `json:"operation"`
 	Xnames    []string `json:"xnames"`
+	// APIs: the BOS version to start the session through.
+	APIs api.APIVersions `json:"apis,omitzero"`
 }
 
-// BOSSessionStarted names the session BOS has.
+// BOSSessionStarted names the session BOS has (its id on BOS v1).
 type BOSSessionStarted struct {
 	Outcome
 	Name string `json:"name"`
 }
 
-// StartBOSSession creates the named BOS session (shutdown or boot of
-// xnames). The name makes it idempotent: after a retry BOS answers 409 and
-// the existing session is accepted if it is the same request.
+// bosV1Start is StartBOSSession's heartbeat detail on BOS v1: the session
+// ids BOS had before this step's POST, recorded before the POST is sent.
+type bosV1Start struct {
+	Before []string `json:"before"`
+}
+
+// StartBOSSession creates a BOS session (shutdown or boot of xnames),
+// idempotently.
+//
+// BOS v2: the session is named, so after a retry BOS answers 409 and the
+// existing session is accepted if it is the same request.
+//
+// BOS v1 names sessions itself (the id is only in the POST's answer). The
+// ids BOS lists before the POST are kept in the heartbeat details; a retry
+// (whose earlier attempt may have started a session and lost the answer)
+// looks at the sessions BOS has that are not among them and adopts one
+// with this template, operation and limit instead of starting a second.
 func (c *CSM) StartBOSSession(ctx context.Context, req BOSSessionRequest) (BOSSessionStarted, error) {
 	cl, err := c.client()
 	if err != nil {
 		return BOSSessionStarted{}, err
 	}
+	cl = cl.WithAPIs(req.APIs)
+	v1 := req.APIs.BOSVersion() == api.APIv1
 	var bad []string
-	if strings.TrimSpace(req.Name) == "" {
+	if strings.TrimSpace(req.Name) == "" && !v1 {
 		bad = append(bad, "name is empty")
 	}
 	if strings.TrimSpace(req.Template) == "" {
@@ -259,6 +295,9 @@ func (c *CSM) StartBOSSession(ctx context.Context, req BOSSessionRequest) (BOSSe
 		return BOSSessionStarted{}, temporal.NewNonRetryableApplicationError(
 			"BOS session request: "+strings.Join(bad, "; "), api.InvalidRequestError, nil)
 	}
+	if v1 {
+		return startBOSv1Session(ctx, cl, req)
+	}
 	limit := strings.Join(req.Xnames, ",")
 	s, err := cl.CreateBOSSession(ctx, csm.BOSSessionRequest{Name: req.Name, TemplateName: req.Template, Operation: req.Operation, Limit: limit})
 	if err == nil {
@@ -272,13 +311,62 @@ func (c *CSM) StartBOSSession(ctx context.Context, req BOSSessionRequest) (BOSSe
 	if err != nil {
 		return BOSSessionStarted{}, csmError(err)
 	}
-	if have.TemplateName != req.Template || have.Operation != req.Operation || !slices.Equal(sortedXnames(splitLimit(have.Limit)), sortedXnames(req.Xnames)) {
+	if !sameSession(have, req) {
 		return BOSSessionStarted{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"BOS session %s already exists with template %s, operation %s and %d nodes in its limit, not this step's template %s, operation %s and %d nodes: delete it (cray bos v2 sessions delete %s) or start a new run",
 			req.Name, have.TemplateName, have.Operation, len(splitLimit(have.Limit)), req.Template, req.Operation, len(req.Xnames), req.Name), ErrBOSSessionConflict, nil)
 	}
 	return BOSSessionStarted{Name: have.Name, Outcome: outcome(ctx, "BOS session %s (%s of %d nodes with template %s) was already started, by an earlier attempt; status %s",
 		have.Name, req.Operation, len(req.Xnames), req.Template, have.Status.Status)}, nil
+}
+
+// sameSession reports whether a session BOS has is the one req asks for.
+func sameSession(have csm.BOSSession, req BOSSessionRequest) bool {
+	return have.TemplateName == req.Template && strings.EqualFold(have.Operation, req.Operation) &&
+		slices.Equal(sortedXnames(splitLimit(have.Limit)), sortedXnames(req.Xnames))
+}
+
+func startBOSv1Session(ctx context.Context, cl *csm.Client, req BOSSessionRequest) (BOSSessionStarted, error) {
+	var prev bosV1Start
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil && prev.Before != nil {
+		ids, err := cl.BOSSessionIDs(ctx)
+		if err != nil {
+			return BOSSessionStarted{}, csmError(err)
+		}
+		for _, id := range ids {
+			if slices.Contains(prev.Before, id) {
+				continue
+			}
+			have, err := cl.BOSSession(ctx, id)
+			if csm.KindOf(err) == csm.NotFound {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return BOSSessionStarted{}, csmError(err)
+			}
+			if sameSession(have, req) {
+				return BOSSessionStarted{Name: id, Outcome: outcome(ctx, "BOS v1 session %s (%s of %d nodes with template %s) was started by an earlier attempt whose answer was lost; status %s",
+					id, req.Operation, len(req.Xnames), req.Template, have.Status.Status)}, nil
+			}
+		}
+	}
+	// Keep the first attempt's list: a session that appeared since is one
+	// an earlier attempt may have started.
+	before := prev.Before
+	if before == nil {
+		ids, err := cl.BOSSessionIDs(ctx)
+		if err != nil {
+			return BOSSessionStarted{}, csmError(err)
+		}
+		before = append([]string{}, ids...)
+	}
+	activity.RecordHeartbeat(ctx, bosV1Start{Before: before})
+	limit := strings.Join(req.Xnames, ",")
+	s, err := cl.CreateBOSSession(ctx, csm.BOSSessionRequest{TemplateName: req.Template, Operation: req.Operation, Limit: limit})
+	if err != nil {
+		return BOSSessionStarted{}, csmError(err)
+	}
+	return BOSSessionStarted{Name: s.Name, Outcome: outcome(ctx, "started BOS v1 session %s: %s of %d nodes with template %s", s.Name, req.Operation, len(req.Xnames), req.Template)}, nil
 }
 
 // WaitNodesRequest waits for xnames to reach one of States in HSM.

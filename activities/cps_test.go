@@ -31,7 +31,13 @@ const (
 // activities talking to it over HTTP.
 func csmEmu(t *testing.T, comps []csm.Component) (*csmemu.Emulator, *activities.CSM) {
 	t.Helper()
-	e := csmemu.New(csmemu.Options{Components: comps})
+	return csmEmuRelease(t, "", comps)
+}
+
+// csmEmuRelease is csmEmu serving rel's APIs ("": csmemu.DefaultRelease).
+func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *activities.CSM) {
+	t.Helper()
+	e := csmemu.New(csmemu.Options{Release: rel, Components: comps})
 	base, err := e.Start(false)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +121,7 @@ func TestFindCPSNodesUnused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.InUse || got.Reason != "no client uses CPS: /apis/v2/cps/contents and /transports are empty" || len(got.Groups) != 0 {
+	if got.InUse || got.Reason != "no client uses CPS: /apis/v2/cps/contents is empty, so nothing is projected" || len(got.Groups) != 0 {
 		t.Errorf("FindCPSNodes = %+v, want not in use", got)
 	}
 }

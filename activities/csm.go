@@ -13,6 +13,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
@@ -31,6 +32,10 @@ type CSM struct {
 	// SSH is nil when the SSH settings are unusable; SSHErr says why.
 	SSH    *sshfan.Runner
 	SSHErr error
+	// Release is the worker's release setting; Core reads the product
+	// catalog when it is auto (DetectRelease).
+	Release api.Release
+	Core    kubernetes.Interface
 }
 
 // Non-retryable error types of the CSM steps.
@@ -92,7 +97,7 @@ func (c *CSM) CheckAccess(ctx context.Context, req CSMPreflightRequest) (Outcome
 					return Outcome{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("hmnfd: NCN group: %v", err), ErrBadHostRange, nil)
 				}
 			}
-		case api.RestartCRUS, api.RunFASLoaderAPI, api.RemountCPS, api.RestoreBOSTemplates:
+		case api.RestartCRUS, api.RunFASLoaderAPI, api.RemountCPS, api.RestoreBOSTemplates, api.CheckBOSTemplates:
 			needAPI = append(needAPI, string(p.Service))
 		}
 	}
@@ -391,7 +396,11 @@ func (c *CSM) DiscoverOrcaTargets(ctx context.Context, req OrcaTargetsRequest) (
 type RestartBatch struct {
 	Batch int      `json:"batch"`
 	Hosts []string `json:"hosts"`
-	Unit  string   `json:"unit"`
+	// Unit is the single unit of batches recorded before Units existed.
+	Unit string `json:"unit,omitempty"`
+	// Units are tried in order on each host; systemctl's exit status 5
+	// (unit not found) moves on to the next.
+	Units []string `json:"units,omitempty"`
 }
 
 // BatchResult is what a batch did: the hosts that succeeded and every
@@ -399,6 +408,8 @@ type RestartBatch struct {
 type BatchResult struct {
 	OK       []string          `json:"ok"`
 	Problems []api.NodeProblem `json:"problems,omitempty"`
+	// Restarted lists, per unit, the hosts on which that unit was restarted.
+	Restarted map[string][]string `json:"restarted,omitempty"`
 	Outcome
 }
 
@@ -422,24 +433,39 @@ func clip(s string, n int) string {
 // batchProgress is the heartbeat detail of a batch: the hosts already
 // finished, so a retried batch does not restart them again.
 type batchProgress struct {
-	OK       []string          `json:"ok"`
-	Problems []api.NodeProblem `json:"problems,omitempty"`
+	OK        []string            `json:"ok"`
+	Problems  []api.NodeProblem   `json:"problems,omitempty"`
+	Restarted map[string][]string `json:"restarted,omitempty"`
 }
 
-// RestartOrca runs systemctl restart <unit> on each host of the batch over
-// SSH with bounded concurrency. Per-node progress is heartbeated, so a batch
-// retried after a worker crash skips the nodes it already finished.
+// unitNotFound is systemctl's exit status for a unit the node does not have.
+const unitNotFound = 5
+
+// RestartOrca runs systemctl restart on each host of the batch over SSH with
+// bounded concurrency, trying the units in order: a host whose systemctl
+// says the unit does not exist (exit 5) gets the next one. Per-node progress
+// is heartbeated, so a batch retried after a worker crash skips the nodes it
+// already finished.
 func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, error) {
 	runner, err := c.ssh()
 	if err != nil {
 		return BatchResult{}, err
 	}
-	if strings.TrimSpace(req.Unit) == "" || strings.ContainsAny(req.Unit, " \t;|&$`'\"\\") {
-		return BatchResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("unit %q is not a systemd unit name", req.Unit), api.InvalidRequestError, nil)
+	units := req.Units
+	if len(units) == 0 {
+		units = []string{req.Unit}
+	}
+	for _, u := range units {
+		if strings.TrimSpace(u) == "" || strings.ContainsAny(u, " \t;|&$`'\"\\") {
+			return BatchResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("unit %q is not a systemd unit name", u), api.InvalidRequestError, nil)
+		}
 	}
 	var progress batchProgress
 	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &progress)
+	}
+	if progress.Restarted == nil {
+		progress.Restarted = map[string][]string{}
 	}
 	done := map[string]bool{}
 	for _, h := range progress.OK {
@@ -469,35 +495,111 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 				return
 			case <-t.C:
 				mu.Lock()
-				snapshot := batchProgress{OK: slices.Clone(progress.OK), Problems: slices.Clone(progress.Problems)}
+				snapshot := batchProgress{OK: slices.Clone(progress.OK), Problems: slices.Clone(progress.Problems), Restarted: map[string][]string{}}
+				for u, hs := range progress.Restarted {
+					snapshot.Restarted[u] = slices.Clone(hs)
+				}
 				mu.Unlock()
 				activity.RecordHeartbeat(ctx, snapshot)
 			}
 		}
 	}()
-	err = runner.Run(ctx, todo, "systemctl restart "+req.Unit, func(r sshfan.Result) {
-		mu.Lock()
-		defer mu.Unlock()
-		if r.Status == sshfan.StatusOK {
-			progress.OK = append(progress.OK, r.Host)
-		} else {
-			progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status), Reason: clip(r.Reason, MaxReasonBytes)})
+	for i, unit := range units {
+		if len(todo) == 0 {
+			break
 		}
-	})
+		last := i == len(units)-1
+		var next []string
+		err = runner.Run(ctx, todo, "systemctl restart "+unit, func(r sshfan.Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case r.Status == sshfan.StatusOK:
+				progress.OK = append(progress.OK, r.Host)
+				progress.Restarted[unit] = append(progress.Restarted[unit], r.Host)
+			case r.ExitStatus == unitNotFound && !last:
+				next = append(next, r.Host)
+			case r.ExitStatus == unitNotFound && len(units) > 1:
+				progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status),
+					Reason: clip(fmt.Sprintf("none of the units %s is on this node (systemctl exit 5 for each): %s", strings.Join(units, ", "), r.Reason), MaxReasonBytes)})
+			default:
+				progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status), Reason: clip(r.Reason, MaxReasonBytes)})
+			}
+		})
+		if err != nil {
+			break
+		}
+		todo = next
+	}
 	close(stopBeat)
 	<-beatDone
 	if err != nil {
 		activity.RecordHeartbeat(ctx, progress)
 		return BatchResult{}, err
 	}
-	msg := fmt.Sprintf("batch %d: %d of %d nodes restarted %s", req.Batch, len(progress.OK), len(req.Hosts), req.Unit)
+	var per []string
+	for _, u := range units {
+		if n := len(progress.Restarted[u]); n > 0 {
+			per = append(per, fmt.Sprintf("%s on %d", u, n))
+		}
+	}
+	msg := fmt.Sprintf("batch %d: %d of %d nodes restarted orca (%s)", req.Batch, len(progress.OK), len(req.Hosts), strings.Join(per, ", "))
 	if len(progress.Problems) > 0 {
 		msg += fmt.Sprintf(", %d failed or unreachable", len(progress.Problems))
 	}
 	if resumed > 0 {
 		msg += fmt.Sprintf(" (%d already done before a retry)", resumed)
 	}
-	return BatchResult{OK: progress.OK, Problems: progress.Problems, Outcome: outcome(ctx, "%s", msg)}, nil
+	return BatchResult{OK: progress.OK, Problems: progress.Problems, Restarted: progress.Restarted, Outcome: outcome(ctx, "%s", msg)}, nil
+}
+
+// HMNFDReadyRequest bounds waiting for HMNFD to be ready; Budget 0 asks once.
+type HMNFDReadyRequest struct {
+	Budget time.Duration `json:"budget"`
+	Poll   time.Duration `json:"poll"`
+}
+
+// HMNFDReadiness is whether HMNFD said it is ready.
+type HMNFDReadiness struct {
+	Ready bool `json:"ready"`
+	Outcome
+}
+
+// CheckHMNFDReady asks HMNFD whether it is ready. After an etcd wipe HMNFD
+// stays not-ready (and has lost its own HSM subscription) until its process
+// restarts (csm-specs/observed), so orca's re-subscriptions would go nowhere.
+// With a budget it waits until HMNFD is ready and fails when it never is.
+func (c *CSM) CheckHMNFDReady(ctx context.Context, req HMNFDReadyRequest) (HMNFDReadiness, error) {
+	cl, err := c.client()
+	if err != nil {
+		return HMNFDReadiness{}, err
+	}
+	if req.Budget <= 0 {
+		ready, err := cl.HMNFDReady(ctx)
+		if err != nil {
+			return HMNFDReadiness{}, csmError(err)
+		}
+		if ready {
+			return HMNFDReadiness{Ready: true, Outcome: outcome(ctx, "HMNFD reports ready")}, nil
+		}
+		return HMNFDReadiness{Outcome: outcome(ctx, "HMNFD reports not ready (as it does after an etcd rebuild until its process restarts)")}, nil
+	}
+	msg, err := poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "HMNFD to report ready", func(ctx context.Context) (string, bool, error) {
+		ready, err := cl.HMNFDReady(ctx)
+		switch {
+		case err != nil && (csm.Retryable(err) || csm.KindOf(err) == csm.NotFound):
+			return fmt.Sprintf("HMNFD not answering yet: %v", err), false, nil // its pods are starting
+		case err != nil:
+			return "", false, csmError(err)
+		case !ready:
+			return "HMNFD reports not ready", false, nil
+		}
+		return "HMNFD reports ready", true, nil
+	})
+	if err != nil {
+		return HMNFDReadiness{}, err
+	}
+	return HMNFDReadiness{Ready: true, Outcome: outcome(ctx, "%s", msg)}, nil
 }
 
 // VerifyRequest names the compute nodes that must be subscribed again.
@@ -505,6 +607,8 @@ type VerifyRequest struct {
 	Xnames []string      `json:"xnames"`
 	Budget time.Duration `json:"budget"`
 	Poll   time.Duration `json:"poll"`
+	// APIs: the HMNFD version to list subscriptions through.
+	APIs api.APIVersions `json:"apis,omitzero"`
 }
 
 // VerifyResult lists the nodes HMNFD still has no subscription for.
@@ -521,6 +625,7 @@ func (c *CSM) VerifySubscriptions(ctx context.Context, req VerifyRequest) (Verif
 	if err != nil {
 		return VerifyResult{}, err
 	}
+	cl = cl.WithAPIs(req.APIs)
 	var missing []string
 	_, err = poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "HMNFD subscriptions", func(ctx context.Context) (string, bool, error) {
 		subs, err := cl.Subscriptions(ctx)
@@ -530,13 +635,15 @@ func (c *CSM) VerifySubscriptions(ctx context.Context, req VerifyRequest) (Verif
 			}
 			return "", false, csmError(err)
 		}
+		// HMNFD lists xnames lower-case; HMNFD 1.8.5 has no
+		// SubscriberComponent (Xname reads Subscriber then).
 		have := map[string]bool{}
 		for _, s := range subs {
-			have[s.SubscriberComponent] = true
+			have[strings.ToLower(s.Xname())] = true
 		}
 		missing = missing[:0]
 		for _, x := range req.Xnames {
-			if !have[x] {
+			if !have[strings.ToLower(x)] {
 				missing = append(missing, x)
 			}
 		}
@@ -560,36 +667,93 @@ type FASLoaderRequest struct {
 	LoaderRunID string `json:"loaderRunId,omitempty"`
 }
 
-// FASLoaderStarted is the loader run this step started.
+// FASLoaderStarted is the loader run this step started (or adopted).
 type FASLoaderStarted struct {
 	LoaderRunID string `json:"loaderRunId"`
 	Outcome
 }
 
-// StartFASLoader asks FAS to load firmware images from Nexus (CSM 1.2+:
-// cray fas loader nexus create). While FAS answers 429 (a loader is already
-// running) it waits and asks again.
+// fasStartProgress is StartFASLoader's heartbeat detail: the wait's start
+// and the loader runs FAS listed before this step's first POST, recorded
+// before the POST is sent.
+type fasStartProgress struct {
+	Since      time.Time `json:"since"`
+	Last       string    `json:"last,omitempty"`
+	RunsBefore []string  `json:"runsBefore"`
+}
+
+// StartFASLoader asks FAS to load firmware images from Nexus (`cray fas
+// loader nexus create`; the loader API exists on every CSM release). While
+// FAS answers 429 (a loader is already running) it waits and asks again.
+//
+// It is idempotent: the runs FAS lists before the first POST are kept in
+// the heartbeat details, and a retry whose earlier attempt may have
+// started a run and lost the answer (a reset, a gateway timeout) adopts a
+// run that is not among them instead of starting a second Nexus load. A
+// run someone else started meanwhile is adopted too: it is also a Nexus
+// load made after the rebuild, which is what this step is for.
 func (c *CSM) StartFASLoader(ctx context.Context, req FASLoaderRequest) (FASLoaderStarted, error) {
 	cl, err := c.client()
 	if err != nil {
 		return FASLoaderStarted{}, err
 	}
-	var id string
-	msg, err := poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "the FAS loader to accept a run", func(ctx context.Context) (string, bool, error) {
-		var err error
-		id, err = cl.FASLoadNexus(ctx)
+	p := fasStartProgress{Since: time.Now()}
+	if activity.HasHeartbeatDetails(ctx) {
+		var prev fasStartProgress
+		if activity.GetHeartbeatDetails(ctx, &prev) == nil && prev.RunsBefore != nil {
+			p = prev
+		}
+	}
+	if p.RunsBefore != nil {
+		st, err := cl.FASLoaderStatus(ctx)
+		if err != nil {
+			return FASLoaderStarted{}, csmError(err)
+		}
+		var started []string
+		for _, id := range st.LoaderRunList {
+			if !slices.Contains(p.RunsBefore, id) {
+				started = append(started, id)
+			}
+		}
+		if len(started) > 0 {
+			msg := fmt.Sprintf("adopted loader run %s, started after this step's first request (an earlier attempt's answer was lost)", started[0])
+			if len(started) > 1 {
+				msg += fmt.Sprintf("; %d other runs started since: %s", len(started)-1, strings.Join(started[1:], ", "))
+			}
+			return FASLoaderStarted{LoaderRunID: started[0], Outcome: outcome(ctx, "%s", msg)}, nil
+		}
+	} else {
+		st, err := cl.FASLoaderStatus(ctx)
+		if err != nil {
+			return FASLoaderStarted{}, csmError(err)
+		}
+		p.RunsBefore = append([]string{}, st.LoaderRunList...)
+	}
+	interval := req.Poll
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	for {
+		// Recorded before every POST: a retry must know the list.
+		activity.RecordHeartbeat(ctx, p)
+		id, err := cl.FASLoadNexus(ctx)
 		switch {
 		case err == nil:
-			return "started loader run " + id, true, nil
-		case csm.KindOf(err) == csm.Busy:
-			return "FAS loader busy with another run (429)", false, nil
+			return FASLoaderStarted{LoaderRunID: id, Outcome: outcome(ctx, "started loader run %s", id)}, nil
+		case csm.KindOf(err) != csm.Busy:
+			return FASLoaderStarted{}, csmError(err)
 		}
-		return "", false, csmError(err)
-	})
-	if err != nil {
-		return FASLoaderStarted{}, err
+		p.Last = "FAS loader busy with another run (429)"
+		if time.Since(p.Since) > req.Budget {
+			return FASLoaderStarted{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("timed out after %s waiting for the FAS loader to accept a run: %s", req.Budget, p.Last), ErrWaitTimedOut, nil)
+		}
+		select {
+		case <-ctx.Done():
+			return FASLoaderStarted{}, ctx.Err()
+		case <-time.After(interval):
+		}
 	}
-	return FASLoaderStarted{LoaderRunID: id, Outcome: outcome(ctx, "%s", msg)}, nil
 }
 
 // WaitFASLoader waits until the loader is no longer busy and reports the

@@ -87,34 +87,64 @@ func outcome(ctx context.Context, format string, args ...any) Outcome {
 	return Outcome{Message: fmt.Sprintf(format, args...), Attempt: activity.GetInfo(ctx).Attempt}
 }
 
-// PreflightRequest names the services of a run.
+// PreflightRequest names the services of a run and the release it acts for.
 type PreflightRequest struct {
 	Services []api.Service `json:"services"`
+	// Release is what DetectRelease found; empty in runs started before
+	// releases were detected.
+	Release api.Release `json:"release,omitempty"`
 }
 
 // PreflightResult is the resolved plan of each service.
 type PreflightResult struct {
-	// Profile is the CSM release profile the plans were resolved with.
-	Profile string            `json:"profile"`
+	// Release is the CSM release the plans were resolved for.
+	Release api.Release `json:"release,omitempty"`
+	// Profile is what results recorded before releases carried instead.
+	Profile string            `json:"profile,omitempty"`
 	Plans   []api.ServicePlan `json:"plans"`
+	// Notes say what preflight decided beyond the configuration (which
+	// FAS procedure, and why).
+	Notes []string `json:"notes,omitempty"`
 }
 
-// Preflight resolves the worker's configuration into each service's plan and
-// checks, before anything is touched, that every object the plans need is
-// there and readable. Every problem is reported at once, so that a run either
-// starts with all its targets present or changes nothing at all.
+// RunRelease is the release a recorded result names, old ones included.
+func (r PreflightResult) RunRelease() api.Release {
+	if r.Release != "" {
+		return r.Release
+	}
+	return api.Release(r.Profile)
+}
+
+// Preflight resolves the worker's configuration into each service's plan for
+// the run's release and checks, before anything is touched, that every
+// object the plans need is there and readable. Every problem is reported at
+// once, so that a run either starts with all its targets present or changes
+// nothing at all.
 func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightResult, error) {
-	res := PreflightResult{Profile: k.Config.Profile}
+	release := req.Release
+	if release == "" {
+		release = k.Config.Release
+	}
+	if _, known := config.Facts(release); !known {
+		return PreflightResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"this run was started before the worker detected CSM releases and the worker's release setting is %q: start the run again, or set release: in the worker config", release), ErrPreflight, nil)
+	}
+	res := PreflightResult{Release: release}
 	var problems []string
 	for _, s := range req.Services {
-		plan := k.Config.Plan(s)
-		res.Plans = append(res.Plans, plan)
+		plan := k.Config.Plan(release, s)
 		var err error
 		switch plan.Procedure {
 		case api.RerunJob:
 			err = k.checkNamespace(ctx, plan.Object.Namespace)
 			if err == nil {
 				_, err = k.get(ctx, JobKind, plan.Object)
+			}
+		case api.RunFASLoaderAPI:
+			if plan.Object.Name != "" {
+				var note string
+				plan, note, err = k.chooseFASProcedure(ctx, plan)
+				res.Notes = append(res.Notes, note)
 			}
 		case api.RecreateEtcdCluster:
 			err = k.checkNamespace(ctx, plan.Object.Namespace)
@@ -126,7 +156,15 @@ func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightRe
 			if err == nil {
 				_, err = k.listPods(ctx, plan.Pods)
 			}
+		case api.RestartOrca:
+			// HMNFD's pods are restarted only if it is not ready; that they
+			// can be is checked now, before anything changes.
+			err = k.checkNamespace(ctx, plan.HMNFD.Pods.Namespace)
+			if err == nil {
+				_, err = k.listPods(ctx, plan.HMNFD.Pods)
+			}
 		}
+		res.Plans = append(res.Plans, plan)
 		if err == nil {
 			continue
 		}
@@ -141,6 +179,27 @@ func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightRe
 			"preflight found problems, nothing was changed:\n  "+strings.Join(problems, "\n  "), ErrPreflight, nil)
 	}
 	return res, nil
+}
+
+// chooseFASProcedure keeps the Job procedure for a site whose config names
+// a FAS loader Job that exists; FAS itself removed the Job before CSM 1.0,
+// so a named Job that is not there falls back to the loader API.
+func (k *Kube) chooseFASProcedure(ctx context.Context, plan api.ServicePlan) (api.ServicePlan, string, error) {
+	ref := plan.Object
+	if err := k.checkNamespace(ctx, ref.Namespace); err != nil {
+		return plan, "", err
+	}
+	_, err := k.get(ctx, JobKind, ref)
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+		plan.Procedure = api.RerunJob
+		return plan, fmt.Sprintf("fas: re-running Job %s: services.fas.job names it and it exists", ref), nil
+	case errors.As(err, &appErr) && appErr.Type() == ErrObjectNotFound:
+		plan.Object = api.ObjectRef{}
+		return plan, fmt.Sprintf("fas: services.fas.job names Job %s but it does not exist (FAS removed its loader Job before CSM 1.0): loading firmware through the loader API instead", ref), nil
+	}
+	return plan, "", err
 }
 
 func (k *Kube) checkNamespace(ctx context.Context, ns string) error {

@@ -282,13 +282,19 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 		// Config.Validate refuses this first; the activity refuses it again
 		// in case a plan reaches it some other way.
 		{"empty selector", "empty pod selector reaching the activity (would match every pod)", missing(func(c *config.Config) { c.Services.MEDS.Selector = " " }), []api.Service{api.MEDS}, activities.ErrPreflight, "would match every pod: refusing"},
-		{"forbidden", "worker's Kubernetes identity not allowed to read (Forbidden)", kube(impersonated), []api.Service{api.FAS}, activities.ErrPreflight, "forbidden"},
+		{"forbidden", "worker's Kubernetes identity not allowed to read (Forbidden)", kube(impersonated), []api.Service{api.BSS}, activities.ErrPreflight, "forbidden"},
+		{"hmnfd pods missing", "services.hmnfd.pods.selector matches no pod", missing(func(c *config.Config) { c.Services.HMNFD.Pods.Selector = "app.kubernetes.io/name=cray-hmnfdx" }), []api.Service{api.HMNFD}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-hmnfdx"`},
+		{"run from before releases", "a run started before release detection whose preflight is retried on a worker with release: auto", missing(func(c *config.Config) {}), []api.Service{api.BSS}, activities.ErrPreflight, "start the run again, or set release: in the worker config"},
 	}
 	before := snapshotUIDs(t)
 	var seen []badinput.Case
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := run[activities.PreflightResult](t, tc.k, a.Preflight, activities.PreflightRequest{Services: tc.services})
+			req := activities.PreflightRequest{Services: tc.services, Release: api.CSM10}
+			if tc.name == "run from before releases" {
+				req.Release = ""
+			}
+			_, err := run[activities.PreflightResult](t, tc.k, a.Preflight, req)
 			if errType(err) != tc.wantType || !strings.Contains(err.Error(), tc.wantText) {
 				t.Fatalf("error %v, want %s containing %q", err, tc.wantType, tc.wantText)
 			}
@@ -303,6 +309,33 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 	// Recorded only now that the cluster is known to be unchanged.
 	for _, c := range seen {
 		badinput.Record(t, c)
+	}
+}
+
+// TestPreflightChoosesTheFASProcedure: the loader API unless the config
+// names a Job that exists; a named Job that is missing falls back to the
+// API and says so. Nothing is changed either way.
+func TestPreflightChoosesTheFASProcedure(t *testing.T) {
+	var a *activities.Kube
+	for _, tc := range []struct {
+		job, want, note string
+	}{
+		{"", string(api.RunFASLoaderAPI), ""},
+		{simcluster.FASLoaderJob, string(api.RerunJob), "re-running Job services/cray-fas-loader: services.fas.job names it and it exists"},
+		{"cray-fas-loader-gone", string(api.RunFASLoaderAPI), "names Job services/cray-fas-loader-gone but it does not exist (FAS removed its loader Job before CSM 1.0): loading firmware through the loader API instead"},
+	} {
+		k := kube(cluster.Config)
+		k.Config.Services.FAS.Job = tc.job
+		res, err := run[activities.PreflightResult](t, k, a.Preflight, activities.PreflightRequest{Services: []api.Service{api.FAS}, Release: api.CSM10})
+		if err != nil {
+			t.Fatalf("job %q: %v", tc.job, err)
+		}
+		if p := res.Plans[0]; string(p.Procedure) != tc.want || (tc.want == string(api.RunFASLoaderAPI) && p.Object.Name != "") {
+			t.Errorf("job %q: plan %+v, want %s", tc.job, p, tc.want)
+		}
+		if note := strings.Join(res.Notes, " "); tc.note != "" && !strings.Contains(note, tc.note) || tc.note == "" && note != "" {
+			t.Errorf("job %q: notes %q, want %q", tc.job, note, tc.note)
+		}
 	}
 }
 
@@ -323,7 +356,7 @@ func TestUnreachableAPIServerIsRetryableAndSaysWhere(t *testing.T) {
 	dead.Host = "https://127.0.0.1:1"
 	dead.Timeout = 2 * time.Second
 	var a *activities.Kube
-	_, err := run[activities.PreflightResult](t, kube(dead), a.Preflight, activities.PreflightRequest{Services: []api.Service{api.BSS}})
+	_, err := run[activities.PreflightResult](t, kube(dead), a.Preflight, activities.PreflightRequest{Services: []api.Service{api.BSS}, Release: api.CSM10})
 	var appErr *temporal.ApplicationError
 	if err == nil || errType(err) == activities.ErrPreflight || !strings.Contains(err.Error(), "127.0.0.1:1") || !errors.As(err, &appErr) || appErr.NonRetryable() {
 		t.Fatalf("error %v, want a retryable error naming the address", err)

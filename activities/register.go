@@ -46,5 +46,7 @@ func Named(k *Kube, c *CSM) map[string]any {
 		api.ActivityWaitNodesState:          c.WaitNodesState,
 		api.ActivityRestoreSessionTemplates: c.RestoreSessionTemplates,
 		api.ActivityCheckSessionTemplates:   c.CheckSessionTemplates,
+		api.ActivityDetectRelease:           c.DetectRelease,
+		api.ActivityCheckHMNFDReady:         c.CheckHMNFDReady,
 	}
 }

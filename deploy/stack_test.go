@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
@@ -179,7 +180,7 @@ func startStack() (_ *stack, err error) {
 		return nil, fmt.Errorf("start the real control plane: %w", err)
 	}
 	s.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(s.cluster.Core.Discovery()))
-	s.emu = csmemu.New(csmemu.Options{ClientSecret: csmSecret})
+	s.emu = csmemu.New(csmemu.Options{Release: api.CSM10, ClientSecret: csmSecret})
 	if _, err := s.emu.Start(false); err != nil {
 		return nil, err
 	}
@@ -190,6 +191,10 @@ func startStack() (_ *stack, err error) {
 	}
 	if _, err := s.cluster.Core.CoreV1().Secrets(secretNS).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("secret %s/%s: %w", secretNS, secretName, err)
+	}
+	// The product catalog of a CSM 1.0 system: release: auto finds 1.0.
+	if err := s.cluster.SeedProductCatalog(ctx, simcluster.CatalogVersions[api.CSM10]); err != nil {
+		return nil, fmt.Errorf("product catalog: %w", err)
 	}
 	// The identity and its rules exactly as deploy/ has them.
 	objs, err := loadManifests()
@@ -285,7 +290,7 @@ csm:
     kubernetes: {namespace: %s, name: %s, key: client-secret}
 services:
   bss: {completeTimeout: 2m}
-  fas: {completeTimeout: 2m}
+  fas: {job: cray-fas-loader, completeTimeout: 2m}
   meds: {readyTimeout: 2m}
   reds: {readyTimeout: 2m}
   crus: {readyTimeout: 2m, sessionPoll: 200ms, stuckAfter: 2s}

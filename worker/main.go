@@ -48,8 +48,9 @@ func newCommand() *cobra.Command {
 		Use:   "repopulate-worker",
 		Short: "Run the etcd-repopulate workflows and activities",
 		Long: `repopulate-worker polls a Temporal task queue and carries out the runbook
-"Repopulate Data in etcd Clusters When Rebuilding Them": it re-runs the
-cray-reds-init and cray-fas-loader Jobs (or the FAS loader API), restarts the
+"Repopulate Data in etcd Clusters When Rebuilding Them" for the CSM release it
+detects (release: auto) or is given: it re-runs the cray-reds-init Job, runs
+the FAS loader through its API (or a site's named loader Job), restarts the
 MEDS, REDS and CRUS pods (following CRUS sessions first), re-creates the
 External DNS EtcdCluster and restarts the orca daemon on compute nodes and
 NCNs over SSH, each step durable and retried.
@@ -58,7 +59,7 @@ Kubernetes credentials: --kubeconfig (or KUBECONFIG), else the pod's
 in-cluster service account. Names, namespaces, selectors, timeouts, the CSM
 API gateway (csm.baseURL, csm.clientSecret) and SSH settings (ssh.config,
 ssh.knownHosts) come from --config (YAML, docs/configuration.md); without it
-the runbook's (CSM 1.0) defaults apply. Secrets are read by the worker and
+the defaults apply (docs/configuration.md, docs/csm-releases.md). Secrets are read by the worker and
 never enter workflow history.
 Temporal TLS and mTLS: --tls, --tls-ca, --tls-cert/--tls-key,
 --tls-server-name, --api-key (docs/production-temporal.md).
@@ -152,7 +153,10 @@ func run(ctx context.Context, o options) error {
 		}
 	}})
 	kubeActs := &activities.Kube{Config: cfg, Core: core, Dynamic: dyn}
-	csmActs := &activities.CSM{}
+	for _, w := range cfg.Warnings {
+		log.Warn("config file: " + w)
+	}
+	csmActs := &activities.CSM{Release: cfg.Release, Core: core}
 	csmActs.Client, csmActs.ClientErr = wiring.CSMClient(cfg.CSM, core)
 	if csmActs.ClientErr != nil {
 		log.Warn("CSM API client unusable; runs of hmnfd, crus and fas (API) will fail their preflight", zap.Error(csmActs.ClientErr))

@@ -3,12 +3,14 @@ package workflows
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/big"
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/activities"
@@ -24,7 +26,7 @@ func (w *serviceRun) remountCPS(ctx workflow.Context) error {
 	plan := w.in.Plan
 	var found activities.CPSNodes
 	err := w.step(ctx, StepFindCPSNodes, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityFindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template}).Get(ctx, &found)
+		err := workflow.ExecuteActivity(ctx, api.ActivityFindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template, APIs: plan.APIs}).Get(ctx, &found)
 		return found.Outcome, err
 	})
 	if err != nil {
@@ -90,7 +92,7 @@ func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operat
 		var names []string
 		for i, g := range groups {
 			var started activities.BOSSessionStarted
-			req := activities.BOSSessionRequest{Name: sessionName(i), Template: g.Template, Operation: operation, Xnames: g.Xnames}
+			req := activities.BOSSessionRequest{Name: sessionName(i), Template: g.Template, Operation: operation, Xnames: g.Xnames, APIs: plan.APIs}
 			if err := workflow.ExecuteActivity(ctx, api.ActivityStartBOSSession, req).Get(ctx, &started); err != nil {
 				return activities.Outcome{}, err
 			}
@@ -156,7 +158,7 @@ func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
 		}
 		var res activities.RestoreTemplatesResult
 		err := w.step(ctx, StepRestoreTemplates, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
-			err := workflow.ExecuteActivity(ctx, api.ActivityRestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: tmpls}).Get(ctx, &res)
+			err := workflow.ExecuteActivity(ctx, api.ActivityRestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: tmpls, APIs: plan.APIs, SnapshotAPIs: w.in.Snapshot.APIs}).Get(ctx, &res)
 			return res.Outcome, err
 		})
 		w.invalidTemplates(res.Invalid)
@@ -176,12 +178,33 @@ func (w *serviceRun) restoreBOS(ctx workflow.Context) error {
 	// Thousands of templates take longer than one read: the check heartbeats
 	// per template and a retry resumes from its index.
 	err := w.step(ctx, StepCheckTemplates, waitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates, activities.CheckTemplatesRequest{APIs: plan.APIs}).Get(ctx, &res)
 		return res.Outcome, err
 	})
 	w.invalidTemplates(res.Invalid)
 	return err
 }
+
+// checkBOS is the BOS section from CSM 1.3: session templates live in
+// Redis there, not in etcd, so the rebuild did not touch them; the service
+// checks that they exist and validate instead of restoring them.
+func (w *serviceRun) checkBOS(ctx workflow.Context) error {
+	plan := w.in.Plan
+	var res activities.TemplatesCheck
+	err := w.step(ctx, StepCheckTemplates, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates, activities.CheckTemplatesRequest{APIs: plan.APIs}).Get(ctx, &res)
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == activities.ErrNoTemplates {
+			return activities.Outcome{Message: bosInRedis + "; BOS holds no session template"}, nil
+		}
+		res.Message = bosInRedis + "; " + res.Message
+		return res.Outcome, err
+	})
+	w.invalidTemplates(res.Invalid)
+	return err
+}
+
+const bosInRedis = "CSM 1.3+ keeps BOS session templates in Redis, not etcd: checked them instead of restoring"
 
 func (w *serviceRun) invalidTemplates(invalid []activities.TemplateProblem) {
 	for _, p := range invalid {

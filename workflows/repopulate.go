@@ -73,7 +73,10 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		// then fails the run before any service starts.
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 4},
 	})
-	err := workflow.ExecuteActivity(preCtx, api.ActivityPreflight, activities.PreflightRequest{Services: w.services}).Get(ctx, &pre)
+	release, err := w.detectRelease(ctx, preCtx)
+	if err == nil {
+		err = workflow.ExecuteActivity(preCtx, api.ActivityPreflight, activities.PreflightRequest{Services: w.services, Release: release}).Get(ctx, &pre)
+	}
 	if err == nil {
 		err = workflow.ExecuteActivity(preCtx, api.ActivityCheckAccess, activities.CSMPreflightRequest{Plans: pre.Plans}).Get(ctx, nil)
 	}
@@ -82,7 +85,8 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		return api.Report{}, temporal.NewNonRetryableApplicationError(errorMessage(err), api.PreflightFailedError, nil, w.status)
 	}
 	w.status.Message = ""
-	w.status.Profile = pre.Profile
+	w.status.Release = pre.RunRelease()
+	w.status.Notes = pre.Notes
 	w.showDetails(ctx)
 
 	progress := workflow.GetSignalChannelWithOptions(ctx, api.StepProgressSignal, workflow.SignalChannelOptions{Description: api.StepProgressSignalDescription})
@@ -91,7 +95,11 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	plans := map[api.Service]api.ServicePlan{}
 	for _, plan := range pre.Plans {
 		if plan.Procedure == api.NotInRelease {
-			w.update(api.ServiceStatus{Service: plan.Service, State: api.Skipped, Message: plan.Reason, FollowUps: []string{plan.Reason}})
+			followUps := plan.FollowUps
+			if len(followUps) == 0 {
+				followUps = []string{plan.Reason}
+			}
+			w.update(api.ServiceStatus{Service: plan.Service, State: api.Skipped, Message: plan.Reason, FollowUps: followUps})
 			continue
 		}
 		plans[plan.Service] = plan
@@ -197,6 +205,26 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	rep, err := w.finish(ctx)
 	w.showDetails(ctx)
 	return rep, err
+}
+
+// detectRelease finds the CSM release the run acts for, before preflight
+// resolves the plans for it. Runs started before releases were detected
+// skip it: their preflight resolves the worker's configured release.
+func (w *repopulate) detectRelease(ctx, actx workflow.Context) (api.Release, error) {
+	if workflow.GetVersion(ctx, "detect-release", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return "", nil
+	}
+	w.status.Message = "detecting the CSM release"
+	var d api.ReleaseDetection
+	if err := workflow.ExecuteActivity(actx, api.ActivityDetectRelease, activities.DetectReleaseRequest{}).Get(ctx, &d); err != nil {
+		return "", err
+	}
+	w.status.Release, w.status.Detection = d.Release, &d
+	if err := workflow.UpsertMemo(ctx, map[string]any{api.MemoRelease: d.Release}); err != nil {
+		return "", err
+	}
+	w.status.Message = "preflight: checking every target before anything changes"
+	return d.Release, nil
 }
 
 // update records a service's status unless it would move a finished service back.
@@ -378,7 +406,8 @@ func snapshotFor(s api.Service, snap *api.SnapshotInput) *api.SnapshotInput {
 	if snap == nil {
 		return nil
 	}
-	out := &api.SnapshotInput{Dir: snap.Dir, Taken: snap.Taken}
+	// APIs say which API versions the snapshot was read through.
+	out := &api.SnapshotInput{Dir: snap.Dir, Taken: snap.Taken, APIs: snap.APIs}
 	switch s {
 	case api.BOS:
 		out.SessionTemplates = snap.SessionTemplates
@@ -430,6 +459,12 @@ func (w *repopulate) showDetails(ctx workflow.Context) {
 	b.WriteString(fmt.Sprintf("**%s**", w.status.State))
 	if w.status.Message != "" {
 		b.WriteString(fmt.Sprintf(": %s", w.status.Message))
+	}
+	if d := w.status.Detection; d != nil {
+		b.WriteString(fmt.Sprintf("\n\nCSM release **%s**: %s", d.Release, d.How))
+	}
+	for _, n := range w.status.Notes {
+		b.WriteString("\n\n" + n)
 	}
 	b.WriteString("\n\n| service | state | now |\n|---|---|---|\n")
 	for _, s := range w.status.Services {

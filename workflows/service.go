@@ -52,6 +52,9 @@ const (
 	StepWaitCPSNodesReady = "wait-cps-nodes-ready"
 	StepRestoreTemplates  = "restore-bos-templates"
 	StepCheckTemplates    = "check-bos-templates"
+	StepCheckHMNFD        = "check-hmnfd-ready"
+	StepRestartHMNFD      = "restart-hmnfd-pods"
+	StepWaitHMNFD         = "wait-hmnfd-ready"
 )
 
 // Steps lists the steps of a service in order, gates included, so that
@@ -69,7 +72,11 @@ func Steps(in ServiceInput) []string {
 	case api.RestartCRUS:
 		steps = append(steps, StepCheckCRUS, StepSnapshotPods, StepDeletePods, StepWaitPods, StepConfirmCRUS)
 	case api.RestartOrca:
-		steps = append(steps, StepDiscoverNodes, StepRestartOrca, StepVerifySubs)
+		steps = append(steps, StepDiscoverNodes)
+		if checksHMNFDReadiness(plan) {
+			steps = append(steps, StepCheckHMNFD, StepRestartHMNFD, StepWaitHMNFD)
+		}
+		steps = append(steps, StepRestartOrca, StepVerifySubs)
 		if in.Snapshot != nil && len(in.Snapshot.SubscribedXnames) > 0 {
 			steps = append(steps, StepCompareSubs)
 		}
@@ -83,8 +90,16 @@ func Steps(in ServiceInput) []string {
 		} else {
 			steps = append(steps, api.GateBOSTemplates, StepCheckTemplates)
 		}
+	case api.CheckBOSTemplates:
+		steps = append(steps, StepCheckTemplates)
 	}
 	return steps
+}
+
+// checksHMNFDReadiness: plans made since HMNFD's readiness was checked
+// name its pods; recorded plans do not, and their runs go on without it.
+func checksHMNFDReadiness(plan api.ServicePlan) bool {
+	return plan.HMNFD != nil && plan.HMNFD.Pods.Selector != ""
 }
 
 // Gates lists the approval gates of a service, in the order they are reached.
@@ -165,6 +180,8 @@ func (w *serviceRun) run(ctx workflow.Context) (api.ServiceStatus, error) {
 		err = w.remountCPS(ctx)
 	case api.RestoreBOSTemplates:
 		err = w.restoreBOS(ctx)
+	case api.CheckBOSTemplates:
+		err = w.checkBOS(ctx)
 	default:
 		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("service %s has no procedure %q", w.in.Plan.Service, w.in.Plan.Procedure), api.InvalidRequestError, nil)
 	}
@@ -375,13 +392,19 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 			xnames[n.Host] = n.Xname
 		}
 	}
+	if err := w.ensureHMNFDReady(ctx); err != nil {
+		return err
+	}
+	units := h.OrcaUnits()
+	unitText := strings.Join(units, " (else ") + strings.Repeat(")", len(units)-1)
 	if w.in.DryRun {
-		w.finish(ctx, StepRestartOrca, api.Skipped, fmt.Sprintf("dry-run: would run systemctl restart %s on %d nodes (%s) in batches of %d", h.Unit, len(hosts), sample(hosts, 5), h.BatchSize), 0)
+		w.finish(ctx, StepRestartOrca, api.Skipped, fmt.Sprintf("dry-run: would run systemctl restart %s on %d nodes (%s) in batches of %d", unitText, len(hosts), sample(hosts, 5), h.BatchSize), 0)
 		w.finish(ctx, StepVerifySubs, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD subscriptions of %d compute nodes", h.VerifyTimeout, len(xnames)), 0)
 		return nil
 	}
 
 	counts := api.NodeCounts{Total: len(hosts)}
+	restarted := map[string][]string{}
 	var ok []string
 	var problems []api.NodeProblem
 	batchOpts := waitOptions(plan.Timings, h.BatchTimeout)
@@ -390,10 +413,19 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 		for start, batch := 0, 1; start < len(hosts); start, batch = start+h.BatchSize, batch+1 {
 			end := min(start+h.BatchSize, len(hosts))
 			var res activities.BatchResult
-			if err := workflow.ExecuteActivity(ctx, api.ActivityRestartOrca, activities.RestartBatch{Batch: batch, Hosts: hosts[start:end], Unit: h.Unit}).Get(ctx, &res); err != nil {
+			req := activities.RestartBatch{Batch: batch, Hosts: hosts[start:end], Units: units}
+			if len(h.Units) == 0 {
+				req = activities.RestartBatch{Batch: batch, Hosts: hosts[start:end], Unit: h.Unit} // as recorded
+			}
+			if err := workflow.ExecuteActivity(ctx, api.ActivityRestartOrca, req).Get(ctx, &res); err != nil {
 				return activities.Outcome{}, err
 			}
 			ok = append(ok, res.OK...)
+			for _, u := range units {
+				if hs := res.Restarted[u]; len(hs) > 0 {
+					restarted[u] = append(restarted[u], hs...)
+				}
+			}
 			problems = append(problems, res.Problems...)
 			counts.OK = len(ok)
 			for _, p := range res.Problems {
@@ -417,17 +449,25 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 				w.publish(ctx)
 			}
 		}
-		msg := fmt.Sprintf("restarted %s on %d of %d nodes", h.Unit, counts.OK, counts.Total)
+		msg := fmt.Sprintf("restarted %s on %d of %d nodes", unitText, counts.OK, counts.Total)
+		if len(units) > 1 {
+			var per []string
+			for _, u := range units {
+				per = append(per, fmt.Sprintf("%s on %d", u, len(restarted[u])))
+			}
+			msg += " (" + strings.Join(per, ", ") + ")"
+		}
 		bad := counts.Failed + counts.Unreachable
 		if bad == 0 {
 			return activities.Outcome{Message: msg}, nil
 		}
 		msg += fmt.Sprintf("; %d failed, %d unreachable: %s", counts.Failed, counts.Unreachable, problemHosts(problems, 20))
+		unit := units[len(units)-1]
 		if len(problems) <= maxHostsInFollowUp {
-			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", h.Unit, problemHosts(problems, 0), h.Unit))
+			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart orca by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", problemHosts(problems, 0), unit))
 		} else {
-			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart %s by hand on the %d nodes that failed: repopulate report %s --nodes lists each with its reason (-o json for all of them), then pdsh -w HOSTS 'systemctl restart %s'; the first %d: %s",
-				h.Unit, len(problems), shellWord(w.in.RunID), h.Unit, maxHostsInFollowUp, problemHosts(problems[:maxHostsInFollowUp], 0)))
+			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart orca by hand on the %d nodes that failed: repopulate report %s --nodes lists each with its reason (-o json for all of them), then pdsh -w HOSTS 'systemctl restart %s'; the first %d: %s",
+				len(problems), shellWord(w.in.RunID), unit, maxHostsInFollowUp, problemHosts(problems[:maxHostsInFollowUp], 0)))
 		}
 		if float64(bad)*100 > h.MaxFailedPercent*float64(counts.Total) {
 			return activities.Outcome{}, temporal.NewNonRetryableApplicationError(
@@ -435,6 +475,16 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 		}
 		return activities.Outcome{Message: msg + fmt.Sprintf(" (within the %g%% allowed)", h.MaxFailedPercent)}, nil
 	})
+	if len(restarted) > 0 {
+		// Which unit each node took, small whatever the node count.
+		w.status.OrcaUnits, w.status.OrcaUnitCounts = map[string][]string{}, map[string]int{}
+		for _, u := range units {
+			if hs := restarted[u]; len(hs) > 0 {
+				w.status.OrcaUnits[u] = slices.Clone(hs[:min(len(hs), api.NodeProblemsInStatus)])
+				w.status.OrcaUnitCounts[u] = len(hs)
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -447,16 +497,85 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 	}
 	var res activities.VerifyResult
 	err = w.step(ctx, StepVerifySubs, waitOptions(plan.Timings, h.VerifyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll, APIs: plan.APIs}).Get(ctx, &res)
 		return res.Outcome, err
 	})
 	if err == nil && len(res.Missing) > 0 {
-		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("HMNFD has no subscription for %d restarted compute nodes: %s; check orca on them (systemctl status %s)", len(res.Missing), sample(res.Missing, 50), h.Unit))
+		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("HMNFD has no subscription for %d restarted compute nodes: %s; check orca on them (systemctl status %s)", len(res.Missing), sample(res.Missing, 50), units[len(units)-1]))
 	}
 	if err != nil || w.in.Snapshot == nil || len(w.in.Snapshot.SubscribedXnames) == 0 {
 		return err
 	}
 	return w.compareSavedSubscriptions(ctx)
+}
+
+// ensureHMNFDReady checks, before orca is restarted, that HMNFD is ready:
+// after an etcd wipe it stays not-ready, without its own HSM subscription,
+// until its process restarts, so orca's subscriptions would be lost. A
+// not-ready HMNFD gets its pods restarted, and the run waits until it says
+// it is ready. The runbook leaves this step out.
+func (w *serviceRun) ensureHMNFDReady(ctx workflow.Context) error {
+	plan := w.in.Plan
+	if !checksHMNFDReadiness(plan) {
+		return nil
+	}
+	if workflow.GetVersion(ctx, "hmnfd-readiness", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		for _, name := range []string{StepCheckHMNFD, StepRestartHMNFD, StepWaitHMNFD} {
+			w.finish(ctx, name, api.Skipped, "not checked: this run started before HMNFD readiness was checked", 0)
+		}
+		return nil
+	}
+	h := plan.HMNFD
+	// The check reports to the parent only when HMNFD is not ready: a
+	// ready HMNFD costs the history no progress signals (restart-orca's
+	// first report carries these steps).
+	var check activities.HMNFDReadiness
+	w.find(StepCheckHMNFD).Started = workflow.Now(ctx)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readOptions(plan.Timings)), api.ActivityCheckHMNFDReady, activities.HMNFDReadyRequest{}).Get(ctx, &check)
+	if err != nil {
+		state := api.Failed
+		if temporal.IsCanceledError(err) {
+			state = api.Canceled
+		}
+		w.finish(ctx, StepCheckHMNFD, state, errorMessage(err), attemptsSpent(err, plan.Timings))
+		return err
+	}
+	w.record(ctx, StepCheckHMNFD, api.Done, check.Message, check.Attempt)
+	if check.Ready {
+		w.record(ctx, StepRestartHMNFD, api.Skipped, "HMNFD is ready: its pods are left alone", 0)
+		w.record(ctx, StepWaitHMNFD, api.Skipped, "HMNFD is ready", 0)
+		return nil
+	}
+	if w.in.DryRun {
+		w.finish(ctx, StepRestartHMNFD, api.Skipped, fmt.Sprintf("dry-run: HMNFD is not ready; would restart its pods (%s)", h.Pods), 0)
+		w.finish(ctx, StepWaitHMNFD, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD to report ready", h.PodsReadyTimeout), 0)
+		return nil
+	}
+	var snap activities.PodSnapshot
+	err = w.step(ctx, StepRestartHMNFD, waitOptions(plan.Timings, plan.Timings.Delete), func(ctx workflow.Context) (activities.Outcome, error) {
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readOptions(plan.Timings)), api.ActivitySnapshotPods, h.Pods).Get(ctx, &snap); err != nil {
+			return activities.Outcome{}, err
+		}
+		var out activities.Outcome
+		err := workflow.ExecuteActivity(ctx, api.ActivityDeletePods, activities.DeletePodsRequest{Namespace: h.Pods.Namespace, Pods: snap.Pods}).Get(ctx, &out)
+		out.Message = "HMNFD was not ready: " + out.Message
+		return out, err
+	})
+	if err != nil {
+		return err
+	}
+	return w.step(ctx, StepWaitHMNFD, waitOptions(plan.Timings, h.PodsReadyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
+		timings := plan.Timings
+		timings.Wait = h.PodsReadyTimeout
+		var out activities.Outcome
+		if err := workflow.ExecuteActivity(ctx, api.ActivityWaitPodsReplaced, activities.WaitPodsRequest{Pods: h.Pods, Snapshot: snap, Timings: timings}).Get(ctx, &out); err != nil {
+			return out, err
+		}
+		var ready activities.HMNFDReadiness
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckHMNFDReady, activities.HMNFDReadyRequest{Budget: h.PodsReadyTimeout, Poll: plan.Timings.Poll}).Get(ctx, &ready)
+		ready.Message = out.Message + "; " + ready.Message
+		return ready.Outcome, err
+	})
 }
 
 // compareSavedSubscriptions looks once at HMNFD for every xname that had a
@@ -466,7 +585,7 @@ func (w *serviceRun) compareSavedSubscriptions(ctx workflow.Context) error {
 	saved := w.in.Snapshot.SubscribedXnames
 	var res activities.VerifyResult
 	err := w.step(ctx, StepCompareSubs, readOptions(w.in.Plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: saved, Budget: 0, Poll: w.in.Plan.Timings.Poll}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: saved, Budget: 0, Poll: w.in.Plan.Timings.Poll, APIs: w.in.Plan.APIs}).Get(ctx, &res)
 		if err == nil && len(res.Missing) == 0 {
 			res.Message = fmt.Sprintf("all %d nodes subscribed in the snapshot (%s) are subscribed again", len(saved), w.in.Snapshot.Dir)
 		} else if err == nil {
@@ -475,7 +594,7 @@ func (w *serviceRun) compareSavedSubscriptions(ctx workflow.Context) error {
 		return res.Outcome, err
 	})
 	if err == nil && len(res.Missing) > 0 {
-		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("%d nodes had an HMNFD subscription in the snapshot (%s) and have none now: %s; once they are up, restart %s on them", len(res.Missing), w.in.Snapshot.Dir, sample(res.Missing, 50), w.in.Plan.HMNFD.Unit))
+		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("%d nodes had an HMNFD subscription in the snapshot (%s) and have none now: %s; once they are up, restart %s on them", len(res.Missing), w.in.Snapshot.Dir, sample(res.Missing, 50), strings.Join(w.in.Plan.HMNFD.OrcaUnits(), " or ")))
 	}
 	return err
 }
@@ -554,12 +673,17 @@ func (w *serviceRun) step(ctx workflow.Context, name string, opts workflow.Activ
 }
 
 func (w *serviceRun) finish(ctx workflow.Context, name string, state api.State, message string, attempt int32) {
+	w.record(ctx, name, state, message, attempt)
+	w.publish(ctx)
+}
+
+// record ends a step without telling the parent: the next report carries it.
+func (w *serviceRun) record(ctx workflow.Context, name string, state api.State, message string, attempt int32) {
 	s := w.find(name)
 	if s.Started.IsZero() {
 		s.Started = workflow.Now(ctx)
 	}
 	s.State, s.Ended, s.Message, s.Attempt = state, workflow.Now(ctx), message, attempt
-	w.publish(ctx)
 }
 
 func (w *serviceRun) find(name string) *api.StepStatus {

@@ -57,15 +57,26 @@ type kubeFake struct {
 	order []string
 	// planHook changes the plans Preflight returns.
 	planHook func(*api.ServicePlan)
+	// release is what DetectRelease finds (csm-1.0 when empty); detectErr
+	// is its failure instead.
+	release   api.Release
+	detectErr error
+	// hmnfdNotReady: HMNFD says not ready until its pods are restarted.
+	hmnfdNotReady bool
+	hmnfdChecks   int
 }
 
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	k := &activities.Kube{}
 	cfg := config.Default()
+	cfg.Services.FAS.Job = "cray-fas-loader" // a site that names its loader Job, which exists
 	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PreflightRequest) (activities.PreflightResult, error) {
-		var res activities.PreflightResult
+		res := activities.PreflightResult{Release: req.Release}
 		for _, s := range req.Services {
-			p := cfg.Plan(s)
+			p := cfg.Plan(req.Release, s)
+			if p.Procedure == api.RunFASLoaderAPI && p.Object.Name != "" {
+				p.Procedure = api.RerunJob
+			}
 			if f.planHook != nil {
 				f.planHook(&p)
 			}
@@ -98,11 +109,32 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.podDeletes++
+		f.order = append(f.order, "delete-pods")
 		return activities.Outcome{Message: "deleted pods"}, nil
 	})
 	env.OnActivity(k.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
 
 	c := &activities.CSM{}
+	env.OnActivity(c.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, activities.DetectReleaseRequest) (api.ReleaseDetection, error) {
+		if f.detectErr != nil {
+			return api.ReleaseDetection{}, f.detectErr
+		}
+		r := f.release
+		if r == "" {
+			r = api.CSM10
+		}
+		return api.ReleaseDetection{Release: r, Configured: api.ReleaseAuto, How: "product catalog's highest CSM version is test"}, nil
+	})
+	env.OnActivity(c.CheckHMNFDReady, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.HMNFDReadyRequest) (activities.HMNFDReadiness, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.hmnfdChecks++
+		f.order = append(f.order, fmt.Sprintf("check-hmnfd-ready(budget %s)", r.Budget))
+		if f.hmnfdNotReady && r.Budget == 0 {
+			return activities.HMNFDReadiness{Outcome: activities.Outcome{Message: "HMNFD reports not ready"}}, nil
+		}
+		return activities.HMNFDReadiness{Ready: true, Outcome: activities.Outcome{Message: "HMNFD reports ready"}}, nil
+	})
 	env.OnActivity(c.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
 	env.OnActivity(c.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, activities.CRUSCheckRequest) (activities.CRUSCheck, error) {
 		return f.crus, nil
@@ -126,7 +158,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		if len(f.batches) == 1 {
 			f.order = append(f.order, "restart-orca")
 		}
-		var r activities.BatchResult
+		r := activities.BatchResult{Restarted: map[string][]string{}}
 		for _, h := range b.Hosts {
 			if f.failingHosts[h] || f.allFail {
 				reason := "connection refused"
@@ -136,6 +168,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 				r.Problems = append(r.Problems, api.NodeProblem{Host: h, Status: "unreachable", Reason: reason})
 			} else {
 				r.OK = append(r.OK, h)
+				r.Restarted[b.Units[0]] = append(r.Restarted[b.Units[0]], h)
 			}
 		}
 		return r, nil
@@ -178,7 +211,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return activities.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
 	})
-	env.OnActivity(c.CheckSessionTemplates, mock.Anything).After(f.checkTakes).Return(func(context.Context) (activities.TemplatesCheck, error) {
+	env.OnActivity(c.CheckSessionTemplates, mock.Anything, mock.Anything).After(f.checkTakes).Return(func(context.Context, activities.CheckTemplatesRequest) (activities.TemplatesCheck, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.checkedTmpls++
@@ -251,7 +284,7 @@ func TestAllServicesRun(t *testing.T) {
 	}
 	// cps finds its nodes in the templates bos restores and must not shut
 	// nodes down while hmnfd restarts orca: cps goes after both.
-	if got := f.order[len(f.order)-1]; got != "find-cps-nodes" || len(f.order) != 3 {
+	if i, j, k := slices.Index(f.order, "restore-bos-templates"), slices.Index(f.order, "restart-orca"), slices.Index(f.order, "find-cps-nodes"); i < 0 || j < 0 || k < i || k < j {
 		t.Errorf("order %v: cps must start after bos and hmnfd", f.order)
 	}
 }
@@ -394,7 +427,7 @@ func TestHMNFDBatchesAndThreshold(t *testing.T) {
 			if h.State != tc.wantState {
 				t.Fatalf("state %s (%s), want %s", h.State, h.Message, tc.wantState)
 			}
-			if len(f.batches) != 3 || len(f.batches[0].Hosts) != 1000 || len(f.batches[2].Hosts) != 501 || f.batches[0].Unit != "cray-dvs-orca" {
+			if len(f.batches) != 3 || len(f.batches[0].Hosts) != 1000 || len(f.batches[2].Hosts) != 501 || strings.Join(f.batches[0].Units, ",") != "cray-dvs-orca,cray-orca" {
 				t.Errorf("batches: %d, sizes %d..%d", len(f.batches), len(f.batches[0].Hosts), len(f.batches[len(f.batches)-1].Hosts))
 			}
 			if h.Nodes == nil || h.Nodes.Total != 2501 || h.Nodes.Unreachable != tc.failing || len(h.NodeProblems) != min(tc.failing, api.NodeProblemsInStatus) {
@@ -520,7 +553,7 @@ func TestCPSWaitsForHMNFD(t *testing.T) {
 	if c := serviceState(t, early, api.CPS); c.State != api.Pending || !strings.Contains(c.Message, "waiting for hmnfd to finish first: the compute nodes cps shuts down must not count as hmnfd failures") {
 		t.Errorf("cps while hmnfd runs: %s %q", c.State, c.Message)
 	}
-	if got := strings.Join(f.order, ","); got != "restart-orca,find-cps-nodes,bos-shutdown,bos-boot" {
+	if got := strings.Join(f.order, ","); got != "check-hmnfd-ready(budget 0s),restart-orca,find-cps-nodes,bos-shutdown,bos-boot" {
 		t.Errorf("order %s: cps must shut nodes down only after hmnfd restarted orca", got)
 	}
 }
@@ -539,7 +572,7 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(f.order, ","); got != "restart-orca,find-cps-nodes" {
+	if got := strings.Join(f.order, ","); got != "check-hmnfd-ready(budget 0s),restart-orca,find-cps-nodes" {
 		t.Errorf("order %s, want the old one: hmnfd at once, cps after bos although bos was skipped", got)
 	}
 }
@@ -550,7 +583,7 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 // real server.
 func TestChildrenAreCanceledNotTerminatedWithTheParent(t *testing.T) {
 	for _, s := range api.AllServices {
-		opts := childOptions("r1", config.Default().Plan(s), false)
+		opts := childOptions("r1", config.Default().Plan(api.CSM10, s), false)
 		if opts.ParentClosePolicy != enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL || !opts.WaitForCancellation || opts.WorkflowID != "r1/"+string(s) {
 			t.Errorf("%s: child options %+v, want parent-close REQUEST_CANCEL, wait for cancellation, ID r1/%s", s, opts, s)
 		}
@@ -602,7 +635,7 @@ func TestTemplateCheckHeartbeats(t *testing.T) {
 	}, time.Minute)
 	// The child alone: the test environment leaves heartbeat timeouts out
 	// of the activity info of a child's activities.
-	env.ExecuteWorkflow(api.ServiceWorkflow, ServiceInput{RunID: "r", Plan: config.Default().Plan(api.BOS)})
+	env.ExecuteWorkflow(api.ServiceWorkflow, ServiceInput{RunID: "r", Plan: config.Default().Plan(api.CSM10, api.BOS)})
 	if err := env.GetWorkflowError(); err != nil || f.checkedTmpls != 1 || !started {
 		t.Fatalf("run %v, checked %d", err, f.checkedTmpls)
 	}
@@ -632,5 +665,77 @@ func TestOrcaTargetsOldAndCompactForms(t *testing.T) {
 	}
 	if !slices.Equal(got[0], got[1]) {
 		t.Error("the two forms gave different targets")
+	}
+}
+
+// TestReleaseDecidesWhatRuns: the detected release is in the report, the
+// services CSM 1.5 does not have are skipped with the reason, BSS is a
+// follow-up with the restore command, and BOS checks its templates.
+func TestReleaseDecidesWhatRuns(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) { f.release = api.CSM15 })
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{})
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	if report.Release != api.CSM15 || report.Detection == nil || !strings.Contains(report.Detection.How, "product catalog") {
+		t.Errorf("release %q detection %+v", report.Release, report.Detection)
+	}
+	for _, s := range []api.Service{api.CRUS, api.REDS, api.CPS, api.ExternalDNS, api.BSS} {
+		if ss := serviceState(t, report, s); ss.State != api.Skipped || ss.Message == "" || len(ss.FollowUps) == 0 {
+			t.Errorf("%s on csm-1.5: %+v", s, ss)
+		}
+	}
+	if bss := serviceState(t, report, api.BSS); !strings.Contains(strings.Join(bss.FollowUps, " "), "etcd_restore_rebuild.sh -s cray-bss") {
+		t.Errorf("bss follow-ups %q", bss.FollowUps)
+	}
+	bos := serviceState(t, report, api.BOS)
+	if bos.State != api.Done || f.checkedTmpls != 1 || len(f.restored) != 0 || !strings.Contains(bos.Steps[0].Message, "Redis") {
+		t.Errorf("bos on csm-1.5 must check, not restore: %+v (checked %d restored %d)", bos, f.checkedTmpls, len(f.restored))
+	}
+	if h := serviceState(t, report, api.HMNFD); h.State != api.Done || len(h.OrcaUnits["cray-orca"]) != 4 {
+		t.Errorf("hmnfd on csm-1.5: %+v", h)
+	}
+}
+
+func TestUndecidableReleaseChangesNothing(t *testing.T) {
+	msg := "cannot tell which CSM release this is: product catalog: ConfigMap services/cray-product-catalog not found; API probes: they fit csm-1.3 or csm-1.5; nothing was changed; set release: in the worker config"
+	env, f := newEnv(t, func(f *kubeFake) {
+		f.detectErr = temporal.NewNonRetryableApplicationError(msg, activities.ErrRelease, nil)
+	})
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != api.PreflightFailedError || !strings.Contains(appErr.Message(), "set release: in the worker config") {
+		t.Fatalf("error %v, want preflight failed naming the setting", err)
+	}
+	if f.deletes+f.creates+f.podDeletes+len(f.batches) != 0 {
+		t.Fatal("something changed")
+	}
+}
+
+// TestHMNFDNotReadyIsRestartedBeforeOrca: HMNFD's pods are restarted, and
+// HMNFD waited for, before any orca restart.
+func TestHMNFDNotReadyIsRestartedBeforeOrca(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) { f.hmnfdNotReady = true })
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"hmnfd"}})
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.order, ","); got != "check-hmnfd-ready(budget 0s),delete-pods,check-hmnfd-ready(budget 10m0s),restart-orca" {
+		t.Errorf("order %s", got)
+	}
+	h := serviceState(t, report, api.HMNFD)
+	if h.State != api.Done || h.Steps[1].Name != StepCheckHMNFD || h.Steps[2].State != api.Done || h.Steps[3].State != api.Done {
+		t.Errorf("hmnfd %+v", h)
+	}
+	// Ready from the start: the pods are left alone.
+	env, f = newEnv(t)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"hmnfd"}})
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	if f.podDeletes != 0 || serviceState(t, report, api.HMNFD).Steps[2].State != api.Skipped {
+		t.Errorf("a ready HMNFD was restarted: %d pod deletes", f.podDeletes)
 	}
 }

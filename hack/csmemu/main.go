@@ -1,5 +1,5 @@
 // Command csmemu runs the CSM API gateway emulator (internal/csmemu) for the
-// demo: a Keycloak token endpoint plus the HSM, HMNFD, CRUS, FAS, BOS v2 and
+// demo: a Keycloak token endpoint plus the HSM, HMNFD, CRUS, FAS, BOS and
 // CPS paths, seeded with Ready compute nodes and, after an etcd rebuild, no
 // HMNFD subscriptions. It prints its base URL, writes it to -url-file once
 // listening, and runs until SIGTERM or SIGINT.
@@ -42,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 )
@@ -59,7 +60,8 @@ func main() {
 	clientID := flag.String("client-id", csm.DefaultClientID, "OAuth2 client id the token endpoint accepts")
 	secret := flag.String("client-secret", "", "client secret the token endpoint accepts (default $"+secretEnv+", else "+csmemu.DefaultClientSecret+")")
 	ttl := flag.Duration("token-ttl", csmemu.DefaultTokenTTL, "expires_in of issued tokens")
-	crus := flag.Bool("crus", true, "serve CRUS (false: /apis/crus/* answers 404, as on CSM 1.5+)")
+	release := flag.String("release", string(csmemu.DefaultRelease), "CSM release whose APIs to serve: csm-1.0, csm-1.2, csm-1.3 (csm-1.4), csm-1.5, csm-1.6")
+	crus := flag.Bool("crus", true, "serve CRUS (false: /apis/crus/* answers 404, as on CSM 1.5+ whatever this says)")
 	crusStuck := flag.Bool("crus-stuck", false, "the CRUS session never progresses (default: it progresses one step per GET to completion)")
 	subscribed := flag.Bool("subscribed", false, "start with every Ready compute node subscribed in HMNFD (default: none, as after an etcd rebuild)")
 	fasBusy := flag.Int("fas-busy", 0, "answer 429 to the first N FAS loader nexus POSTs")
@@ -84,7 +86,12 @@ func main() {
 		fatalf("-ca-dir needs -tls")
 	}
 
+	rel, err := api.ParseRelease(*release)
+	if err != nil || rel == api.ReleaseAuto {
+		fatalf("-release: %q is not a CSM release: give one of csm-1.0, csm-1.2, csm-1.3, csm-1.5, csm-1.6", *release)
+	}
 	emu := csmemu.New(csmemu.Options{
+		Release:      rel,
 		ClientID:     *clientID,
 		ClientSecret: *secret,
 		TokenTTL:     *ttl,
@@ -124,8 +131,8 @@ func main() {
 		}
 		fmt.Printf("csmemu: CA certificate: %s\n", p)
 	}
-	fmt.Printf("csmemu: CSM API gateway emulator listening on %s (client_id %s, %d Ready compute nodes, CRUS %s)\n",
-		url, *clientID, *nodes, map[bool]string{true: "on", false: "off"}[*crus])
+	fmt.Printf("csmemu: CSM API gateway emulator listening on %s (%s APIs, client_id %s, %d Ready compute nodes, CRUS %s)\n",
+		url, emu.Release(), *clientID, *nodes, map[bool]string{true: "on", false: "off"}[*crus])
 	if *urlFile != "" {
 		if err := os.WriteFile(*urlFile, []byte(url+"\n"), 0o644); err != nil {
 			emu.Close()
@@ -201,7 +208,7 @@ func control(args []string) {
 	ca := fs.String("ca", "", "CA certificate of an emulator started with -tls")
 	fs.Parse(args)
 	if *urlFile == "" || fs.NArg() == 0 {
-		fatalf("usage: csmemu control -url-file FILE [-ca PEM] ENDPOINT... (e.g. clear-templates)")
+		fatalf("usage: csmemu control -url-file FILE [-ca PEM] ENDPOINT... (e.g. clear-templates, hmnfd-wipe, hmnfd-restart)")
 	}
 	b, err := os.ReadFile(*urlFile)
 	if err != nil {

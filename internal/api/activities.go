@@ -31,4 +31,6 @@ const (
 	ActivityWaitNodesState          = "WaitNodesState"
 	ActivityRestoreSessionTemplates = "RestoreSessionTemplates"
 	ActivityCheckSessionTemplates   = "CheckSessionTemplates"
+	ActivityDetectRelease           = "DetectRelease"
+	ActivityCheckHMNFDReady         = "CheckHMNFDReady"
 )

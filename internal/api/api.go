@@ -54,7 +54,12 @@ const (
 const (
 	MemoServices = "services"
 	MemoDryRun   = "dryRun"
-	MemoProfile  = "profile"
+	// MemoRelease is the worker's release setting when the run started
+	// (the release the run acts for is in its status and report).
+	MemoRelease = "release"
+	// MemoProfile is what runs started before releases were modelled
+	// carry instead of MemoRelease.
+	MemoProfile = "profile"
 )
 
 // Service is one of the nine services whose etcd data the runbook repopulates.
@@ -141,8 +146,12 @@ type SnapshotInput struct {
 	// Dir is where the snapshot was read from, for the report.
 	Dir   string    `json:"dir"`
 	Taken time.Time `json:"taken"`
-	// SessionTemplates are the BOS v2 session templates, as BOS returned them.
+	// SessionTemplates are the BOS session templates, as BOS returned them
+	// through APIs.BOSVersion().
 	SessionTemplates []json.RawMessage `json:"sessionTemplates,omitempty"`
+	// APIs are the API versions the snapshot was read through (zero: v2,
+	// all snapshots recorded before releases were modelled).
+	APIs APIVersions `json:"apis,omitzero"`
 	// SubscribedXnames are the xnames HMNFD had subscriptions for.
 	SubscribedXnames []string `json:"subscribedXnames,omitempty"`
 	// FASActions are the FAS actions that had not finished.
@@ -284,6 +293,11 @@ type ServiceStatus struct {
 	// from the hmnfd child's history (its RestartOrca results).
 	Nodes        *NodeCounts   `json:"nodes,omitempty"`
 	NodeProblems []NodeProblem `json:"nodeProblems,omitempty"`
+	// OrcaUnits says which unit the nodes restarted: unit → the first
+	// NodeProblemsInStatus hosts, and OrcaUnitCounts unit → how many. The
+	// hmnfd child's RestartOrca results in history hold every host.
+	OrcaUnits      map[string][]string `json:"orcaUnits,omitempty"`
+	OrcaUnitCounts map[string]int      `json:"orcaUnitCounts,omitempty"`
 	// SavedManifest is the saved copy of an object that was deleted and may
 	// not have been created again; empty when nothing is missing.
 	SavedManifest json.RawMessage `json:"savedManifest,omitempty"`
@@ -291,9 +305,17 @@ type ServiceStatus struct {
 
 // RunStatus is the parent's answer to StatusQuery.
 type RunStatus struct {
-	RunID    string          `json:"runId"`
-	DryRun   bool            `json:"dryRun,omitempty"`
-	Profile  string          `json:"profile,omitempty"`
+	RunID  string `json:"runId"`
+	DryRun bool   `json:"dryRun,omitempty"`
+	// Release is the CSM release the run acts for; Detection says how it
+	// was found.
+	Release   Release           `json:"release,omitempty"`
+	Detection *ReleaseDetection `json:"detection,omitempty"`
+	// Profile is what runs before releases were modelled reported instead.
+	Profile string `json:"profile,omitempty"`
+	// Notes are what preflight decided that the plans alone do not say
+	// (which FAS procedure, and why).
+	Notes    []string        `json:"notes,omitempty"`
 	Snapshot string          `json:"snapshot,omitempty"` // directory of the snapshot used, if any
 	State    State           `json:"state"`
 	Message  string          `json:"message,omitempty"`
@@ -361,7 +383,11 @@ const (
 	// RestoreBOSTemplates puts the snapshot's BOS session templates back,
 	// or waits at gate bos-templates for a person to rebuild them.
 	RestoreBOSTemplates Procedure = "restore-bos-templates"
-	// NotInRelease marks a service the configured CSM release does not have.
+	// CheckBOSTemplates lists the BOS session templates and validates each:
+	// from CSM 1.3 they live in Redis, not etcd, so there is nothing to restore.
+	CheckBOSTemplates Procedure = "check-bos-templates"
+	// NotInRelease marks a service the CSM release does not have (or, with
+	// FollowUps, one whose procedure is left to a person).
 	NotInRelease Procedure = "not-in-release"
 )
 
@@ -383,8 +409,15 @@ type ServicePlan struct {
 	// Gates bounds the service's approval gates, if it has any.
 	Gates GatePolicy `json:"gates,omitzero"`
 	// Reason explains a NotInRelease procedure.
-	Reason  string  `json:"reason,omitempty"`
-	Timings Timings `json:"timings"`
+	Reason string `json:"reason,omitempty"`
+	// FollowUps are what a person must do for a NotInRelease service.
+	FollowUps []string `json:"followUps,omitempty"`
+	Timings   Timings  `json:"timings"`
+	// Release is the CSM release the plan was made for, and APIs the API
+	// versions its activities speak (zero: BOS v2, HMNFD v2, what plans
+	// recorded before releases were modelled spoke).
+	Release Release     `json:"release,omitempty"`
+	APIs    APIVersions `json:"apis,omitzero"`
 }
 
 // Timings bound a service's activities.
@@ -414,9 +447,16 @@ type CRUSPlan struct {
 
 // HMNFDPlan is who gets the orca restart and how.
 type HMNFDPlan struct {
-	// Unit is the systemd unit restarted on each node (cray-dvs-orca in
-	// CSM 1.0, cray-orca from CSM 1.2).
-	Unit string `json:"unit"`
+	// Unit is the single unit of plans recorded before Units existed.
+	Unit string `json:"unit,omitempty"`
+	// Units are the systemd units tried in order on each node: a unit the
+	// node does not have (systemctl exit 5) moves on to the next.
+	Units []string `json:"units,omitempty"`
+	// Pods are HMNFD's own pods, restarted when HMNFD is not ready before
+	// orca is restarted; empty in plans recorded before that step existed.
+	Pods PodSet `json:"pods,omitzero"`
+	// PodsReadyTimeout bounds waiting for the restarted HMNFD to be ready.
+	PodsReadyTimeout time.Duration `json:"podsReadyTimeout,omitempty"`
 	// NCNGroups are pdsh host ranges of the NCNs that run orca.
 	NCNGroups []string `json:"ncnGroups"`
 	// BatchSize is the number of nodes one activity restarts.
@@ -430,6 +470,14 @@ type HMNFDPlan struct {
 	// BatchTimeout bounds one batch: enough waves of the SSH fan-out, each
 	// bounded by the connect and command timeouts.
 	BatchTimeout time.Duration `json:"batchTimeout"`
+}
+
+// OrcaUnits are the units to try on each node, oldest plans included.
+func (h HMNFDPlan) OrcaUnits() []string {
+	if len(h.Units) > 0 {
+		return h.Units
+	}
+	return []string{h.Unit}
 }
 
 // CPSPlan says which nodes the CPS procedure reboots and how long it waits.

@@ -18,6 +18,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
@@ -100,7 +101,7 @@ func TestMain(m *testing.M) {
 // sshd fleet, and writes the worker configuration: timeouts short enough
 // that a lost worker is noticed in seconds.
 func startCSM(ctx context.Context) error {
-	emu = csmemu.New(csmemu.Options{ClientSecret: clientSecret, Components: csmemu.ComputeNodes(computeNodes)})
+	emu = csmemu.New(csmemu.Options{Release: api.CSM10, ClientSecret: clientSecret, Components: csmemu.ComputeNodes(computeNodes)})
 	base, err := emu.Start(true)
 	if err != nil {
 		return err
@@ -135,7 +136,10 @@ func startCSM(ctx context.Context) error {
 	// long: the controller manager stays frozen until every mid-wait kill
 	// has happened, minutes on a loaded machine, and a wait that times out
 	// then would fail the run for the test's own reasons.
-	config = fmt.Sprintf(`pollInterval: 300ms
+	// CSM 1.0, the release with all nine services, and a site that names
+	// its FAS loader Job: the Job procedure is the one with kill points.
+	config = fmt.Sprintf(`release: csm-1.0
+pollInterval: 300ms
 heartbeatTimeout: 4s
 deleteTimeout: 1m
 activityAttempts: 8
@@ -152,7 +156,7 @@ ssh:
   commandTimeout: 30s
 services:
   bss: {completeTimeout: 8m}
-  fas: {completeTimeout: 8m}
+  fas: {job: cray-fas-loader, completeTimeout: 8m}
   meds: {readyTimeout: 8m}
   reds: {readyTimeout: 8m}
   crus: {readyTimeout: 8m, sessionPoll: 200ms, stuckAfter: 2s}

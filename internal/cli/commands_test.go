@@ -186,7 +186,7 @@ func TestWatchFailedRunExits1(t *testing.T) {
 
 func TestList(t *testing.T) {
 	done := []api.RunStatus{{State: api.Done}}
-	startFixture(t, "list-a", fixtureInput{Script: done}, map[string]any{api.MemoServices: []string{"bss", "hmnfd"}, api.MemoDryRun: true})
+	startFixture(t, "list-a", fixtureInput{Script: done}, map[string]any{api.MemoServices: []string{"bss", "hmnfd"}, api.MemoDryRun: true, api.MemoRelease: "csm-1.2"})
 	startFixture(t, "list-b", fixtureInput{Script: done, Hold: true}, map[string]any{api.MemoServices: []string{"cps"}})
 	ids := func(args ...string) []string {
 		out, stderr, code := run(t, append([]string{"list", "-o", "json"}, args...)...)
@@ -227,7 +227,7 @@ func TestList(t *testing.T) {
 		}
 	}
 	out, _, code := run(t, "list", "--service", "bss")
-	if code != 0 || !regexp.MustCompile(`(?m)^list-a\s+completed\s+\S+ \S+\s+\S+\s+bss,hmnfd\s+yes$`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`(?m)^list-a\s+completed\s+\S+ \S+\s+\S+\s+bss,hmnfd\s+yes\s+csm-1.2$`).MatchString(out) {
 		t.Errorf("text list: exit %d\n%s", code, out)
 	}
 }

@@ -28,7 +28,8 @@ type RunSummary struct {
 	Closed   time.Time `json:"closed,omitzero"`
 	Services []string  `json:"services,omitempty"`
 	DryRun   bool      `json:"dryRun"`
-	Profile  string    `json:"profile,omitempty"`
+	// Release is the release the run acts for (profile in older runs).
+	Release string `json:"release,omitempty"`
 }
 
 // listStatuses are the --status values and the visibility query's names.
@@ -174,8 +175,10 @@ func summarize(id string, status enumspb.WorkflowExecutionStatus, started time.T
 	if p := memo.GetFields()[api.MemoDryRun]; p != nil {
 		_ = dc.FromPayload(p, &r.DryRun)
 	}
-	if p := memo.GetFields()[api.MemoProfile]; p != nil {
-		_ = dc.FromPayload(p, &r.Profile)
+	for _, key := range []string{api.MemoRelease, api.MemoProfile} {
+		if p := memo.GetFields()[key]; p != nil && r.Release == "" {
+			_ = dc.FromPayload(p, &r.Release)
+		}
 	}
 	return r
 }
@@ -207,7 +210,7 @@ func writeRuns(w interface{ Write([]byte) (int, error) }, runs []RunSummary, now
 		return
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN ID\tSTATUS\tSTARTED\tDURATION\tSERVICES\tDRY-RUN")
+	fmt.Fprintln(tw, "RUN ID\tSTATUS\tSTARTED\tDURATION\tSERVICES\tDRY-RUN\tRELEASE")
 	for _, r := range runs {
 		d := ""
 		if r.Closed.IsZero() {
@@ -223,7 +226,11 @@ func writeRuns(w interface{ Write([]byte) (int, error) }, runs []RunSummary, now
 		if r.DryRun {
 			dry = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.RunID, r.Status, r.Started.Format("2006-01-02 15:04:05Z"), d, services, dry)
+		release := r.Release
+		if release == "" {
+			release = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.RunID, r.Status, r.Started.Format("2006-01-02 15:04:05Z"), d, services, dry, release)
 	}
 	_ = tw.Flush()
 }

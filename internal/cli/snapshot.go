@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
 	"github.com/csmops/etcd-repopulate/internal/wiring"
@@ -81,7 +82,7 @@ func (o *snapshotOptions) run(ctx context.Context) error {
 	if cfg.CSM.BaseURL == "" {
 		return badInput("csm.baseURL is not set (--config %q): the snapshot reads BOS, FAS, CRUS and HMNFD through the CSM API gateway; give the worker's config file", o.configFile)
 	}
-	src, note, err := o.sources(cfg)
+	src, note, err := o.sources(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func (o *snapshotOptions) run(ctx context.Context) error {
 
 // sources builds the CSM client as the worker does, and the Kubernetes
 // client when there are credentials. note says what is skipped without them.
-func (o *snapshotOptions) sources(cfg config.Config) (snapshot.Sources, string, error) {
+func (o *snapshotOptions) sources(ctx context.Context, cfg config.Config) (snapshot.Sources, string, error) {
 	var src snapshot.Sources
 	var note string
 	var core kubernetes.Interface
@@ -140,7 +141,7 @@ func (o *snapshotOptions) sources(cfg config.Config) (snapshot.Sources, string, 
 	if src.CSM, err = wiring.CSMClient(cfg.CSM, core); err != nil {
 		return src, "", badInput("csm section of --config: %v", err)
 	}
-	if plan := cfg.Plan(api.ExternalDNS); plan.Procedure == api.RecreateEtcdCluster {
+	if plan := cfg.Plan(snapshotRelease(ctx, cfg.Release, core), api.ExternalDNS); plan.Procedure == api.RecreateEtcdCluster {
 		src.ExternalDNS = plan.Object
 	}
 	return src, note, nil
@@ -177,4 +178,21 @@ func loadSnapshot(dir string) (*api.SnapshotInput, error) {
 func describeSnapshot(in *api.SnapshotInput) string {
 	return fmt.Sprintf("snapshot %s (taken %s): %d BOS session templates to restore, %d subscribed xnames to check in HMNFD, %d unfinished FAS actions to report",
 		in.Dir, in.Taken.Format(time.RFC3339), len(in.SessionTemplates), len(in.SubscribedXnames), len(in.FASActions))
+}
+
+// snapshotRelease is the release whose External DNS the snapshot saves: the
+// configured one, else the product catalog's, else CSM 1.0's (the cluster
+// is then read and a missing EtcdCluster is reported).
+func snapshotRelease(ctx context.Context, configured api.Release, core kubernetes.Interface) api.Release {
+	if configured != api.ReleaseAuto {
+		return configured
+	}
+	if core != nil {
+		if c, err := catalog.Read(ctx, core); err == nil {
+			if r, ok := api.ReleaseOfVersion(c.Highest); ok {
+				return r
+			}
+		}
+	}
+	return api.CSM10
 }

@@ -98,7 +98,7 @@ func TestSnapshotBadInputs(t *testing.T) {
 	kubeSecret := filepath.Join(t.TempDir(), "kube.yaml")
 	os.WriteFile(kubeSecret, []byte("csm:\n  baseURL: "+e.URL()+"\n"), 0o600)
 	noURL := filepath.Join(t.TempDir(), "nourl.yaml")
-	os.WriteFile(noURL, []byte("profile: csm-1.2\n"), 0o600)
+	os.WriteFile(noURL, []byte("release: csm-1.2\n"), 0o600)
 	for _, tc := range []struct {
 		name  string
 		input string // for docs/bad-input.md

@@ -40,8 +40,9 @@ func newStartCommand(g *globals) *cobra.Command {
 
 Before any service changes anything, the run checks that every Job, pod set
 and EtcdCluster it needs exists and is readable; a missing one fails the run
-with nothing changed. Services the configured CSM release does not have
-(profile csm-1.5) are reported as skipped.
+with nothing changed. The worker first finds the CSM release (release: auto
+reads the product catalog and probes the APIs; docs/csm-releases.md);
+services that release does not have are reported as skipped, with the reason.
 
 cps and bos wait for a person at approval gates (cps-unmount, cps-reboot,
 bos-templates when no snapshot is given); status, watch and the Web UI show

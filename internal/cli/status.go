@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -297,12 +298,19 @@ func writeText(w io.Writer, st api.RunStatus) {
 		fmt.Fprintf(w, " — %s", st.Message)
 	}
 	fmt.Fprintln(w)
-	if st.Profile != "" || st.Snapshot != "" {
-		fmt.Fprintf(w, "profile %s", st.Profile)
-		if st.Snapshot != "" {
-			fmt.Fprintf(w, ", snapshot %s", st.Snapshot)
-		}
-		fmt.Fprintln(w)
+	switch {
+	case st.Detection != nil:
+		fmt.Fprintf(w, "CSM release %s: %s\n", st.Detection.Release, st.Detection.How)
+	case st.Release != "":
+		fmt.Fprintf(w, "CSM release %s\n", st.Release)
+	case st.Profile != "": // a run from before releases were detected
+		fmt.Fprintf(w, "profile %s\n", st.Profile)
+	}
+	for _, n := range st.Notes {
+		fmt.Fprintln(w, n)
+	}
+	if st.Snapshot != "" {
+		fmt.Fprintf(w, "snapshot %s\n", st.Snapshot)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTEP\tSTATE\tATTEMPT\tTIME\tMESSAGE")
@@ -335,6 +343,7 @@ func writeText(w io.Writer, st api.RunStatus) {
 			fmt.Fprintf(w, "  %s %s %q by %s: %s\n", r.At.UTC().Format(time.RFC3339), r.Decision, r.Gate, orUnnamed(r.By), oneLine(r.Reason))
 		}
 	}
+	writeOrcaUnits(w, st)
 	var follow []string
 	for _, s := range st.Services {
 		for _, f := range s.FollowUps {
@@ -343,6 +352,32 @@ func writeText(w io.Writer, st api.RunStatus) {
 	}
 	if len(follow) > 0 {
 		fmt.Fprintf(w, "\nFollow-ups for people:\n%s\n", strings.Join(follow, "\n"))
+	}
+}
+
+// writeOrcaUnits says which orca unit each node restarted.
+func writeOrcaUnits(w io.Writer, st api.RunStatus) {
+	for _, s := range st.Services {
+		if len(s.OrcaUnits) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nOrca units restarted (%s):\n", s.Service)
+		units := make([]string, 0, len(s.OrcaUnits))
+		for u := range s.OrcaUnits {
+			units = append(units, u)
+		}
+		sort.Strings(units)
+		for _, u := range units {
+			hosts, n := s.OrcaUnits[u], s.OrcaUnitCounts[u]
+			if n < len(hosts) { // a status from before the counts
+				n = len(hosts)
+			}
+			more := ""
+			if n > len(hosts) {
+				more = fmt.Sprintf(" and %d more (repopulate report %s --nodes)", n-len(hosts), st.RunID)
+			}
+			fmt.Fprintf(w, "  %s on %d nodes: %s%s\n", u, n, strings.Join(hosts, ","), more)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package config reads the worker's YAML configuration: every name,
 // namespace, selector and timeout the runbook's steps use. The defaults are
-// the runbook's (CSM 1.0); a file only needs the values that differ.
+// the runbook's; what drifted between CSM releases follows the release the
+// run acts for (releases.go); a file only needs the values that differ.
 package config
 
 import (
@@ -25,9 +26,14 @@ import (
 
 // Config is the worker's configuration file.
 type Config struct {
-	// Profile picks the defaults of a CSM release: csm-1.0 (the runbook
-	// here), csm-1.2 or csm-1.5. See docs/configuration.md.
-	Profile  string   `json:"profile"`
+	// Release is the CSM release the system runs (csm-1.0, csm-1.2,
+	// csm-1.3, csm-1.5, csm-1.6; csm-1.4 is csm-1.3), or auto (the
+	// default): read it from the product catalog and confirm it with API
+	// probes at the start of each run. See docs/csm-releases.md.
+	Release api.Release `json:"release"`
+	// Profile is the old name of Release (csm-1.0, csm-1.2, csm-1.5); a
+	// file that still uses it gets the same release and a warning.
+	Profile  string   `json:"profile,omitempty"`
 	Services Services `json:"services"`
 	CSM      CSM      `json:"csm"`
 	SSH      SSH      `json:"ssh"`
@@ -43,6 +49,8 @@ type Config struct {
 	ActivityAttempts int32 `json:"activityAttempts"`
 	// Gates bounds how long approval gates wait for a person.
 	Gates Gates `json:"gates"`
+	// Warnings are what the worker logs at start about the file (old keys).
+	Warnings []string `json:"-"`
 }
 
 // Gates bounds the approval gates (cps-unmount, cps-reboot, bos-templates).
@@ -92,10 +100,19 @@ type CRUSService struct {
 
 // HMNFDService restarts the orca daemon so nodes re-subscribe to HMNFD.
 type HMNFDService struct {
-	// Unit is the systemd unit to restart (default by profile).
+	// Unit replaces the release's list of units with this one unit.
 	Unit string `json:"unit"`
-	// NCNGroups are pdsh host ranges of NCNs running orca (default by profile).
+	// Units replaces the release's list of units tried in order on each
+	// node (default by release: cray-dvs-orca then cray-orca on CSM 1.0,
+	// cray-orca after).
+	Units []string `json:"units"`
+	// NCNGroups are pdsh host ranges of NCNs running orca (default by
+	// release); an empty list restarts orca on compute nodes only.
 	NCNGroups []string `json:"ncnGroups"`
+	// Pods are HMNFD's own pods: restarted, before orca, when HMNFD
+	// reports it is not ready (it stays so after an etcd wipe until its
+	// process restarts).
+	Pods PodService `json:"pods"`
 	// BatchSize is the number of nodes one durable step restarts.
 	BatchSize int `json:"batchSize"`
 	// MaxFailedPercent of nodes may fail or be unreachable before the
@@ -176,24 +193,27 @@ type EtcdClusterService struct {
 	RunningTimeout Duration `json:"runningTimeout"`
 }
 
-// Default is the runbook's configuration (profile csm-1.0).
+// Default is the runbook's configuration, with the release detected.
 func Default() Config {
 	cfg := Config{
 		Services: Services{
-			BSS:  JobService{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: Duration(30 * time.Minute)},
-			FAS:  JobService{Namespace: "services", Job: "cray-fas-loader", CompleteTimeout: Duration(30 * time.Minute)},
+			BSS: JobService{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: Duration(30 * time.Minute)},
+			// No FAS Job by default: the loader runs through the API on every
+			// release (FAS removed the cray-fas-loader Job before CSM 1.0).
+			FAS:  JobService{Namespace: "services", CompleteTimeout: Duration(30 * time.Minute)},
 			MEDS: PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: Duration(10 * time.Minute)},
 			REDS: PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-reds", ReadyTimeout: Duration(10 * time.Minute)},
 			CRUS: CRUSService{
 				PodService:  PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: Duration(10 * time.Minute)},
 				SessionPoll: Duration(10 * time.Second), StuckAfter: Duration(15 * time.Minute),
 			},
-			HMNFD:       HMNFDService{BatchSize: 1000, MaxFailedPercent: 2, VerifyTimeout: Duration(5 * time.Minute)},
+			HMNFD: HMNFDService{BatchSize: 1000, MaxFailedPercent: 2, VerifyTimeout: Duration(5 * time.Minute),
+				Pods: PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-hmnfd", ReadyTimeout: Duration(10 * time.Minute)}},
 			ExternalDNS: EtcdClusterService{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: Duration(15 * time.Minute)},
 			CPS:         CPSService{ShutdownTimeout: Duration(15 * time.Minute), BootTimeout: Duration(45 * time.Minute)},
 		},
 		Gates:   Gates{OnDeadline: api.OnDeadlineFail},
-		Profile: ProfileCSM10,
+		Release: api.ReleaseAuto,
 		CSM: CSM{
 			ClientID:     "admin-client",
 			ClientSecret: SecretRef{Kubernetes: &KubeSecret{Namespace: "default", Name: "admin-client-auth", Key: "client-secret"}},
@@ -208,7 +228,6 @@ func Default() Config {
 		HeartbeatTimeout: Duration(30 * time.Second),
 		ActivityAttempts: 5,
 	}
-	cfg.applyProfile()
 	return cfg
 }
 
@@ -225,31 +244,7 @@ const maxBatchSize = 1000
 // under heartbeatTimeout.
 const csmCallBound = 3
 
-// Profiles: the CSM releases whose defaults differ (CSM-APIS.md, "How the
-// procedure drifted").
-const (
-	ProfileCSM10 = "csm-1.0"
-	ProfileCSM12 = "csm-1.2"
-	ProfileCSM15 = "csm-1.5"
-)
-
-// Profiles lists the known profiles.
-var Profiles = []string{ProfileCSM10, ProfileCSM12, ProfileCSM15}
-
-// applyProfile sets the defaults that drifted between releases.
-func (c *Config) applyProfile() {
-	switch c.Profile {
-	case ProfileCSM10:
-		c.Services.HMNFD.Unit = "cray-dvs-orca"
-		c.Services.HMNFD.NCNGroups = []string{"ncn-w00[0-4]-can.local", "ncn-s00[0-4]-can.local"}
-	default: // 1.2 renamed the unit (2022) and dropped storage NCNs (2023)
-		c.Services.HMNFD.Unit = "cray-orca"
-		c.Services.HMNFD.NCNGroups = []string{"ncn-w00[0-4]-can.local"}
-	}
-}
-
-// Load reads path over the defaults of the profile it names. An empty path
-// gives the csm-1.0 defaults.
+// Load reads path over the defaults. An empty path gives the defaults.
 func Load(path string) (Config, error) {
 	if path == "" {
 		return Default(), nil
@@ -267,20 +262,18 @@ func Load(path string) (Config, error) {
 
 // Parse reads YAML over cfg, refusing keys it does not know (a typo would
 // otherwise silently leave a default in place), then validates the result.
-// The profile the YAML names is applied first, so the file's own values win.
+// The old key profile is read as release, with a warning.
 func Parse(data []byte, cfg *Config) error {
 	if len(bytes.TrimSpace(data)) > 0 {
 		var head struct {
-			Profile string `json:"profile"`
+			Release *string `json:"release"`
 			CSM     struct {
 				ClientSecret *SecretRef `json:"clientSecret"`
 			} `json:"csm"`
 		}
+		releaseSet := false
 		if err := yaml.Unmarshal(data, &head); err == nil {
-			if head.Profile != "" && head.Profile != cfg.Profile {
-				cfg.Profile = head.Profile
-				cfg.applyProfile()
-			}
+			releaseSet = head.Release != nil
 			if head.CSM.ClientSecret != nil {
 				// A secret named in the file replaces the default source.
 				cfg.CSM.ClientSecret = SecretRef{}
@@ -300,6 +293,17 @@ func Parse(data []byte, cfg *Config) error {
 			}
 			return errors.New(msg)
 		}
+		if cfg.Profile != "" {
+			if releaseSet {
+				return fmt.Errorf("profile: %q is the old name of release: and the file sets both; remove profile", cfg.Profile)
+			}
+			cfg.Release = api.Release(cfg.Profile)
+			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("profile: %s is the old name of release: (docs/csm-releases.md); it is read as release: %s, so the worker acts for that release instead of detecting it; rename the key", cfg.Profile, cfg.Profile))
+			cfg.Profile = ""
+		}
+	}
+	if r, err := api.ParseRelease(string(cfg.Release)); err == nil {
+		cfg.Release = r // csm-1.4 is csm-1.3
 	}
 	return cfg.Validate()
 }
@@ -334,10 +338,12 @@ func (c Config) Validate() error {
 	s := c.Services
 	for field, j := range map[string]JobService{"services.bss": s.BSS, "services.fas": s.FAS} {
 		checkName(field+".namespace", "namespace", j.Namespace)
-		checkName(field+".job", "Job", j.Job)
+		if field != "services.fas" || j.Job != "" { // no FAS Job: the loader API
+			checkName(field+".job", "Job", j.Job)
+		}
 		checkDuration(field+".completeTimeout", j.CompleteTimeout)
 	}
-	for field, p := range map[string]PodService{"services.meds": s.MEDS, "services.reds": s.REDS, "services.crus": s.CRUS.PodService} {
+	for field, p := range map[string]PodService{"services.meds": s.MEDS, "services.reds": s.REDS, "services.crus": s.CRUS.PodService, "services.hmnfd.pods": s.HMNFD.Pods} {
 		checkName(field+".namespace", "namespace", p.Namespace)
 		checkSelector(field+".selector", p.Selector)
 		checkDuration(field+".readyTimeout", p.ReadyTimeout)
@@ -348,8 +354,19 @@ func (c Config) Validate() error {
 	checkDuration("services.crus.sessionPoll", s.CRUS.SessionPoll)
 	checkDuration("services.crus.stuckAfter", s.CRUS.StuckAfter)
 	h := s.HMNFD
-	if strings.TrimSpace(h.Unit) == "" || strings.ContainsAny(h.Unit, " \t;|&$`'\"\\") {
+	if h.Unit != "" && len(h.Units) > 0 {
+		errs = append(errs, fmt.Errorf("services.hmnfd: set unit (one unit) or units (a list tried in order), not both"))
+	}
+	if h.Unit != "" && !unitName(h.Unit) {
 		errs = append(errs, fmt.Errorf("services.hmnfd.unit: %q is not a systemd unit name (e.g. cray-orca)", h.Unit))
+	}
+	if h.Units != nil && len(h.Units) == 0 {
+		errs = append(errs, fmt.Errorf("services.hmnfd.units: empty list: name at least one unit, or leave the key out for the release's units"))
+	}
+	for i, u := range h.Units {
+		if !unitName(u) {
+			errs = append(errs, fmt.Errorf("services.hmnfd.units[%d]: %q is not a systemd unit name (e.g. cray-orca)", i, u))
+		}
 	}
 	for i, g := range h.NCNGroups {
 		if _, err := hostrange.Expand(g); err != nil {
@@ -365,8 +382,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("services.hmnfd.maxFailedPercent: must be 0 to 100, got %g", h.MaxFailedPercent))
 	}
 	checkDuration("services.hmnfd.verifyTimeout", h.VerifyTimeout)
-	if !slices.Contains(Profiles, c.Profile) {
-		errs = append(errs, fmt.Errorf("profile: %q is not one of %s", c.Profile, strings.Join(Profiles, ", ")))
+	if _, err := api.ParseRelease(string(c.Release)); err != nil {
+		errs = append(errs, fmt.Errorf("release: %v", err))
 	}
 	if c.CSM.BaseURL != "" {
 		if u, err := url.Parse(c.CSM.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -428,8 +445,22 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Plan resolves the configuration into the plan of one service.
-func (c Config) Plan(s api.Service) api.ServicePlan {
+// Plan resolves the configuration into the plan of one service on release
+// r (not auto: the run detects the release first).
+func (c Config) Plan(r api.Release, s api.Service) api.ServicePlan {
+	facts, ok := Facts(r)
+	if !ok {
+		panic("config: plan for release " + string(r)) // the caller resolves auto first
+	}
+	p := c.plan(r, facts, s)
+	p.Release = r
+	if p.Procedure != api.NotInRelease {
+		p.APIs = r.APIs()
+	}
+	return p
+}
+
+func (c Config) plan(r api.Release, facts ReleaseFacts, s api.Service) api.ServicePlan {
 	timings := func(wait Duration) api.Timings {
 		return api.Timings{Wait: time.Duration(wait), Delete: time.Duration(c.DeleteTimeout), Poll: time.Duration(c.PollInterval), Heartbeat: time.Duration(c.HeartbeatTimeout), Attempts: c.ActivityAttempts}
 	}
@@ -440,18 +471,23 @@ func (c Config) Plan(s api.Service) api.ServicePlan {
 		return api.ServicePlan{Service: s, Procedure: api.RestartPods, Pods: api.PodSet{Namespace: p.Namespace, Selector: p.Selector}, Timings: timings(p.ReadyTimeout)}
 	}
 	gates := api.GatePolicy{Deadline: time.Duration(c.Gates.Deadline), OnDeadline: c.Gates.OnDeadline}
-	if reason, absent := notInRelease[c.Profile][s]; absent {
+	if reason, absent := facts.Absent[s]; absent {
 		return api.ServicePlan{Service: s, Procedure: api.NotInRelease, Reason: reason}
+	}
+	if h, byHand := facts.ByHand[s]; byHand {
+		return api.ServicePlan{Service: s, Procedure: api.NotInRelease, Reason: h.Reason, FollowUps: h.FollowUps}
 	}
 	switch s {
 	case api.BSS:
 		return job(c.Services.BSS)
 	case api.FAS:
-		if c.Profile != ProfileCSM10 {
-			// CSM 1.2 replaced the loader Job with cray fas loader nexus create.
-			return api.ServicePlan{Service: s, Procedure: api.RunFASLoaderAPI, Timings: timings(c.Services.FAS.CompleteTimeout)}
+		// The loader API on every release; a Job only where the file names
+		// one and preflight finds it (PreferJob).
+		p := api.ServicePlan{Service: s, Procedure: api.RunFASLoaderAPI, Timings: timings(c.Services.FAS.CompleteTimeout)}
+		if c.Services.FAS.Job != "" {
+			p.Object = api.ObjectRef{Namespace: c.Services.FAS.Namespace, Name: c.Services.FAS.Job}
 		}
-		return job(c.Services.FAS)
+		return p
 	case api.MEDS:
 		return pods(c.Services.MEDS)
 	case api.REDS:
@@ -463,9 +499,22 @@ func (c Config) Plan(s api.Service) api.ServicePlan {
 		return p
 	case api.HMNFD:
 		h := c.Services.HMNFD
+		units, ncns := facts.OrcaUnits, facts.NCNGroups
+		switch {
+		case h.Unit != "":
+			units = []string{h.Unit}
+		case len(h.Units) > 0:
+			units = h.Units
+		}
+		if h.NCNGroups != nil {
+			ncns = h.NCNGroups
+		}
 		return api.ServicePlan{Service: s, Procedure: api.RestartOrca, Timings: timings(h.VerifyTimeout), HMNFD: &api.HMNFDPlan{
-			Unit: h.Unit, NCNGroups: h.NCNGroups, BatchSize: h.BatchSize, MaxFailedPercent: h.MaxFailedPercent, VerifyTimeout: time.Duration(h.VerifyTimeout),
-			BatchTimeout: time.Duration((h.BatchSize+c.SSH.Concurrency-1)/c.SSH.Concurrency)*time.Duration(c.SSH.ConnectTimeout+c.SSH.CommandTimeout) + time.Minute,
+			Units: slices.Clone(units), NCNGroups: slices.Clone(ncns), BatchSize: h.BatchSize, MaxFailedPercent: h.MaxFailedPercent, VerifyTimeout: time.Duration(h.VerifyTimeout),
+			// Each unit tried is one more command per node.
+			BatchTimeout:     time.Duration((h.BatchSize+c.SSH.Concurrency-1)/c.SSH.Concurrency)*(time.Duration(c.SSH.ConnectTimeout)+time.Duration(len(units))*time.Duration(c.SSH.CommandTimeout)) + time.Minute,
+			Pods:             api.PodSet{Namespace: h.Pods.Namespace, Selector: h.Pods.Selector},
+			PodsReadyTimeout: time.Duration(h.Pods.ReadyTimeout),
 		}}
 	case api.CPS:
 		p := c.Services.CPS
@@ -475,7 +524,7 @@ func (c Config) Plan(s api.Service) api.ServicePlan {
 	case api.BOS:
 		// A few dozen templates, each a GET, maybe a PUT and a validation:
 		// ten minutes bounds the restore across retries with room to spare.
-		return api.ServicePlan{Service: s, Procedure: api.RestoreBOSTemplates, Timings: timings(Duration(bosRestoreTimeout)), Gates: gates}
+		return api.ServicePlan{Service: s, Procedure: facts.BOS, Timings: timings(Duration(bosRestoreTimeout)), Gates: gates}
 	case api.ExternalDNS:
 		e := c.Services.ExternalDNS
 		return api.ServicePlan{Service: s, Procedure: api.RecreateEtcdCluster, Object: api.ObjectRef{Namespace: e.Namespace, Name: e.EtcdCluster}, Timings: timings(e.RunningTimeout)}
@@ -488,16 +537,13 @@ const bosRestoreTimeout = 10 * time.Minute
 // xnamePattern matches a node's xname (cabinet, chassis, slot, BMC, node).
 var xnamePattern = regexp.MustCompile(`^x\d+c\d+s\d+b\d+n\d+$`)
 
-// notInRelease: services a CSM release no longer has (CSM-APIS.md).
-var notInRelease = map[string]map[api.Service]string{
-	ProfileCSM15: {
-		api.BSS:         "not in CSM 1.5: REDS is gone; BSS is restored from its own etcd backup",
-		api.REDS:        "not in CSM 1.5: REDS was removed",
-		api.CRUS:        "not in CSM 1.5: CRUS was removed (BOS v2 replaces it)",
-		api.CPS:         "not in CSM 1.5: the CPS section was removed",
-		api.ExternalDNS: "not in CSM 1.5: the External DNS etcd cluster is gone",
-	},
+// unitName rejects what is not a plain systemd unit name: the unit is put
+// into a shell command on each node.
+func unitName(u string) bool {
+	return unitPattern.MatchString(u)
 }
+
+var unitPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9:_.@-]*$`)
 
 // Duration is a time.Duration written as "90s" or "10m" in the file.
 type Duration time.Duration

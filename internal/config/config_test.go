@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,53 +17,90 @@ func TestDefaultsAreTheRunbooks(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if p := cfg.Plan(api.BSS); p.Procedure != api.RerunJob || p.Object.String() != "services/cray-reds-init" {
+	if cfg.Release != api.ReleaseAuto {
+		t.Errorf("default release %q, want auto", cfg.Release)
+	}
+	if p := cfg.Plan(api.CSM10, api.BSS); p.Procedure != api.RerunJob || p.Object.String() != "services/cray-reds-init" {
 		t.Errorf("bss plan %+v", p)
 	}
-	if p := cfg.Plan(api.ExternalDNS); p.Object.String() != "services/cray-externaldns-etcd" {
+	if p := cfg.Plan(api.CSM10, api.ExternalDNS); p.Object.String() != "services/cray-externaldns-etcd" {
 		t.Errorf("externaldns plan %+v", p)
 	}
-	if p := cfg.Plan(api.MEDS); p.Pods.Selector != "app.kubernetes.io/name=cray-meds" {
+	if p := cfg.Plan(api.CSM10, api.MEDS); p.Pods.Selector != "app.kubernetes.io/name=cray-meds" {
 		t.Errorf("meds plan %+v", p)
 	}
-	if p := cfg.Plan(api.HMNFD); p.Procedure != api.RestartOrca || p.HMNFD.Unit != "cray-dvs-orca" || len(p.HMNFD.NCNGroups) != 2 {
+	if p := cfg.Plan(api.CSM10, api.HMNFD); p.Procedure != api.RestartOrca || p.HMNFD.Pods.String() != "services pods app.kubernetes.io/name=cray-hmnfd" || p.HMNFD.PodsReadyTimeout <= 0 {
 		t.Errorf("hmnfd plan %+v", p.HMNFD)
 	}
-	if p := cfg.Plan(api.BOS); p.Procedure != api.RestoreBOSTemplates || p.Gates.OnDeadline != api.OnDeadlineFail || p.Gates.Deadline != 0 {
+	if p := cfg.Plan(api.CSM10, api.BOS); p.Procedure != api.RestoreBOSTemplates || p.Gates.OnDeadline != api.OnDeadlineFail || p.Gates.Deadline != 0 || p.APIs.BOS != api.APIv1 {
 		t.Errorf("bos plan %+v", p)
 	}
-	if p := cfg.Plan(api.CPS); p.Procedure != api.RemountCPS || p.CPS == nil || len(p.CPS.Nodes) != 0 || p.CPS.BootTimeout <= 0 {
+	if p := cfg.Plan(api.CSM10, api.CPS); p.Procedure != api.RemountCPS || p.CPS == nil || len(p.CPS.Nodes) != 0 || p.CPS.BootTimeout <= 0 {
 		t.Errorf("cps plan %+v", p)
 	}
-	if p := cfg.Plan(api.FAS); p.Procedure != api.RerunJob {
-		t.Errorf("fas on csm-1.0 must re-run the loader Job: %+v", p)
+	for _, r := range api.Releases {
+		if p := cfg.Plan(r, api.FAS); p.Procedure != api.RunFASLoaderAPI || p.Object.Name != "" {
+			t.Errorf("fas on %s must use the loader API and name no Job: %+v", r, p)
+		}
 	}
 }
 
-// TestProfilesChooseTheDefaultsThatDrifted follows CSM-APIS.md's table.
-func TestProfilesChooseTheDefaultsThatDrifted(t *testing.T) {
+// TestReleasesChooseWhatDrifted follows CSM-APIS.md §8 and §10.
+func TestReleasesChooseWhatDrifted(t *testing.T) {
+	cfg := Default()
+	type want struct {
+		units, ncns []string
+		absent      []api.Service
+		bos         api.Procedure
+		apis        api.APIVersions
+	}
+	workers, storage := "ncn-w00[1-4]-can.local", "ncn-s00[1-4]-can.local"
+	cases := map[api.Release]want{
+		api.CSM10: {[]string{"cray-dvs-orca", "cray-orca"}, []string{workers, storage}, nil, api.RestoreBOSTemplates, api.APIVersions{BOS: "v1", HMNFD: "v1"}},
+		api.CSM12: {[]string{"cray-orca"}, []string{workers, storage}, []api.Service{api.ExternalDNS}, api.RestoreBOSTemplates, api.APIVersions{BOS: "v1", HMNFD: "v2"}},
+		api.CSM13: {[]string{"cray-orca"}, []string{workers}, []api.Service{api.ExternalDNS}, api.CheckBOSTemplates, api.APIVersions{BOS: "v2", HMNFD: "v2"}},
+		api.CSM15: {[]string{"cray-orca"}, []string{workers}, []api.Service{api.ExternalDNS, api.CRUS, api.REDS, api.CPS, api.BSS}, api.CheckBOSTemplates, api.APIVersions{BOS: "v2", HMNFD: "v2"}},
+		api.CSM16: {[]string{"cray-orca"}, []string{workers}, []api.Service{api.ExternalDNS, api.CRUS, api.REDS, api.CPS, api.BSS}, api.CheckBOSTemplates, api.APIVersions{BOS: "v2", HMNFD: "v2"}},
+	}
+	for r, w := range cases {
+		h := cfg.Plan(r, api.HMNFD)
+		if !slices.Equal(h.HMNFD.Units, w.units) || !slices.Equal(h.HMNFD.NCNGroups, w.ncns) || h.APIs != w.apis {
+			t.Errorf("%s hmnfd %+v apis %+v", r, h.HMNFD, h.APIs)
+		}
+		if p := cfg.Plan(r, api.BOS); p.Procedure != w.bos || p.APIs != w.apis {
+			t.Errorf("%s bos %+v", r, p)
+		}
+		for _, s := range api.AllServices {
+			p := cfg.Plan(r, s)
+			if absent := slices.Contains(w.absent, s); absent != (p.Procedure == api.NotInRelease) || (absent && p.Reason == "") {
+				t.Errorf("%s %s: %+v (absent %v)", r, s, p, absent)
+			}
+		}
+	}
+	bss := cfg.Plan(api.CSM15, api.BSS)
+	if len(bss.FollowUps) != 1 || !strings.Contains(bss.FollowUps[0], "/opt/cray/platform-utils/etcd/etcd_restore_rebuild.sh -s cray-bss") {
+		t.Errorf("csm-1.5 bss must be a follow-up with the restore command: %+v", bss)
+	}
+	if err := Parse([]byte("release: csm-1.4\nservices:\n  hmnfd:\n    unit: my-orca\n    ncnGroups: []\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Release != api.CSM13 {
+		t.Errorf("csm-1.4 must be read as csm-1.3, got %s", cfg.Release)
+	}
+	if h := cfg.Plan(cfg.Release, api.HMNFD).HMNFD; !slices.Equal(h.Units, []string{"my-orca"}) || len(h.NCNGroups) != 0 {
+		t.Errorf("the file's own values must win over the release: %+v", h)
+	}
+}
+
+// TestOldProfileKeyKeepsItsRelease: a file written for the profile setting
+// acts for the release it named (not auto) and says the key is old.
+func TestOldProfileKeyKeepsItsRelease(t *testing.T) {
 	cfg := Default()
 	if err := Parse([]byte("profile: csm-1.2\n"), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	h := cfg.Plan(api.HMNFD).HMNFD
-	if h.Unit != "cray-orca" || len(h.NCNGroups) != 1 || h.NCNGroups[0] != "ncn-w00[0-4]-can.local" {
-		t.Errorf("csm-1.2 hmnfd %+v", h)
-	}
-	if p := cfg.Plan(api.FAS); p.Procedure != api.RunFASLoaderAPI {
-		t.Errorf("csm-1.2 fas %+v", p)
-	}
-	cfg = Default()
-	if err := Parse([]byte("profile: csm-1.5\nservices:\n  hmnfd:\n    unit: my-orca\n"), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []api.Service{api.REDS, api.CRUS, api.CPS, api.ExternalDNS, api.BSS} {
-		if p := cfg.Plan(s); p.Procedure != api.NotInRelease || !strings.Contains(p.Reason, "CSM 1.5") {
-			t.Errorf("csm-1.5 %s: %+v", s, p)
-		}
-	}
-	if u := cfg.Plan(api.HMNFD).HMNFD.Unit; u != "my-orca" {
-		t.Errorf("the file's own value must win over the profile: %s", u)
+	if cfg.Release != api.CSM12 || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "old name of release") {
+		t.Errorf("release %s, warnings %q", cfg.Release, cfg.Warnings)
 	}
 }
 
@@ -75,7 +113,7 @@ func TestFileOverridesOnlyWhatItNames(t *testing.T) {
 	if cfg.Services.BSS.Job != "reds-init-v2" || time.Duration(cfg.Services.BSS.CompleteTimeout) != 45*time.Minute || cfg.Services.BSS.Namespace != "services" {
 		t.Errorf("bss %+v", cfg.Services.BSS)
 	}
-	if time.Duration(cfg.PollInterval) != time.Second || cfg.Services.FAS.Job != "cray-fas-loader" {
+	if time.Duration(cfg.PollInterval) != time.Second || cfg.Services.FAS.Job != "" || cfg.Services.FAS.Namespace != "services" {
 		t.Error("other values must keep their defaults")
 	}
 }
@@ -97,7 +135,12 @@ func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
 		"csm timeout vs heartbeat": {"csm:\n  timeout: 30s\nheartbeatTimeout: 30s\n", "csm.timeout (30s) must be under a third of heartbeatTimeout (30s)"},
 		"batch too big":            {"services:\n  hmnfd:\n    batchSize: 5000\n", "services.hmnfd.batchSize: must be 1 to 1000 nodes"},
 		"heartbeat too short":      {"heartbeatTimeout: 4s\n", "set csm.timeout to 1.333s or less, or heartbeatTimeout above 24s"},
-		"unknown profile":          {"profile: csm-2.0\n", `profile: "csm-2.0" is not one of csm-1.0, csm-1.2, csm-1.5`},
+		"unknown release":          {"release: csm-2.0\n", `release: release "csm-2.0" is not one of auto, csm-1.0, csm-1.2, csm-1.3, csm-1.5, csm-1.6 (csm-1.4 is csm-1.3)`},
+		"unknown profile":          {"profile: csm-1.1\n", `release: release "csm-1.1" is not one of auto`},
+		"profile+release":          {"profile: csm-1.0\nrelease: auto\n", `profile: "csm-1.0" is the old name of release: and the file sets both; remove profile`},
+		"unit and units":           {"services:\n  hmnfd:\n    unit: a\n    units: [b]\n", "services.hmnfd: set unit (one unit) or units"},
+		"empty units":              {"services:\n  hmnfd:\n    units: []\n", "services.hmnfd.units: empty list"},
+		"hmnfd selector":           {"services:\n  hmnfd:\n    pods:\n      selector: \"\"\n", "services.hmnfd.pods.selector: empty selector"},
 		"bad host range":           {"services:\n  hmnfd:\n    ncnGroups: [\"ncn-w00[0-4-can\"]\n", "services.hmnfd.ncnGroups[0]"},
 		"bad unit":                 {"services:\n  hmnfd:\n    unit: \"orca; reboot\"\n", "is not a systemd unit name"},
 		"relative URL":             {"csm:\n  baseURL: api-gw\n", "csm.baseURL"},

@@ -2,27 +2,34 @@ package csm
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
 )
 
-// API paths, relative to the gateway (CSM-APIS.md).
+// API paths, relative to the gateway (CSM-APIS.md). The BOS ones are in bos.go.
 const (
-	PathHSMComponents        = "/apis/smd/hsm/v2/State/Components"
-	PathHMNFDSubscriptions   = "/apis/hmnfd/hmi/v2/subscriptions"
-	PathCRUSSession          = "/apis/crus/session"
-	PathFASLoader            = "/apis/fas/v1/loader"
-	PathFASLoaderNexus       = "/apis/fas/v1/loader/nexus"
-	PathFASImages            = "/apis/fas/v1/images"
-	PathFASActions           = "/apis/fas/v1/actions"
-	PathBOSSessionTemplates  = "/apis/bos/v2/sessiontemplates"
-	PathBOSSessionTemplatesV = "/apis/bos/v2/sessiontemplatesvalid"
-	PathBOSSessions          = "/apis/bos/v2/sessions"
-	PathCPSContents          = "/apis/v2/cps/contents"
-	PathCPSTransports        = "/apis/v2/cps/transports"
+	PathHSMComponents = "/apis/smd/hsm/v2/State/Components"
+	// PathHMNFDSubscriptions is HMNFD's /hmi/v2 list (HMNFD 1.12+, CSM 1.2+).
+	PathHMNFDSubscriptions = "/apis/hmnfd/hmi/v2/subscriptions"
+	// PathHMNFDv1Subscriptions is the /hmi/v1 list, the only one of HMNFD
+	// 1.8.5 (CSM 1.0); later releases serve it too, from the same handler.
+	PathHMNFDv1Subscriptions = "/apis/hmnfd/hmi/v1/subscriptions"
+	// PathHMNFDReadiness answers 204 when HMNFD is ready, 503 when not
+	// (every release).
+	PathHMNFDReadiness = "/apis/hmnfd/hmi/v1/readiness"
+	// PathHMNFDv2Health exists from HMNFD 1.12 (CSM 1.2): the /hmi/v2 probe.
+	PathHMNFDv2Health  = "/apis/hmnfd/hmi/v2/health"
+	PathCRUSSession    = "/apis/crus/session"
+	PathFASLoader      = "/apis/fas/v1/loader"
+	PathFASLoaderNexus = "/apis/fas/v1/loader/nexus"
+	PathFASImages      = "/apis/fas/v1/images"
+	PathFASActions     = "/apis/fas/v1/actions"
+	PathCPSContents    = "/apis/v2/cps/contents"
+	PathCPSTransports  = "/apis/v2/cps/transports"
 )
 
 // ---- HSM ---------------------------------------------------------------
@@ -87,15 +94,42 @@ func (c *Client) ComponentsByState(ctx context.Context, states ...string) ([]Com
 
 // ---- HMNFD -------------------------------------------------------------
 
-// Subscriptions lists HMNFD v2 subscriptions.
+// Subscriptions lists HMNFD's subscriptions through the HMNFD API version c
+// speaks (/hmi/v1 on CSM 1.0). HMNFD answers {"SubscriptionList":null}
+// when there are none: that is an empty list. Use Subscription.Xname for
+// the subscriber: HMNFD 1.8.5 has no SubscriberComponent.
 func (c *Client) Subscriptions(ctx context.Context) ([]Subscription, error) {
 	var out SubscriptionList
-	err := c.do(ctx, request{op: "Subscriptions", method: http.MethodGet, path: PathHMNFDSubscriptions, out: &out,
+	path := PathHMNFDSubscriptions
+	if c.apis.HMNFDVersion() == api.APIv1 {
+		path = PathHMNFDv1Subscriptions
+	}
+	err := c.do(ctx, request{op: "Subscriptions", method: http.MethodGet, path: path, out: &out,
 		want: `a JSON object {"SubscriptionList":[...]} (HMNFD subscriptions)`})
 	if err != nil {
 		return nil, err
 	}
 	return out.SubscriptionList, nil
+}
+
+// HMNFDReady asks HMNFD whether it is ready (GET /hmi/v1/readiness: 204
+// ready, 503 not). After its etcd is rebuilt HMNFD stays not ready until its
+// process restarts: it writes its health key only at start-up
+// (csm-specs/observed/README.md).
+func (c *Client) HMNFDReady(ctx context.Context) (bool, error) {
+	var st int
+	err := c.do(ctx, request{op: "HMNFDReady", method: http.MethodGet, path: PathHMNFDReadiness, status: &st})
+	if err != nil {
+		return false, err
+	}
+	switch st {
+	case http.StatusNoContent, http.StatusOK:
+		return true, nil
+	case http.StatusServiceUnavailable:
+		return false, nil
+	}
+	return false, c.newError("HMNFDReady", http.MethodGet, c.cfg.BaseURL+PathHMNFDReadiness, st, statusKind(st),
+		fmt.Sprintf("expected 204 (ready) or 503 (not ready), got HTTP %d %s", st, http.StatusText(st)), nil)
 }
 
 // ---- CRUS --------------------------------------------------------------
@@ -189,92 +223,6 @@ func (c *Client) FASActions(ctx context.Context) ([]FASAction, error) {
 	return out.Actions, nil
 }
 
-// ---- BOS v2 ------------------------------------------------------------
-
-// SessionTemplates lists BOS v2 session templates (of Config.Tenant, if set).
-func (c *Client) SessionTemplates(ctx context.Context) ([]SessionTemplate, error) {
-	var out []SessionTemplate
-	err := c.do(ctx, request{op: "SessionTemplates", method: http.MethodGet, path: PathBOSSessionTemplates, out: &out,
-		want: "a JSON array of BOS session templates"})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// SessionTemplate returns one BOS v2 session template.
-func (c *Client) SessionTemplate(ctx context.Context, name string) (SessionTemplate, error) {
-	var out SessionTemplate
-	if err := c.needName("SessionTemplate", "name", name); err != nil {
-		return out, err
-	}
-	err := c.do(ctx, request{op: "SessionTemplate", method: http.MethodGet, path: PathBOSSessionTemplates + "/" + url.PathEscape(name), out: &out,
-		want: "a JSON object describing a BOS session template"})
-	return out, err
-}
-
-// PutSessionTemplate creates or replaces the template named tmpl.Name and
-// returns what BOS stored.
-func (c *Client) PutSessionTemplate(ctx context.Context, tmpl SessionTemplate) (SessionTemplate, error) {
-	var out SessionTemplate
-	if err := c.needName("PutSessionTemplate", "template name", tmpl.Name); err != nil {
-		return out, err
-	}
-	err := c.do(ctx, request{op: "PutSessionTemplate", method: http.MethodPut, path: PathBOSSessionTemplates + "/" + url.PathEscape(tmpl.Name), body: tmpl, out: &out,
-		want: "a JSON object describing the stored BOS session template"})
-	return out, err
-}
-
-// SessionTemplateValid asks BOS whether a session could be launched from
-// the template. BOS answers 200 with the string "Valid" or a description of
-// the problem (e.g. no boot sets); valid is true only for "Valid".
-func (c *Client) SessionTemplateValid(ctx context.Context, name string) (valid bool, message string, err error) {
-	if err := c.needName("SessionTemplateValid", "name", name); err != nil {
-		return false, "", err
-	}
-	var raw json.RawMessage
-	err = c.do(ctx, request{op: "SessionTemplateValid", method: http.MethodGet, path: PathBOSSessionTemplatesV + "/" + url.PathEscape(name), out: &raw,
-		want: `a JSON string ("Valid" or the problem found)`})
-	if err != nil {
-		return false, "", err
-	}
-	if err := json.Unmarshal(raw, &message); err != nil {
-		// Some releases wrap the message in an object; take its text.
-		message = problemDetail(raw)
-		if message == "" {
-			return false, "", c.newError("SessionTemplateValid", http.MethodGet, c.cfg.BaseURL+PathBOSSessionTemplatesV+"/"+url.PathEscape(name), http.StatusOK, BadResponse,
-				fmt.Sprintf(`expected a JSON string ("Valid" or the problem found), got %s`, snippet(raw)), err)
-		}
-	}
-	return strings.TrimSpace(message) == "Valid", message, nil
-}
-
-// CreateBOSSession starts a BOS v2 session, e.g. a reboot of the nodes in
-// Limit with template TemplateName.
-func (c *Client) CreateBOSSession(ctx context.Context, req BOSSessionRequest) (BOSSession, error) {
-	var out BOSSession
-	if err := c.needName("CreateBOSSession", "TemplateName", req.TemplateName); err != nil {
-		return out, err
-	}
-	if err := c.needName("CreateBOSSession", "Operation", req.Operation); err != nil {
-		return out, err
-	}
-	err := c.do(ctx, request{op: "CreateBOSSession", method: http.MethodPost, path: PathBOSSessions, body: req, out: &out,
-		want: "a JSON object describing the created BOS session"})
-	return out, err
-}
-
-// BOSSession returns one BOS v2 session by name.
-func (c *Client) BOSSession(ctx context.Context, name string) (BOSSession, error) {
-	var out BOSSession
-	if err := c.needName("BOSSession", "name", name); err != nil {
-		return out, err
-	}
-	err := c.do(ctx, request{op: "BOSSession", method: http.MethodGet, path: PathBOSSessions + "/" + url.PathEscape(name), out: &out,
-		want: "a JSON object describing a BOS session"})
-	return out, err
-}
-
 // ---- CPS ---------------------------------------------------------------
 
 // CPSContents lists the content CPS projects.
@@ -288,15 +236,25 @@ func (c *Client) CPSContents(ctx context.Context) ([]CPSContent, error) {
 	return out, nil
 }
 
-// CPSTransports lists CPS transports.
-func (c *Client) CPSTransports(ctx context.Context) ([]CPSTransport, error) {
-	var out []CPSTransport
-	err := c.do(ctx, request{op: "CPSTransports", method: http.MethodGet, path: PathCPSTransports, out: &out,
-		want: "a JSON array of CPS transports (readyForMount)"})
-	if err != nil {
-		return nil, err
+// CPSTransports returns how the content at s3path is projected over
+// transport (e.g. "dvs"): GET /transports?s3path=&transport=[&etag=]. Both
+// s3path and transport are required by CPS, and it answers one object for
+// the content, not a list.
+func (c *Client) CPSTransports(ctx context.Context, s3path, transport, etag string) (CPSTransports, error) {
+	var out CPSTransports
+	if err := c.needName("CPSTransports", "s3path", s3path); err != nil {
+		return out, err
 	}
-	return out, nil
+	if err := c.needName("CPSTransports", "transport", transport); err != nil {
+		return out, err
+	}
+	q := url.Values{"s3path": {s3path}, "transport": {transport}}
+	if etag != "" {
+		q.Set("etag", etag)
+	}
+	err := c.do(ctx, request{op: "CPSTransports", method: http.MethodGet, path: PathCPSTransports + "?" + q.Encode(), out: &out,
+		want: `a JSON object {"artifactID":...,"transports":[{"type","readyForMount",...}]}`})
+	return out, err
 }
 
 func (c *Client) needName(op, what, v string) error {

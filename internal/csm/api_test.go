@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 )
@@ -76,8 +77,8 @@ func TestHMNFD(t *testing.T) {
 	}
 	s := subs[0]
 	if s.Subscriber != "hmnfd-orca@x1000c0s0b0n0" || s.SubscriberComponent != "x1000c0s0b0n0" || s.SubscriberAgent != "hmnfd-orca" ||
-		!slices.Equal(s.Components, []string{"x1000c0s0b0n0"}) || !slices.Equal(s.Roles, []string{"Compute"}) ||
-		!slices.Contains(s.States, "Ready") || !s.Enabled || s.URL == "" {
+		!slices.Equal(s.Components, []string{"x1000c0s0b0n0"}) || !slices.Equal(s.Roles, []string{"compute"}) ||
+		!slices.Contains(s.States, "ready") || !s.Enabled || s.URL == "" || s.Xname() != "x1000c0s0b0n0" {
 		t.Errorf("subscription decoded as %+v", s)
 	}
 }
@@ -173,7 +174,7 @@ const templateJSON = `{
   "name": "compute-23.7",
   "description": "",
   "enable_cfs": true,
-  "cfs": {"configuration": "compute-23.7", "clone_url": "legacy"},
+  "cfs": {"configuration": "compute-23.7"},
   "boot_sets": {
     "compute": {
       "arch": "X86",
@@ -184,12 +185,10 @@ const templateJSON = `{
       "rootfs_provider": "cpss3",
       "rootfs_provider_passthrough": "dvs:api-gw-service-nmn.local:300:nmn0",
       "type": "s3",
-      "network": "nmn",
       "cfs": {"configuration": "override"}
     }
   },
-  "links": [{"href": "/v2/sessiontemplates/compute-23.7", "rel": "self"}],
-  "future_field": {"x": [1, 2, 3]}
+  "links": [{"href": "/v2/sessiontemplates/compute-23.7", "rel": "self"}]
 }`
 
 func jsonEqual(t *testing.T, a, b []byte) bool {
@@ -205,7 +204,8 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 }
 
 func TestBOS(t *testing.T) {
-	emu, base := startEmu(t, csmemu.Options{}, false)
+	// BOS 2.10 (CSM 1.5): boot sets may carry arch.
+	emu, base := startEmu(t, csmemu.Options{Release: api.CSM15}, false)
 	c := newClient(t, base, nil)
 
 	var tmpl csm.SessionTemplate
@@ -219,9 +219,14 @@ func TestBOS(t *testing.T) {
 	if stored.Name != "compute-23.7" || stored.BootSets["compute"].KernelParameters == "" {
 		t.Errorf("PUT returned %+v", stored)
 	}
-	// What the emulator stored is exactly what was read: nothing dropped.
+	// What the emulator stored is what was read, less the links BOS
+	// generates: nothing else dropped.
 	raw, ok := emu.SessionTemplateJSON("compute-23.7")
-	if !ok || !jsonEqual(t, raw, []byte(templateJSON)) {
+	var want map[string]any
+	json.Unmarshal([]byte(templateJSON), &want)
+	delete(want, "links")
+	wantJSON, _ := json.Marshal(want)
+	if !ok || !jsonEqual(t, raw, wantJSON) {
 		t.Errorf("stored template differs from the original:\n%s", raw)
 	}
 
@@ -239,32 +244,47 @@ func TestBOS(t *testing.T) {
 	_, err = c.SessionTemplate(ctx(t), "missing")
 	wantKind(t, err, csm.NotFound)
 
-	valid, msg, err := c.SessionTemplateValid(ctx(t), "compute-23.7")
-	if err != nil || !valid || msg != "Valid" {
-		t.Errorf("SessionTemplateValid = %v, %q, %v", valid, msg, err)
+	v, err := c.ValidateSessionTemplate(ctx(t), "compute-23.7")
+	if err != nil || v.Verdict != csm.TemplateValid || v.Message != "Valid" {
+		t.Errorf("ValidateSessionTemplate = %+v, %v", v, err)
 	}
 	// Templates restored from an old backup may lack boot sets or nodes.
 	if err := emu.SetSessionTemplateJSON("empty", []byte(`{"enable_cfs": false}`)); err != nil {
 		t.Fatal(err)
 	}
-	valid, msg, err = c.SessionTemplateValid(ctx(t), "empty")
-	if err != nil || valid || !strings.Contains(msg, "requires at least 1 boot set") {
-		t.Errorf("SessionTemplateValid(empty) = %v, %q, %v", valid, msg, err)
+	v, err = c.ValidateSessionTemplate(ctx(t), "empty")
+	if err != nil || v.Verdict != csm.TemplateInvalid || !strings.Contains(v.Message, "requires at least 1 boot set") {
+		t.Errorf("ValidateSessionTemplate(empty) = %+v, %v", v, err)
 	}
 	if err := emu.SetSessionTemplateJSON("nonodes", []byte(`{"boot_sets": {"bs": {"path": "s3://x", "type": "s3"}}}`)); err != nil {
 		t.Fatal(err)
 	}
-	valid, msg, err = c.SessionTemplateValid(ctx(t), "nonodes")
-	if err != nil || valid || !strings.Contains(msg, "hardware specifier") {
-		t.Errorf("SessionTemplateValid(nonodes) = %v, %q, %v", valid, msg, err)
+	v, err = c.ValidateSessionTemplate(ctx(t), "nonodes")
+	if err != nil || v.Verdict != csm.TemplateInvalid || !strings.Contains(v.Message, "hardware specifier") {
+		t.Errorf("ValidateSessionTemplate(nonodes) = %+v, %v", v, err)
 	}
-	_, _, err = c.SessionTemplateValid(ctx(t), "missing")
+	// BOS reports a boot set whose initrd it cannot find as a warning.
+	const warning = "Session template: 'compute-23.7' boot set: 'compute' could not locate its initrd. Warning: An error occurred (404) when calling the HeadObject operation: Not Found"
+	emu.SetTemplateValidation("compute-23.7", warning)
+	v, err = c.ValidateSessionTemplate(ctx(t), "compute-23.7")
+	if err != nil || v.Verdict != csm.TemplateWarning || v.Message != warning {
+		t.Errorf("ValidateSessionTemplate with a warning = %+v, %v", v, err)
+	}
+	emu.SetTemplateValidation("compute-23.7", "")
+	_, err = c.ValidateSessionTemplate(ctx(t), "missing")
 	wantKind(t, err, csm.NotFound)
 
-	// PUT without boot_sets is refused by BOS.
-	_, err = c.PutSessionTemplate(ctx(t), csm.SessionTemplate{Name: "bad"})
+	// A template with keys BOS v2 refuses is refused before it is sent.
+	legacy := tmpl
+	legacy.Name = "legacy"
+	legacy.Extra = map[string]json.RawMessage{"partition": json.RawMessage(`"p1"`)}
+	n := emu.Requests(csm.PathBOSSessionTemplates + "/legacy")
+	_, err = c.PutSessionTemplate(ctx(t), legacy)
 	e := wantKind(t, err, csm.BadRequest)
-	wantContains(t, e.Message, "boot_sets")
+	wantContains(t, e.Message, "partition", "ConvertToV2")
+	if emu.Requests(csm.PathBOSSessionTemplates+"/legacy") != n {
+		t.Error("the refused template was sent")
+	}
 	_, err = c.PutSessionTemplate(ctx(t), csm.SessionTemplate{})
 	wantKind(t, err, csm.BadRequest)
 
@@ -313,15 +333,24 @@ func TestCPS(t *testing.T) {
 	if err != nil || len(cs) != 0 {
 		t.Fatalf("CPSContents = %v, %v", cs, err)
 	}
-	emu.SetCPSContents([]csm.CPSContent{{S3Path: "s3://boot-images/abc/rootfs", Etag: "e1",
-		Extra: map[string]json.RawMessage{"transport": json.RawMessage(`"dvs"`)}}})
+	emu.SetCPSContents([]csm.CPSContent{{S3Path: "s3://boot-images/abc/rootfs", Etag: "e1", Transports: []string{"dvs"},
+		Extra: map[string]json.RawMessage{"artifactID": json.RawMessage(`"abc"`)}}})
 	emu.SetCPSTransports([]csm.CPSTransport{{ReadyForMount: true}, {ReadyForMount: false}})
 	cs, err = c.CPSContents(ctx(t))
-	if err != nil || len(cs) != 1 || cs[0].S3Path != "s3://boot-images/abc/rootfs" || cs[0].Etag != "e1" || string(cs[0].Extra["transport"]) != `"dvs"` {
+	if err != nil || len(cs) != 1 || cs[0].S3Path != "s3://boot-images/abc/rootfs" || cs[0].Etag != "e1" || string(cs[0].Extra["artifactID"]) != `"abc"` {
 		t.Fatalf("CPSContents = %+v, %v", cs, err)
 	}
-	ts, err := c.CPSTransports(ctx(t))
-	if err != nil || len(ts) != 2 || !ts[0].ReadyForMount || ts[1].ReadyForMount {
+	// One object per content, asked with its s3path and transport.
+	ts, err := c.CPSTransports(ctx(t), cs[0].S3Path, "dvs", cs[0].Etag)
+	if err != nil || ts.ArtifactID != "abc" || len(ts.Transports) != 2 || ts.Transports[0].Type != "dvs" || ts.ReadyForMount() != 1 {
 		t.Fatalf("CPSTransports = %+v, %v", ts, err)
+	}
+	_, err = c.CPSTransports(ctx(t), "s3://boot-images/other/rootfs", "dvs", "")
+	wantKind(t, err, csm.NotFound)
+	// Both query parameters are required: the client refuses, and so does CPS.
+	_, err = c.CPSTransports(ctx(t), cs[0].S3Path, "", "")
+	wantKind(t, err, csm.BadRequest)
+	if n := emu.Requests(csm.PathCPSTransports); n != 2 {
+		t.Errorf("%d transports requests, want 2 (the refused one is not sent)", n)
 	}
 }

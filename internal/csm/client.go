@@ -1,7 +1,9 @@
 // Package csm is a client for the HPE Cray System Management (CSM) API
-// gateway: the HSM, HMNFD, CRUS, FAS, BOS v2 and CPS calls the etcd
-// repopulation runbook needs, with the paths and field names documented in
-// the project's CSM-APIS.md notes.
+// gateway: the HSM, HMNFD, CRUS, FAS, BOS and CPS calls the etcd
+// repopulation runbook needs, with the paths and field names of HPE's API
+// definitions (../shared/csm-specs, held to them by internal/contract) and
+// the project's CSM-APIS.md notes. BOS and HMNFD are spoken in the version
+// the release serves (WithAPIs; Probe finds which exist).
 //
 // Authentication is OAuth2 client credentials against Keycloak. The token is
 // cached, refreshed shortly before it expires (one refresh shared by all
@@ -30,13 +32,25 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
 )
 
 // maxBody bounds how much of a response is read.
 const maxBody = 64 << 20
 
 // Client calls the CSM API gateway. It is safe for concurrent use.
+//
+// A Client speaks one version of each versioned CSM API (BOS, HMNFD): v2
+// unless WithAPIs says otherwise. Clients made by WithAPIs share the
+// connection pool and the token cache.
 type Client struct {
+	*conn
+	apis api.APIVersions
+}
+
+// conn is what every Client made from one New shares.
+type conn struct {
 	cfg  Config
 	http *http.Client
 	now  func() time.Time
@@ -66,12 +80,22 @@ func New(cfg Config) (*Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	tr.MaxIdleConnsPerHost = 8
-	return &Client{
+	return &Client{conn: &conn{
 		cfg:  cfg,
 		http: &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		now:  time.Now,
-	}, nil
+	}}, nil
 }
+
+// WithAPIs returns a Client that speaks v's API versions (BOS
+// v.BOSVersion(), HMNFD v.HMNFDVersion()) and shares c's token cache and
+// connections. The zero APIVersions speaks v2 of both.
+func (c *Client) WithAPIs(v api.APIVersions) *Client {
+	return &Client{conn: c.conn, apis: v}
+}
+
+// APIs returns the API versions c speaks.
+func (c *Client) APIs() api.APIVersions { return c.apis }
 
 // BaseURL returns the normalized gateway URL.
 func (c *Client) BaseURL() string { return c.cfg.BaseURL }
@@ -420,6 +444,10 @@ type request struct {
 	body   any    // marshalled as JSON when non-nil
 	out    any    // decoded from a 2xx body when non-nil
 	want   string // what the body should be, for BadResponse messages
+	// status, when not nil, receives the HTTP status of any answer other
+	// than 401, which is then not an error: probes read 404 and 503 as
+	// answers. The body is not decoded.
+	status *int
 }
 
 // do sends r with a bearer token. On 401 it drops the token, fetches a new
@@ -466,6 +494,10 @@ func (c *Client) do(ctx context.Context, r request) error {
 		if st == http.StatusUnauthorized && attempt == 0 {
 			c.invalidate(tok)
 			continue
+		}
+		if r.status != nil && st != http.StatusUnauthorized {
+			*r.status = st
+			return nil
 		}
 		if st/100 == 2 {
 			if r.out == nil {

@@ -494,7 +494,7 @@ func TestSecretAndTokenNeverInErrors(t *testing.T) {
 		func() error { _, err := c.FASLoadNexus(ctx(t)); return err },
 		func() error { _, err := c.FASLoaderStatus(ctx(t)); return err },
 		func() error { _, err := c.SessionTemplate(ctx(t), "x"); return err },
-		func() error { _, _, err := c.SessionTemplateValid(ctx(t), "x"); return err },
+		func() error { _, err := c.ValidateSessionTemplate(ctx(t), "x"); return err },
 		func() error {
 			_, err := c.CreateBOSSession(ctx(t), csm.BOSSessionRequest{TemplateName: "x", Operation: "reboot"})
 			return err

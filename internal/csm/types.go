@@ -38,7 +38,8 @@ type ComponentArray struct {
 
 // ---- HMNFD -------------------------------------------------------------
 
-// Subscription is an HMNFD v2 state-change-notification subscription.
+// Subscription is an HMNFD state-change-notification subscription, as both
+// /hmi/v1 and /hmi/v2 list it.
 type Subscription struct {
 	Subscriber          string   `json:"Subscriber"`
 	SubscriberComponent string   `json:"SubscriberComponent,omitempty"`
@@ -51,6 +52,21 @@ type Subscription struct {
 	Enabled             bool     `json:"Enabled,omitempty"`
 	// URL is the JSON field "Url": where HMNFD posts notifications.
 	URL string `json:"Url,omitempty"`
+}
+
+// Xname is the subscribing node: SubscriberComponent (HMNFD 1.12+, only
+// when the subscription has an agent), else the part of Subscriber after
+// "@" (agent@xname), else Subscriber itself (a bare xname; HMNFD 1.8.5,
+// CSM 1.0, has no SubscriberComponent). HMNFD returns it lower-case:
+// compare with strings.EqualFold.
+func (s Subscription) Xname() string {
+	if s.SubscriberComponent != "" {
+		return s.SubscriberComponent
+	}
+	if _, x, ok := strings.Cut(s.Subscriber, "@"); ok {
+		return x
+	}
+	return s.Subscriber
 }
 
 // SubscriptionList is HMNFD's list envelope.
@@ -104,9 +120,9 @@ type LoaderStatus struct {
 // Busy reports whether the loader is running.
 func (s LoaderStatus) Busy() bool { return strings.EqualFold(s.LoaderStatus, "busy") }
 
-// LoaderRunList holds loader run IDs. FAS releases differ: some list plain
-// strings, others {"loaderRunID": "..."} objects; both decode. It encodes as
-// plain strings.
+// LoaderRunList holds loader run IDs. FAS's code answers
+// [{"loaderRunID": "..."}] on every release (its swagger says plain strings,
+// which also decode).
 type LoaderRunList []string
 
 // UnmarshalJSON accepts ["id", ...] and [{"loaderRunID":"id"}, ...].
@@ -348,25 +364,67 @@ type BOSSession struct {
 
 // ---- CPS ---------------------------------------------------------------
 
-// CPSContent is one entry of GET /apis/v2/cps/contents. Other members are
-// kept in Extra.
+// CPSContent is one entry of GET /apis/v2/cps/contents (an array). Other
+// members are kept in Extra.
 type CPSContent struct {
 	S3Path string `json:"s3path"`
 	Etag   string `json:"etag,omitempty"`
+	// Transports are the transport types the content is projected over
+	// (e.g. ["dvs"]).
+	Transports []string `json:"transports,omitempty"`
 
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
-// CPSTransport is one entry of GET /apis/v2/cps/transports. Other members are
-// kept in Extra.
+// CPSTransports is GET /apis/v2/cps/transports?s3path=&transport=: one
+// object per content. Other members are kept in Extra.
+type CPSTransports struct {
+	ArtifactID string         `json:"artifactID,omitempty"`
+	Transports []CPSTransport `json:"transports,omitempty"`
+
+	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// ReadyForMount counts the transports ready for clients to mount.
+func (t CPSTransports) ReadyForMount() int {
+	n := 0
+	for _, tr := range t.Transports {
+		if tr.ReadyForMount {
+			n++
+		}
+	}
+	return n
+}
+
+// CPSTransport is one entry of a CPSTransports' transports. Other members
+// (ready, total, status, exportPath, servers) are kept in Extra.
 type CPSTransport struct {
-	ReadyForMount bool `json:"readyForMount"`
+	Type          string `json:"type,omitempty"`
+	ReadyForMount bool   `json:"readyForMount"`
 
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
 type cpsContentFields CPSContent
 type cpsTransportFields CPSTransport
+type cpsTransportsFields CPSTransports
+
+// UnmarshalJSON keeps unmodelled members in Extra.
+func (c *CPSTransports) UnmarshalJSON(b []byte) error {
+	var f cpsTransportsFields
+	extra, err := unmarshalKeeping(b, &f)
+	if err != nil {
+		return err
+	}
+	f.Extra = extra
+	*c = CPSTransports(f)
+	return nil
+}
+
+// MarshalJSON writes the modelled fields and Extra.
+func (c CPSTransports) MarshalJSON() ([]byte, error) {
+	return marshalKeeping(cpsTransportsFields(c), c.Extra)
+}
 
 // UnmarshalJSON keeps unmodelled members in Extra.
 func (c *CPSContent) UnmarshalJSON(b []byte) error {

@@ -1,9 +1,13 @@
 // Package csmemu emulates the parts of the CSM API gateway that package csm
-// calls: the Keycloak token endpoint and the HSM, HMNFD, CRUS, FAS, BOS v2
-// and CPS paths, with the field names of CSM-APIS.md. Its state is
-// scriptable from Go (all methods are goroutine-safe), failures can be
-// injected per path, and it counts requests, so tests and the demo can
-// exercise a real HTTP(S) client against it.
+// calls: the Keycloak token endpoint and the HSM, HMNFD, CRUS, FAS, BOS and
+// CPS paths, as one CSM release serves them (Options.Release): the API
+// versions of that release (absent ones answer 404), the refusals of its
+// request validators and the shapes its services really answer, from HPE's
+// definitions in ../shared/csm-specs and the observations of the real
+// HMNFD (where they differ, the service wins). Its state is scriptable from
+// Go (all methods are goroutine-safe), failures can be injected per path,
+// and it counts requests, so tests and the demo can exercise a real
+// HTTP(S) client against it.
 package csmemu
 
 import (
@@ -28,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 )
 
@@ -44,6 +49,9 @@ const (
 
 // Options configures an Emulator.
 type Options struct {
+	// Release is the CSM release whose APIs are served (default
+	// DefaultRelease, CSM 1.3's set). ReleaseAuto is not a release.
+	Release api.Release
 	// ClientID accepted by the token endpoint (default "admin-client").
 	ClientID string
 	// ClientSecret accepted by the token endpoint (default
@@ -54,7 +62,8 @@ type Options struct {
 	TokenTTL time.Duration
 	// Components is the initial HSM state.
 	Components []csm.Component
-	// CRUSDisabled answers 404 on /apis/crus/* (CSM 1.5 and later).
+	// CRUSDisabled answers 404 on /apis/crus/* (as CSM 1.5 and later do
+	// whatever this says).
 	CRUSDisabled bool
 	// BOSStepDelay paces BOS v2 sessions and the HSM States they set (see
 	// SetBOSTiming); 0 makes them complete on the next read.
@@ -66,8 +75,9 @@ type Options struct {
 
 // Emulator is an http.Handler emulating the CSM API gateway.
 type Emulator struct {
-	opts Options
-	mux  *http.ServeMux
+	opts    Options
+	surface surface
+	mux     *http.ServeMux
 
 	mu            sync.Mutex
 	tokenTTL      time.Duration
@@ -79,7 +89,8 @@ type Emulator struct {
 	faults        []*fault
 
 	components         []csm.Component
-	subs               []csm.Subscription
+	subs               []subscription
+	hmnfdNotReady      bool
 	crus               map[string]*crusEntry
 	crusOrder          []string
 	crusDisabled       bool
@@ -95,6 +106,7 @@ type Emulator struct {
 	bosStuck           map[string]bool
 	cpsContents        []csm.CPSContent
 	cpsTransports      []csm.CPSTransport
+	templateVerdicts   map[string]string
 
 	srv    *http.Server
 	url    string
@@ -104,10 +116,14 @@ type Emulator struct {
 
 type fault struct {
 	prefix    string
+	method    string // "" matches every method
 	status    int
 	malformed bool
-	delay     time.Duration
-	remaining int // < 0: until ClearFaults
+	// dropResponse: the request is handled, then the connection is closed
+	// without an answer (a lost response).
+	dropResponse bool
+	delay        time.Duration
+	remaining    int // < 0: until ClearFaults
 }
 
 // New returns an Emulator with opts' initial state. Serve it with Start or
@@ -122,8 +138,13 @@ func New(opts Options) *Emulator {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = DefaultTokenTTL
 	}
+	if opts.Release == "" {
+		opts.Release = DefaultRelease
+	}
 	e := &Emulator{
 		opts:               opts,
+		surface:            surfaceOf(opts.Release),
+		templateVerdicts:   map[string]string{},
 		tokenTTL:           opts.TokenTTL,
 		tokens:             map[string]time.Time{},
 		requests:           map[string]int{},
@@ -251,7 +272,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if path == TokenPath {
 		e.tokenRequests++
 	}
-	f := e.takeFault(path)
+	f := e.takeFault(r.Method, path)
 	crusOff := e.crusDisabled
 	e.mu.Unlock()
 
@@ -266,6 +287,9 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		switch {
+		case f.dropResponse:
+			e.serveAndDrop(w, r)
+			return
 		case f.malformed:
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"malformed": [1, 2, `) // truncated on purpose
@@ -288,8 +312,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, http.StatusUnauthorized, "Unauthorized", "missing, unknown or expired bearer token")
 			return
 		}
-		if crusOff && strings.HasPrefix(path, "/apis/crus/") {
-			writeProblem(w, http.StatusNotFound, "Not Found", "no route to CRUS: the service is not installed")
+		if e.absent(w, r, crusOff) {
 			return
 		}
 	case strings.HasPrefix(path, "/_csmemu/") && !e.opts.ControlAPI:
@@ -301,9 +324,9 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // takeFault returns the first armed fault for path and disarms one use.
 // Callers hold e.mu.
-func (e *Emulator) takeFault(path string) *fault {
+func (e *Emulator) takeFault(method, path string) *fault {
 	for i, f := range e.faults {
-		if !strings.HasPrefix(path, f.prefix) || f.remaining == 0 {
+		if !strings.HasPrefix(path, f.prefix) || f.remaining == 0 || f.method != "" && f.method != method {
 			continue
 		}
 		cp := *f
@@ -429,6 +452,37 @@ func (e *Emulator) MalformedJSON(pathPrefix string, times int) {
 func (e *Emulator) Delay(pathPrefix string, d time.Duration, times int) {
 	e.addFault(&fault{prefix: pathPrefix, delay: d, remaining: times})
 }
+
+// DropResponse handles the next times requests of method (e.g. "POST"; ""
+// for any) whose path starts with pathPrefix as usual, then closes the
+// connection without sending the answer: the change is made, the caller
+// never learns it (a gateway timeout or a reset after the service acted).
+// times < 0 means until ClearFaults.
+func (e *Emulator) DropResponse(method, pathPrefix string, times int) {
+	e.addFault(&fault{prefix: pathPrefix, method: method, dropResponse: true, remaining: times})
+}
+
+// serveAndDrop handles r with the answer discarded, then closes the client's
+// connection.
+func (e *Emulator) serveAndDrop(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == TokenPath || !strings.HasPrefix(r.URL.Path, "/apis/") || e.authorized(r) {
+		e.mux.ServeHTTP(discardWriter{h: http.Header{}}, r)
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler) // HTTP/2: abort the stream instead
+	}
+	conn, _, err := hj.Hijack()
+	if err == nil {
+		conn.Close()
+	}
+}
+
+type discardWriter struct{ h http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.h }
+func (d discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardWriter) WriteHeader(int)             {}
 
 func (e *Emulator) addFault(f *fault) {
 	if f.remaining == 0 {

@@ -118,10 +118,11 @@ func TestSubscribe(t *testing.T) {
 	if err != nil || len(subs) != 1 {
 		t.Fatalf("Subscriptions = %+v, %v", subs, err)
 	}
-	want := csmemu.OrcaSubscription("x1000c0s7b0n0")
+	// HMNFD lists what it stored in its etcd key: lower-case.
 	if got := subs[0]; got.Subscriber != "hmnfd-orca@x1000c0s7b0n0" || got.SubscriberComponent != "x1000c0s7b0n0" ||
-		!slices.Equal(got.Components, []string{"x1000c0s7b0n0"}) || !slices.Equal(got.Roles, []string{"Compute"}) ||
-		!slices.Equal(got.States, want.States) || !got.Enabled || got.URL != want.URL {
+		!slices.Equal(got.Components, []string{"x1000c0s7b0n0"}) || !slices.Equal(got.Roles, []string{"compute"}) ||
+		!slices.Equal(got.States, []string{"ready", "on", "off", "standby", "halt", "empty"}) || !got.Enabled ||
+		got.URL != "http://x1000c0s7b0n0:28600/orca/scn" {
 		t.Errorf("subscription %+v", got)
 	}
 	if n := e.SubscribeReadyCompute(); n != 3 {

@@ -17,8 +17,15 @@ func (e *Emulator) routes() *http.ServeMux {
 	m := http.NewServeMux()
 	m.HandleFunc("GET "+csm.PathHSMComponents, e.getComponents)
 
-	m.HandleFunc("GET "+csm.PathHMNFDSubscriptions, e.getSubscriptions)
-	m.HandleFunc("GET "+csm.PathHMNFDSubscriptions+"/{xname}/agents", e.getSubscriptions)
+	for _, v := range []string{"/apis/hmnfd/hmi/v1", "/apis/hmnfd/hmi/v2"} {
+		m.HandleFunc("GET "+v+"/subscriptions", e.getSubscriptions)
+		m.HandleFunc("GET "+v+"/readiness", e.getReadiness)
+		m.HandleFunc("GET "+v+"/health", e.getHMNFDHealth)
+	}
+	m.HandleFunc("POST /apis/hmnfd/hmi/v1/subscribe", e.postSubscribeV1)
+	m.HandleFunc("GET "+csm.PathHMNFDSubscriptions+"/{xname}", e.getSubscriptionsOf)
+	m.HandleFunc("GET "+csm.PathHMNFDSubscriptions+"/{xname}/agents", e.getAgentsNotRouted)
+	m.HandleFunc("POST "+csm.PathHMNFDSubscriptions+"/{xname}/agents/{agent}", e.postSubscribeV2)
 
 	m.HandleFunc("GET "+csm.PathCRUSSession, e.listCRUS)
 	m.HandleFunc("GET "+csm.PathCRUSSession+"/{id}", e.getCRUS)
@@ -29,6 +36,15 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("GET "+csm.PathFASImages, e.getFASImages)
 	m.HandleFunc("GET "+csm.PathFASActions, e.getFASActions)
 
+	m.HandleFunc("GET "+csm.PathBOSv1, e.getBOSVersion("v1"))
+	m.HandleFunc("GET "+csm.PathBOSv2, e.getBOSVersion("v2"))
+	m.HandleFunc("GET "+csm.PathBOSv1SessionTemplate, e.listTemplatesV1)
+	m.HandleFunc("GET "+csm.PathBOSv1SessionTemplate+"/{name}", e.getTemplateV1)
+	m.HandleFunc("POST "+csm.PathBOSv1SessionTemplate, e.postTemplateV1)
+	m.HandleFunc("POST "+csm.PathBOSv1Session, e.postBOSSessionV1)
+	m.HandleFunc("GET "+csm.PathBOSv1Session, e.listBOSSessionsV1)
+	m.HandleFunc("GET "+csm.PathBOSv1Session+"/{id}", e.getBOSSessionV1)
+	m.HandleFunc("GET "+csm.PathBOSv1Session+"/{id}/status", e.getBOSSessionStatusV1)
 	m.HandleFunc("GET "+csm.PathBOSSessionTemplates, e.listTemplates)
 	m.HandleFunc("GET "+csm.PathBOSSessionTemplates+"/{name}", e.getTemplate)
 	m.HandleFunc("PUT "+csm.PathBOSSessionTemplates+"/{name}", e.putTemplate)
@@ -47,6 +63,8 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("POST /_csmemu/clear-subscriptions", e.ctlClearSubscriptions)
 	m.HandleFunc("POST /_csmemu/orca-restarted/{host}", e.ctlOrcaRestarted)
 	m.HandleFunc("POST /_csmemu/clear-templates", e.ctlClearTemplates)
+	m.HandleFunc("POST /_csmemu/hmnfd-wipe", e.ctlWipeHMNFD)
+	m.HandleFunc("POST /_csmemu/hmnfd-restart", e.ctlRestartHMNFD)
 	m.HandleFunc("POST /_csmemu/fail", e.ctlFail)
 	m.HandleFunc("POST /_csmemu/fas-busy", e.ctlFASBusy)
 	m.HandleFunc("POST /_csmemu/bos-timing", e.ctlBOSTiming)
@@ -123,122 +141,6 @@ func (e *Emulator) getComponents(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Unlock()
 	writeJSON(w, http.StatusOK, csm.ComponentArray{Components: out})
-}
-
-// ---- HMNFD ---------------------------------------------------------------
-
-// OrcaAgent is the SubscriberAgent of subscriptions made by Subscribe.
-const OrcaAgent = "hmnfd-orca"
-
-// OrcaSubscription is the subscription the orca daemon makes for xname when
-// it is (re)started. The Url is made up; HMNFD only stores it here.
-func OrcaSubscription(xname string) csm.Subscription {
-	return csm.Subscription{
-		Subscriber:          OrcaAgent + "@" + xname,
-		SubscriberComponent: xname,
-		SubscriberAgent:     OrcaAgent,
-		Components:          []string{xname},
-		Roles:               []string{"Compute"},
-		States:              []string{"Ready", "On", "Off", "Standby", "Halt", "Empty"},
-		Enabled:             true,
-		URL:                 "http://" + xname + ":28600/orca/scn",
-	}
-}
-
-// SetSubscriptions replaces the HMNFD subscriptions.
-func (e *Emulator) SetSubscriptions(subs []csm.Subscription) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.subs = slices.Clone(subs)
-}
-
-// Subscriptions returns a copy of the HMNFD subscriptions.
-func (e *Emulator) Subscriptions() []csm.Subscription {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.subs)
-}
-
-// Subscribe adds (or replaces) the subscription orca makes for xname when
-// restarted: see OrcaSubscription.
-func (e *Emulator) Subscribe(xname string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.subscribeLocked(xname)
-}
-
-func (e *Emulator) subscribeLocked(xname string) {
-	s := OrcaSubscription(xname)
-	for i := range e.subs {
-		if e.subs[i].Subscriber == s.Subscriber {
-			e.subs[i] = s
-			return
-		}
-	}
-	e.subs = append(e.subs, s)
-}
-
-// SubscribeReadyCompute subscribes every Ready compute node, as restarting
-// orca on all of them would, and returns how many.
-func (e *Emulator) SubscribeReadyCompute() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := 0
-	for _, c := range e.components {
-		if strings.EqualFold(c.Type, "Node") && strings.EqualFold(c.Role, "Compute") && strings.EqualFold(c.State, "Ready") {
-			e.subscribeLocked(c.ID)
-			n++
-		}
-	}
-	return n
-}
-
-// OrcaRestarted plays orca starting on the compute node whose host name is
-// host (nid000042 or nid000042-nmn, as CSM names computes by NID): it
-// subscribes that node, found by NID in HSM, and returns its xname. ok is
-// false when host names no compute node (an NCN: orca subscribes nothing
-// for it here).
-func (e *Emulator) OrcaRestarted(host string) (xname string, ok bool) {
-	var nid int
-	if _, err := fmt.Sscanf(host, "nid%d", &nid); err != nil || nid <= 0 {
-		return "", false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, c := range e.components {
-		if c.NID == nid && strings.EqualFold(c.Type, "Node") && strings.EqualFold(c.Role, "Compute") {
-			e.subscribeLocked(c.ID)
-			return c.ID, true
-		}
-	}
-	return "", false
-}
-
-// Unsubscribe removes every subscription whose SubscriberComponent is xname.
-func (e *Emulator) Unsubscribe(xname string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.subs = slices.DeleteFunc(e.subs, func(s csm.Subscription) bool { return s.SubscriberComponent == xname })
-}
-
-// ClearSubscriptions removes all subscriptions (what an etcd rebuild does).
-func (e *Emulator) ClearSubscriptions() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.subs = nil
-}
-
-func (e *Emulator) getSubscriptions(w http.ResponseWriter, r *http.Request) {
-	xname := r.PathValue("xname")
-	e.mu.Lock()
-	out := []csm.Subscription{}
-	for _, s := range e.subs {
-		if xname == "" || strings.EqualFold(s.SubscriberComponent, xname) {
-			out = append(out, s)
-		}
-	}
-	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, csm.SubscriptionList{SubscriptionList: out})
 }
 
 // ---- CRUS ----------------------------------------------------------------
@@ -478,16 +380,22 @@ func (e *Emulator) FASLoaderRuns() []string {
 }
 
 func (e *Emulator) getLoader(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
-	st := csm.LoaderStatus{LoaderStatus: "ready", LoaderRunList: csm.LoaderRunList(slices.Clone(e.fasRunOrder))}
-	if e.fasBusy > 0 {
-		st.LoaderStatus = "busy"
+	// FAS's code answers objects (presentation/loader.go LoaderList); its
+	// swagger's plain strings are wrong.
+	type run struct {
+		LoaderRunID string `json:"loaderRunID"`
 	}
-	if st.LoaderRunList == nil {
-		st.LoaderRunList = csm.LoaderRunList{}
+	e.mu.Lock()
+	runs := []run{}
+	for _, id := range e.fasRunOrder {
+		runs = append(runs, run{id})
+	}
+	status := "ready"
+	if e.fasBusy > 0 {
+		status = "busy"
 	}
 	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, map[string]any{"loaderStatus": status, "loaderRunList": runs})
 }
 
 func (e *Emulator) postLoaderNexus(w http.ResponseWriter, r *http.Request) {
@@ -581,6 +489,20 @@ func (e *Emulator) SetSessionTemplate(t csm.SessionTemplate) error {
 	defer e.mu.Unlock()
 	e.templates[tmplKey{tenant: t.Tenant, name: t.Name}] = m
 	return nil
+}
+
+// SetTemplateValidation makes BOS v2's validation answer message for the
+// template name (tenant ""), e.g. a warning BOS gives when a boot set's
+// initrd cannot be located in S3, which the emulator does not model. ""
+// goes back to the emulator's own checks.
+func (e *Emulator) SetTemplateValidation(name, message string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if message == "" {
+		delete(e.templateVerdicts, name)
+		return
+	}
+	e.templateVerdicts[name] = message
 }
 
 // SessionTemplateJSON returns a stored template (tenant "") as JSON.
@@ -683,11 +605,19 @@ func (e *Emulator) putTemplate(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var m map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || m == nil {
-		writeProblem(w, http.StatusBadRequest, "Error parsing the data provided.", fmt.Sprintf("want a JSON object: %v", err))
+		writeProblem(w, http.StatusBadRequest, "Bad Request", fmt.Sprintf("Error parsing the data provided: want a JSON object: %v", err))
 		return
 	}
-	if bs, ok := m["boot_sets"].(map[string]any); !ok || len(bs) == 0 {
-		writeProblem(w, http.StatusBadRequest, "The session template could not be created.", "'boot_sets' is a required property and must hold at least one boot set")
+	// connexion 2.x validates the body against V2SessionTemplate: readOnly
+	// members are refused, and so is any member the schema does not have.
+	for _, k := range []string{"name", "tenant", "links"} {
+		if _, ok := m[k]; ok {
+			writeProblem(w, http.StatusBadRequest, "Bad Request", fmt.Sprintf("Property is read-only - '%s'", k))
+			return
+		}
+	}
+	if p := v2SchemaProblem(m, e.surface.release); p != "" {
+		writeProblem(w, http.StatusBadRequest, "Bad Request", p)
 		return
 	}
 	m["name"] = name
@@ -750,6 +680,9 @@ func (e *Emulator) validTemplate(w http.ResponseWriter, r *http.Request) {
 	var msg string
 	if ok {
 		msg = templateProblem(name, m)
+		if v, set := e.templateVerdicts[name]; set {
+			msg = v
+		}
 	}
 	e.mu.Unlock()
 	if !ok {
@@ -770,6 +703,10 @@ type bosEntry struct {
 	states  []string // HSM States the nodes go through, in order
 	applied int      // how many of states were applied
 	stuck   bool     // a stuck node missed a change: the session never completes
+	// v1: made through /v1/session; s.Name is its id, templateField says
+	// which field named the template ("templateUuid" or "templateName").
+	v1            bool
+	templateField string
 }
 
 // bosStates are the HSM States an operation takes a node through, as the
@@ -780,6 +717,8 @@ func bosStates(operation string) []string {
 		return []string{"Off"}
 	case "boot":
 		return []string{"On", "Ready"}
+	case "configure": // v1 only: CFS runs on the nodes, their state stays
+		return nil
 	default: // reboot
 		return []string{"Off", "On", "Ready"}
 	}
@@ -915,7 +854,7 @@ func limitNodes(template []string, limit string) []string {
 
 func (e *Emulator) findBOSLocked(tenant, name string) *bosEntry {
 	for _, b := range e.bosSessions {
-		if b.s.Tenant == tenant && b.s.Name == name {
+		if !b.v1 && b.s.Tenant == tenant && b.s.Name == name {
 			return b
 		}
 	}
@@ -976,7 +915,7 @@ func (e *Emulator) listBOSSessions(w http.ResponseWriter, r *http.Request) {
 	e.advanceBOSLocked(time.Now())
 	out := []csm.BOSSession{}
 	for _, b := range e.bosSessions {
-		if tenant == "" || b.s.Tenant == tenant {
+		if !b.v1 && (tenant == "" || b.s.Tenant == tenant) {
 			out = append(out, b.s)
 		}
 	}
@@ -1010,31 +949,88 @@ func (e *Emulator) SetCPSContents(cs []csm.CPSContent) {
 	e.cpsContents = slices.Clone(cs)
 }
 
-// SetCPSTransports replaces GET /apis/v2/cps/transports.
+// SetCPSTransports sets the transports every content reports on GET
+// /transports?s3path=&transport= (the entries of that transport type; an
+// entry without Type counts as any). With none set, each content reports
+// one transport per type it lists, ready for mount.
 func (e *Emulator) SetCPSTransports(ts []csm.CPSTransport) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.cpsTransports = slices.Clone(ts)
 }
 
+// getCPSContents: GET /contents[?s3path=&etag=] answers an array.
 func (e *Emulator) getCPSContents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
 	e.mu.Lock()
-	out := slices.Clone(e.cpsContents)
+	out := []csm.CPSContent{}
+	for _, c := range e.cpsContents {
+		if (q.Get("s3path") == "" || c.S3Path == q.Get("s3path")) && (q.Get("etag") == "" || c.Etag == q.Get("etag")) {
+			out = append(out, c)
+		}
+	}
 	e.mu.Unlock()
-	if out == nil {
-		out = []csm.CPSContent{}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getCPSTransports: GET /transports?s3path=&transport=[&etag=] answers one
+// object for that content; s3path and transport are required.
+func (e *Emulator) getCPSTransports(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var missing []string
+	for _, p := range []string{"s3path", "transport"} {
+		if q.Get(p) == "" {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		writeProblem(w, http.StatusBadRequest, "Bad Request", "Missing query parameter(s): "+strings.Join(missing, ", "))
+		return
+	}
+	s3path, transport, etag := q.Get("s3path"), q.Get("transport"), q.Get("etag")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := slices.IndexFunc(e.cpsContents, func(c csm.CPSContent) bool {
+		return c.S3Path == s3path && (etag == "" || c.Etag == etag)
+	})
+	if i < 0 {
+		// The CPS server's source is not public: the shape of this
+		// refusal is not known, its status is the natural one.
+		writeProblem(w, http.StatusNotFound, "Not Found", "no content "+s3path+" in CPS")
+		return
+	}
+	c := e.cpsContents[i]
+	out := csm.CPSTransports{ArtifactID: cpsArtifactID(c), Transports: []csm.CPSTransport{}}
+	if e.cpsTransports != nil {
+		for _, t := range e.cpsTransports {
+			if t.Type == "" || strings.EqualFold(t.Type, transport) {
+				t.Type = transport
+				out.Transports = append(out.Transports, t)
+			}
+		}
+	} else if slices.ContainsFunc(cpsTypes(c), func(t string) bool { return strings.EqualFold(t, transport) }) {
+		out.Transports = append(out.Transports, csm.CPSTransport{Type: transport, ReadyForMount: true})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (e *Emulator) getCPSTransports(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
-	out := slices.Clone(e.cpsTransports)
-	e.mu.Unlock()
-	if out == nil {
-		out = []csm.CPSTransport{}
+// cpsTypes are the transport types a content lists ("dvs" when it lists none).
+func cpsTypes(c csm.CPSContent) []string {
+	if len(c.Transports) == 0 {
+		return []string{"dvs"}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return c.Transports
+}
+
+// cpsArtifactID is the content's artifactID, or one derived from its path.
+func cpsArtifactID(c csm.CPSContent) string {
+	if raw, ok := c.Extra["artifactID"]; ok {
+		var id string
+		if json.Unmarshal(raw, &id) == nil {
+			return id
+		}
+	}
+	return strings.TrimPrefix(c.S3Path, "s3://")
 }
 
 // ---- control API (Options.ControlAPI) ------------------------------------

@@ -245,14 +245,15 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// TestFASLoaderThroughTheAPI: on CSM 1.2 and later the FAS loader is an API
-// call, not a Job. FAS answers 429 while another load runs; the step waits
+// TestFASLoaderThroughTheAPI: the FAS loader is an API call, not a Job,
+// unless a site's config names a Job that exists. FAS answers 429 while another load runs; the step waits
 // and asks again, starts exactly one run and follows it to its end.
 func TestFASLoaderThroughTheAPI(t *testing.T) {
 	queue := "e2e-fas-api"
 	before := len(emu.FASLoaderRuns())
 	emu.SetFASLoaderBusy(2)
-	startWorker(t, queue, "profile: csm-1.2\n"+testConfig, cluster.Kubeconfig)
+	// No Job named: the loader API, on every release.
+	startWorker(t, queue, strings.Replace(testConfig, "fas: {job: cray-fas-loader, ", "fas: {", 1), cluster.Kubeconfig)
 	out, stderr, code := repopulate(t, queue, "start", "--services", "fas", "--wait", "--id", "e2e-fas-api", "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)

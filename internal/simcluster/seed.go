@@ -3,6 +3,7 @@ package simcluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -13,6 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 // What Seed creates, named as on a CSM 1.0 system.
@@ -25,7 +29,7 @@ const (
 )
 
 // Deployments Seed creates, with their replica counts.
-var Deployments = map[string]int32{"cray-meds": 2, "cray-reds": 1, "cray-crus": 1}
+var Deployments = map[string]int32{"cray-meds": 2, "cray-reds": 1, "cray-crus": 1, "cray-hmnfd": 1}
 
 // EtcdClusterGVR is etcd-operator's resource.
 var EtcdClusterGVR = schema.GroupVersionResource{Group: "etcd.database.coreos.com", Version: "v1beta2", Resource: "etcdclusters"}
@@ -85,6 +89,28 @@ func (c *Cluster) SeedObjects(ctx context.Context) error {
 		return fmt.Errorf("etcdcluster: %w", err)
 	}
 	return nil
+}
+
+// CatalogVersions are product-catalog CSM keys of a system on each
+// release, upgrades included, as docs-csm's examples show them.
+var CatalogVersions = map[api.Release][]string{
+	api.CSM10: {"1.0.1", "1.0.11"},
+	api.CSM12: {"1.0.11", "1.2.0", "1.2.2"},
+	api.CSM13: {"1.2.2", "1.3.0", "1.4.0-rc.2", "1.4.4"},
+	api.CSM15: {"1.4.4", "1.5.0-rc.1", "1.5.0", "1.5.2"},
+	api.CSM16: {"1.5.2", "1.6.0-rc.3", "1.6.0"},
+}
+
+// SeedProductCatalog creates ConfigMap services/cray-product-catalog with
+// key csm listing versions, as CSM's installer leaves it.
+func (c *Cluster) SeedProductCatalog(ctx context.Context, versions []string) error {
+	var data strings.Builder
+	for _, v := range versions {
+		data.WriteString(catalog.Entry(v))
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: catalog.ConfigMap, Namespace: catalog.Namespace}, Data: map[string]string{catalog.Key: data.String()}}
+	_, err := c.Core.CoreV1().ConfigMaps(catalog.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+	return err
 }
 
 // CreateJob creates a Job like the Helm charts' init jobs.

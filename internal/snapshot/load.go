@@ -40,7 +40,7 @@ func Load(dir string) (*api.SnapshotInput, Manifest, error) {
 	if m.Format != Format {
 		return nil, Manifest{}, fmt.Errorf("snapshot %s: format %d, this version reads format %d: take the snapshot again with this version", abs, m.Format, Format)
 	}
-	in := &api.SnapshotInput{Dir: abs, Taken: m.Taken}
+	in := &api.SnapshotInput{Dir: abs, Taken: m.Taken, APIs: m.APIs}
 	seen := map[string]bool{}
 	for _, p := range m.Parts {
 		if seen[p.Name] {
@@ -121,7 +121,8 @@ func use(in *api.SnapshotInput, p Part, items []json.RawMessage) error {
 			if err := json.Unmarshal(raw, &s); err != nil {
 				return fmt.Errorf("subscription %d: %v", i, err)
 			}
-			if x := s.SubscriberComponent; x != "" && !have[x] {
+			// HMNFD 1.8.5 (CSM 1.0) lists no SubscriberComponent.
+			if x := strings.ToLower(s.Xname()); x != "" && !have[x] {
 				have[x] = true
 				in.SubscribedXnames = append(in.SubscribedXnames, x)
 			}

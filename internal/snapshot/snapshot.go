@@ -1,6 +1,7 @@
 // Package snapshot saves, before an etcd rebuild, the data the rebuild
-// wipes and that nothing else can bring back exactly: BOS v2 session
-// templates, the External DNS EtcdCluster, FAS images and unfinished
+// wipes and that nothing else can bring back exactly: BOS session
+// templates (read through the BOS API version the release serves, which
+// the manifest records), the External DNS EtcdCluster, FAS images and unfinished
 // actions, CRUS sessions and HMNFD subscriptions. A snapshot is a directory
 // of JSON files and a manifest.json with each file's item count and
 // SHA-256, so that a run started from it (repopulate start --snapshot) uses
@@ -54,7 +55,13 @@ type Manifest struct {
 	Taken       time.Time `json:"taken"`
 	CSMBaseURL  string    `json:"csmBaseURL"`
 	ToolVersion string    `json:"toolVersion"`
-	Parts       []Part    `json:"parts"`
+	// APIs are the API versions the snapshot was read through, chosen from
+	// the gateway's probes (BOS v2 where it exists, else v1; HMNFD v2 where
+	// it exists, else v1). Absent in snapshots taken before releases were
+	// modelled: those were read through v2.
+	APIs   api.APIVersions `json:"apis,omitzero"`
+	Probes *csm.Probes     `json:"probes,omitempty"`
+	Parts  []Part          `json:"parts"`
 }
 
 // Part is one saved file. A part that could not be taken for a known reason
@@ -156,12 +163,22 @@ func take(ctx context.Context, src Sources, dir string, force bool) (Manifest, e
 	if err := os.Chmod(tmp, 0o750); err != nil {
 		return Manifest{}, err
 	}
-	m := Manifest{Format: Format, Taken: time.Now().UTC().Truncate(time.Second), CSMBaseURL: src.CSM.BaseURL(), ToolVersion: toolVersion()}
+	probes, err := src.CSM.Probe(ctx)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("probe the API versions the gateway serves: %w", err)
+	}
+	apis, err := probes.APIs()
+	if err != nil {
+		return Manifest{}, err
+	}
+	cl := src.CSM.WithAPIs(apis)
+	m := Manifest{Format: Format, Taken: time.Now().UTC().Truncate(time.Second), CSMBaseURL: src.CSM.BaseURL(), ToolVersion: toolVersion(),
+		APIs: apis, Probes: &probes}
 	w := writer{dir: tmp, m: &m}
 
-	templates, err := src.CSM.SessionTemplates(ctx)
+	templates, err := cl.SessionTemplates(ctx)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("BOS session templates: %w", err)
+		return Manifest{}, fmt.Errorf("BOS %s session templates: %w", apis.BOSVersion(), err)
 	}
 	raws := make([]json.RawMessage, 0, len(templates))
 	for _, t := range templates {
@@ -179,14 +196,14 @@ func take(ctx context.Context, src Sources, dir string, force bool) (Manifest, e
 		return Manifest{}, err
 	}
 
-	images, err := src.CSM.FASImages(ctx)
+	images, err := cl.FASImages(ctx)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("FAS images: %w", err)
 	}
 	if err := w.write(PartFASImages, nonNil(images), len(images)); err != nil {
 		return Manifest{}, err
 	}
-	actions, err := src.CSM.FASActions(ctx)
+	actions, err := cl.FASActions(ctx)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("FAS actions: %w", err)
 	}
@@ -195,7 +212,7 @@ func take(ctx context.Context, src Sources, dir string, force bool) (Manifest, e
 		return Manifest{}, err
 	}
 
-	sessions, err := src.CSM.CRUSSessions(ctx)
+	sessions, err := cl.CRUSSessions(ctx)
 	switch {
 	case csm.KindOf(err) == csm.NotFound:
 		m.Parts = append(m.Parts, Part{Name: PartCRUSSessions, Note: "CRUS is not installed (the API answered 404; CSM 1.5 removed it)"})
@@ -207,7 +224,7 @@ func take(ctx context.Context, src Sources, dir string, force bool) (Manifest, e
 		}
 	}
 
-	subs, err := src.CSM.Subscriptions(ctx)
+	subs, err := cl.Subscriptions(ctx)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("HMNFD subscriptions: %w", err)
 	}

@@ -342,3 +342,46 @@ func TestCheckSizeNamesTheLargePart(t *testing.T) {
 		t.Fatalf("CheckSize: %v", err)
 	}
 }
+
+// TestTakeReadsThroughTheReleaseAPIs: on CSM 1.0 (BOS 1.7, HMNFD 1.8.5)
+// the snapshot probes the gateway, reads the templates through BOS v1 and
+// the subscriptions through /hmi/v1, records the versions, and finds the
+// subscribed xnames from Subscriber alone. On CSM 1.3 it reads v2.
+func TestTakeReadsThroughTheReleaseAPIs(t *testing.T) {
+	for _, rel := range []api.Release{api.CSM10, api.CSM13} {
+		e := csmemu.New(csmemu.Options{Release: rel})
+		base, err := e.Start(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		tmpl := csm.SessionTemplate{Name: "cos-1", BootSets: map[string]csm.BootSet{"compute": {Path: "s3://x/manifest.json", Type: "s3", NodeList: []string{"x1000c0s0b0n0"}}}}
+		if err := e.SetSessionTemplate(tmpl); err != nil {
+			t.Fatal(err)
+		}
+		e.Subscribe("x1000c0s1b0n0")
+		cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "snap")
+		m, err := snapshot.Take(ctx(t), snapshot.Sources{CSM: cl}, dir)
+		if err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		if m.APIs != rel.APIs() || m.Probes == nil {
+			t.Errorf("%s: manifest APIs %+v probes %+v, want %+v", rel, m.APIs, m.Probes, rel.APIs())
+		}
+		v1 := rel.APIs().BOSVersion() == api.APIv1
+		if got := e.Requests(csm.PathBOSv1SessionTemplate) > 0; got != v1 {
+			t.Errorf("%s: templates read through BOS v1: %v, want %v", rel, got, v1)
+		}
+		in, lm, err := snapshot.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.APIs != rel.APIs() || lm.APIs != rel.APIs() || len(in.SessionTemplates) != 1 || !slices.Equal(in.SubscribedXnames, []string{"x1000c0s1b0n0"}) {
+			t.Errorf("%s: loaded APIs %+v, %d templates, xnames %v", rel, in.APIs, len(in.SessionTemplates), in.SubscribedXnames)
+		}
+	}
+}

@@ -58,6 +58,9 @@ type Result struct {
 	Status   Status
 	Reason   string        // empty for StatusOK
 	Duration time.Duration // from dispatch to outcome
+	// ExitStatus is the command's exit status when it ran to an end
+	// (0 for StatusOK), else -1.
+	ExitStatus int
 }
 
 // Defaults a caller may use; New requires every value to be set.
@@ -438,7 +441,7 @@ func (t *tail) String() string {
 
 func (r *Runner) runOne(ctx context.Context, startups chan struct{}, host, command string) Result {
 	start := time.Now()
-	res := Result{Host: host}
+	res := Result{Host: host, ExitStatus: -1}
 	done := func(s Status, reason string) Result {
 		res.Status, res.Reason, res.Duration = s, reason, time.Since(start)
 		return res
@@ -544,6 +547,7 @@ func (r *Runner) runOne(ctx context.Context, startups chan struct{}, host, comma
 	case timedOut.Load():
 		return done(StatusFailed, fmt.Sprintf("command timed out after %v (counted from the server's banner); the connection was closed, the command may have run in part", r.opts.CommandTimeout))
 	case err == nil:
+		res.ExitStatus = 0
 		return done(StatusOK, "")
 	}
 	out := stderr.String()
@@ -557,6 +561,8 @@ func (r *Runner) runOne(ctx context.Context, startups chan struct{}, host, comma
 		why := fmt.Sprintf("exit status %d", ee.ExitStatus())
 		if ee.Signal() != "" {
 			why = "killed by signal " + ee.Signal()
+		} else {
+			res.ExitStatus = ee.ExitStatus()
 		}
 		if out != "" {
 			why += ": " + out

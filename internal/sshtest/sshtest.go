@@ -301,6 +301,9 @@ func (f *Fleet) standinScript() string {
 	}
 	// SetFailure: first line the exit status, the rest goes to stderr.
 	fmt.Fprintf(&b, "fail=%s/\"$3\"\n", shQuote(filepath.Join(f.Dir, "fail")))
+	// SetCommandFailure: the same, for one command only.
+	b.WriteString("cmdfail=\"$fail.$(printf %s \"$SSH_ORIGINAL_COMMAND\" | tr -c 'A-Za-z0-9.-' _)\"\n")
+	b.WriteString("if [ -f \"$cmdfail\" ]; then { read -r code; cat >&2; } <\"$cmdfail\"; exit \"$code\"; fi\n")
 	b.WriteString("if [ -f \"$fail\" ]; then { read -r code; cat >&2; } <\"$fail\"; exit \"$code\"; fi\n")
 	b.WriteString("exit 0\n")
 	return b.String()
@@ -638,6 +641,16 @@ func (f *Fleet) Restarts() (map[string]int, error) {
 // logging and sleeping it writes stderr to its stderr and exits with
 // exitCode. exitCode 0 clears the failure.
 func (f *Fleet) SetFailure(name string, exitCode int, stderr string) error {
+	return f.setFailure(name, "", exitCode, stderr)
+}
+
+// SetCommandFailure is SetFailure for one command only, e.g. "systemctl
+// restart cray-dvs-orca" with exit status 5 for a node without that unit.
+func (f *Fleet) SetCommandFailure(name, command string, exitCode int, stderr string) error {
+	return f.setFailure(name, command, exitCode, stderr)
+}
+
+func (f *Fleet) setFailure(name, command string, exitCode int, stderr string) error {
 	f.mu.Lock()
 	var ip string
 	for _, n := range f.nodes {
@@ -650,6 +663,9 @@ func (f *Fleet) SetFailure(name string, exitCode int, stderr string) error {
 		return fmt.Errorf("sshtest: SetFailure: no node %q", name)
 	}
 	path := filepath.Join(f.Dir, "fail", ip)
+	if command != "" {
+		path += "." + commandKey(command)
+	}
 	if exitCode == 0 {
 		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("sshtest: %w", err)
@@ -660,6 +676,16 @@ func (f *Fleet) SetFailure(name string, exitCode int, stderr string) error {
 		return fmt.Errorf("sshtest: SetFailure: exit status %d out of 1..255", exitCode)
 	}
 	return writeAtomic(path, []byte(fmt.Sprintf("%d\n%s", exitCode, stderr)))
+}
+
+// commandKey is the stand-in's file name suffix for a command (its tr).
+func commandKey(command string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
+			return r
+		}
+		return '_'
+	}, command)
 }
 
 // ResetRestarts empties the stand-in's log, under the same lock the

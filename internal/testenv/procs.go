@@ -74,7 +74,7 @@ func OrcaResubscribes(ctx context.Context, emu *csmemu.Emulator, f *sshtest.Flee
 		if restarts, err := f.Restarts(); err == nil {
 			have := map[string]bool{}
 			for _, sub := range emu.Subscriptions() {
-				have[sub.SubscriberComponent] = true
+				have[sub.Xname()] = true // HMNFD 1.8.5 (csm-1.0) has no SubscriberComponent
 			}
 			for host := range restarts {
 				var nid int

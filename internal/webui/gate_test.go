@@ -186,7 +186,7 @@ func startCSM(t *testing.T, ctx context.Context, dir string) string {
 	const secret = "webui-client-secret"
 	// BOS sessions complete on their next read: how long a power step
 	// takes is not what this test looks at.
-	emu := csmemu.New(csmemu.Options{ClientSecret: secret, Components: csmemu.ComputeNodes(computes)})
+	emu := csmemu.New(csmemu.Options{Release: api.CSM10, ClientSecret: secret, Components: csmemu.ComputeNodes(computes)})
 	base, err := emu.Start(true)
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +210,9 @@ func startCSM(t *testing.T, ctx context.Context, dir string) string {
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, "worker.yaml")
-	data := fmt.Sprintf(`pollInterval: 300ms
+	// CSM 1.0: BOS templates are in etcd there, so bos has its gate too.
+	data := fmt.Sprintf(`release: csm-1.0
+pollInterval: 300ms
 csm:
   baseURL: %s
   caBundle: %s

@@ -1,0 +1,66 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/internal/csm"
+)
+
+// ErrRelease: the release cannot be told, or the APIs contradict it.
+const ErrRelease = "ReleaseUnknown"
+
+// DetectReleaseRequest is empty: the setting is the worker's.
+type DetectReleaseRequest struct{}
+
+// DetectRelease finds the CSM release the run acts for: the configured one,
+// or with auto the product catalog's highest CSM version, confirmed by
+// probing which BOS and HMNFD API versions the gateway serves. A release
+// the probes contradict, or none at all, fails non-retryably before
+// anything changes.
+func (c *CSM) DetectRelease(ctx context.Context, _ DetectReleaseRequest) (api.ReleaseDetection, error) {
+	configured := c.Release
+	if configured == "" {
+		configured = api.ReleaseAuto
+	}
+	var cat catalog.Catalog
+	if configured == api.ReleaseAuto {
+		if c.Core == nil {
+			cat.Note = "no Kubernetes client"
+		} else {
+			var err error
+			if cat, err = catalog.Read(ctx, c.Core); err != nil {
+				var forbidden catalog.ErrForbidden
+				if errors.As(err, &forbidden) {
+					return api.ReleaseDetection{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrPreflight, nil)
+				}
+				return api.ReleaseDetection{}, err // transient: retried
+			}
+		}
+	}
+	var probes *api.ReleaseProbes
+	probeNote := ""
+	if cl, err := c.client(); err != nil {
+		probeNote = errorText(err)
+	} else if p, err := cl.Probe(ctx); err != nil {
+		if csm.Retryable(err) {
+			return api.ReleaseDetection{}, err
+		}
+		probeNote = err.Error()
+	} else {
+		probes = &api.ReleaseProbes{BOSv1: p.BOSv1, BOSv2: p.BOSv2, HMNFDv2: p.HMNFDv2}
+	}
+	d, err := api.DecideRelease(configured, cat.Highest, cat.Note, probes, probeNote)
+	if err != nil {
+		return api.ReleaseDetection{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrRelease, nil)
+	}
+	if cat.Versions > 1 {
+		d.How += fmt.Sprintf(" [the catalog lists %d CSM versions]", cat.Versions)
+	}
+	return d, nil
+}

@@ -1,0 +1,253 @@
+package activities_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/csm"
+	"github.com/csmops/etcd-repopulate/internal/csmemu"
+	"github.com/csmops/etcd-repopulate/internal/snapshot"
+)
+
+// releaseTemplates are templates as each BOS API version holds them: v1
+// ones with v1-only members (partition, a boot set's network).
+var releaseTemplates = map[string][]string{
+	api.APIv1: {
+		`{"name":"cos-1","description":"COS computes","enable_cfs":true,"partition":"p0","cfs":{"configuration":"cos-config"},
+		  "boot_sets":{"compute":{"path":"s3://boot-images/abc/manifest.json","type":"s3","etag":"e1","network":"nmn","boot_ordinal":1,
+		  "node_roles_groups":["Compute"],"rootfs_provider":"cpss3"}}}`,
+		`{"name":"uan-1","boot_sets":{"uan":{"path":"s3://boot-images/def/manifest.json","type":"s3","node_list":["x3000c0s19b0n0"]}}}`,
+	},
+	api.APIv2: {
+		`{"name":"cos-2","description":"COS computes","enable_cfs":true,"cfs":{"configuration":"cos-config"},
+		  "boot_sets":{"compute":{"path":"s3://boot-images/abc/manifest.json","type":"s3","etag":"e1","node_roles_groups":["Compute"],"rootfs_provider":"cpss3"}}}`,
+		`{"name":"uan-2","boot_sets":{"uan":{"path":"s3://boot-images/def/manifest.json","type":"s3","node_list":["x3000c0s19b0n0"]}}}`,
+	},
+}
+
+// seedTemplates stores templates in the emulator as its BOS holds them.
+func seedTemplates(t *testing.T, e *csmemu.Emulator, raws []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, raw := range raws {
+		var head struct{ Name string }
+		if err := json.Unmarshal([]byte(raw), &head); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.SetSessionTemplateJSON(head.Name, []byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := e.SessionTemplateJSON(head.Name)
+		out[head.Name] = string(b)
+	}
+	return out
+}
+
+// takeSnapshot snapshots the emulator as `repopulate snapshot` would.
+func takeSnapshot(t *testing.T, cl *csm.Client) *api.SnapshotInput {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "snap")
+	if _, err := snapshot.Take(context.Background(), snapshot.Sources{CSM: cl}, dir); err != nil {
+		t.Fatal(err)
+	}
+	in, _, err := snapshot.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// TestRestoreTemplatesPerRelease: on CSM 1.0 (BOS v1) and 1.3 (BOS v2), a
+// snapshot taken on the same release restores the wiped templates exactly
+// (equal as JSON), through that release's API.
+func TestRestoreTemplatesPerRelease(t *testing.T) {
+	for _, rel := range []api.Release{api.CSM10, api.CSM13} {
+		e, a := csmEmuRelease(t, rel, nil)
+		before := seedTemplates(t, e, releaseTemplates[rel.APIs().BOSVersion()])
+		in := takeSnapshot(t, a.Client)
+		if in.APIs != rel.APIs() {
+			t.Fatalf("%s: snapshot APIs %+v", rel, in.APIs)
+		}
+		e.ClearSessionTemplates()
+		e.ResetCounters()
+		res, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+			activities.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: rel.APIs(), SnapshotAPIs: in.APIs}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		if len(res.Restored) != 2 || len(res.Invalid) != 0 || len(res.Converted) != 0 {
+			t.Errorf("%s: %+v", rel, res)
+		}
+		for name, want := range before {
+			got, ok := e.SessionTemplateJSON(name)
+			if !ok || !equalJSON(json.RawMessage(got), json.RawMessage(want)) {
+				t.Errorf("%s: %s restored as\n%s\nwas\n%s", rel, name, got, want)
+			}
+		}
+		v1 := rel == api.CSM10
+		if n := e.Requests(csm.PathBOSv1SessionTemplate); v1 && n != 2 || !v1 && n != 0 {
+			t.Errorf("%s: %d POSTs to %s", rel, n, csm.PathBOSv1SessionTemplate)
+		}
+		if v1 && (res.Unvalidated == "" || !strings.Contains(res.Message, "no template validation endpoint")) {
+			t.Errorf("%s: the restore does not say BOS v1 could not validate: %+v", rel, res)
+		}
+		if !v1 && e.Requests(csm.PathBOSSessionTemplatesV+"/cos-2") != 1 {
+			t.Errorf("%s: cos-2 not validated by BOS", rel)
+		}
+	}
+}
+
+// TestRestoreRefusesAV2SnapshotIntoBOSv1: templates read through BOS v2
+// cannot go back into BOS v1; the step says so and changes nothing.
+func TestRestoreRefusesAV2SnapshotIntoBOSv1(t *testing.T) {
+	e13, a13 := csmEmuRelease(t, api.CSM13, nil)
+	seedTemplates(t, e13, releaseTemplates[api.APIv2])
+	in := takeSnapshot(t, a13.Client)
+
+	e, a := csmEmuRelease(t, api.CSM10, nil)
+	e.ResetCounters()
+	_, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		activities.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM10.APIs(), SnapshotAPIs: in.APIs}, nil)
+	nonRetryable(t, err, activities.ErrTemplateAPIMismatch, "read through BOS v2", "restores through BOS v1", "nothing was changed")
+	if names := e.SessionTemplateNames(); len(names) != 0 {
+		t.Errorf("templates stored after the refusal: %v", names)
+	}
+	for p, n := range e.RequestCounts() {
+		if strings.HasPrefix(p, "/apis/") {
+			t.Errorf("the refused restore sent %d requests to %s", n, p)
+		}
+	}
+	badinput.Record(t, badinput.Case{Area: badinput.Request, Input: "snapshot taken through BOS v2 (CSM 1.3+) restored on CSM 1.0 (BOS v1 only)",
+		Message: appMessage(err), Exit: "step fails, type " + activities.ErrTemplateAPIMismatch,
+		Unchanged: "no request reached the CSM APIs; BOS holds no template"})
+}
+
+// TestRestoreConvertsAV1SnapshotForBOSv2: templates saved on CSM 1.2 (BOS
+// v1) restored after an upgrade to 1.3 lose their v1-only members, and
+// the result names them.
+func TestRestoreConvertsAV1SnapshotForBOSv2(t *testing.T) {
+	e12, a12 := csmEmuRelease(t, api.CSM12, nil)
+	seedTemplates(t, e12, releaseTemplates[api.APIv1])
+	in := takeSnapshot(t, a12.Client)
+
+	e, a := csmEmuRelease(t, api.CSM13, nil)
+	res, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		activities.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM13.APIs(), SnapshotAPIs: in.APIs}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []activities.TemplateConversion{{Name: "cos-1", Dropped: []string{"boot_sets.compute.boot_ordinal", "boot_sets.compute.network", "partition"}}}
+	if !equalJSON(res.Converted, want) || len(res.Restored) != 2 || len(res.Invalid) != 0 || !strings.Contains(res.Message, "converted from v1") {
+		t.Fatalf("converted %+v, result %+v", res.Converted, res)
+	}
+	got, _ := e.SessionTemplateJSON("cos-1")
+	var m map[string]any
+	json.Unmarshal(got, &m)
+	if _, ok := m["partition"]; ok || m["description"] != "COS computes" {
+		t.Errorf("stored %s", got)
+	}
+}
+
+// TestRestoreReportsAWarningAsAWarning: BOS's validation message that is a
+// warning does not make the template invalid.
+func TestRestoreReportsAWarningAsAWarning(t *testing.T) {
+	e, a := csmEmuRelease(t, api.CSM15, nil)
+	seedTemplates(t, e, releaseTemplates[api.APIv2])
+	in := takeSnapshot(t, a.Client)
+	const warning = "Session template: 'cos-2' boot set: 'compute' could not locate its initrd. Warning: An error occurred (404) when calling the HeadObject operation: Not Found"
+	e.SetTemplateValidation("cos-2", warning)
+	res, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		activities.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM15.APIs(), SnapshotAPIs: in.APIs}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Invalid) != 0 || len(res.Warnings) != 1 || res.Warnings[0].Name != "cos-2" || res.Warnings[0].Message != warning {
+		t.Errorf("result %+v", res)
+	}
+	chk, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, activities.CheckTemplatesRequest{APIs: api.CSM15.APIs()}, nil)
+	if err != nil || len(chk.Invalid) != 0 || len(chk.Warnings) != 1 || len(chk.Names) != 2 {
+		t.Errorf("CheckSessionTemplates = %+v, %v", chk, err)
+	}
+}
+
+// TestVerifySubscriptionsOnCSM10: HMNFD 1.8.5 lists no SubscriberComponent;
+// the nodes are found from Subscriber alone, whatever the case.
+func TestVerifySubscriptionsOnCSM10(t *testing.T) {
+	e, a := csmEmuRelease(t, api.CSM10, csmemu.ComputeNodes(3))
+	e.Subscribe(strings.ToUpper(n0))
+	e.Subscribe(n1)
+	req := activities.VerifyRequest{Xnames: []string{n0, n1, n2}, APIs: api.CSM10.APIs()}
+	res, _, err := csmRun[activities.VerifyResult](t, a, a.VerifySubscriptions, req, nil)
+	if err != nil || !slices.Equal(res.Missing, []string{n2}) {
+		t.Fatalf("VerifySubscriptions = %+v, %v; want %s missing", res, err, n2)
+	}
+	if e.Requests(csm.PathHMNFDv1Subscriptions) == 0 || e.Requests(csm.PathHMNFDSubscriptions) != 0 {
+		t.Errorf("requests %v: want /hmi/v1 only", e.RequestCounts())
+	}
+}
+
+// TestStartFASLoaderAdoptsALostRun: FAS starts a Nexus load but its answer
+// is lost; the retry adopts that run instead of starting a second one.
+func TestStartFASLoaderAdoptsALostRun(t *testing.T) {
+	e, a := csmEmuRelease(t, api.CSM10, nil)
+	e.DropResponse("POST", csm.PathFASLoaderNexus, 1)
+	req := activities.FASLoaderRequest{Budget: 10e9, Poll: 1e8}
+	_, beats, err := csmRun[activities.FASLoaderStarted](t, a, a.StartFASLoader, req, nil)
+	if err == nil || len(e.FASLoaderRuns()) != 1 || len(beats) == 0 {
+		t.Fatalf("first attempt: %v, runs %v, heartbeats %v; want a (retryable) error after FAS started one run", err, e.FASLoaderRuns(), beats)
+	}
+	got, _, err := csmRun[activities.FASLoaderStarted](t, a, a.StartFASLoader, req, json.RawMessage(beats[len(beats)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := e.FASLoaderRuns()
+	if len(runs) != 1 || got.LoaderRunID != runs[0] || !strings.Contains(got.Message, "adopted loader run") {
+		t.Fatalf("retry = %+v; runs %v: want exactly one Nexus load, adopted", got, runs)
+	}
+	if n := e.Requests(csm.PathFASLoaderNexus); n != 1 {
+		t.Errorf("%d POSTs to %s, want 1", n, csm.PathFASLoaderNexus)
+	}
+	// A fresh start (no heartbeat) with an older run listed starts its own.
+	fresh, _, err := csmRun[activities.FASLoaderStarted](t, a, a.StartFASLoader, req, nil)
+	if err != nil || fresh.LoaderRunID == runs[0] || len(e.FASLoaderRuns()) != 2 {
+		t.Errorf("fresh start = %+v, %v; runs %v", fresh, err, e.FASLoaderRuns())
+	}
+}
+
+// TestStartBOSv1SessionAdoptsALostSession: BOS v1 names sessions itself;
+// a retry after a lost answer finds the session by the ids listed before
+// the POST, instead of shutting the nodes down twice.
+func TestStartBOSv1SessionAdoptsALostSession(t *testing.T) {
+	e, a := csmEmuRelease(t, api.CSM10, csmemu.ComputeNodes(2))
+	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n0, n1}})
+	// Someone else's session, there before the step.
+	other, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession,
+		activities.BOSSessionRequest{Template: "cos", Operation: "boot", Xnames: []string{n0}, APIs: api.CSM10.APIs()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := activities.BOSSessionRequest{Name: "run1-cps-shutdown", Template: "cos", Operation: "shutdown", Xnames: []string{n1, n0}, APIs: api.CSM10.APIs()}
+	e.DropResponse("POST", csm.PathBOSv1Session, 1)
+	_, beats, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
+	if err == nil || len(beats) != 1 {
+		t.Fatalf("first attempt: %v, heartbeats %v", err, beats)
+	}
+	got, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, req, json.RawMessage(beats[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name == "" || got.Name == other.Name || !strings.Contains(got.Message, "earlier attempt") {
+		t.Fatalf("retry = %+v", got)
+	}
+	ids, err := a.Client.WithAPIs(api.CSM10.APIs()).BOSSessionIDs(context.Background())
+	if err != nil || len(ids) != 2 {
+		t.Errorf("BOS v1 sessions %v, %v: want the other one and exactly one shutdown", ids, err)
+	}
+}
