@@ -208,7 +208,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	// The SDK throttles what reaches a test listener: count at the source.
 	recorded, stop := activities.CountHeartbeats()
 	defer stop()
-	first, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil, nil)
+	first, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, activities.CheckTemplatesRequest{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	}
 	e.ResetCounters()
 	// The attempt before was lost after validating t1 and t2.
-	got, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil,
+	got, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, activities.CheckTemplatesRequest{},
 		map[string]any{"done": 2, "last": first.Names[1], "names": first.Names[:2]})
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +232,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	}
 	e.ResetCounters()
 	// Details naming another template at that index: the list changed, start over.
-	got, _, err = csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, nil,
+	got, _, err = csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, activities.CheckTemplatesRequest{},
 		map[string]any{"done": 2, "last": "gone", "names": []string{"gone", "x"}})
 	if err != nil {
 		t.Fatal(err)
