@@ -33,6 +33,10 @@ type RestoreTemplatesRequest struct {
 // another BOS API version than the one the run restores them through.
 const ErrTemplateAPIMismatch = "SnapshotBOSAPIMismatch"
 
+// ErrTemplatesRefused: BOS refused to store saved templates. The restore
+// fails rather than reporting them as merely invalid: they are not back.
+const ErrTemplatesRefused = "SessionTemplatesRefused"
+
 // TemplateConversion names the members dropped from one template to make
 // it a BOS v2 template.
 type TemplateConversion struct {
@@ -72,6 +76,7 @@ type templateProgress struct {
 	Unchanged []string          `json:"unchanged,omitempty"`
 	Invalid   []TemplateProblem `json:"invalid,omitempty"`
 	Warnings  []TemplateProblem `json:"warnings,omitempty"`
+	Refused   []TemplateProblem `json:"refused,omitempty"`
 }
 
 // serverSetTemplateFields are written by BOS, not by whoever made the
@@ -154,7 +159,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 		}
 		switch {
 		case refused != "":
-			p.Invalid = append(p.Invalid, TemplateProblem{Name: t.label(), Message: "BOS refused to store it: " + refused})
+			p.Refused = append(p.Refused, TemplateProblem{Name: t.label(), Message: refused})
 		default:
 			if changed {
 				p.Restored = append(p.Restored, t.label())
@@ -199,6 +204,15 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 	}
 	if resumed > 0 {
 		msg += fmt.Sprintf(" (%d done before a retry)", resumed)
+	}
+	if len(p.Refused) > 0 {
+		var why []string
+		for _, r := range p.Refused {
+			why = append(why, fmt.Sprintf("%s: %s", r.Name, r.Message))
+		}
+		return RestoreTemplatesResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"BOS refused to store %d of the snapshot's session templates, so they are not back: %s; %s; fix them as the product-stream procedures say and run the bos service again",
+			len(p.Refused), strings.Join(why, "; "), msg), ErrTemplatesRefused, nil)
 	}
 	res.Outcome = outcome(ctx, "%s", msg)
 	return res, nil

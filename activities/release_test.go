@@ -251,3 +251,19 @@ func TestStartBOSv1SessionAdoptsALostSession(t *testing.T) {
 		t.Errorf("BOS v1 sessions %v, %v: want the other one and exactly one shutdown", ids, err)
 	}
 }
+
+// TestRestoreFailsWhenBOSRefusesATemplate: a saved template that BOS will
+// not store (here a BOS v2 boot-set member, arch, sent to BOS 1.7, whose
+// schema has additionalProperties false) is not back, so the restore fails
+// and names it; the templates BOS took are stored.
+func TestRestoreFailsWhenBOSRefusesATemplate(t *testing.T) {
+	e, a := csmEmuRelease(t, api.CSM10, nil)
+	good := json.RawMessage(`{"name":"cos-ok","boot_sets":{"compute":{"path":"s3://boot-images/cos/manifest.json","type":"s3","node_list":["x1000c0s0b0n0"]}}}`)
+	refused := json.RawMessage(`{"name":"cos-arch","boot_sets":{"compute":{"path":"s3://boot-images/cos/manifest.json","type":"s3","arch":"X86","node_list":["x1000c0s1b0n0"]}}}`)
+	_, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		activities.RestoreTemplatesRequest{Templates: []json.RawMessage{good, refused}, APIs: api.CSM10.APIs(), SnapshotAPIs: api.CSM10.APIs()}, nil)
+	nonRetryable(t, err, activities.ErrTemplatesRefused, "BOS refused to store 1 of the snapshot's session templates", "cos-arch", "arch")
+	if names := e.SessionTemplateNames(); !slices.Equal(names, []string{"cos-ok"}) {
+		t.Errorf("templates stored: %v, want cos-ok only", names)
+	}
+}

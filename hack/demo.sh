@@ -267,7 +267,7 @@ start() {
   say "starting the simulated CSM control plane (etcd, kube-apiserver, kube-controller-manager, kwok)"
   background simcluster bin/simcluster -bin bin -dir "$state/cluster" -kubeconfig-out "$state/kubeconfig-path"
 
-  say "starting the CSM API emulator: $computes Ready computes, $cps_nodes of them on CPS, BOS v2 templates, a CRUS session in progress"
+  say "starting the CSM API emulator: $computes Ready computes, $cps_nodes of them on CPS, BOS session templates, a CRUS session in progress"
   head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$abs/client-secret"
   chmod 600 "$abs/client-secret"
   CSMEMU_CLIENT_SECRET=$(cat "$abs/client-secret") background csmemu bin/csmemu -release csm-1.0 -nodes "$computes" -seed \

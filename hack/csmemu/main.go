@@ -66,7 +66,7 @@ func main() {
 	subscribed := flag.Bool("subscribed", false, "start with every Ready compute node subscribed in HMNFD (default: none, as after an etcd rebuild)")
 	fasBusy := flag.Int("fas-busy", 0, "answer 429 to the first N FAS loader nexus POSTs")
 	bosStep := flag.Duration("bos-step", time.Second, "BOS v2 session pacing: pending for one step, node HSM States change one step apart")
-	seed := flag.Bool("seed", false, "seed a running CSM system: HMNFD subscriptions, BOS v2 session templates, CPS content, FAS images")
+	seed := flag.Bool("seed", false, "seed a running CSM system: HMNFD subscriptions, BOS session templates (in the release's API shape), CPS content, FAS images")
 	cpsNodes := flag.Int("cps-nodes", 4, "with -seed: how many computes (the first) boot from CPS (rootfs_provider cpss3)")
 	useTLS := flag.Bool("tls", false, "serve HTTPS with a generated CA (see -ca-dir)")
 	caDir := flag.String("ca-dir", "", "with -tls: directory to write the CA certificate to (csmemu-ca.pem)")
@@ -115,7 +115,7 @@ func main() {
 	emu.SetFASLoaderBusy(*fasBusy)
 	emu.SetCPSTransports([]csm.CPSTransport{{ReadyForMount: true}})
 	if *seed {
-		if err := seedSystem(emu, *nodes, *cpsNodes); err != nil {
+		if err := seedSystem(emu, rel, *nodes, *cpsNodes); err != nil {
 			fatalf("seed: %v", err)
 		}
 	}
@@ -157,8 +157,13 @@ const cpsImage = "s3://boot-images/5b1a4b7e-cos-2.0.30/manifest.json"
 // seedSystem adds what an etcd rebuild wipes or CPS needs: session
 // templates as a COS release installs them (compute nodes 1..cpsNodes on
 // CPS, the rest on the same image without it) and a UAN template, the CPS
-// content of the COS root file system, and FAS's images.
-func seedSystem(emu *csmemu.Emulator, nodes, cpsNodes int) error {
+// content of the COS root file system, and FAS's images. Templates have the
+// shape the release's BOS stores: BOS v1 boot sets have no arch.
+func seedSystem(emu *csmemu.Emulator, rel api.Release, nodes, cpsNodes int) error {
+	arch := "X86"
+	if rel.APIs().BOSVersion() == api.APIv1 {
+		arch = ""
+	}
 	enable := true
 	xnames := func(from, to int) []string {
 		var out []string
@@ -169,7 +174,7 @@ func seedSystem(emu *csmemu.Emulator, nodes, cpsNodes int) error {
 	}
 	set := func(list []string, rootfs, passthrough string) csm.BootSet {
 		return csm.BootSet{
-			Path: cpsImage, Type: "s3", Etag: "c0ffee3b1e5a9d7f", Arch: "X86", NodeList: list,
+			Path: cpsImage, Type: "s3", Etag: "c0ffee3b1e5a9d7f", Arch: arch, NodeList: list,
 			KernelParameters:          "console=ttyS0,115200 bad_page=panic crashkernel=340M hugepagelist=2m-2g intel_iommu=off",
 			RootfsProvider:            rootfs,
 			RootfsProviderPassthrough: passthrough,

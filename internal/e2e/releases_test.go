@@ -44,6 +44,7 @@ heartbeatTimeout: 4s
 deleteTimeout: 1m
 activityAttempts: 3
 csm:
+  timeout: 1200ms # under a third of heartbeatTimeout (config refuses more)
   baseURL: %s
   caBundle: %s
   clientSecret: {file: %s}
@@ -321,7 +322,11 @@ func TestReleaseRefusalsChangeNothing(t *testing.T) {
 					t.Errorf("%s was called %d times: only the probes may be", path, n-requests[path])
 				}
 			}
-			line := all[strings.Index(all, tc.want[0]):]
+			at := strings.Index(all, tc.want[0])
+			if at < 0 {
+				return // reported above
+			}
+			line := all[at:]
 			if i := strings.Index(line, "\n"); i > 0 {
 				line = line[:i]
 			}

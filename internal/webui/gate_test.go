@@ -110,14 +110,10 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 	}
 	runID := desc.WorkflowExecutionInfo.Execution.RunId
 
-	// 1. The Relationships tab lists every child started so far (all but
-	// hmnfd) by its workflow ID.
+	// 1. The Relationships tab lists every child by its workflow ID.
 	var children []string
 	var startedServices []api.Service
 	for _, s := range api.AllServices {
-		if s == api.HMNFD {
-			continue
-		}
 		children = append(children, api.ServiceWorkflowID(run, s))
 		startedServices = append(startedServices, s)
 	}

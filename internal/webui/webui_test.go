@@ -99,8 +99,14 @@ func TestRunPageListsServiceWorkflows(t *testing.T) {
 		t.Fatal(err)
 	}
 	const queue = "webui"
+	// No CSM API here: the release is named rather than detected, and FAS
+	// re-runs the simulated cluster's loader Job.
+	cfgPath := filepath.Join(scratch, "worker.yaml")
+	if err := os.WriteFile(cfgPath, []byte("release: csm-1.0\nservices:\n  fas: {job: cray-fas-loader}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	testenv.StartWorker(t, workerBin, filepath.Join(artifacts, "worker.log"),
-		"--address", srv.Address, "--task-queue", queue, "--kubeconfig", cluster.Kubeconfig, "--log-format", "console")
+		"--address", srv.Address, "--task-queue", queue, "--kubeconfig", cluster.Kubeconfig, "--log-format", "console", "--config", cfgPath)
 
 	const run = "webui-dry"
 	services := []string{"bss", "fas", "meds", "reds", "externaldns"}
