@@ -78,7 +78,7 @@ func ParseRelease(s string) (Release, error) {
 	case "csm-1.4":
 		return CSM13, nil
 	}
-	return "", fmt.Errorf("release %q is not one of auto, %s (csm-1.4 is csm-1.3)", s, releaseNames())
+	return "", fmt.Errorf("%q is not one of auto, %s (csm-1.4 is csm-1.3)", s, releaseNames())
 }
 
 func releaseNames() string {

@@ -147,29 +147,15 @@ func (e *Emulator) listTemplatesV1(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Emulator) getTemplateV1(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	e.mu.Lock()
-	m, ok := e.templates[tmplKey{name: name}]
-	var b []byte
-	if ok {
-		b, _ = json.Marshal(m)
-	}
-	e.mu.Unlock()
-	if !ok {
-		e.templateNotFound(w, name)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	e.serveTemplate(w, tmplKey{name: r.PathValue("name")})
 }
 
 // postTemplateV1: POST /v1/sessiontemplate creates or silently replaces
 // the template named in the body. BOS 1.x answers 201 with its etcd key
 // ("/sessionTemplate/<name>"), BOS 2.x with the name.
 func (e *Emulator) postTemplateV1(w http.ResponseWriter, r *http.Request) {
-	var m map[string]any
-	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || m == nil {
-		writeProblem(w, http.StatusBadRequest, "Bad Request", fmt.Sprintf("Error parsing the data provided: want a JSON object: %v", err))
+	m, ok := decodeObject(w, r)
+	if !ok {
 		return
 	}
 	if _, ok := m["links"]; ok {
@@ -202,9 +188,8 @@ func (e *Emulator) postTemplateV1(w http.ResponseWriter, r *http.Request) {
 // postBOSSessionV1: POST /v1/session. BOS 1.7 (CSM 1.0) requires
 // templateUuid and has no templateName; later ones take either.
 func (e *Emulator) postBOSSessionV1(w http.ResponseWriter, r *http.Request) {
-	var m map[string]any
-	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || m == nil {
-		writeProblem(w, http.StatusBadRequest, "Bad Request", fmt.Sprintf("Error parsing the data provided: want a JSON object: %v", err))
+	m, ok := decodeObject(w, r)
+	if !ok {
 		return
 	}
 	allowed := []string{"operation", "templateUuid", "templateName", "job", "limit", "links"}

@@ -585,27 +585,41 @@ func (e *Emulator) templateNotFound(w http.ResponseWriter, name string) {
 }
 
 func (e *Emulator) getTemplate(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
+	e.serveTemplate(w, tmplKey{tenant: tenantOf(r), name: r.PathValue("name")})
+}
+
+// serveTemplate answers a template GET of either BOS API version.
+func (e *Emulator) serveTemplate(w http.ResponseWriter, key tmplKey) {
 	e.mu.Lock()
-	m, ok := e.templates[tmplKey{tenant: tenantOf(r), name: name}]
+	m, ok := e.templates[key]
 	var b []byte
 	if ok {
 		b, _ = json.Marshal(m)
 	}
 	e.mu.Unlock()
 	if !ok {
-		e.templateNotFound(w, name)
+		e.templateNotFound(w, key.name)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
 }
 
-func (e *Emulator) putTemplate(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
+// decodeObject reads a JSON object request body, answering 400 as BOS does
+// when it is not one.
+func decodeObject(w http.ResponseWriter, r *http.Request) (map[string]any, bool) {
 	var m map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || m == nil {
 		writeProblem(w, http.StatusBadRequest, "Bad Request", fmt.Sprintf("Error parsing the data provided: want a JSON object: %v", err))
+		return nil, false
+	}
+	return m, true
+}
+
+func (e *Emulator) putTemplate(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	m, ok := decodeObject(w, r)
+	if !ok {
 		return
 	}
 	// connexion 2.x validates the body against V2SessionTemplate: readOnly
