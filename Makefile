@@ -40,10 +40,12 @@ chaos: tools
 
 ## histories: record the full histories of representative runs (all nine done,
 ## waiting at each gate, mid hmnfd batches, a failed service, a canceled run)
-## on the real Temporal dev server into workflows/testdata/histories; make test
-## replays every one of them (docs/upgrading.md)
+## on the real Temporal dev server into workflows/testdata/histories/SET (SET:
+## HISTORIES_SET, by default the current commit); make test replays every
+## recording, old ones included (docs/upgrading.md)
+HISTORIES_SET ?= $(shell git rev-parse --short HEAD)
 histories: tools
-	REPOPULATE_RECORD_HISTORIES=workflows/testdata/histories $(GO) test -count=1 -v -timeout 20m -run '^TestRecordHistories$$' ./internal/e2e/
+	REPOPULATE_RECORD_HISTORIES=workflows/testdata/histories/$(HISTORIES_SET) $(GO) test -count=1 -v -timeout 20m -run '^TestRecordHistories$$' ./internal/e2e/
 
 ## test-unit: only the tests that need no real part
 test-unit:

@@ -18,12 +18,14 @@ import (
 )
 
 // historiesDir holds the histories `make histories` recorded on the real
-// Temporal dev server: one directory per scenario, one file per workflow.
+// Temporal dev server: one directory per recording (named after the code
+// that made it), in it one per scenario, in that one file per workflow.
+// Old recordings are kept: they are the runs a new worker may still meet.
 const historiesDir = "testdata/histories"
 
 func recordedHistories(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(historiesDir, "*", "*.json"))
+	files, err := filepath.Glob(filepath.Join(historiesDir, "*", "*", "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,9 +60,13 @@ func replay(file string) error {
 // A change that would make a run take another path than its history says
 // fails here; it must go behind workflow.GetVersion (docs/upgrading.md).
 func TestRecordedHistoriesReplay(t *testing.T) {
-	scenarios := map[string]bool{}
+	scenarios := map[string]map[string]bool{} // recording -> scenarios
 	for _, file := range recordedHistories(t) {
-		scenarios[filepath.Base(filepath.Dir(file))] = true
+		recording := filepath.Base(filepath.Dir(filepath.Dir(file)))
+		if scenarios[recording] == nil {
+			scenarios[recording] = map[string]bool{}
+		}
+		scenarios[recording][filepath.Base(filepath.Dir(file))] = true
 		name := strings.TrimPrefix(file, historiesDir+string(filepath.Separator))
 		t.Run(name, func(t *testing.T) {
 			if err := replay(file); err != nil {
@@ -68,9 +74,11 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 			}
 		})
 	}
-	for _, want := range []string{"all-nine-done", "waiting-bos-templates", "waiting-cps-unmount", "waiting-cps-reboot", "hmnfd-mid-batches", "failed-service", "canceled"} {
-		if !scenarios[want] {
-			t.Errorf("scenario %s was not recorded: run make histories", want)
+	for recording, got := range scenarios {
+		for _, want := range []string{"all-nine-done", "waiting-bos-templates", "waiting-cps-unmount", "waiting-cps-reboot", "hmnfd-mid-batches", "failed-service", "canceled"} {
+			if !got[want] {
+				t.Errorf("recording %s lacks scenario %s: run make histories again", recording, want)
+			}
 		}
 	}
 }
@@ -81,7 +89,7 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 // which started cps as soon as bos was done while hmnfd still ran, no
 // longer replays.
 func TestReplayCatchesAnOrderingChange(t *testing.T) {
-	file := filepath.Join(historiesDir, "all-nine-done", "hist-all-nine.json")
+	file := filepath.Join(historiesDir, "released-c94cbdc", "all-nine-done", "hist-all-nine.json")
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("%v: run make histories", err)
 	}
