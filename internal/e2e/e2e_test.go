@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -424,17 +425,7 @@ func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	waitStep(t, "e2e-kill-cr", api.ExternalDNS, "delete-etcdcluster", api.Running)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		cur, err := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
-		if err == nil && cur.GetDeletionTimestamp() != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("delete never issued")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitDeleting(t, ctx, ecs, simcluster.ExternalDNSEtcd)
 	first.kill()
 	if _, err := ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -488,17 +479,7 @@ func TestTerminateParentDuringDeleteRecreates(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	waitStep(t, id, api.ExternalDNS, "delete-etcdcluster", api.Running)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		cur, err := ecs.Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
-		if err == nil && cur.GetDeletionTimestamp() != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("delete never issued")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitDeleting(t, ctx, ecs, simcluster.ExternalDNSEtcd)
 	if err := tc.TerminateWorkflow(ctx, id, "", "e2e: terminate the parent during the delete"); err != nil {
 		t.Fatal(err)
 	}
@@ -523,6 +504,23 @@ func TestTerminateParentDuringDeleteRecreates(t *testing.T) {
 	}
 	if n := countActivities(t, child, "CreateObject"); n != 1 {
 		t.Errorf("CreateObject completed %d times, want 1", n)
+	}
+}
+
+// waitDeleting waits until the object has a deletion timestamp: the run's
+// delete was issued and a finalizer holds it.
+func waitDeleting(t *testing.T, ctx context.Context, ri dynamic.ResourceInterface, name string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cur, err := ri.Get(ctx, name, metav1.GetOptions{})
+		if err == nil && cur.GetDeletionTimestamp() != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("delete never issued")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
