@@ -185,7 +185,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 		}
 		p.Done = i + 1
 		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(saved))
-		activity.RecordHeartbeat(ctx, p)
+		recordHeartbeat(ctx, p)
 	}
 	msg := fmt.Sprintf("%d BOS session templates (BOS %s): %d restored, %d already as saved", len(saved), to, len(p.Restored), len(p.Unchanged))
 	if len(converted) > 0 {

@@ -360,7 +360,7 @@ func startBOSv1Session(ctx context.Context, cl *csm.Client, req BOSSessionReques
 		}
 		before = append([]string{}, ids...)
 	}
-	activity.RecordHeartbeat(ctx, bosV1Start{Before: before})
+	recordHeartbeat(ctx, bosV1Start{Before: before})
 	limit := strings.Join(req.Xnames, ",")
 	s, err := cl.CreateBOSSession(ctx, csm.BOSSessionRequest{TemplateName: req.Template, Operation: req.Operation, Limit: limit})
 	if err != nil {

@@ -208,7 +208,7 @@ func (c *CSM) CheckCRUSSessions(ctx context.Context, req CRUSCheckRequest) (CRUS
 		if waiting == 0 || now.Sub(progress.Since) > req.Budget {
 			return summariseCRUS(ctx, out, waiting), nil
 		}
-		activity.RecordHeartbeat(ctx, progress)
+		recordHeartbeat(ctx, progress)
 		select {
 		case <-ctx.Done():
 			return CRUSCheck{}, ctx.Err()
@@ -500,7 +500,7 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 					snapshot.Restarted[u] = slices.Clone(hs)
 				}
 				mu.Unlock()
-				activity.RecordHeartbeat(ctx, snapshot)
+				recordHeartbeat(ctx, snapshot)
 			}
 		}
 	}()
@@ -534,7 +534,7 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 	close(stopBeat)
 	<-beatDone
 	if err != nil {
-		activity.RecordHeartbeat(ctx, progress)
+		recordHeartbeat(ctx, progress)
 		return BatchResult{}, err
 	}
 	var per []string
@@ -735,7 +735,7 @@ func (c *CSM) StartFASLoader(ctx context.Context, req FASLoaderRequest) (FASLoad
 	}
 	for {
 		// Recorded before every POST: a retry must know the list.
-		activity.RecordHeartbeat(ctx, p)
+		recordHeartbeat(ctx, p)
 		id, err := cl.FASLoadNexus(ctx)
 		switch {
 		case err == nil:

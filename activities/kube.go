@@ -515,7 +515,7 @@ func (k *Kube) DeletePods(ctx context.Context, req DeletePodsRequest) (Outcome, 
 			return Outcome{}, classify(err, fmt.Sprintf("delete pod %s/%s", req.Namespace, p.Name))
 		}
 		names = append(names, p.Name)
-		activity.RecordHeartbeat(ctx, len(names))
+		recordHeartbeat(ctx, len(names))
 	}
 	return outcome(ctx, "deleted %d pods: %s", len(names), strings.Join(names, ", ")), nil
 }

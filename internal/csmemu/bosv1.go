@@ -1,7 +1,6 @@
 package csmemu
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -124,26 +123,7 @@ func (e *Emulator) getBOSVersion(v string) http.HandlerFunc {
 // listTemplatesV1: GET /v1/sessiontemplate (the same store v2 reads, as
 // BOS 2.x keeps v1 and v2 templates in one database; v1 has no tenants).
 func (e *Emulator) listTemplatesV1(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
-	var names []string
-	for k := range e.templates {
-		if k.tenant == "" {
-			names = append(names, k.name)
-		}
-	}
-	sort.Strings(names)
-	out := make([]map[string]any, 0, len(names))
-	for _, n := range names {
-		out = append(out, e.templates[tmplKey{name: n}])
-	}
-	b, err := json.Marshal(out)
-	e.mu.Unlock()
-	if err != nil {
-		writeProblem(w, http.StatusInternalServerError, "Internal Server Error", err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	e.serveTemplateList(w, func(k tmplKey) bool { return k.tenant == "" })
 }
 
 func (e *Emulator) getTemplateV1(w http.ResponseWriter, r *http.Request) {

@@ -553,10 +553,17 @@ func tenantOf(r *http.Request) string { return r.Header.Get(csm.TenantHeader) }
 
 func (e *Emulator) listTemplates(w http.ResponseWriter, r *http.Request) {
 	tenant := tenantOf(r)
+	// BOS filters only when a tenant is given.
+	e.serveTemplateList(w, func(k tmplKey) bool { return tenant == "" || k.tenant == tenant })
+}
+
+// serveTemplateList answers a template list of either BOS API version: the
+// templates whose key keep accepts, by name, then tenant.
+func (e *Emulator) serveTemplateList(w http.ResponseWriter, keep func(tmplKey) bool) {
 	e.mu.Lock()
 	keys := make([]tmplKey, 0, len(e.templates))
 	for k := range e.templates {
-		if tenant == "" || k.tenant == tenant { // BOS filters only when a tenant is given
+		if keep(k) {
 			keys = append(keys, k)
 		}
 	}
