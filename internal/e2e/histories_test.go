@@ -211,7 +211,9 @@ func (r *recorder) bosAndCPSGates(t *testing.T) {
 }
 
 // hmnfdMidBatches records hmnfd while its orca restarts are under way:
-// nodes that take a second each, two per batch, some batches done.
+// nodes that take a second each, two per batch, some batches done. HMNFD's
+// etcd was wiped under it, so it is not ready until its pods restart: the
+// run goes through the readiness steps first.
 func (r *recorder) hmnfdMidBatches(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -221,6 +223,8 @@ func (r *recorder) hmnfdMidBatches(t *testing.T) {
 	}
 	defer slow.Stop()
 	emu.ClearSubscriptions()
+	emu.WipeHMNFD()
+	hmnfdProcess(t, emu)
 	go orcaResubscribes(ctx, slow)
 	queue := "hist-hmnfd"
 	startWorker(t, queue, workerConfig(slow, 2, "[]"), cluster.Kubeconfig)
