@@ -120,8 +120,17 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		return "", false
 	}
 	sel := workflow.NewSelector(ctx)
+	started := map[api.Service]bool{}
 	var start, finished func(s api.Service)
 	start = func(s api.Service) {
+		// A prerequisite counts as finished once its final status arrives,
+		// which is before its result: the result must not start s again.
+		// Versioned at the point of the second start only, so histories
+		// that recorded one (ending in "already started") still replay.
+		if started[s] && workflow.GetVersion(ctx, changeStartEachServiceOnce, workflow.DefaultVersion, 1) == 1 {
+			return
+		}
+		started[s] = true
 		plan := plans[s]
 		if s == api.CPS && order.cpsNeedsBOSDone && plans[api.BOS].Service != "" {
 			if bos := w.service(api.BOS); bos.State != api.Done {
@@ -333,6 +342,11 @@ const (
 	// (minutes) is never held behind cps's gates (possibly days), and the
 	// nodes cps reboots start orca, which subscribes them, as they boot.
 	changeCPSAfterHMNFD = "cps-after-hmnfd"
+	// changeStartEachServiceOnce: a service whose prerequisites finish
+	// is started once; before, a prerequisite's result arriving after its
+	// final status started the dependant a second time, which failed it
+	// with "child workflow execution already started".
+	changeStartEachServiceOnce = "start-each-service-once"
 )
 
 // dependsOn is the ordering every run has followed since cps waited for

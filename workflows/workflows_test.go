@@ -739,3 +739,51 @@ func TestHMNFDNotReadyIsRestartedBeforeOrca(t *testing.T) {
 		t.Errorf("a ready HMNFD was restarted: %d pod deletes", f.podDeletes)
 	}
 }
+
+// A child publishes its final status before it returns. A prerequisite
+// whose Done status has arrived but whose result has not must not start
+// its dependant a second time when the result arrives (CI saw "cps: child
+// workflow execution already started" in internal/webui).
+func TestDependantStartsOnceWhenAPrerequisiteReportsDoneBeforeItReturns(t *testing.T) {
+	for _, before := range []bool{false, true} {
+		starts, err := runWithBOSResultLate(t, before)
+		switch {
+		case before && (err == nil || !strings.Contains(err.Error(), "failed: cps")):
+			t.Errorf("before %s: cps started %d times (err %v), want the second start that failed, as recorded histories have it", changeStartEachServiceOnce, starts, err)
+		case !before && (starts != 1 || err != nil):
+			t.Errorf("cps started %d times (err %v), want once and the run done", starts, err)
+		}
+	}
+}
+
+func runWithBOSResultLate(t *testing.T, beforeTheChange bool) (cpsStarts int, _ error) {
+	env, _ := newEnv(t)
+	if beforeTheChange {
+		env.OnGetVersion(changeStartEachServiceOnce, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
+	var mu sync.Mutex
+	starts := map[api.Service]int{}
+	env.OnWorkflow(api.ServiceWorkflow, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in ServiceInput) (api.ServiceStatus, error) {
+		s := in.Plan.Service
+		mu.Lock()
+		starts[s]++
+		mu.Unlock()
+		done := api.ServiceStatus{Service: s, State: api.Done}
+		switch s {
+		case api.BOS:
+			// Done is told at once, the result comes a minute later; hmnfd
+			// returns in between.
+			parent := workflow.GetInfo(ctx).ParentWorkflowExecution
+			_ = workflow.SignalExternalWorkflow(ctx, parent.ID, "", api.StepProgressSignal, done).Get(ctx, nil)
+			_ = workflow.Sleep(ctx, time.Minute)
+		case api.HMNFD:
+			_ = workflow.Sleep(ctx, 10*time.Second)
+		case api.CPS:
+			// Still running when bos's result arrives.
+			_ = workflow.Sleep(ctx, 2*time.Minute)
+		}
+		return done, nil
+	})
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
+	return starts[api.CPS], env.GetWorkflowError()
+}
