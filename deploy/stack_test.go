@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,10 +34,12 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 // The worker's identity, as serviceaccount.yaml and rbac.yaml name it.
@@ -163,12 +164,8 @@ func startStack() (_ *stack, err error) {
 		}
 	}()
 	s.bin = filepath.Join(s.dir, "bin")
-	for _, b := range []struct{ out, pkg string }{{"repopulate", "./starter"}, {"repopulate-worker", "./worker"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(s.bin, b.out), b.pkg)
-		cmd.Dir = testenv.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
-		}
+	if _, _, err := testenv.BuildCommands(s.bin); err != nil {
+		return nil, err
 	}
 	if s.temporal, err = testenv.Temporal(ctx, s.dir); err != nil {
 		return nil, err
@@ -278,52 +275,24 @@ func (s *stack) serviceAccountKubeconfig(ctx context.Context) (string, error) {
 // workerConfig points crus at the emulator, keeps the client secret where
 // the ConfigMap has it (read through the API as the ServiceAccount) and
 // shortens the waits.
-func (s *stack) workerConfig() string {
-	return fmt.Sprintf(`pollInterval: 300ms
-heartbeatTimeout: 4s
-deleteTimeout: 1m
-activityAttempts: 2
-csm:
-  baseURL: %s
-  timeout: 1200ms # under a third of heartbeatTimeout (config refuses more)
-  clientSecret:
-    kubernetes: {namespace: %s, name: %s, key: client-secret}
-services:
-  bss: {completeTimeout: 2m}
-  fas: {job: cray-fas-loader, completeTimeout: 2m}
-  meds: {readyTimeout: 2m}
-  reds: {readyTimeout: 2m}
-  crus: {readyTimeout: 2m, sessionPoll: 200ms, stuckAfter: 2s}
-  externaldns: {runningTimeout: 2m}
-`, s.emu.URL(), secretNS, secretName)
+func (s *stack) workerConfig() config.Config {
+	c := workerconfig.Short(workerconfig.System{CSMURL: s.emu.URL(),
+		SecretKube: &config.KubeSecret{Namespace: secretNS, Name: secretName, Key: "client-secret"}}, 2*time.Minute)
+	c.ActivityAttempts = 2
+	return c
 }
 
 // startWorker runs the real worker binary as the ServiceAccount on its own
 // task queue until the test ends.
 func (s *stack) startWorker(t *testing.T, queue string) {
 	t.Helper()
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(s.workerConfig()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(s.dir, "worker-"+queue+".log")
-	logFile, err := os.Create(logPath)
+	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: s.bin, LogDir: s.dir, Address: s.temporal.Address, Queue: queue,
+		Config: s.workerConfig(), Kubeconfig: s.saKubeconfig})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(s.bin, "repopulate-worker"),
-		"--address", s.temporal.Address, "--task-queue", queue,
-		"--kubeconfig", s.saKubeconfig, "--config", cfgPath, "--log-format", "console",
-		"--http-address", "127.0.0.1:0") // test packages run in parallel: no fixed port
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logFile.Close(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	s.waitPolling(t, queue, logPath, done)
+	t.Cleanup(w.Kill)
+	s.waitPolling(t, queue, w.Log, w.Exited())
 }
 
 // waitPolling waits until the worker polls both kinds of task of queue: on a

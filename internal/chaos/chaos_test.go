@@ -369,7 +369,7 @@ func runScenario(t *testing.T, sc scenario, all *tally) (missed []*point) {
 }
 
 func (d *driver) startWorker() {
-	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: d.queue, Config: config, Kubeconfig: kubeconfig})
+	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: d.queue, Config: workerConfig, Kubeconfig: kubeconfig})
 	if err != nil {
 		d.t.Fatal(err)
 	}

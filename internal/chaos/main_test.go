@@ -12,19 +12,20 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 var (
@@ -36,7 +37,8 @@ var (
 	tc       client.Client
 	emu      *csmemu.Emulator
 	fleet    *sshtest.Fleet
-	config   string
+	// workerConfig is the configuration every worker of the suite runs with.
+	workerConfig config.Config
 	// kubeconfig is the worker's: through a proxy that slows every request.
 	kubeconfig string
 )
@@ -60,56 +62,24 @@ func TestMain(m *testing.M) {
 	default:
 		testenv.Fatalf("REPOPULATE_CHAOS=%q: want reduced or full", mode)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	scratch = testenv.KeepDir("chaos-")
-	binDir = filepath.Join(scratch, "bin")
-	if _, _, err := testenv.BuildCommands(binDir); err != nil {
-		testenv.Fatalf("%v", err)
-	}
-	var err error
-	if temporal, err = testenv.Temporal(ctx, scratch); err != nil {
-		testenv.Fatalf("%v", err)
-	}
-	if cluster, err = testenv.Cluster(ctx, filepath.Join(scratch, "cluster"), true); err != nil {
-		testenv.Fatalf("start the real control plane: %v", err)
-	}
-	if tc, err = client.Dial(client.Options{HostPort: temporal.Address}); err != nil {
-		testenv.Fatalf("dial temporal: %v", err)
-	}
-	if kubeconfig, err = slowKubeconfig(ctx, cluster.Kubeconfig, scratch, apiDelay); err != nil {
-		testenv.Fatalf("slow kubeconfig: %v", err)
-	}
-	if err := startCSM(ctx); err != nil {
-		testenv.Fatalf("%v", err)
-	}
-	code := m.Run()
-	fleet.Stop()
-	_ = emu.Close()
-	tc.Close()
-	cancel()
-	cluster.Stop()
-	temporal.Stop()
-	if code == 0 {
-		os.RemoveAll(scratch)
-	} else {
-		fmt.Fprintf(os.Stderr, "chaos: logs kept in %s\n", scratch)
-	}
-	os.Exit(code)
+	testenv.Main(m, "chaos", testenv.CSMOptions{Release: api.CSM10, ClientSecret: clientSecret, Computes: computeNodes, RestartDelay: restartDelay},
+		func(ctx context.Context, s *testenv.Stack) error {
+			scratch, binDir, temporal, cluster, tc, emu, fleet = s.Scratch, s.BinDir, s.Temporal, s.Cluster, s.Client, s.Emu, s.Fleet
+			var err error
+			if kubeconfig, err = slowKubeconfig(ctx, cluster.Kubeconfig, scratch, apiDelay); err != nil {
+				return fmt.Errorf("slow kubeconfig: %w", err)
+			}
+			if err := seedCPS(); err != nil {
+				return err
+			}
+			workerConfig = chaosConfig(s.System)
+			return nil
+		})
 }
 
-// startCSM starts the CSM API emulator with a CPS-booted template and the
-// sshd fleet, and writes the worker configuration: timeouts short enough
-// that a lost worker is noticed in seconds.
-func startCSM(ctx context.Context) error {
-	emu = csmemu.New(csmemu.Options{Release: api.CSM10, ClientSecret: clientSecret, Components: csmemu.ComputeNodes(computeNodes)})
-	base, err := emu.Start(true)
-	if err != nil {
-		return err
-	}
-	ca, err := emu.CAFile(scratch)
-	if err != nil {
-		return err
-	}
+// seedCPS slows the CSM APIs like the API server and gives the first
+// cpsNodes a CPS-booted template.
+func seedCPS() error {
 	emu.Delay("/apis/", apiDelay, -1)
 	emu.SetCPSContents([]csm.CPSContent{{S3Path: "s3://boot-images/k/rootfs", Etag: "e1"}})
 	emu.SetCPSTransports([]csm.CPSTransport{{ReadyForMount: true}})
@@ -117,52 +87,25 @@ func startCSM(ctx context.Context) error {
 	for i := range cpsNodes {
 		cps = append(cps, fmt.Sprintf("x1000c0s%db0n0", i))
 	}
-	if err := emu.SetSessionTemplate(csm.SessionTemplate{Name: "cos", BootSets: map[string]csm.BootSet{
+	return emu.SetSessionTemplate(csm.SessionTemplate{Name: "cos", BootSets: map[string]csm.BootSet{
 		"compute": {Path: "s3://boot-images/k/manifest.json", Type: "s3", RootfsProvider: "cpss3", NodeList: cps},
-	}}); err != nil {
-		return err
-	}
-	fleet, err = sshtest.Start(ctx, sshtest.Options{Dir: filepath.Join(scratch, "fleet"), Nodes: computeNodes, RestartDelay: restartDelay})
-	if err != nil {
-		return err
-	}
-	secretFile := filepath.Join(scratch, "client-secret")
-	if err := os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
-		return err
-	}
-	go testenv.OrcaResubscribes(ctx, emu, fleet)
-	// activityAttempts allows for several kills in one step (at its start,
-	// in its middle) on top of a transient error. The waits' budgets are
-	// long: the controller manager stays frozen until every mid-wait kill
-	// has happened, minutes on a loaded machine, and a wait that times out
-	// then would fail the run for the test's own reasons.
-	// CSM 1.0, the release with all nine services, and a site that names
-	// its FAS loader Job: the Job procedure is the one with kill points.
-	config = fmt.Sprintf(`release: csm-1.0
-pollInterval: 300ms
-heartbeatTimeout: 4s
-deleteTimeout: 1m
-activityAttempts: 8
-csm:
-  baseURL: %s
-  timeout: 1200ms # under a third of heartbeatTimeout (config refuses more)
-  caBundle: %s
-  clientSecret: {file: %s}
-ssh:
-  config: %s
-  knownHosts: [%s]
-  concurrency: 64
-  connectTimeout: 5s
-  commandTimeout: 30s
-services:
-  bss: {completeTimeout: 8m}
-  fas: {job: cray-fas-loader, completeTimeout: 8m}
-  meds: {readyTimeout: 8m}
-  reds: {readyTimeout: 8m}
-  crus: {readyTimeout: 8m, sessionPoll: 200ms, stuckAfter: 2s}
-  externaldns: {runningTimeout: 8m}
-  hmnfd: {ncnGroups: [], maxFailedPercent: 0, verifyTimeout: 1m, batchSize: %d}
-  cps: {shutdownTimeout: 3m, bootTimeout: 3m}
-`, base, ca, secretFile, fleet.ConfigFile, fleet.KnownHosts, orcaBatch)
-	return nil
+	}})
+}
+
+// chaosConfig is the worker configuration: timeouts short enough that a
+// lost worker is noticed in seconds. activityAttempts allows for several
+// kills in one step (at its start, in its middle) on top of a transient
+// error. The waits' budgets are long: the controller manager stays frozen
+// until every mid-wait kill has happened, minutes on a loaded machine, and
+// a wait that times out then would fail the run for the test's own
+// reasons. CSM 1.0, the release with all nine services, and a site that
+// names its FAS loader Job: the Job procedure is the one with kill points.
+func chaosConfig(s workerconfig.System) config.Config {
+	s.Release = api.CSM10
+	c := workerconfig.Short(s, 8*time.Minute)
+	c.ActivityAttempts = 8
+	h := &c.Services.HMNFD
+	h.NCNGroups, h.MaxFailedPercent, h.BatchSize = []string{}, 0, orcaBatch
+	c.Services.CPS.ShutdownTimeout, c.Services.CPS.BootTimeout = config.Duration(3*time.Minute), config.Duration(3*time.Minute)
+	return c
 }

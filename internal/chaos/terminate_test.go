@@ -38,7 +38,7 @@ func TestParentTerminatedDuringDelete(t *testing.T) {
 	defer unhold()
 	led := startLedger(t, []api.Service{api.ExternalDNS})
 	queue, run := "chaos-terminate", fmt.Sprintf("chaos-terminate-%d", time.Now().UnixNano())
-	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: queue, Config: config, Kubeconfig: kubeconfig})
+	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: queue, Config: workerConfig, Kubeconfig: kubeconfig})
 	if err != nil {
 		t.Fatal(err)
 	}

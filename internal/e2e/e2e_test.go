@@ -32,11 +32,13 @@ import (
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 var (
@@ -47,8 +49,10 @@ var (
 	tc       client.Client
 	emu      *csmemu.Emulator
 	fleet    *sshtest.Fleet
+	// system is what the worker configurations point at.
+	system workerconfig.System
 	// testConfig is the worker configuration every test starts from.
-	testConfig string
+	testConfig config.Config
 )
 
 // The simulated CSM system: computes nid000001..18 in HSM, two more nodes
@@ -62,110 +66,56 @@ const (
 	clientSecret = "e2e-client-secret-6f1c2a"
 )
 
+// TestMain starts the system: CSM 1.0, the release with all nine services;
+// the cluster's product catalog says so (release: auto), and
+// TestNineServicesOnEachRelease starts an emulator of each other release.
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithCancel(context.Background())
-	scratch = testenv.KeepDir("e2e-")
-	binDir = filepath.Join(scratch, "bin")
-	if _, _, err := testenv.BuildCommands(binDir); err != nil {
-		testenv.Fatalf("%v", err)
-	}
-	var err error
-	if temporal, err = testenv.Temporal(ctx, scratch); err != nil {
-		testenv.Fatalf("%v", err)
-	}
-	if cluster, err = testenv.Cluster(ctx, filepath.Join(scratch, "cluster"), true); err != nil {
-		testenv.Fatalf("start the real control plane: %v", err)
-	}
-	if tc, err = client.Dial(client.Options{HostPort: temporal.Address}); err != nil {
-		testenv.Fatalf("dial temporal: %v", err)
-	}
-	if err := startCSM(ctx); err != nil {
-		testenv.Fatalf("%v", err)
-	}
-	code := m.Run()
-	fleet.Stop()
-	_ = emu.Close()
-	tc.Close()
-	cancel()
-	cluster.Stop()
-	temporal.Stop()
-	if code == 0 {
-		os.RemoveAll(scratch)
-	} else {
-		fmt.Fprintf(os.Stderr, "e2e: logs kept in %s\n", scratch)
-	}
-	os.Exit(code)
+	testenv.Main(m, "e2e", testenv.CSMOptions{Release: api.CSM10, ClientSecret: clientSecret, Computes: computeNodes, FleetNodes: computeNodes + 2},
+		func(ctx context.Context, s *testenv.Stack) error {
+			scratch, binDir, temporal, cluster, tc, emu, fleet, system = s.Scratch, s.BinDir, s.Temporal, s.Cluster, s.Client, s.Emu, s.Fleet, s.System
+			if err := cluster.SeedProductCatalog(ctx, simcluster.CatalogVersions[api.CSM10]); err != nil {
+				return fmt.Errorf("product catalog: %w", err)
+			}
+			if err := fleet.AddWrongKeyNode(ctx, wrongKeyNCN); err != nil {
+				return err
+			}
+			if err := fleet.AddUnreachableNode(deadNCN); err != nil {
+				return err
+			}
+			testConfig = workerConfig(fleet, 8, ncnGroup, "ncn-w00[3-4]-can.local")
+			return nil
+		})
 }
-
-// startCSM starts the CSM API emulator and a fleet of real sshd nodes, and
-// writes testConfig, which shortens the runbook's timeouts so a lost worker is
-// noticed in seconds.
-func startCSM(ctx context.Context) error {
-	// CSM 1.0, the release with all nine services; the cluster's product
-	// catalog says so (release: auto), and TestNineServicesOnEachRelease
-	// starts an emulator of each other release.
-	emu = csmemu.New(csmemu.Options{Release: api.CSM10, ClientSecret: clientSecret, Components: csmemu.ComputeNodes(computeNodes)})
-	if err := cluster.SeedProductCatalog(ctx, simcluster.CatalogVersions[api.CSM10]); err != nil {
-		return fmt.Errorf("product catalog: %w", err)
-	}
-	base, err := emu.Start(true)
-	if err != nil {
-		return err
-	}
-	ca, err := emu.CAFile(scratch)
-	if err != nil {
-		return err
-	}
-	fleet, err = sshtest.Start(ctx, sshtest.Options{Dir: filepath.Join(scratch, "fleet"), Nodes: computeNodes + 2})
-	if err != nil {
-		return err
-	}
-	if err := fleet.AddWrongKeyNode(ctx, wrongKeyNCN); err != nil {
-		return err
-	}
-	if err := fleet.AddUnreachableNode(deadNCN); err != nil {
-		return err
-	}
-	secretFile := filepath.Join(scratch, "client-secret")
-	if err := os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
-		return err
-	}
-	go orcaResubscribes(ctx, fleet)
-	csmBase, csmCA, csmSecret = base, ca, secretFile
-	testConfig = workerConfig(fleet, 8, `["`+ncnGroup+`", "ncn-w00[3-4]-can.local"]`)
-	return nil
-}
-
-var csmBase, csmCA, csmSecret string
 
 // workerConfig is a worker configuration for the emulator and the sshd
-// fleet f, restarting orca in batches of batch nodes on HSM's computes and
-// the NCN host ranges ncns (a YAML list).
-func workerConfig(f *sshtest.Fleet, batch int, ncns string) string {
-	return fmt.Sprintf(`pollInterval: 300ms
-heartbeatTimeout: 4s
-deleteTimeout: 1m
-activityAttempts: 3
-csm:
-  baseURL: %s
-  timeout: 1200ms # under a third of heartbeatTimeout (config refuses more)
-  caBundle: %s
-  clientSecret: {file: %s}
-ssh:
-  config: %s
-  knownHosts: [%s]
-  concurrency: 64
-  connectTimeout: 5s
-  commandTimeout: 30s
-services:
-  bss: {completeTimeout: 2m}
-  fas: {job: cray-fas-loader, completeTimeout: 2m}
-  meds: {readyTimeout: 2m}
-  reds: {readyTimeout: 2m}
-  crus: {readyTimeout: 2m, sessionPoll: 200ms, stuckAfter: 2s}
-  externaldns: {runningTimeout: 2m}
-  hmnfd: {ncnGroups: %s, maxFailedPercent: 20, verifyTimeout: 1m, batchSize: %d}
-`, csmBase, csmCA, csmSecret, f.ConfigFile, f.KnownHosts, ncns, batch)
+// fleet f, with timeouts short enough that a lost worker is noticed in
+// seconds, restarting orca in batches of batch nodes on HSM's computes and
+// the NCN host ranges ncns.
+func workerConfig(f *sshtest.Fleet, batch int, ncns ...string) config.Config {
+	s := system
+	s.SSHConfig, s.KnownHosts = f.ConfigFile, f.KnownHosts
+	c := workerconfig.Short(s, 2*time.Minute)
+	h := &c.Services.HMNFD
+	h.NCNGroups, h.MaxFailedPercent, h.BatchSize = append([]string{}, ncns...), 20, batch
+	return c
+}
+
+// testConfigWith is testConfig with change made to a copy; change assigns
+// fields, and never writes into testConfig's slices.
+func testConfigWith(change func(*config.Config)) config.Config {
+	c := testConfig
+	change(&c)
+	return c
+}
+
+// writeConfig writes the worker configuration c into a file of the test's.
+func writeConfig(t *testing.T, c config.Config) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := workerconfig.Write(path, c); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // orcaResubscribes plays the orca daemon for the fleet f.
@@ -174,7 +124,7 @@ func orcaResubscribes(ctx context.Context, f *sshtest.Fleet) { testenv.OrcaResub
 type worker struct{ *testenv.Worker }
 
 // startWorker runs a repopulate-worker process on its own task queue.
-func startWorker(t *testing.T, queue, config, kubeconfig string) *worker {
+func startWorker(t *testing.T, queue string, config config.Config, kubeconfig string) *worker {
 	t.Helper()
 	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: queue, Config: config, Kubeconfig: kubeconfig})
 	if err != nil {
@@ -613,7 +563,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		name       string
 		area       string
 		input      string // the bad input, for docs/bad-input.md; "" when it is args
-		config     string
+		config     config.Config
 		kubeconfig string
 		before     []string // a CLI command run before the cluster is fingerprinted
 		args       []string
@@ -621,8 +571,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		want       string
 	}{
 		{"unknown service", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + api.ServiceNames()},
-		{"job missing", badinput.Cluster, "services.bss.job: cray-reds-init-gone (no such Job)", strings.Replace(testConfig, "bss: {", "bss: {job: cray-reds-init-gone, ", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
-		{"etcdcluster missing", badinput.Cluster, "services.externaldns.etcdCluster: gone (no such EtcdCluster)", strings.Replace(testConfig, "externaldns: {", "externaldns: {etcdCluster: gone, ", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
+		{"job missing", badinput.Cluster, "services.bss.job: cray-reds-init-gone (no such Job)", testConfigWith(func(c *config.Config) { c.Services.BSS.Job = "cray-reds-init-gone" }), cluster.Kubeconfig, nil, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
+		{"etcdcluster missing", badinput.Cluster, "services.externaldns.etcdCluster: gone (no such EtcdCluster)", testConfigWith(func(c *config.Config) { c.Services.ExternalDNS.EtcdCluster = "gone" }), cluster.Kubeconfig, nil, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
 		{"API server unreachable", badinput.Cluster, "worker's kubeconfig points at an API server that is down", testConfig, deadKubeconfig, nil, []string{"start", "--services", "meds", "--wait"}, 1, "connection refused"},
 		{"no Temporal server", badinput.Remote, "", testConfig, cluster.Kubeconfig, nil, []string{"--address", "127.0.0.1:1", "--dial-timeout", "2s", "start"}, 1, "cannot reach the Temporal server at 127.0.0.1:1"},
 		{"unknown run", badinput.Request, "", testConfig, cluster.Kubeconfig, nil, []string{"status", "no-such-run"}, 2, `no run "no-such-run"`},
@@ -632,11 +582,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"duplicate run ID", badinput.Request, "", testConfig, cluster.Kubeconfig, []string{"start", "--dry-run", "--wait", "--services", "meds", "--id", "e2e-bad-dup"}, []string{"start", "--id", "e2e-bad-dup", "--services", "meds"}, 2, `run ID "e2e-bad-dup" is already used`},
 		// CSM API and SSH: each fails the preflight, so even meds, which
 		// needs neither, is left alone.
-		{"bad credentials", badinput.Remote, "csm.clientSecret file holds a wrong secret (token endpoint answers 401)", strings.Replace(testConfig, "clientSecret: {file: ", "clientSecret: {file: "+wrongSecret+"} #", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, `client_id "admin-client"`},
-		{"API gateway unreachable", badinput.Remote, "csm.baseURL: https://127.0.0.1:1 (nothing listens)", regexp.MustCompile(`baseURL: \S+`).ReplaceAllString(testConfig, "baseURL: https://127.0.0.1:1"), cluster.Kubeconfig, nil, []string{"start", "--services", "crus,meds", "--wait"}, 1, "127.0.0.1:1"},
-		{"known_hosts missing", badinput.Config, "ssh.knownHosts: [/nonexistent/known_hosts]", regexp.MustCompile(`knownHosts: \[\S+\]`).ReplaceAllString(testConfig, "knownHosts: [/nonexistent/known_hosts]"), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/known_hosts"},
-		{"key unreadable", badinput.Config, "ssh.config names IdentityFile /nonexistent/id_ed25519", strings.Replace(testConfig, "config: "+fleet.ConfigFile, "config: "+unreadableKeyConfig, 1), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/id_ed25519"},
-		{"empty target set", badinput.Remote, "HSM lists no Ready compute node and services.hmnfd.ncnGroups is empty", strings.Replace(testConfig, `ncnGroups: ["`+ncnGroup+`", "ncn-w00[3-4]-can.local"]`, "ncnGroups: []", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd", "--wait"}, 1, "no node to restart orca on"},
+		{"bad credentials", badinput.Remote, "csm.clientSecret file holds a wrong secret (token endpoint answers 401)", testConfigWith(func(c *config.Config) { c.CSM.ClientSecret = config.SecretRef{File: wrongSecret} }), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, `client_id "admin-client"`},
+		{"API gateway unreachable", badinput.Remote, "csm.baseURL: https://127.0.0.1:1 (nothing listens)", testConfigWith(func(c *config.Config) { c.CSM.BaseURL = "https://127.0.0.1:1" }), cluster.Kubeconfig, nil, []string{"start", "--services", "crus,meds", "--wait"}, 1, "127.0.0.1:1"},
+		{"known_hosts missing", badinput.Config, "ssh.knownHosts: [/nonexistent/known_hosts]", testConfigWith(func(c *config.Config) { c.SSH.KnownHosts = []string{"/nonexistent/known_hosts"} }), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/known_hosts"},
+		{"key unreadable", badinput.Config, "ssh.config names IdentityFile /nonexistent/id_ed25519", testConfigWith(func(c *config.Config) { c.SSH.Config = unreadableKeyConfig }), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/id_ed25519"},
+		{"empty target set", badinput.Remote, "HSM lists no Ready compute node and services.hmnfd.ncnGroups is empty", testConfigWith(func(c *config.Config) { c.Services.HMNFD.NCNGroups = []string{} }), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd", "--wait"}, 1, "no node to restart orca on"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -997,10 +947,10 @@ func TestWorkerKilledMidFanout(t *testing.T) {
 	go orcaResubscribes(ctx, big)
 
 	// 1,000 sshd handshakes load both cores: give heartbeats more slack.
-	config := strings.NewReplacer("heartbeatTimeout: 4s", "heartbeatTimeout: 30s", "connectTimeout: 5s", "connectTimeout: 30s",
-		"activityAttempts: 3", "activityAttempts: 6").Replace(workerConfig(big, batch, "[]"))
+	cfg := workerConfig(big, batch)
+	cfg.HeartbeatTimeout, cfg.SSH.ConnectTimeout, cfg.ActivityAttempts = config.Duration(30*time.Second), config.Duration(30*time.Second), 6
 	queue := "e2e-kill-fanout"
-	first := startWorker(t, queue, config, cluster.Kubeconfig)
+	first := startWorker(t, queue, cfg, cluster.Kubeconfig)
 	if _, stderr, code := repopulate(t, queue, "start", "--services", "hmnfd", "--id", "e2e-kill-fanout"); code != 0 {
 		t.Fatal(stderr)
 	}
@@ -1018,7 +968,7 @@ func TestWorkerKilledMidFanout(t *testing.T) {
 	}
 	first.kill()
 	killedAt, _ := big.Restarts()
-	startWorker(t, queue, config, cluster.Kubeconfig)
+	startWorker(t, queue, cfg, cluster.Kubeconfig)
 	report := waitRun(t, "e2e-kill-fanout")
 	restarts, err := big.Restarts()
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -137,15 +138,6 @@ func terminate(t *testing.T, run string) {
 	}
 }
 
-func writeConfig(t *testing.T, config string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func mustRun(t *testing.T, queue string, args ...string) {
 	t.Helper()
 	out, stderr, code := repopulate(t, queue, args...)
@@ -227,7 +219,7 @@ func (r *recorder) hmnfdMidBatches(t *testing.T) {
 	hmnfdProcess(t, emu)
 	go orcaResubscribes(ctx, slow)
 	queue := "hist-hmnfd"
-	startWorker(t, queue, workerConfig(slow, 2, "[]"), cluster.Kubeconfig)
+	startWorker(t, queue, workerConfig(slow, 2), cluster.Kubeconfig)
 	const run = "hist-hmnfd-batches"
 	mustRun(t, queue, "start", "--id", run, "--services", "hmnfd")
 	child := api.ServiceWorkflowID(run, api.HMNFD)
@@ -250,8 +242,7 @@ func (r *recorder) failedService(t *testing.T) {
 	healthy(t)
 	freshHMNFD(t, fleet)
 	queue := "hist-failed"
-	config := strings.Replace(workerConfig(fleet, 8, `["`+ncnGroup+`", "ncn-w00[3-4]-can.local"]`), "maxFailedPercent: 20", "maxFailedPercent: 0", 1)
-	startWorker(t, queue, config, cluster.Kubeconfig)
+	startWorker(t, queue, testConfigWith(func(c *config.Config) { c.Services.HMNFD.MaxFailedPercent = 0 }), cluster.Kubeconfig)
 	const run = "hist-failed-service"
 	mustRun(t, queue, "start", "--id", run, "--services", "hmnfd,meds")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

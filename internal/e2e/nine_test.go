@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -55,10 +56,7 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 	seedBOSAndCPS(t)
 	emu.SubscribeReadyCompute()
 	queue := "e2e-nine"
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(testConfig), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, testConfig)
 
 	// Before the rebuild: the snapshot.
 	snapDir := filepath.Join(t.TempDir(), "snapshot")
@@ -253,7 +251,7 @@ func TestFASLoaderThroughTheAPI(t *testing.T) {
 	before := len(emu.FASLoaderRuns())
 	emu.SetFASLoaderBusy(2)
 	// No Job named: the loader API, on every release.
-	startWorker(t, queue, strings.Replace(testConfig, "fas: {job: cray-fas-loader, ", "fas: {", 1), cluster.Kubeconfig)
+	startWorker(t, queue, testConfigWith(func(c *config.Config) { c.Services.FAS.Job = "" }), cluster.Kubeconfig)
 	out, stderr, code := repopulate(t, queue, "start", "--services", "fas", "--wait", "--id", "e2e-fas-api", "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,51 +17,32 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 // releaseEmulator starts the CSM emulator of one release with the e2e
-// system's computes, and an orca player for it on the shared sshd fleet.
-func releaseEmulator(t *testing.T, rel api.Release) (*csmemu.Emulator, string) {
+// system's computes, and an orca player for it on the shared sshd fleet;
+// the worker configuration points at both and takes FAS's loader through
+// the API, which every release has.
+func releaseEmulator(t *testing.T, rel api.Release) (*csmemu.Emulator, config.Config) {
 	t.Helper()
-	e := csmemu.New(csmemu.Options{Release: rel, ClientSecret: clientSecret, Components: csmemu.ComputeNodes(computeNodes)})
-	base, err := e.Start(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := e.CAFile(t.TempDir())
+	e, sys, err := testenv.Emulator(t.TempDir(), testenv.CSMOptions{Release: rel, ClientSecret: clientSecret, Computes: computeNodes})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go testenv.OrcaResubscribes(ctx, e, fleet)
 	t.Cleanup(func() { cancel(); e.Close() })
-	return e, fmt.Sprintf(`pollInterval: 300ms
-heartbeatTimeout: 4s
-deleteTimeout: 1m
-activityAttempts: 3
-csm:
-  timeout: 1200ms # under a third of heartbeatTimeout (config refuses more)
-  baseURL: %s
-  caBundle: %s
-  clientSecret: {file: %s}
-ssh:
-  config: %s
-  knownHosts: [%s]
-  concurrency: 64
-  connectTimeout: 5s
-  commandTimeout: 30s
-services:
-  bss: {completeTimeout: 2m}
-  fas: {completeTimeout: 2m}
-  meds: {readyTimeout: 2m}
-  reds: {readyTimeout: 2m}
-  crus: {readyTimeout: 2m, sessionPoll: 200ms, stuckAfter: 2s}
-  externaldns: {runningTimeout: 2m}
-  hmnfd: {ncnGroups: ["%s"], verifyTimeout: 1m, batchSize: 8, pods: {readyTimeout: 2m}}
-`, base, ca, csmSecret, fleet.ConfigFile, fleet.KnownHosts, ncnGroup)
+	sys.SecretFile, sys.SSHConfig, sys.KnownHosts = system.SecretFile, system.SSHConfig, system.KnownHosts
+	c := workerconfig.Short(sys, 2*time.Minute)
+	c.Services.FAS.Job = ""
+	h := &c.Services.HMNFD
+	h.NCNGroups, h.BatchSize, h.Pods.ReadyTimeout = []string{ncnGroup}, 8, config.Duration(2*time.Minute)
+	return e, c
 }
 
 // setCatalog makes the cluster's product catalog list versions (nil: no
@@ -145,7 +125,7 @@ func TestNineServicesOnEachRelease(t *testing.T) {
 	for _, rel := range []api.Release{api.CSM10, api.CSM12, api.CSM13, api.CSM15} {
 		t.Run(string(rel), func(t *testing.T) {
 			healthy(t)
-			e, config := releaseEmulator(t, rel)
+			e, cfg := releaseEmulator(t, rel)
 			versions := simcluster.CatalogVersions[rel]
 			setCatalog(t, versions)
 			ctx := context.Background()
@@ -175,10 +155,7 @@ func TestNineServicesOnEachRelease(t *testing.T) {
 			}
 			e.SubscribeReadyCompute()
 			queue := "e2e-release-" + string(rel)
-			cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-			if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			cfgPath := writeConfig(t, cfg)
 			snapDir := filepath.Join(t.TempDir(), "snapshot")
 			if out, stderr, code := repopulate(t, queue, "snapshot", "--out", snapDir, "--config", cfgPath, "--kubeconfig", cluster.Kubeconfig); code != 0 {
 				t.Fatalf("snapshot: exit %d\n%s\n%s", code, out, stderr)
@@ -194,7 +171,7 @@ func TestNineServicesOnEachRelease(t *testing.T) {
 			e.WipeHMNFD()
 			hmnfdProcess(t, e)
 
-			startWorker(t, queue, config, cluster.Kubeconfig)
+			startWorker(t, queue, cfg, cluster.Kubeconfig)
 			run := "e2e-release-" + strings.ReplaceAll(string(rel), ".", "")
 			out, stderr, code := repopulate(t, queue, "start", "--id", run, "--snapshot", snapDir, "--wait", "-o", "json")
 			var report api.Report
@@ -289,23 +266,26 @@ func TestReleaseRefusalsChangeNothing(t *testing.T) {
 		name, input string
 		emulator    api.Release
 		catalog     []string
-		release     string
+		release     api.Release
 		want        []string
 	}{
 		{"no catalog, probes inconclusive", "no ConfigMap services/cray-product-catalog, release: auto, APIs of CSM 1.3 (1.5 answers the probes alike)",
 			api.CSM13, nil, "", []string{"cannot tell which CSM release this is", "ConfigMap services/cray-product-catalog not found", "they fit csm-1.3 or csm-1.5", "set release: in the worker config"}},
 		{"configured release contradicted", "release: csm-1.3 on a system whose APIs are CSM 1.0's",
-			api.CSM10, simcluster.CatalogVersions[api.CSM10], "release: csm-1.3\n", []string{"release csm-1.3 is configured, but the CSM APIs answer like csm-1.0", "nothing was changed"}},
+			api.CSM10, simcluster.CatalogVersions[api.CSM10], api.CSM13, []string{"release csm-1.3 is configured, but the CSM APIs answer like csm-1.0", "nothing was changed"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			healthy(t)
-			e, config := releaseEmulator(t, tc.emulator)
+			e, cfg := releaseEmulator(t, tc.emulator)
+			if tc.release != "" {
+				cfg.Release = tc.release
+			}
 			setCatalog(t, tc.catalog)
 			before := fingerprint(t)
 			requests := e.RequestCounts()
 			queue := "e2e-release-refused-" + strings.ReplaceAll(tc.name, " ", "-")
-			startWorker(t, queue, tc.release+config, cluster.Kubeconfig)
+			startWorker(t, queue, cfg, cluster.Kubeconfig)
 			out, stderr, code := repopulate(t, queue, "start", "--wait")
 			all := out + stderr
 			if code != 1 {

@@ -9,8 +9,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 // Worker is a running repopulate-worker process.
@@ -28,7 +30,7 @@ type WorkerOptions struct {
 	LogDir     string
 	Address    string
 	Queue      string
-	Config     string
+	Config     config.Config
 	Kubeconfig string
 }
 
@@ -37,7 +39,7 @@ type WorkerOptions struct {
 func LaunchWorker(o WorkerOptions) (*Worker, error) {
 	stamp := fmt.Sprintf("%s-%d", o.Queue, time.Now().UnixNano())
 	cfgPath := filepath.Join(o.LogDir, "worker-"+stamp+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(o.Config), 0o644); err != nil {
+	if err := workerconfig.Write(cfgPath, o.Config); err != nil {
 		return nil, err
 	}
 	w := &Worker{Log: filepath.Join(o.LogDir, "worker-"+stamp+".log"), done: make(chan struct{})}
@@ -58,6 +60,9 @@ func LaunchWorker(o WorkerOptions) (*Worker, error) {
 	go func() { _ = w.cmd.Wait(); logFile.Close(); close(w.done) }()
 	return w, nil
 }
+
+// Exited is closed once the process has exited.
+func (w *Worker) Exited() <-chan struct{} { return w.done }
 
 // Kill is SIGKILL: no graceful shutdown, as when a node dies. It returns
 // once the process is gone; killing a dead worker does nothing.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -16,10 +15,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
-	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 // computes is the smallest system on which every service has work: HMNFD
@@ -179,50 +179,28 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 // writes a worker configuration for them.
 func startCSM(t *testing.T, ctx context.Context, dir string) string {
 	t.Helper()
-	const secret = "webui-client-secret"
+	// CSM 1.0: BOS templates are in etcd there, so bos has its gate too.
+	sys, err := testenv.StartCSM(ctx, dir, testenv.CSMOptions{Release: api.CSM10, ClientSecret: "webui-client-secret", Computes: computes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sys.Stop)
 	// BOS sessions complete on their next read: how long a power step
 	// takes is not what this test looks at.
-	emu := csmemu.New(csmemu.Options{Release: api.CSM10, ClientSecret: secret, Components: csmemu.ComputeNodes(computes)})
-	base, err := emu.Start(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	ca, err := emu.CAFile(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seedBOSAndCPS(t, emu)
+	seedBOSAndCPS(t, sys.Emu)
 	// Subscribed already, so HMNFD's verify step passes at once: no stand-in
 	// orca has to subscribe again after its restart.
-	emu.SubscribeReadyCompute()
-	fleet, err := sshtest.Start(ctx, sshtest.Options{Dir: filepath.Join(dir, "fleet"), Nodes: computes})
-	if err != nil {
+	sys.Emu.SubscribeReadyCompute()
+	target := sys.System
+	target.Release = api.CSM10
+	cfg := workerconfig.Endpoints(target)
+	cfg.PollInterval = config.Duration(300 * time.Millisecond)
+	cfg.Services.HMNFD.NCNGroups = []string{}
+	path := filepath.Join(dir, "worker.yaml")
+	if err := workerconfig.Write(path, cfg); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(fleet.Stop)
-	secretFile := filepath.Join(dir, "client-secret")
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	config := filepath.Join(dir, "worker.yaml")
-	// CSM 1.0: BOS templates are in etcd there, so bos has its gate too.
-	data := fmt.Sprintf(`release: csm-1.0
-pollInterval: 300ms
-csm:
-  baseURL: %s
-  caBundle: %s
-  clientSecret: {file: %s}
-ssh:
-  config: %s
-  knownHosts: [%s]
-services:
-  hmnfd: {ncnGroups: []}
-`, base, ca, secretFile, fleet.ConfigFile, fleet.KnownHosts)
-	if err := os.WriteFile(config, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return config
+	return path
 }
 
 // seedBOSAndCPS gives every compute a session template whose root file
