@@ -49,7 +49,7 @@ histories: tools
 
 ## test-unit: only the tests that need no real part
 test-unit:
-	$(GO) test -count=1 ./internal/api/... ./internal/config/... ./workflows/...
+	$(GO) test -count=1 ./internal/api/... ./internal/config/... ./internal/workerconfig/... ./workflows/...
 
 ## bad-input-doc: run the tests that feed bad input to the real parts and regenerate docs/bad-input.md from what they observed
 BAD_INPUT_PKGS  := ./internal/cli ./internal/config ./internal/hostrange ./internal/csm ./internal/sshfan ./workflows ./activities ./internal/e2e

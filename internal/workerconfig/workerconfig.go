@@ -18,7 +18,6 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/config"
-	"github.com/csmops/etcd-repopulate/internal/simcluster"
 )
 
 // System is what a worker of a local system is pointed at.
@@ -64,6 +63,11 @@ func Endpoints(s System) config.Config {
 	return c
 }
 
+// FASLoaderJob is the simulated cluster's FAS loader Job
+// (simcluster.FASLoaderJob; not imported, so that hack/workerconfig stays
+// free of the Kubernetes client).
+const FASLoaderJob = "cray-fas-loader"
+
 // Short is Endpoints with the timings of a test system, where everything
 // answers in seconds: waits poll every 300ms and a lost worker is noticed
 // after a 4s heartbeat; each service's wait is bounded by wait. The FAS
@@ -83,7 +87,7 @@ func Short(s System, wait time.Duration) config.Config {
 	w := config.Duration(wait)
 	sv := &c.Services
 	sv.BSS.CompleteTimeout = w
-	sv.FAS.Job, sv.FAS.CompleteTimeout = simcluster.FASLoaderJob, w
+	sv.FAS.Job, sv.FAS.CompleteTimeout = FASLoaderJob, w
 	sv.MEDS.ReadyTimeout, sv.REDS.ReadyTimeout, sv.CRUS.ReadyTimeout = w, w, w
 	sv.CRUS.SessionPoll, sv.CRUS.StuckAfter = config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
 	sv.ExternalDNS.RunningTimeout = w

@@ -65,6 +65,9 @@ func TestCarriesTheSystem(t *testing.T) {
 	if short.SSH.Config != fleetSystem.SSHConfig || !reflect.DeepEqual(short.SSH.KnownHosts, []string{fleetSystem.KnownHosts}) || short.SSH.IdentityFiles != nil {
 		t.Errorf("ssh: %+v", short.SSH)
 	}
+	if FASLoaderJob != simcluster.FASLoaderJob {
+		t.Errorf("FASLoaderJob %q, but the simulated cluster's is %q", FASLoaderJob, simcluster.FASLoaderJob)
+	}
 	if short.Release != api.ReleaseAuto || short.Services.FAS.Job != simcluster.FASLoaderJob {
 		t.Errorf("release %s, fas job %q", short.Release, short.Services.FAS.Job)
 	}
