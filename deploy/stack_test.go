@@ -286,12 +286,8 @@ func (s *stack) workerConfig() config.Config {
 // task queue until the test ends.
 func (s *stack) startWorker(t *testing.T, queue string) {
 	t.Helper()
-	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: s.bin, LogDir: s.dir, Address: s.temporal.Address, Queue: queue,
+	w := testenv.StartWorker(t, testenv.WorkerOptions{BinDir: s.bin, LogDir: s.dir, Address: s.temporal.Address, Queue: queue,
 		Config: s.workerConfig(), Kubeconfig: s.saKubeconfig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Kill)
 	s.waitPolling(t, queue, w.Log, w.Exited())
 }
 

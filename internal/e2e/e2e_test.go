@@ -121,21 +121,11 @@ func writeConfig(t *testing.T, c config.Config) string {
 // orcaResubscribes plays the orca daemon for the fleet f.
 func orcaResubscribes(ctx context.Context, f *sshtest.Fleet) { testenv.OrcaResubscribes(ctx, emu, f) }
 
-type worker struct{ *testenv.Worker }
-
 // startWorker runs a repopulate-worker process on its own task queue.
-func startWorker(t *testing.T, queue string, config config.Config, kubeconfig string) *worker {
+func startWorker(t *testing.T, queue string, config config.Config, kubeconfig string) *testenv.Worker {
 	t.Helper()
-	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: queue, Config: config, Kubeconfig: kubeconfig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Kill)
-	return &worker{w}
+	return testenv.StartWorker(t, testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: queue, Config: config, Kubeconfig: kubeconfig})
 }
-
-// kill is SIGKILL: no graceful shutdown, as when a node dies.
-func (w *worker) kill() { w.Kill() }
 
 // repopulate runs the CLI and returns stdout, stderr and the exit code.
 func repopulate(t *testing.T, queue string, args ...string) (string, string, int) {
@@ -376,7 +366,7 @@ func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 	}
 	waitStep(t, "e2e-kill-cr", api.ExternalDNS, "delete-etcdcluster", api.Running)
 	waitDeleting(t, ctx, ecs, simcluster.ExternalDNSEtcd)
-	first.kill()
+	first.Kill()
 	if _, err := ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +482,7 @@ func TestWorkerKilledMidJobWait(t *testing.T) {
 	}
 	waitStep(t, "e2e-kill-job", api.FAS, "wait-job-complete", api.Running)
 	time.Sleep(time.Second) // let a heartbeat record the wait's start
-	first.kill()
+	first.Kill()
 	created := uidOf(t, activities.JobKind, simcluster.FASLoaderJob)
 	startWorker(t, queue, testConfig, cluster.Kubeconfig)
 	if err := cluster.Signal("kube-controller-manager", syscall.SIGCONT); err != nil {
@@ -966,7 +956,7 @@ func TestWorkerKilledMidFanout(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	first.kill()
+	first.Kill()
 	killedAt, _ := big.Restarts()
 	startWorker(t, queue, cfg, cluster.Kubeconfig)
 	report := waitRun(t, "e2e-kill-fanout")

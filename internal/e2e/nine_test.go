@@ -105,7 +105,7 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 		}
 	}
 	// The worker dies while the gate waits; a new one takes over.
-	w.kill()
+	w.Kill()
 	w2 := startWorker(t, queue, testConfig, cluster.Kubeconfig)
 	out, stderr, code = repopulate(t, queue, "approve", run, api.GateCPSReboot, "--note", "cps etcd healthy")
 	if code != 0 {

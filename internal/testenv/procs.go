@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/config"
@@ -24,10 +25,12 @@ type Worker struct {
 
 // WorkerOptions say how to start a worker.
 type WorkerOptions struct {
-	// BinDir holds repopulate-worker (see BuildBinaries).
+	// BinDir holds repopulate-worker (see BuildCommands).
 	BinDir string
-	// LogDir receives the worker's config file and log.
+	// LogDir receives the worker's config file and, unless LogFile names
+	// another file, its log.
 	LogDir     string
+	LogFile    string
 	Address    string
 	Queue      string
 	Config     config.Config
@@ -42,7 +45,10 @@ func LaunchWorker(o WorkerOptions) (*Worker, error) {
 	if err := workerconfig.Write(cfgPath, o.Config); err != nil {
 		return nil, err
 	}
-	w := &Worker{Log: filepath.Join(o.LogDir, "worker-"+stamp+".log"), done: make(chan struct{})}
+	w := &Worker{Log: o.LogFile, done: make(chan struct{})}
+	if w.Log == "" {
+		w.Log = filepath.Join(o.LogDir, "worker-"+stamp+".log")
+	}
 	logFile, err := os.Create(w.Log)
 	if err != nil {
 		return nil, err
@@ -59,6 +65,17 @@ func LaunchWorker(o WorkerOptions) (*Worker, error) {
 	}
 	go func() { _ = w.cmd.Wait(); logFile.Close(); close(w.done) }()
 	return w, nil
+}
+
+// StartWorker is LaunchWorker for the length of test t.
+func StartWorker(t testing.TB, o WorkerOptions) *Worker {
+	t.Helper()
+	w, err := LaunchWorker(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Kill)
+	return w
 }
 
 // Exited is closed once the process has exited.

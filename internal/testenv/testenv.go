@@ -12,9 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -86,32 +84,6 @@ func BuildCommands(dir string) (cli, worker string, err error) {
 		}
 	}
 	return cli, worker, nil
-}
-
-// StartWorker runs the repopulate-worker binary with args, its output in
-// logFile, until the test ends.
-func StartWorker(t testing.TB, binary, logFile string, args ...string) {
-	t.Helper()
-	log, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(args, "--http-address") {
-		// Test packages run in parallel: never the fixed default port.
-		args = append(args, "--http-address", "127.0.0.1:0")
-	}
-	cmd := exec.Command(binary, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		log.Close()
-	})
 }
 
 // ArtifactsEnv names a directory where tests keep what a person may want to

@@ -60,10 +60,9 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 		t.Fatal(buildErr)
 	}
 	t.Logf("temporal, cluster and binaries ready after %s", time.Since(started).Round(time.Second))
-	config := startCSM(t, ctx, scratch)
 	const queue = "webui-nine"
-	testenv.StartWorker(t, workerBin, filepath.Join(artifacts, "worker.log"),
-		"--address", srv.Address, "--task-queue", queue, "--kubeconfig", cluster.Kubeconfig, "--config", config, "--log-format", "console")
+	testenv.StartWorker(t, testenv.WorkerOptions{BinDir: filepath.Dir(workerBin), LogDir: artifacts, LogFile: filepath.Join(artifacts, "worker.log"),
+		Address: srv.Address, Queue: queue, Config: startCSM(t, ctx, scratch), Kubeconfig: cluster.Kubeconfig})
 	repopulate := func(args ...string) {
 		t.Helper()
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -177,7 +176,7 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 
 // startCSM starts the CSM emulator and an sshd fleet for the computes and
 // writes a worker configuration for them.
-func startCSM(t *testing.T, ctx context.Context, dir string) string {
+func startCSM(t *testing.T, ctx context.Context, dir string) config.Config {
 	t.Helper()
 	// CSM 1.0: BOS templates are in etcd there, so bos has its gate too.
 	sys, err := testenv.StartCSM(ctx, dir, testenv.CSMOptions{Release: api.CSM10, ClientSecret: "webui-client-secret", Computes: computes})
@@ -196,11 +195,7 @@ func startCSM(t *testing.T, ctx context.Context, dir string) string {
 	cfg := workerconfig.Endpoints(target)
 	cfg.PollInterval = config.Duration(300 * time.Millisecond)
 	cfg.Services.HMNFD.NCNGroups = []string{}
-	path := filepath.Join(dir, "worker.yaml")
-	if err := workerconfig.Write(path, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return cfg
 }
 
 // seedBOSAndCPS gives every compute a session template whose root file

@@ -24,6 +24,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/browser"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 // renderTimeout bounds one page: on this 2-core machine shared with other
@@ -101,12 +102,10 @@ func TestRunPageListsServiceWorkflows(t *testing.T) {
 	const queue = "webui"
 	// No CSM API here: the release is named rather than detected, and FAS
 	// re-runs the simulated cluster's loader Job.
-	cfgPath := filepath.Join(scratch, "worker.yaml")
-	if err := os.WriteFile(cfgPath, []byte("release: csm-1.0\nservices:\n  fas: {job: cray-fas-loader}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	testenv.StartWorker(t, workerBin, filepath.Join(artifacts, "worker.log"),
-		"--address", srv.Address, "--task-queue", queue, "--kubeconfig", cluster.Kubeconfig, "--log-format", "console", "--config", cfgPath)
+	cfg := workerconfig.Endpoints(workerconfig.System{Release: api.CSM10})
+	cfg.Services.FAS.Job = workerconfig.FASLoaderJob
+	testenv.StartWorker(t, testenv.WorkerOptions{BinDir: filepath.Dir(workerBin), LogDir: artifacts, LogFile: filepath.Join(artifacts, "worker.log"),
+		Address: srv.Address, Queue: queue, Config: cfg, Kubeconfig: cluster.Kubeconfig})
 
 	const run = "webui-dry"
 	services := []string{"bss", "fas", "meds", "reds", "externaldns"}
