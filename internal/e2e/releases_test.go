@@ -17,7 +17,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
@@ -70,8 +70,8 @@ services:
 func setCatalog(t *testing.T, versions []string) {
 	t.Helper()
 	ctx := context.Background()
-	cms := cluster.Core.CoreV1().ConfigMaps(catalog.Namespace)
-	if err := cms.Delete(ctx, catalog.ConfigMap, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	cms := cluster.Core.CoreV1().ConfigMaps(productcatalog.Namespace)
+	if err := cms.Delete(ctx, productcatalog.ConfigMap, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	if versions != nil {
@@ -80,7 +80,7 @@ func setCatalog(t *testing.T, versions []string) {
 		}
 	}
 	t.Cleanup(func() {
-		_ = cms.Delete(ctx, catalog.ConfigMap, metav1.DeleteOptions{})
+		_ = cms.Delete(ctx, productcatalog.ConfigMap, metav1.DeleteOptions{})
 		if err := cluster.SeedProductCatalog(ctx, simcluster.CatalogVersions[api.CSM10]); err != nil {
 			t.Errorf("restore the product catalog: %v", err)
 		}

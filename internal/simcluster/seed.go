@@ -16,7 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 )
 
 // What Seed creates, named as on a CSM 1.0 system.
@@ -106,10 +106,10 @@ var CatalogVersions = map[api.Release][]string{
 func (c *Cluster) SeedProductCatalog(ctx context.Context, versions []string) error {
 	var data strings.Builder
 	for _, v := range versions {
-		data.WriteString(catalog.Entry(v))
+		data.WriteString(productcatalog.Entry(v))
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: catalog.ConfigMap, Namespace: catalog.Namespace}, Data: map[string]string{catalog.Key: data.String()}}
-	_, err := c.Core.CoreV1().ConfigMaps(catalog.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: productcatalog.ConfigMap, Namespace: productcatalog.Namespace}, Data: map[string]string{productcatalog.Key: data.String()}}
+	_, err := c.Core.CoreV1().ConfigMaps(productcatalog.Namespace).Create(ctx, cm, metav1.CreateOptions{})
 	return err
 }
 

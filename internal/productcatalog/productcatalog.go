@@ -1,7 +1,7 @@
-// Package catalog reads the CSM version from the Cray product catalog:
+// Package productcatalog reads the CSM version from the Cray product catalog:
 // ConfigMap services/cray-product-catalog, key csm, a YAML map keyed by
 // every CSM version ever imported (CSM-APIS.md §9.1).
-package catalog
+package productcatalog
 
 import (
 	"context"
