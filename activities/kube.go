@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 )
 
@@ -125,7 +126,7 @@ func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightRe
 	if release == "" {
 		release = k.Config.Release
 	}
-	if _, known := config.Facts(release); !known {
+	if !catalog.KnownRelease(release) {
 		return PreflightResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"this run was started before the worker detected CSM releases and the worker's release setting is %q: start the run again, or set release: in the worker config", release), ErrPreflight, nil)
 	}

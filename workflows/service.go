@@ -13,6 +13,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 // ServiceInput is a child workflow's request.
@@ -749,28 +750,11 @@ func (w *serviceRun) summary() string {
 
 // followUps are what the runbook leaves to a person once the steps are done.
 func followUps(in ServiceInput) []string {
-	if in.DryRun {
+	e, _ := catalog.Lookup(in.Plan.Service)
+	if in.DryRun || e.FollowUps == nil {
 		return nil
 	}
-	switch in.Plan.Service {
-	case api.FAS:
-		if in.Snapshot == nil {
-			return []string{"FAS lost its history of firmware actions and snapshots: recreate any action that was running when etcd failed (cray fas actions create); no snapshot was given, so which ones is not known here"}
-		}
-		if len(in.Snapshot.FASActions) == 0 {
-			return []string{fmt.Sprintf("FAS lost its history of firmware actions and snapshots; the snapshot (%s) had no action in progress, so none needs recreating", in.Snapshot.Dir)}
-		}
-		out := []string{fmt.Sprintf("FAS lost its history: recreate the %d firmware actions that were in progress when the snapshot was taken (cray fas actions create with each action's original parameters):", len(in.Snapshot.FASActions))}
-		for _, a := range in.Snapshot.FASActions {
-			line := fmt.Sprintf("  action %s (%s)", a.ActionID, a.State)
-			if a.Command != "" {
-				line += ": " + a.Command
-			}
-			out = append(out, line)
-		}
-		return out
-	}
-	return nil
+	return e.FollowUps(in.Snapshot)
 }
 
 func healthyWord(kind activities.Kind) string {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/config"
 )
@@ -69,7 +70,7 @@ type kubeFake struct {
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	k := &activities.Kube{}
 	cfg := config.Default()
-	cfg.Services.FAS.Job = "cray-fas-loader" // a site that names its loader Job, which exists
+	config.SettingsOf[*catalog.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
 	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PreflightRequest) (activities.PreflightResult, error) {
 		res := activities.PreflightResult{Release: req.Release}
 		for _, s := range req.Services {
@@ -257,7 +258,7 @@ func TestAllServicesRun(t *testing.T) {
 	if report.State != api.Done || len(report.Services) != 9 || report.Snapshot != "/snap" {
 		t.Fatalf("report state %s with %d services (snapshot %q), want done with 9 from /snap", report.State, len(report.Services), report.Snapshot)
 	}
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		ss := serviceState(t, report, s)
 		if ss.State != api.Done {
 			t.Errorf("%s: state %s (%s), want done", s, ss.State, ss.Message)
@@ -317,7 +318,7 @@ func TestUnknownServiceIsRejectedBeforeAnythingRuns(t *testing.T) {
 	if !errors.As(err, &appErr) || appErr.Type() != api.InvalidRequestError {
 		t.Fatalf("error %v, want %s", err, api.InvalidRequestError)
 	}
-	if !strings.Contains(appErr.Message(), `"dns"`) || !strings.Contains(appErr.Message(), api.ServiceNames()) {
+	if !strings.Contains(appErr.Message(), `"dns"`) || !strings.Contains(appErr.Message(), catalog.Names()) {
 		t.Errorf("message %q should name the bad service and the valid ones", appErr.Message())
 	}
 	if f.deletes+f.creates+f.podDeletes != 0 {
@@ -567,7 +568,7 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 		}
 	})
 	env.OnGetVersion(changeCPSNeedsBOSDone, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	env.OnGetVersion(changeCPSAfterHMNFD, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnGetVersion(catalog.ChangeCPSAfterHMNFD, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -582,7 +583,7 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 // internal/e2e's TestTerminateParentDuringDeleteRecreates proves it on a
 // real server.
 func TestChildrenAreCanceledNotTerminatedWithTheParent(t *testing.T) {
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		opts := childOptions("r1", config.Default().Plan(api.CSM10, s), false)
 		if opts.ParentClosePolicy != enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL || !opts.WaitForCancellation || opts.WorkflowID != "r1/"+string(s) {
 			t.Errorf("%s: child options %+v, want parent-close REQUEST_CANCEL, wait for cancellation, ID r1/%s", s, opts, s)

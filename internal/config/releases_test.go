@@ -8,53 +8,48 @@ import (
 	"testing"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "rewrite the generated tables of docs/csm-releases.md")
 
 const (
-	tableBegin = "<!-- generated from internal/config/releases.go: begin -->\n"
-	tableEnd   = "<!-- generated from internal/config/releases.go: end -->\n"
+	tableBegin = "<!-- generated from internal/catalog: begin -->\n"
+	tableEnd   = "<!-- generated from internal/catalog: end -->\n"
 )
 
-// releaseTables renders ReleaseTable and the plans it yields as the tables
-// docs/csm-releases.md shows.
+// releaseTables renders the catalog's variants and the plans they yield as
+// the tables docs/csm-releases.md shows.
 func releaseTables() string {
 	cfg := Default()
 	var b strings.Builder
 	b.WriteString("| service |")
-	for _, f := range ReleaseTable {
-		fmt.Fprintf(&b, " %s |", f.Release)
+	for _, r := range api.Releases {
+		fmt.Fprintf(&b, " %s |", r)
 	}
-	b.WriteString("\n|---|" + strings.Repeat("---|", len(ReleaseTable)) + "\n")
-	for _, s := range api.AllServices {
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(api.Releases)) + "\n")
+	for _, s := range catalog.Services() {
 		fmt.Fprintf(&b, "| %s |", s)
-		for _, f := range ReleaseTable {
-			p := cfg.Plan(f.Release, s)
+		for _, r := range api.Releases {
+			p := cfg.Plan(r, s)
 			cell := "`" + string(p.Procedure) + "`"
-			switch {
+			switch note := catalog.NeedsOf(p.Procedure).Note; {
 			case p.Procedure == api.NotInRelease && len(p.FollowUps) > 0:
 				cell = "follow-up: " + p.FollowUps[0]
 			case p.Procedure == api.NotInRelease:
 				cell = "skipped: " + p.Reason
-			case s == api.BOS:
-				cell += fmt.Sprintf(" (BOS %s)", p.APIs.BOSVersion())
-			case s == api.CPS:
-				cell += fmt.Sprintf(" (BOS %s sessions)", p.APIs.BOSVersion())
-			case s == api.HMNFD:
-				cell += fmt.Sprintf(" (HMNFD %s)", p.APIs.HMNFDVersion())
-			case s == api.FAS:
-				cell += " (or `rerun-job` where services.fas.job names a Job that exists)"
+			case note != nil:
+				cell += " (" + note(p.APIs) + ")"
 			}
 			fmt.Fprintf(&b, " %s |", cell)
 		}
 		b.WriteString("\n")
 	}
 	b.WriteString("\n| release | BOS API | HMNFD API | orca units, tried in order | NCN groups |\n|---|---|---|---|---|\n")
-	for _, f := range ReleaseTable {
-		apis := f.Release.APIs()
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f.Release, apis.BOSVersion(), apis.HMNFDVersion(),
-			"`"+strings.Join(f.OrcaUnits, "`, `")+"`", "`"+strings.Join(f.NCNGroups, "`, `")+"`")
+	for _, r := range api.Releases {
+		apis, orca := r.APIs(), catalog.Orca(r)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r, apis.BOSVersion(), apis.HMNFDVersion(),
+			"`"+strings.Join(orca.Units, "`, `")+"`", "`"+strings.Join(orca.NCNGroups, "`, `")+"`")
 	}
 	return b.String()
 }
@@ -80,6 +75,6 @@ func TestReleasesDocMatchesTheTable(t *testing.T) {
 			}
 			return
 		}
-		t.Errorf("%s differs from internal/config/releases.go; run go test ./internal/config -run TestReleasesDocMatchesTheTable -update-docs\n--- doc\n%s\n--- code\n%s", path, got, want)
+		t.Errorf("%s differs from internal/catalog; run go test ./internal/config -run TestReleasesDocMatchesTheTable -update-docs\n--- doc\n%s\n--- code\n%s", path, got, want)
 	}
 }

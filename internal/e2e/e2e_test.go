@@ -31,6 +31,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
@@ -620,7 +621,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		wantCode   int
 		want       string
 	}{
-		{"unknown service", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + api.ServiceNames()},
+		{"unknown service", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + catalog.Names()},
 		{"job missing", badinput.Cluster, "services.bss.job: cray-reds-init-gone (no such Job)", strings.Replace(testConfig, "bss: {", "bss: {job: cray-reds-init-gone, ", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
 		{"etcdcluster missing", badinput.Cluster, "services.externaldns.etcdCluster: gone (no such EtcdCluster)", strings.Replace(testConfig, "externaldns: {", "externaldns: {etcdCluster: gone, ", 1), cluster.Kubeconfig, nil, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
 		{"API server unreachable", badinput.Cluster, "worker's kubeconfig points at an API server that is down", testConfig, deadKubeconfig, nil, []string{"start", "--services", "meds", "--wait"}, 1, "connection refused"},

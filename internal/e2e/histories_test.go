@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -65,7 +66,7 @@ func (r *recorder) save(t *testing.T, scenario, run string) {
 		t.Fatal(err)
 	}
 	ids := []string{run}
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		ids = append(ids, api.ServiceWorkflowID(run, s))
 	}
 	saved := 0

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -175,7 +176,7 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 	}
 	// No secret in any of the ten histories or either worker's log.
 	ids := []string{run}
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		ids = append(ids, api.ServiceWorkflowID(run, s))
 	}
 	assertNoSecrets(t, []string{w.Log, w2.Log}, ids...)

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
@@ -87,7 +88,7 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 	repopulate("approve", run, api.GateBOSTemplates, "--note", "webui test")
 	// A service that ended otherwise than done ends the wait at once.
 	st := waitStatus(t, tc, run, "cps waiting at cps-unmount, the other services done", func(st api.RunStatus) bool {
-		waiting := len(st.Services) == len(api.AllServices)
+		waiting := len(st.Services) == len(catalog.Services())
 		for _, s := range st.Services {
 			switch {
 			case s.State.Finished() && s.State != api.Done:
@@ -113,7 +114,7 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 	// 1. The Relationships tab lists every child by its workflow ID.
 	var children []string
 	var startedServices []api.Service
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		children = append(children, api.ServiceWorkflowID(run, s))
 		startedServices = append(startedServices, s)
 	}
