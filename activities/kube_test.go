@@ -23,8 +23,8 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
@@ -277,14 +277,20 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 		wantText string
 	}{
 		{"job missing", "services.bss.job names a Job that does not exist", missing(func(c *config.Config) { config.SettingsOf[*catalog.JobSettings](*c, api.BSS).Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
-		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) { config.SettingsOf[*catalog.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "nope" }), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
+		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) {
+			config.SettingsOf[*catalog.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "nope"
+		}), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
 		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) { config.SettingsOf[*catalog.PodSettings](*c, api.REDS).Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
-		{"no pods match", "services.meds.selector matches no pod", missing(func(c *config.Config) { config.SettingsOf[*catalog.PodSettings](*c, api.MEDS).Selector = "app.kubernetes.io/name=cray-medz" }), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},
+		{"no pods match", "services.meds.selector matches no pod", missing(func(c *config.Config) {
+			config.SettingsOf[*catalog.PodSettings](*c, api.MEDS).Selector = "app.kubernetes.io/name=cray-medz"
+		}), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},
 		// Config.Validate refuses this first; the activity refuses it again
 		// in case a plan reaches it some other way.
 		{"empty selector", "empty pod selector reaching the activity (would match every pod)", missing(func(c *config.Config) { config.SettingsOf[*catalog.PodSettings](*c, api.MEDS).Selector = " " }), []api.Service{api.MEDS}, activities.ErrPreflight, "would match every pod: refusing"},
 		{"forbidden", "worker's Kubernetes identity not allowed to read (Forbidden)", kube(impersonated), []api.Service{api.BSS}, activities.ErrPreflight, "forbidden"},
-		{"hmnfd pods missing", "services.hmnfd.pods.selector matches no pod", missing(func(c *config.Config) { config.SettingsOf[*catalog.HMNFDSettings](*c, api.HMNFD).Pods.Selector = "app.kubernetes.io/name=cray-hmnfdx" }), []api.Service{api.HMNFD}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-hmnfdx"`},
+		{"hmnfd pods missing", "services.hmnfd.pods.selector matches no pod", missing(func(c *config.Config) {
+			config.SettingsOf[*catalog.HMNFDSettings](*c, api.HMNFD).Pods.Selector = "app.kubernetes.io/name=cray-hmnfdx"
+		}), []api.Service{api.HMNFD}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-hmnfdx"`},
 		{"run from before releases", "a run started before release detection whose preflight is retried on a worker with release: auto", missing(func(c *config.Config) {}), []api.Service{api.BSS}, activities.ErrPreflight, "start the run again, or set release: in the worker config"},
 	}
 	before := snapshotUIDs(t)

@@ -8,8 +8,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/csm"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 )
 
 // ErrRelease: the release cannot be told, or the APIs contradict it.

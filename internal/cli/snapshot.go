@@ -13,8 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
 	"github.com/csmops/etcd-repopulate/internal/wiring"
 )

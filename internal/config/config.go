@@ -152,8 +152,8 @@ type SSH struct {
 func Default() Config {
 	cfg := Config{
 		Services: defaultServices(),
-		Gates:   Gates{OnDeadline: api.OnDeadlineFail},
-		Release: api.ReleaseAuto,
+		Gates:    Gates{OnDeadline: api.OnDeadlineFail},
+		Release:  api.ReleaseAuto,
 		CSM: CSM{
 			ClientID:     "admin-client",
 			ClientSecret: SecretRef{Kubernetes: &KubeSecret{Namespace: "default", Name: "admin-client-auth", Key: "client-secret"}},

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 func TestDefaultsAreTheRunbooks(t *testing.T) {

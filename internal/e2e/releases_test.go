@@ -17,8 +17,8 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
-	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
