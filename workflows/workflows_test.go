@@ -65,6 +65,14 @@ type kubeFake struct {
 	// hmnfdNotReady: HMNFD says not ready until its pods are restarted.
 	hmnfdNotReady bool
 	hmnfdChecks   int
+	// selectors are the pod sets snapshotted before a restart.
+	selectors []string
+}
+
+func (f *kubeFake) podSelectors() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.selectors)
 }
 
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
@@ -105,7 +113,12 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(k.WaitJobComplete, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "complete", Attempt: 1}, nil)
 	env.OnActivity(k.WaitEtcdClusterRunning, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "running", Attempt: 1}, nil)
-	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(activities.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil)
+	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(func(_ context.Context, pods api.PodSet) (activities.PodSnapshot, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.selectors = append(f.selectors, pods.Selector)
+		return activities.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil
+	})
 	env.OnActivity(k.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeletePodsRequest) (activities.Outcome, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -787,4 +800,42 @@ func runWithBOSResultLate(t *testing.T, beforeTheChange bool) (cpsStarts int, _ 
 	})
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
 	return starts[api.CPS], env.GetWorkflowError()
+}
+
+// A service that restarts pods is one catalog entry: with a tenth service
+// added to the catalog (and nothing else), a run of all services plans,
+// preflights and restarts it like meds and reds, with its own steps.
+func TestATenthServiceIsOneCatalogEntry(t *testing.T) {
+	const sls api.Service = "sls"
+	defer catalog.Extend(catalog.Entry{
+		Service: sls, Title: "System Layout Service (SLS)", Does: "restarts the cray-sls pods",
+		Settings: func() catalog.Settings {
+			return &catalog.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-sls", ReadyTimeout: catalog.Duration(10 * time.Minute)}
+		},
+		Variants: []catalog.Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
+	})()
+	env, f := newEnv(t)
+	snap := &api.SnapshotInput{Dir: "/snap", SessionTemplates: []json.RawMessage{json.RawMessage(`{"name":"cos-2.0"}`)}}
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Snapshot: snap})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow failed: %v", err)
+	}
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	if len(report.Services) != len(catalog.Services()) || len(catalog.Services()) != 10 {
+		t.Fatalf("%d services in the report, %d in the catalog; want the tenth in both", len(report.Services), len(catalog.Services()))
+	}
+	st := serviceState(t, report, sls)
+	var steps []string
+	for _, s := range st.Steps {
+		steps = append(steps, s.Name+":"+string(s.State))
+	}
+	if st.State != api.Done || strings.Join(steps, ",") != "snapshot-pods:done,delete-pods:done,wait-pods-ready:done" {
+		t.Errorf("sls %s %q, steps %v", st.State, st.Message, steps)
+	}
+	if !slices.Contains(f.podSelectors(), "app.kubernetes.io/name=cray-sls") {
+		t.Errorf("pods restarted by selector %v: sls's pods are not among them", f.podSelectors())
+	}
 }

@@ -168,3 +168,33 @@ func OrderingChanges() []string {
 	}
 	return out
 }
+
+// Extend adds entries to the catalog for a test that shows what a new
+// service takes, and returns the function that restores the catalog. Not
+// safe while anything else reads the catalog.
+func Extend(more ...Entry) (restore func()) {
+	saved := entries
+	entries = append(slices.Clone(entries), more...)
+	return func() { entries = saved }
+}
+
+// ServicesHelp lists each service, what a run does for it and what it
+// reaches besides Kubernetes, one line each, for the commands' --help.
+func ServicesHelp() string {
+	var b strings.Builder
+	for _, e := range entries {
+		var uses []string
+		if n := NeedsOf(e.Variants[0].Procedure); n.CSMAPI {
+			uses = append(uses, "CSM API")
+		}
+		if n := NeedsOf(e.Variants[0].Procedure); n.SSH {
+			uses = append(uses, "SSH")
+		}
+		line := fmt.Sprintf("  %-12s %s", e.Service, e.Does)
+		if len(uses) > 0 {
+			line += " [" + strings.Join(uses, ", ") + "]"
+		}
+		b.WriteString(line + "\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}

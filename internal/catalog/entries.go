@@ -23,7 +23,7 @@ var entries = []Entry{
 	{
 		Service:  api.BOS,
 		Title:    "Boot Orchestration Service (BOS)",
-		Does:     "restores the session templates from a snapshot (CSM 1.0, 1.2) or checks them (1.3 on: they live in Redis)",
+		Does:     "restores session templates (1.0, 1.2), checks them (1.3+)",
 		Settings: func() Settings { return &BOSSettings{} },
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RestoreBOSTemplates},
@@ -53,7 +53,7 @@ var entries = []Entry{
 	{
 		Service: api.CPS,
 		Title:   "Content Projection Service (CPS)",
-		Does:    "shuts down and boots again, behind two gates, the compute nodes that mount CPS content",
+		Does:    "reboots, behind two gates, the nodes that mount CPS",
 		Settings: func() Settings {
 			return &CPSSettings{ShutdownTimeout: Duration(15 * time.Minute), BootTimeout: Duration(45 * time.Minute)}
 		},
@@ -69,7 +69,7 @@ var entries = []Entry{
 	{
 		Service: api.CRUS,
 		Title:   "Compute Rolling Upgrade Service (CRUS)",
-		Does:    "follows unfinished CRUS sessions, then restarts the cray-crus pods",
+		Does:    "follows CRUS sessions, then restarts the cray-crus pods",
 		Settings: func() Settings {
 			return &CRUSSettings{
 				PodSettings: PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: Duration(10 * time.Minute)},
@@ -96,7 +96,7 @@ var entries = []Entry{
 	{
 		Service: api.FAS,
 		Title:   "Firmware Action Service (FAS)",
-		Does:    "runs the FAS loader through its API (or a site's named loader Job)",
+		Does:    "runs the FAS loader (API, or a site's loader Job)",
 		Settings: func() Settings {
 			// No Job by default: the loader runs through the API on every
 			// release (FAS removed the cray-fas-loader Job before CSM 1.0).
@@ -109,7 +109,7 @@ var entries = []Entry{
 	{
 		Service: api.HMNFD,
 		Title:   "Hardware Management Notification Fanout Daemon (HMNFD)",
-		Does:    "restarts the orca daemon on compute nodes and NCNs over SSH, so that they subscribe again",
+		Does:    "restarts orca on computes and NCNs to resubscribe",
 		Settings: func() Settings {
 			return &HMNFDSettings{BatchSize: MaxBatchSize, MaxFailedPercent: 2, VerifyTimeout: Duration(5 * time.Minute),
 				Pods: PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-hmnfd", ReadyTimeout: Duration(10 * time.Minute)}}

@@ -36,8 +36,10 @@ func newStartCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start [--services LIST] [--dry-run] [--wait] [--id ID]",
 		Short: "Start a run; print its ID and Web UI link",
-		Long: `Start a run of the runbook for the named services (default: all nine:
+		Long: `Start a run of the runbook for the named services (default: all of
 ` + catalog.Names() + `).
+
+` + catalog.ServicesHelp() + `
 
 Before any service changes anything, the run checks that every Job, pod set
 and EtcdCluster it needs exists and is readable; a missing one fails the run
@@ -45,9 +47,9 @@ with nothing changed. The worker first finds the CSM release (release: auto
 reads the product catalog and probes the APIs; docs/csm-releases.md);
 services that release does not have are reported as skipped, with the reason.
 
-cps and bos wait for a person at approval gates (cps-unmount, cps-reboot,
-bos-templates when no snapshot is given); status, watch and the Web UI show
-the exact approve command.
+Approval gates (cps-unmount, cps-reboot, bos-templates when no snapshot is
+given) wait for a person; status, watch and the Web UI show the exact
+approve command.
 
 --dry-run reads every target and reports each action it would take (object
 names and UIDs, what would be stripped before re-creating) and changes nothing.
@@ -65,7 +67,7 @@ refused and nothing starts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// An explicitly empty list (--services "", often an unset shell
-			// variable) must not fall back to "all nine" as leaving the flag out does.
+			// variable) must not fall back to "all" as leaving the flag out does.
 			o.servicesGiven = cmd.Flags().Changed("services")
 			if err := o.validate(); err != nil {
 				return err
