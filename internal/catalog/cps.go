@@ -13,13 +13,13 @@ import (
 type CPSSettings struct {
 	// Nodes are xnames to reboot; empty derives them from the BOS session
 	// templates whose boot sets use the CPS root file system (cpss3).
-	Nodes []string `json:"nodes"`
+	Nodes []string `json:"nodes" doc:"xnames; null or []: those BOS templates boot with rootfs_provider cpss3"`
 	// Template is the BOS session template that boots Nodes (required with Nodes).
-	Template string `json:"template"`
+	Template string `json:"template" doc:"BOS session template for nodes (required with nodes)"`
 	// ShutdownTimeout bounds waiting for HSM to report the nodes Off.
-	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	ShutdownTimeout Duration `json:"shutdownTimeout" doc:"wait for HSM to report them Off"`
 	// BootTimeout bounds waiting for HSM to report the nodes Ready again.
-	BootTimeout Duration `json:"bootTimeout"`
+	BootTimeout Duration `json:"bootTimeout" doc:"wait for HSM to report them Ready again"`
 }
 
 // Validate implements Settings.

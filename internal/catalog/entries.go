@@ -100,7 +100,7 @@ var entries = []Entry{
 		Settings: func() Settings {
 			// No Job by default: the loader runs through the API on every
 			// release (FAS removed the cray-fas-loader Job before CSM 1.0).
-			return &FASSettings{JobSettings{Namespace: "services", CompleteTimeout: Duration(30 * time.Minute)}}
+			return &FASSettings{Namespace: "services", CompleteTimeout: Duration(30 * time.Minute)}
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RunFASLoaderAPI}},
 		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions = full.FASActions },

@@ -7,7 +7,7 @@ type JobSettings struct {
 	Namespace string `json:"namespace"`
 	Job       string `json:"job"`
 	// CompleteTimeout bounds waiting for the re-created Job to complete.
-	CompleteTimeout Duration `json:"completeTimeout"`
+	CompleteTimeout Duration `json:"completeTimeout" doc:"wait for the re-created Job to complete"`
 }
 
 // Validate implements Settings.
@@ -26,7 +26,10 @@ func (j *JobSettings) Plan(c PlanContext) api.ServicePlan {
 // site's loader Job where job names one and preflight finds it (FAS removed
 // the cray-fas-loader Job before CSM 1.0).
 type FASSettings struct {
-	JobSettings
+	Namespace string `json:"namespace"`
+	Job       string `json:"job" doc:"name a loader Job to re-run it instead, if preflight finds it"`
+	// CompleteTimeout bounds waiting for the loader (API or Job) to finish.
+	CompleteTimeout Duration `json:"completeTimeout" doc:"wait for the loader (API or Job) to finish"`
 }
 
 // Validate implements Settings: no job is the loader API.

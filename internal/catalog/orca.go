@@ -14,25 +14,25 @@ import (
 // (procedure restart-orca).
 type HMNFDSettings struct {
 	// Unit replaces the release's list of units with this one unit.
-	Unit string `json:"unit"`
+	Unit string `json:"unit" doc:"one unit instead of the release's list, e.g. cray-orca"`
 	// Units replaces the release's list of units tried in order on each
 	// node (default by release: cray-dvs-orca then cray-orca on CSM 1.0,
 	// cray-orca after).
-	Units []string `json:"units"`
+	Units []string `json:"units" doc:"or a list tried in order; null: the release's (docs/csm-releases.md)"`
 	// NCNGroups are pdsh host ranges of NCNs running orca (default by
 	// release); an empty list restarts orca on compute nodes only.
-	NCNGroups []string `json:"ncnGroups"`
+	NCNGroups []string `json:"ncnGroups" doc:"pdsh host ranges besides HSM's Ready computes; null: the release's; []: none"`
 	// Pods are HMNFD's own pods: restarted, before orca, when HMNFD
 	// reports it is not ready (it stays so after an etcd wipe until its
 	// process restarts).
-	Pods PodSettings `json:"pods"`
+	Pods PodSettings `json:"pods" doc:"restarted before orca when HMNFD reports not ready"`
 	// BatchSize is the number of nodes one durable step restarts.
-	BatchSize int `json:"batchSize"`
+	BatchSize int `json:"batchSize" doc:"nodes per durable step, at most 1000"`
 	// MaxFailedPercent of nodes may fail or be unreachable before the
 	// service is reported failed.
-	MaxFailedPercent float64 `json:"maxFailedPercent"`
+	MaxFailedPercent float64 `json:"maxFailedPercent" doc:"more failed/unreachable nodes than this fails the service"`
 	// VerifyTimeout bounds waiting for HMNFD to list the subscriptions again.
-	VerifyTimeout Duration `json:"verifyTimeout"`
+	VerifyTimeout Duration `json:"verifyTimeout" doc:"wait for HMNFD to list the computes' subscriptions again"`
 }
 
 // MaxBatchSize bounds batchSize: a batch's result lists each failed node

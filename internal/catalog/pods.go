@@ -11,7 +11,7 @@ type PodSettings struct {
 	Namespace string `json:"namespace"`
 	Selector  string `json:"selector"`
 	// ReadyTimeout bounds waiting for Ready replacements.
-	ReadyTimeout Duration `json:"readyTimeout"`
+	ReadyTimeout Duration `json:"readyTimeout" doc:"wait for Ready replacements"`
 }
 
 // Validate implements Settings.
@@ -35,9 +35,9 @@ func (p *PodSettings) podSet() api.PodSet {
 type CRUSSettings struct {
 	PodSettings
 	// SessionPoll is how often unfinished sessions are looked at again.
-	SessionPoll Duration `json:"sessionPoll"`
+	SessionPoll Duration `json:"sessionPoll" doc:"how often unfinished CRUS sessions are looked at"`
 	// StuckAfter: a session unchanged this long is reported stuck.
-	StuckAfter Duration `json:"stuckAfter"`
+	StuckAfter Duration `json:"stuckAfter" doc:"unchanged this long = reported stuck, not waited out"`
 }
 
 // Validate implements Settings.
@@ -61,7 +61,7 @@ type EtcdClusterSettings struct {
 	Namespace   string `json:"namespace"`
 	EtcdCluster string `json:"etcdCluster"`
 	// RunningTimeout bounds waiting for the operator to report it Running.
-	RunningTimeout Duration `json:"runningTimeout"`
+	RunningTimeout Duration `json:"runningTimeout" doc:"wait for etcd-operator to report it Running"`
 }
 
 // Validate implements Settings.

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -11,7 +12,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
-var updateDocs = flag.Bool("update-docs", false, "rewrite the generated tables of docs/csm-releases.md")
+var updateDocs = flag.Bool("update-docs", false, "rewrite the generated blocks of docs/csm-releases.md and docs/configuration.md")
 
 const (
 	tableBegin = "<!-- generated from internal/catalog: begin -->\n"
@@ -57,24 +58,48 @@ func releaseTables() string {
 // TestReleasesDocMatchesTheTable: docs/csm-releases.md shows what the code
 // does on each release (go test ./internal/config -update-docs rewrites it).
 func TestReleasesDocMatchesTheTable(t *testing.T) {
-	const path = "../../docs/csm-releases.md"
+	checkGenerated(t, "../../docs/csm-releases.md", tableBegin, tableEnd, releaseTables())
+}
+
+// TestConfigurationDocShowsEverySetting: docs/configuration.md shows each
+// service's keys and defaults as the catalog has them.
+func TestConfigurationDocShowsEverySetting(t *testing.T) {
+	checkGenerated(t, "../../docs/configuration.md",
+		"<!-- generated from internal/catalog: settings begin -->\n", "<!-- generated from internal/catalog: settings end -->\n",
+		"```yaml\n"+catalog.SettingsYAML()+"```\n")
+}
+
+// checkGenerated compares the block of path between begin and end with
+// want, or rewrites it with -update-docs.
+func checkGenerated(t *testing.T, path, begin, end, want string) {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	doc := string(data)
-	i, j := strings.Index(doc, tableBegin), strings.Index(doc, tableEnd)
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
 	if i < 0 || j < i {
-		t.Fatalf("%s has no generated block (%q … %q)", path, tableBegin, tableEnd)
+		t.Fatalf("%s has no generated block (%q … %q)", path, begin, end)
 	}
-	want := releaseTables()
-	if got := doc[i+len(tableBegin) : j]; got != want {
+	if got := doc[i+len(begin) : j]; got != want {
 		if *updateDocs {
-			if err := os.WriteFile(path, []byte(doc[:i+len(tableBegin)]+want+doc[j:]), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(doc[:i+len(begin)]+want+doc[j:]), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			return
 		}
-		t.Errorf("%s differs from internal/catalog; run go test ./internal/config -run TestReleasesDocMatchesTheTable -update-docs\n--- doc\n%s\n--- code\n%s", path, got, want)
+		t.Errorf("%s differs from internal/catalog; run go test ./internal/config -update-docs\n--- doc\n%s\n--- code\n%s", path, got, want)
+	}
+}
+
+// The documented defaults are a valid file that changes nothing.
+func TestDocumentedSettingsAreTheDefaults(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte(catalog.SettingsYAML()), &cfg); err != nil {
+		t.Fatalf("the documented services block is refused: %v", err)
+	}
+	if !reflect.DeepEqual(cfg.Services, Default().Services) {
+		t.Errorf("the documented services block differs from the defaults:\n%s", catalog.SettingsYAML())
 	}
 }
