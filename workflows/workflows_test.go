@@ -256,9 +256,11 @@ func serviceState(t *testing.T, st api.RunStatus, s api.Service) api.ServiceStat
 	return api.ServiceStatus{}
 }
 
-func TestAllServicesRun(t *testing.T) {
+// runAllWithTemplates runs every service with a snapshot that has a
+// template: bos restores it instead of waiting at its gate.
+func runAllWithTemplates(t *testing.T) (api.Report, *kubeFake) {
+	t.Helper()
 	env, f := newEnv(t)
-	// A snapshot with templates: BOS restores them instead of waiting at its gate.
 	snap := &api.SnapshotInput{Dir: "/snap", SessionTemplates: []json.RawMessage{json.RawMessage(`{"name":"cos-2.0"}`)}}
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Snapshot: snap})
 	if err := env.GetWorkflowError(); err != nil {
@@ -268,8 +270,13 @@ func TestAllServicesRun(t *testing.T) {
 	if err := env.GetWorkflowResult(&report); err != nil {
 		t.Fatal(err)
 	}
+	return report, f
+}
+
+func TestAllServicesRun(t *testing.T) {
+	report, f := runAllWithTemplates(t)
 	if report.State != api.Done || len(report.Services) != len(catalog.Services()) || report.Snapshot != "/snap" {
-		t.Fatalf("report state %s with %d services (snapshot %q), want done with 9 from /snap", report.State, len(report.Services), report.Snapshot)
+		t.Fatalf("report state %s with %d services (snapshot %q), want done with every service from /snap", report.State, len(report.Services), report.Snapshot)
 	}
 	for _, s := range catalog.Services() {
 		ss := serviceState(t, report, s)
@@ -814,16 +821,7 @@ func TestATenthServiceIsOneCatalogEntry(t *testing.T) {
 		},
 		Variants: []catalog.Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
 	})()
-	env, f := newEnv(t)
-	snap := &api.SnapshotInput{Dir: "/snap", SessionTemplates: []json.RawMessage{json.RawMessage(`{"name":"cos-2.0"}`)}}
-	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Snapshot: snap})
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatalf("workflow failed: %v", err)
-	}
-	var report api.Report
-	if err := env.GetWorkflowResult(&report); err != nil {
-		t.Fatal(err)
-	}
+	report, f := runAllWithTemplates(t)
 	if len(report.Services) != len(catalog.Services()) || len(catalog.Services()) != 10 {
 		t.Fatalf("%d services in the report, %d in the catalog; want the tenth in both", len(report.Services), len(catalog.Services()))
 	}
