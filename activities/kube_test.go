@@ -16,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -26,6 +25,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	kubelib "github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -50,8 +50,6 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
-var jobGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
 
 func testConfig() config.Config {
 	cfg := config.Default()
@@ -95,7 +93,7 @@ func ref(name string) api.ObjectRef {
 // rejected; the copy StripForCreate makes is accepted and runs to completion.
 func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
 	ctx := context.Background()
-	jobs := cluster.Dynamic.Resource(jobGVR).Namespace(simcluster.Namespace)
+	jobs := cluster.Dynamic.Resource(kubelib.JobGVR).Namespace(simcluster.Namespace)
 	job, err := jobs.Get(ctx, simcluster.REDSInitJob, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +114,7 @@ func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
 	// 2. Server-set metadata removed, as for any object, but the Job's
 	// controller-uid labels and selector kept: still refused.
 	meta := job.DeepCopy()
-	activities.StripForCreate(activities.EtcdClusterKind, meta) // the kind-independent part only
+	kubelib.StripForCreate(kubelib.EtcdCluster, meta) // the kind-independent part only
 	_, err = jobs.Create(ctx, meta, metav1.CreateOptions{})
 	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "controller-uid") {
 		t.Fatalf("create with the old selector and labels: %v, want Invalid naming controller-uid", err)
@@ -133,7 +131,7 @@ func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
 
 	// 4. The stripped copy: accepted, with a new UID, and it completes.
 	stripped := job.DeepCopy()
-	removed := activities.StripForCreate(activities.JobKind, stripped)
+	removed := kubelib.StripForCreate(kubelib.Job, stripped)
 	created, err := jobs.Create(ctx, stripped, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create stripped copy (removed %v): %v", removed, err)
@@ -200,7 +198,7 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 	if _, err := run[activities.Outcome](t, k, a.DeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
 		t.Fatal(err)
 	}
-	now, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(context.Background(), simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	now, err := cluster.Dynamic.Resource(kubelib.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(context.Background(), simcluster.ExternalDNSEtcd, metav1.GetOptions{})
 	if err != nil || now.GetUID() != created.UID || now.GetDeletionTimestamp() != nil {
 		t.Fatalf("the re-created object was touched by a stale delete: %v %v", now, err)
 	}

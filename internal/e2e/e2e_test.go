@@ -35,6 +35,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
@@ -254,7 +255,7 @@ func uidOf(t *testing.T, kind activities.Kind, name string) types.UID {
 		}
 		return j.UID
 	}
-	ec, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
+	ec, err := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +284,7 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 	for _, j := range []string{simcluster.REDSInitJob, simcluster.FASLoaderJob} {
 		oldJobs[j] = uidOf(t, activities.JobKind, j)
 	}
-	oldCluster, _ := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	oldCluster, _ := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
 	oldPods := map[string]map[types.UID]bool{}
 	for _, app := range []string{"cray-meds", "cray-reds", "cray-crus"} { // HMNFD's pods are not these services
 		oldPods[app] = podUIDs(t, app)
@@ -309,7 +310,7 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 		if job.UID == old || !simcluster.JobComplete(job) {
 			t.Errorf("job %s: uid %s (old %s), complete %v", name, job.UID, old, simcluster.JobComplete(job))
 		}
-		if job.Annotations[activities.RecreatedByAnnotation] != "e2e-full" {
+		if job.Annotations[kube.RecreatedByAnnotation] != "e2e-full" {
 			t.Errorf("job %s not marked as re-created by the run: %v", name, job.Annotations)
 		}
 	}
@@ -325,7 +326,7 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 			t.Errorf("%s: %d Ready pods, want %d", app, simcluster.ReadyPods(pods.Items), len(old))
 		}
 	}
-	ec, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	ec, err := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +413,7 @@ func waitRun(t *testing.T, runID string) api.Report {
 func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 	healthy(t)
 	ctx := context.Background()
-	ecs := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	ecs := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace)
 	const hold = "e2e.csmops.io/hold"
 	patch := fmt.Appendf(nil, `{"metadata":{"finalizers":[%q]}}`, hold)
 	if _, err := ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
@@ -464,7 +465,7 @@ func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 func TestTerminateParentDuringDeleteRecreates(t *testing.T) {
 	healthy(t)
 	ctx := context.Background()
-	ecs := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	ecs := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace)
 	const hold = "e2e.csmops.io/hold"
 	unhold := func() {
 		_, _ = ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
