@@ -47,9 +47,11 @@ HISTORIES_SET ?= $(shell git rev-parse --short HEAD)
 histories: tools
 	REPOPULATE_RECORD_HISTORIES=workflows/testdata/histories/$(HISTORIES_SET) $(GO) test -count=1 -v -timeout 20m -run '^TestRecordHistories$$' ./internal/e2e/
 
-## test-unit: only the tests that need no real part
+## test-unit: the tests that need no tool of `make tools` (pure code, the
+## in-process CSM emulator, HPE's definitions in ../shared): seconds, no build
+UNIT_PKGS := ./internal/api/... ./internal/catalog/... ./internal/config/... ./internal/workerconfig/... ./internal/productcatalog/... ./internal/badinput/... ./internal/csm/... ./internal/csmemu/... ./internal/contract/... ./workflows/...
 test-unit:
-	$(GO) test -count=1 ./internal/api/... ./internal/config/... ./internal/workerconfig/... ./workflows/...
+	$(GO) test -count=1 $(UNIT_PKGS)
 
 ## bad-input-doc: run the tests that feed bad input to the real parts and regenerate docs/bad-input.md from what they observed
 BAD_INPUT_PKGS  := ./internal/cli ./internal/config ./internal/hostrange ./internal/csm ./internal/sshfan ./workflows ./activities ./internal/e2e

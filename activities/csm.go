@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/hostrange"
 	"github.com/csmops/etcd-repopulate/internal/sshfan"
@@ -88,17 +89,20 @@ type CSMPreflightRequest struct {
 func (c *CSM) CheckAccess(ctx context.Context, req CSMPreflightRequest) (Outcome, error) {
 	var needAPI, needSSH []string
 	for _, p := range req.Plans {
-		switch p.Procedure {
-		case api.RestartOrca:
+		needs := catalog.NeedsOf(p.Procedure)
+		if needs.CSMAPI {
 			needAPI = append(needAPI, string(p.Service))
+		}
+		if needs.SSH {
 			needSSH = append(needSSH, string(p.Service))
-			for _, g := range p.HMNFD.NCNGroups {
-				if _, err := hostrange.Expand(g); err != nil {
-					return Outcome{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("hmnfd: NCN group: %v", err), ErrBadHostRange, nil)
-				}
+		}
+		if p.HMNFD == nil {
+			continue
+		}
+		for _, g := range p.HMNFD.NCNGroups {
+			if _, err := hostrange.Expand(g); err != nil {
+				return Outcome{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: NCN group: %v", p.Service, err), ErrBadHostRange, nil)
 			}
-		case api.RestartCRUS, api.RunFASLoaderAPI, api.RemountCPS, api.RestoreBOSTemplates, api.CheckBOSTemplates:
-			needAPI = append(needAPI, string(p.Service))
 		}
 	}
 	var problems []string

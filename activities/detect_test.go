@@ -17,7 +17,7 @@ import (
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 )
 
@@ -28,9 +28,9 @@ func catalogOf(versions []string) *fake.Clientset {
 	}
 	var data strings.Builder
 	for _, v := range versions {
-		data.WriteString(catalog.Entry(v))
+		data.WriteString(productcatalog.Entry(v))
 	}
-	return fake.NewClientset(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: catalog.Namespace, Name: catalog.ConfigMap}, Data: map[string]string{catalog.Key: data.String()}})
+	return fake.NewClientset(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: productcatalog.Namespace, Name: productcatalog.ConfigMap}, Data: map[string]string{productcatalog.Key: data.String()}})
 }
 
 // TestDetectReleaseFromTheCatalogConfirmedByProbes: against the emulator of
@@ -96,7 +96,7 @@ func TestDetectReleaseCatalogForbiddenNamesTheRule(t *testing.T) {
 	_, a := csmEmuRelease(t, api.CSM13, nil)
 	core := fake.NewClientset()
 	core.PrependReactor("get", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, catalog.ConfigMap, nil)
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, productcatalog.ConfigMap, nil)
 	})
 	a.Release, a.Core = api.ReleaseAuto, core
 	_, _, err := csmRun[api.ReleaseDetection](t, a, a.DetectRelease, activities.DetectReleaseRequest{}, nil)

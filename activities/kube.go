@@ -14,52 +14,39 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 )
 
-// Kube performs the Kubernetes half of the runbook with client-go. Jobs and
-// EtcdClusters go through the dynamic client so that a saved object is the
-// API server's own JSON, byte for byte, and one save/delete/create mechanism
-// serves both kinds.
+// Kube performs the Kubernetes half of the runbook: its activities adapt
+// internal/kube to Temporal (requests and results kept in history,
+// heartbeats, and the library's typed errors as ApplicationErrors).
 type Kube struct {
 	Config  config.Config
 	Core    kubernetes.Interface
 	Dynamic dynamic.Interface
 }
 
-// Kind is a kind of object the runbook deletes and creates again.
+func (k *Kube) client() *kube.Client {
+	return &kube.Client{Core: k.Core, Dynamic: k.Dynamic}
+}
+
+// Kind is a kind of object the runbook deletes and creates again, as the
+// workflows name it in their requests.
 type Kind string
 
 // Kinds the runbook re-creates.
 const (
-	JobKind         Kind = "Job"
-	EtcdClusterKind Kind = "EtcdCluster"
+	JobKind         = Kind(kube.Job)
+	EtcdClusterKind = Kind(kube.EtcdCluster)
 )
-
-var (
-	jobGVR         = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
-	etcdClusterGVR = schema.GroupVersionResource{Group: "etcd.database.coreos.com", Version: "v1beta2", Resource: "etcdclusters"}
-)
-
-func (k Kind) gvr() schema.GroupVersionResource {
-	if k == JobKind {
-		return jobGVR
-	}
-	return etcdClusterGVR
-}
-
-// RecreatedByAnnotation marks an object this tool created again, with the run
-// that did it, so that a retried create recognises its own object.
-const RecreatedByAnnotation = "etcd-repopulate.csmops.io/recreated-by"
 
 // Non-retryable error types the activities return.
 const (
@@ -74,6 +61,9 @@ const (
 	ErrJobFailed       = "JobFailed"
 	ErrClusterFailed   = "EtcdClusterFailed"
 	ErrWaitTimedOut    = "WaitTimedOut"
+	ErrEmptySelector   = "EmptySelector"
+	ErrBadSavedObject  = "BadSavedObject"
+	ErrCreateRejected  = "CreateRejected"
 	ErrPreflight       = api.PreflightFailedError
 )
 
@@ -125,7 +115,7 @@ func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightRe
 	if release == "" {
 		release = k.Config.Release
 	}
-	if _, known := config.Facts(release); !known {
+	if !catalog.KnownRelease(release) {
 		return PreflightResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"this run was started before the worker detected CSM releases and the worker's release setting is %q: start the run again, or set release: in the worker config", release), ErrPreflight, nil)
 	}
@@ -203,12 +193,7 @@ func (k *Kube) chooseFASProcedure(ctx context.Context, plan api.ServicePlan) (ap
 }
 
 func (k *Kube) checkNamespace(ctx context.Context, ns string) error {
-	_, err := k.Core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("namespace %q not found: is this the CSM cluster? check --kubeconfig/--context and the namespace in the worker config", ns), ErrNamespaceAbsent, nil)
-	}
-	return classify(err, "get namespace "+ns)
+	return kubeError(k.client().CheckNamespace(ctx, ns))
 }
 
 // ObjectRequest names one object of a kind.
@@ -233,38 +218,20 @@ type SavedObject struct {
 
 // SaveObject reads the object that is about to be deleted.
 func (k *Kube) SaveObject(ctx context.Context, req ObjectRequest) (SavedObject, error) {
-	obj, err := k.get(ctx, req.Kind, req.Ref)
+	saved, err := k.client().Save(ctx, kube.Kind(req.Kind), req.Ref)
 	if err != nil {
-		return SavedObject{}, err
+		return SavedObject{}, kubeError(err)
 	}
-	manifest, err := obj.MarshalJSON()
-	if err != nil {
-		return SavedObject{}, fmt.Errorf("encode %s %s: %w", req.Kind, req.Ref, err)
-	}
-	stripped := StripForCreate(req.Kind, obj.DeepCopy())
 	return SavedObject{
-		Kind: req.Kind, Ref: req.Ref, UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion(),
-		Manifest: manifest, Stripped: stripped,
-		Outcome: outcome(ctx, "saved %s %s (uid %s, resourceVersion %s, %d bytes)", req.Kind, req.Ref, obj.GetUID(), obj.GetResourceVersion(), len(manifest)),
+		Kind: req.Kind, Ref: req.Ref, UID: saved.UID, ResourceVersion: saved.ResourceVersion,
+		Manifest: saved.Manifest, Stripped: saved.Stripped,
+		Outcome: outcome(ctx, "saved %s %s (uid %s, resourceVersion %s, %d bytes)", req.Kind, req.Ref, saved.UID, saved.ResourceVersion, len(saved.Manifest)),
 	}, nil
 }
 
 func (k *Kube) get(ctx context.Context, kind Kind, ref api.ObjectRef) (*unstructured.Unstructured, error) {
-	obj, err := k.Dynamic.Resource(kind.gvr()).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		if kind == EtcdClusterKind && !k.crdInstalled() {
-			return nil, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("the EtcdCluster CRD (%s, %s) is not installed: is etcd-operator deployed on this cluster?", etcdClusterGVR.GroupResource(), etcdClusterGVR.Version), ErrCRDNotInstalled, nil)
-		}
-		return nil, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s %s not found: nothing to save, so nothing was deleted; check the name in the worker config or whether the chart that owns it is installed", kind, ref), ErrObjectNotFound, nil)
-	}
-	return obj, classify(err, fmt.Sprintf("get %s %s", kind, ref))
-}
-
-func (k *Kube) crdInstalled() bool {
-	_, err := k.Core.Discovery().ServerResourcesForGroupVersion(etcdClusterGVR.GroupVersion().String())
-	return err == nil
+	obj, err := k.client().Get(ctx, kube.Kind(kind), ref)
+	return obj, kubeError(err)
 }
 
 // DeleteRequest deletes the saved generation of an object.
@@ -273,42 +240,13 @@ type DeleteRequest struct {
 	Timings api.Timings `json:"timings"`
 }
 
-// DeleteObject deletes exactly the saved object (a UID precondition, so a
-// retry never deletes a newer object of the same name) with background
-// propagation (client-go's default would orphan a Job's pods) and waits until
-// it is gone.
+// DeleteObject deletes exactly the saved generation of the object and waits
+// until it is gone (kube.Client.DeleteAndWait).
 func (k *Kube) DeleteObject(ctx context.Context, req DeleteRequest) (Outcome, error) {
 	s := req.Saved
-	client := k.Dynamic.Resource(s.Kind.gvr()).Namespace(s.Ref.Namespace)
-	background := metav1.DeletePropagationBackground
-	uid := s.UID
-	err := client.Delete(ctx, s.Ref.Name, metav1.DeleteOptions{
-		PropagationPolicy: &background,
-		Preconditions:     &metav1.Preconditions{UID: &uid},
-	})
-	switch {
-	case err == nil, apierrors.IsNotFound(err):
-	case apierrors.IsConflict(err):
-		// The precondition failed: the saved generation is already gone and
-		// another object holds the name. The create step will refuse it.
-	default:
-		return Outcome{}, classify(err, fmt.Sprintf("delete %s %s", s.Kind, s.Ref))
-	}
-	msg, err := poll(ctx, req.Timings, req.Timings.Delete, fmt.Sprintf("%s %s to be deleted", s.Kind, s.Ref), func(ctx context.Context) (string, bool, error) {
-		obj, err := client.Get(ctx, s.Ref.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return "gone", true, nil
-		}
-		if err != nil {
-			return "", false, classify(err, fmt.Sprintf("get %s %s", s.Kind, s.Ref))
-		}
-		if obj.GetUID() != s.UID {
-			return "gone (another object now has the name)", true, nil
-		}
-		return fmt.Sprintf("still present, finalizers %v", obj.GetFinalizers()), false, nil
-	})
+	msg, err := k.client().DeleteAndWait(ctx, kube.Kind(s.Kind), s.Ref, s.UID, waitFor(ctx, req.Timings, req.Timings.Delete))
 	if err != nil {
-		return Outcome{}, err
+		return Outcome{}, kubeError(err)
 	}
 	return outcome(ctx, "deleted %s %s (uid %s): %s", s.Kind, s.Ref, s.UID, msg), nil
 }
@@ -331,39 +269,14 @@ type Created struct {
 // create was retried); any other is refused rather than overwritten.
 func (k *Kube) CreateObject(ctx context.Context, req CreateRequest) (Created, error) {
 	s := req.Saved
-	obj := &unstructured.Unstructured{}
-	if err := obj.UnmarshalJSON(s.Manifest); err != nil {
-		return Created{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("saved copy of %s %s is not a Kubernetes object: %v", s.Kind, s.Ref, err), "BadSavedObject", err)
+	created, err := k.client().CreateFromSaved(ctx, kube.Kind(s.Kind), s.Ref, s.Manifest, req.RunID)
+	switch {
+	case err != nil:
+		return Created{}, kubeError(err)
+	case created.Already:
+		return Created{UID: created.UID, Outcome: outcome(ctx, "%s %s already created by this run (uid %s)", s.Kind, s.Ref, created.UID)}, nil
 	}
-	StripForCreate(s.Kind, obj)
-	annotations := obj.GetAnnotations()
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	annotations[RecreatedByAnnotation] = req.RunID
-	obj.SetAnnotations(annotations)
-
-	client := k.Dynamic.Resource(s.Kind.gvr()).Namespace(s.Ref.Namespace)
-	created, err := client.Create(ctx, obj, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		existing, getErr := client.Get(ctx, s.Ref.Name, metav1.GetOptions{})
-		if getErr != nil {
-			return Created{}, classify(getErr, fmt.Sprintf("get %s %s", s.Kind, s.Ref))
-		}
-		if existing.GetAnnotations()[RecreatedByAnnotation] == req.RunID {
-			return Created{UID: existing.GetUID(), Outcome: outcome(ctx, "%s %s already created by this run (uid %s)", s.Kind, s.Ref, existing.GetUID())}, nil
-		}
-		return Created{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s %s exists (uid %s) but was not created by this run: someone else created it after the delete; compare it with the saved copy in the run's history before deleting it", s.Kind, s.Ref, existing.GetUID()), ErrObjectExists, nil)
-	}
-	if err != nil {
-		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			return Created{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("the API server rejected the saved copy of %s %s: %v; the copy is in this run's history (step save)", s.Kind, s.Ref, err), "CreateRejected", err)
-		}
-		return Created{}, classify(err, fmt.Sprintf("create %s %s", s.Kind, s.Ref))
-	}
-	return Created{UID: created.GetUID(), Outcome: outcome(ctx, "created %s %s from the saved copy (new uid %s; removed %s)", s.Kind, s.Ref, created.GetUID(), strings.Join(s.Stripped, ", "))}, nil
+	return Created{UID: created.UID, Outcome: outcome(ctx, "created %s %s from the saved copy (new uid %s; removed %s)", s.Kind, s.Ref, created.UID, strings.Join(s.Stripped, ", "))}, nil
 }
 
 // WaitRequest waits for one object generation to be healthy.
@@ -377,32 +290,9 @@ type WaitRequest struct {
 // WaitJobComplete waits until the Job completes; a Failed condition is a
 // non-retryable error carrying the Job's reason.
 func (k *Kube) WaitJobComplete(ctx context.Context, req WaitRequest) (Outcome, error) {
-	msg, err := poll(ctx, req.Timings, req.Timings.Wait, fmt.Sprintf("Job %s to complete", req.Ref), func(ctx context.Context) (string, bool, error) {
-		obj, err := k.getGeneration(ctx, JobKind, req.Ref, req.UID)
-		if err != nil {
-			return "", false, err
-		}
-		conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
-		for _, c := range conds {
-			m, _ := c.(map[string]any)
-			if m["status"] != "True" {
-				continue
-			}
-			switch m["type"] {
-			case "Complete":
-				return "complete", true, nil
-			case "Failed":
-				return "", false, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("Job %s failed: %v: %v (kubectl -n %s logs job/%s)", req.Ref, m["reason"], m["message"], req.Ref.Namespace, req.Ref.Name), ErrJobFailed, nil)
-			}
-		}
-		active, _, _ := unstructured.NestedInt64(obj.Object, "status", "active")
-		succeeded, _, _ := unstructured.NestedInt64(obj.Object, "status", "succeeded")
-		failed, _, _ := unstructured.NestedInt64(obj.Object, "status", "failed")
-		return fmt.Sprintf("active %d, succeeded %d, failed %d", active, succeeded, failed), false, nil
-	})
+	msg, err := k.client().WaitJobComplete(ctx, req.Ref, req.UID, waitFor(ctx, req.Timings, req.Timings.Wait))
 	if err != nil {
-		return Outcome{}, err
+		return Outcome{}, kubeError(err)
 	}
 	return outcome(ctx, "Job %s (uid %s) %s", req.Ref, req.UID, msg), nil
 }
@@ -410,42 +300,11 @@ func (k *Kube) WaitJobComplete(ctx context.Context, req WaitRequest) (Outcome, e
 // WaitEtcdClusterRunning waits until etcd-operator reports the cluster Running
 // with every member ready.
 func (k *Kube) WaitEtcdClusterRunning(ctx context.Context, req WaitRequest) (Outcome, error) {
-	msg, err := poll(ctx, req.Timings, req.Timings.Wait, fmt.Sprintf("EtcdCluster %s to be Running", req.Ref), func(ctx context.Context) (string, bool, error) {
-		obj, err := k.getGeneration(ctx, EtcdClusterKind, req.Ref, req.UID)
-		if err != nil {
-			return "", false, err
-		}
-		phase, _, _ := unstructured.NestedString(obj.Object, "status", "phase")
-		size, _, _ := unstructured.NestedInt64(obj.Object, "spec", "size")
-		ready, _, _ := unstructured.NestedStringSlice(obj.Object, "status", "members", "ready")
-		unready, _, _ := unstructured.NestedStringSlice(obj.Object, "status", "members", "unready")
-		state := fmt.Sprintf("phase %q, %d/%d members ready, %d unready", phase, len(ready), size, len(unready))
-		if phase == "Failed" {
-			reason, _, _ := unstructured.NestedString(obj.Object, "status", "reason")
-			return "", false, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("EtcdCluster %s failed: %s (%s); see the etcd-operator logs", req.Ref, reason, state), ErrClusterFailed, nil)
-		}
-		return state, phase == "Running" && int64(len(ready)) == size && len(unready) == 0, nil
-	})
+	msg, err := k.client().WaitEtcdClusterRunning(ctx, req.Ref, req.UID, waitFor(ctx, req.Timings, req.Timings.Wait))
 	if err != nil {
-		return Outcome{}, err
+		return Outcome{}, kubeError(err)
 	}
 	return outcome(ctx, "EtcdCluster %s (uid %s) %s", req.Ref, req.UID, msg), nil
-}
-
-// getGeneration reads the object and insists it is the generation we created.
-func (k *Kube) getGeneration(ctx context.Context, kind Kind, ref api.ObjectRef, uid types.UID) (*unstructured.Unstructured, error) {
-	obj, err := k.Dynamic.Resource(kind.gvr()).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %s (uid %s) disappeared while waiting for it", kind, ref, uid), ErrObjectReplaced, nil)
-	}
-	if err != nil {
-		return nil, classify(err, fmt.Sprintf("get %s %s", kind, ref))
-	}
-	if obj.GetUID() != uid {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %s was replaced while waiting for it (uid %s, expected %s)", kind, ref, obj.GetUID(), uid), ErrObjectReplaced, nil)
-	}
-	return obj, nil
 }
 
 // PodRef is one pod generation.
@@ -465,37 +324,23 @@ type PodSnapshot struct {
 // SnapshotPods records which pods will be restarted and how many are Ready,
 // so the wait step knows what "back to how it was" means.
 func (k *Kube) SnapshotPods(ctx context.Context, set api.PodSet) (PodSnapshot, error) {
-	pods, err := k.listPods(ctx, set)
+	pods, err := k.client().SnapshotPods(ctx, set)
 	if err != nil {
-		return PodSnapshot{}, err
+		return PodSnapshot{}, kubeError(err)
 	}
-	snap := PodSnapshot{}
+	snap := PodSnapshot{Ready: pods.Ready}
 	var names []string
-	for _, p := range pods {
-		ready := podReady(&p)
-		snap.Pods = append(snap.Pods, PodRef{Name: p.Name, UID: p.UID, Ready: ready})
-		if ready {
-			snap.Ready++
-		}
+	for _, p := range pods.Pods {
+		snap.Pods = append(snap.Pods, PodRef(p))
 		names = append(names, p.Name)
 	}
-	snap.Outcome = outcome(ctx, "%d pods (%d Ready) match %s: %s", len(pods), snap.Ready, set, strings.Join(names, ", "))
+	snap.Outcome = outcome(ctx, "%d pods (%d Ready) match %s: %s", len(pods.Pods), snap.Ready, set, strings.Join(names, ", "))
 	return snap, nil
 }
 
 func (k *Kube) listPods(ctx context.Context, set api.PodSet) ([]corev1.Pod, error) {
-	if strings.TrimSpace(set.Selector) == "" {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("empty selector for pods in namespace %s would match every pod: refusing", set.Namespace), "EmptySelector", nil)
-	}
-	list, err := k.Core.CoreV1().Pods(set.Namespace).List(ctx, metav1.ListOptions{LabelSelector: set.Selector})
-	if err != nil {
-		return nil, classify(err, "list "+set.String())
-	}
-	if len(list.Items) == 0 {
-		return nil, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("no pods match %q in namespace %s: is the service deployed? check the selector in the worker config", set.Selector, set.Namespace), ErrNoPods, nil)
-	}
-	return list.Items, nil
+	pods, err := k.client().ListPods(ctx, set)
+	return pods, kubeError(err)
 }
 
 // DeletePodsRequest deletes the snapshot's pods.
@@ -507,15 +352,9 @@ type DeletePodsRequest struct {
 // DeletePods deletes exactly the snapshot's pod generations (UID
 // preconditions, so a retry never deletes a replacement that reused a name).
 func (k *Kube) DeletePods(ctx context.Context, req DeletePodsRequest) (Outcome, error) {
-	var names []string
-	for _, p := range req.Pods {
-		uid := p.UID
-		err := k.Core.CoreV1().Pods(req.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return Outcome{}, classify(err, fmt.Sprintf("delete pod %s/%s", req.Namespace, p.Name))
-		}
-		names = append(names, p.Name)
-		recordHeartbeat(ctx, len(names))
+	names, err := k.client().DeletePods(ctx, req.Namespace, kubePods(req.Pods), func(done int) { recordHeartbeat(ctx, done) })
+	if err != nil {
+		return Outcome{}, kubeError(err)
 	}
 	return outcome(ctx, "deleted %d pods: %s", len(names), strings.Join(names, ", ")), nil
 }
@@ -530,51 +369,20 @@ type WaitPodsRequest struct {
 // WaitPodsReplaced waits until none of the deleted pods is left and as many
 // Ready pods match as before (as many pods, when none was Ready before).
 func (k *Kube) WaitPodsReplaced(ctx context.Context, req WaitPodsRequest) (Outcome, error) {
-	old := map[types.UID]bool{}
-	for _, p := range req.Snapshot.Pods {
-		old[p.UID] = true
-	}
-	msg, err := poll(ctx, req.Timings, req.Timings.Wait, fmt.Sprintf("%s to be replaced", req.Pods), func(ctx context.Context) (string, bool, error) {
-		list, err := k.Core.CoreV1().Pods(req.Pods.Namespace).List(ctx, metav1.ListOptions{LabelSelector: req.Pods.Selector})
-		if err != nil {
-			return "", false, classify(err, "list "+req.Pods.String())
-		}
-		var leftover, fresh, ready int
-		var readyNames []string
-		for _, p := range list.Items {
-			if old[p.UID] {
-				leftover++
-				continue
-			}
-			fresh++
-			if podReady(&p) {
-				ready++
-				readyNames = append(readyNames, p.Name)
-			}
-		}
-		state := fmt.Sprintf("%d/%d Ready replacements (%s), %d old pods left", ready, req.Snapshot.Ready, strings.Join(readyNames, ", "), leftover)
-		done := leftover == 0 && ready >= req.Snapshot.Ready
-		if req.Snapshot.Ready == 0 {
-			done = leftover == 0 && fresh >= len(req.Snapshot.Pods)
-		}
-		return state, done, nil
-	})
+	snap := kube.PodSnapshot{Pods: kubePods(req.Snapshot.Pods), Ready: req.Snapshot.Ready}
+	msg, err := k.client().WaitPodsReplaced(ctx, req.Pods, snap, waitFor(ctx, req.Timings, req.Timings.Wait))
 	if err != nil {
-		return Outcome{}, err
+		return Outcome{}, kubeError(err)
 	}
 	return outcome(ctx, "%s: %s", req.Pods, msg), nil
 }
 
-func podReady(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
-		return false
+func kubePods(pods []PodRef) []kube.Pod {
+	out := make([]kube.Pod, 0, len(pods))
+	for _, p := range pods {
+		out = append(out, kube.Pod(p))
 	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	return out
 }
 
 // waitProgress is kept in heartbeat details, so that a retried wait keeps the
@@ -611,54 +419,35 @@ func heartbeatBetweenCalls(ctx context.Context, note string) {
 	recordHeartbeat(ctx, beat)
 }
 
-// poll calls check every Timings.Poll until it reports done or an error, or
-// until budget has passed since the first attempt of this activity began.
-func poll(ctx context.Context, t api.Timings, budget time.Duration, what string, check func(context.Context) (string, bool, error)) (string, error) {
-	progress := waitProgress{Since: time.Now()}
+// waitFor is the kube.Wait of this activity: its budget runs from the first
+// attempt's start (kept in the heartbeat details), and every look that is
+// not done heartbeats with its state.
+func waitFor(ctx context.Context, t api.Timings, budget time.Duration) kube.Wait {
+	w, _ := waitWithProgress(ctx, t, budget)
+	return w
+}
+
+func waitWithProgress(ctx context.Context, t api.Timings, budget time.Duration) (kube.Wait, *waitProgress) {
+	progress := &waitProgress{Since: time.Now()}
 	if activity.HasHeartbeatDetails(ctx) {
 		var prev waitProgress
 		if activity.GetHeartbeatDetails(ctx, &prev) == nil && !prev.Since.IsZero() {
 			progress.Since = prev.Since
 		}
 	}
-	interval := t.Poll
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	// A check that makes many calls heartbeats between them (heartbeat) with
-	// this progress, so the first attempt's start survives in the details.
-	checkCtx := context.WithValue(ctx, waitProgressKey{}, &progress)
-	for {
-		state, done, err := check(checkCtx)
-		if err != nil || done {
-			return state, err
-		}
+	return kube.Wait{Since: progress.Since, Budget: budget, Interval: t.Poll, Progress: func(state string) {
 		progress.Last = state
-		recordHeartbeat(ctx, progress)
-		if time.Since(progress.Since) > budget {
-			return "", temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("timed out after %s waiting for %s: %s", budget, what, state), ErrWaitTimedOut, nil)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(interval):
-		}
-	}
+		recordHeartbeat(ctx, *progress)
+	}}, progress
 }
 
-// classify turns API errors that retrying cannot fix into non-retryable errors
-// that say what is missing; everything else is left for the retry policy.
-func classify(err error, what string) error {
-	switch {
-	case err == nil:
-		return nil
-	case apierrors.IsForbidden(err):
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s: %v; grant the worker's identity this verb on this resource (deploy/ has the Role)", what, err), ErrForbidden, nil)
-	case apierrors.IsUnauthorized(err):
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s: unauthorized: the worker's Kubernetes credentials were rejected (%v); check --kubeconfig/--context", what, err), ErrUnauthorized, nil)
-	}
-	return fmt.Errorf("%s: %w", what, err)
+// poll is kube.Poll for the activities' own waits (the CSM API's): a check
+// that makes many calls heartbeats between them (heartbeatBetweenCalls)
+// with this wait's progress, so the first attempt's start survives in the
+// details.
+func poll(ctx context.Context, t api.Timings, budget time.Duration, what string, check func(context.Context) (string, bool, error)) (string, error) {
+	w, progress := waitWithProgress(ctx, t, budget)
+	checkCtx := context.WithValue(ctx, waitProgressKey{}, progress)
+	state, err := kube.Poll(ctx, w, what, func(context.Context) (string, bool, error) { return check(checkCtx) })
+	return state, kubeError(err)
 }

@@ -16,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -24,7 +23,9 @@ import (
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	kubelib "github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -49,8 +50,6 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
-var jobGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
 
 func testConfig() config.Config {
 	cfg := config.Default()
@@ -94,7 +93,7 @@ func ref(name string) api.ObjectRef {
 // rejected; the copy StripForCreate makes is accepted and runs to completion.
 func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
 	ctx := context.Background()
-	jobs := cluster.Dynamic.Resource(jobGVR).Namespace(simcluster.Namespace)
+	jobs := cluster.Dynamic.Resource(kubelib.JobGVR).Namespace(simcluster.Namespace)
 	job, err := jobs.Get(ctx, simcluster.REDSInitJob, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +114,7 @@ func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
 	// 2. Server-set metadata removed, as for any object, but the Job's
 	// controller-uid labels and selector kept: still refused.
 	meta := job.DeepCopy()
-	activities.StripForCreate(activities.EtcdClusterKind, meta) // the kind-independent part only
+	kubelib.StripForCreate(kubelib.EtcdCluster, meta) // the kind-independent part only
 	_, err = jobs.Create(ctx, meta, metav1.CreateOptions{})
 	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "controller-uid") {
 		t.Fatalf("create with the old selector and labels: %v, want Invalid naming controller-uid", err)
@@ -132,7 +131,7 @@ func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
 
 	// 4. The stripped copy: accepted, with a new UID, and it completes.
 	stripped := job.DeepCopy()
-	removed := activities.StripForCreate(activities.JobKind, stripped)
+	removed := kubelib.StripForCreate(kubelib.Job, stripped)
 	created, err := jobs.Create(ctx, stripped, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create stripped copy (removed %v): %v", removed, err)
@@ -199,7 +198,7 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 	if _, err := run[activities.Outcome](t, k, a.DeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
 		t.Fatal(err)
 	}
-	now, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(context.Background(), simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	now, err := cluster.Dynamic.Resource(kubelib.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(context.Background(), simcluster.ExternalDNSEtcd, metav1.GetOptions{})
 	if err != nil || now.GetUID() != created.UID || now.GetDeletionTimestamp() != nil {
 		t.Fatalf("the re-created object was touched by a stale delete: %v %v", now, err)
 	}
@@ -275,15 +274,21 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 		wantType string
 		wantText string
 	}{
-		{"job missing", "services.bss.job names a Job that does not exist", missing(func(c *config.Config) { c.Services.BSS.Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
-		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) { c.Services.ExternalDNS.EtcdCluster = "nope" }), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
-		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) { c.Services.REDS.Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
-		{"no pods match", "services.meds.selector matches no pod", missing(func(c *config.Config) { c.Services.MEDS.Selector = "app.kubernetes.io/name=cray-medz" }), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},
+		{"job missing", "services.bss.job names a Job that does not exist", missing(func(c *config.Config) { config.SettingsOf[*catalog.JobSettings](*c, api.BSS).Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
+		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) {
+			config.SettingsOf[*catalog.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "nope"
+		}), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
+		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) { config.SettingsOf[*catalog.PodSettings](*c, api.REDS).Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
+		{"no pods match", "services.meds.selector matches no pod", missing(func(c *config.Config) {
+			config.SettingsOf[*catalog.PodSettings](*c, api.MEDS).Selector = "app.kubernetes.io/name=cray-medz"
+		}), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},
 		// Config.Validate refuses this first; the activity refuses it again
 		// in case a plan reaches it some other way.
-		{"empty selector", "empty pod selector reaching the activity (would match every pod)", missing(func(c *config.Config) { c.Services.MEDS.Selector = " " }), []api.Service{api.MEDS}, activities.ErrPreflight, "would match every pod: refusing"},
+		{"empty selector", "empty pod selector reaching the activity (would match every pod)", missing(func(c *config.Config) { config.SettingsOf[*catalog.PodSettings](*c, api.MEDS).Selector = " " }), []api.Service{api.MEDS}, activities.ErrPreflight, "would match every pod: refusing"},
 		{"forbidden", "worker's Kubernetes identity not allowed to read (Forbidden)", kube(impersonated), []api.Service{api.BSS}, activities.ErrPreflight, "forbidden"},
-		{"hmnfd pods missing", "services.hmnfd.pods.selector matches no pod", missing(func(c *config.Config) { c.Services.HMNFD.Pods.Selector = "app.kubernetes.io/name=cray-hmnfdx" }), []api.Service{api.HMNFD}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-hmnfdx"`},
+		{"hmnfd pods missing", "services.hmnfd.pods.selector matches no pod", missing(func(c *config.Config) {
+			config.SettingsOf[*catalog.HMNFDSettings](*c, api.HMNFD).Pods.Selector = "app.kubernetes.io/name=cray-hmnfdx"
+		}), []api.Service{api.HMNFD}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-hmnfdx"`},
 		{"run from before releases", "a run started before release detection whose preflight is retried on a worker with release: auto", missing(func(c *config.Config) {}), []api.Service{api.BSS}, activities.ErrPreflight, "start the run again, or set release: in the worker config"},
 	}
 	before := snapshotUIDs(t)
@@ -325,7 +330,7 @@ func TestPreflightChoosesTheFASProcedure(t *testing.T) {
 		{"cray-fas-loader-gone", string(api.RunFASLoaderAPI), "names Job services/cray-fas-loader-gone but it does not exist (FAS removed its loader Job before CSM 1.0): loading firmware through the loader API instead"},
 	} {
 		k := kube(cluster.Config)
-		k.Config.Services.FAS.Job = tc.job
+		config.SettingsOf[*catalog.FASSettings](k.Config, api.FAS).Job = tc.job
 		res, err := run[activities.PreflightResult](t, k, a.Preflight, activities.PreflightRequest{Services: []api.Service{api.FAS}, Release: api.CSM10})
 		if err != nil {
 			t.Fatalf("job %q: %v", tc.job, err)

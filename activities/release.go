@@ -8,8 +8,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/csm"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 )
 
 // ErrRelease: the release cannot be told, or the APIs contradict it.
@@ -28,14 +28,14 @@ func (c *CSM) DetectRelease(ctx context.Context, _ DetectReleaseRequest) (api.Re
 	if configured == "" {
 		configured = api.ReleaseAuto
 	}
-	var cat catalog.Catalog
+	var cat productcatalog.Catalog
 	if configured == api.ReleaseAuto {
 		if c.Core == nil {
 			cat.Note = "no Kubernetes client"
 		} else {
 			var err error
-			if cat, err = catalog.Read(ctx, c.Core); err != nil {
-				var forbidden catalog.ErrForbidden
+			if cat, err = productcatalog.Read(ctx, c.Core); err != nil {
+				var forbidden productcatalog.ErrForbidden
 				if errors.As(err, &forbidden) {
 					return api.ReleaseDetection{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrPreflight, nil)
 				}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 )
 
 // allKube is every service that is pure Kubernetes or Kubernetes plus the
@@ -26,12 +27,12 @@ const allKube = "bss,fas,meds,reds,externaldns,crus"
 // run uses it. A rule for a resource not listed here fails the table test:
 // the Role must grant nothing the code does not use.
 var exercisedBy = map[string]string{
-	"namespaces":   "bss",
-	"configmaps":   "bss", // every run detects the release
-	"jobs":         "bss",
-	"pods":         "meds",
-	"etcdclusters": "externaldns",
-	"secrets":      "crus",
+	"namespaces":                 "bss",
+	"configmaps":                 "bss", // every run detects the release
+	kube.JobGVR.Resource:         "bss",
+	"pods":                       "meds",
+	kube.EtcdClusterGVR.Resource: "externaldns",
+	"secrets":                    "crus",
 }
 
 func TestWorkerRunsAsTheServiceAccount(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/logging"
 	"github.com/csmops/etcd-repopulate/internal/telemetry"
@@ -49,11 +50,10 @@ func newCommand() *cobra.Command {
 		Short: "Run the etcd-repopulate workflows and activities",
 		Long: `repopulate-worker polls a Temporal task queue and carries out the runbook
 "Repopulate Data in etcd Clusters When Rebuilding Them" for the CSM release it
-detects (release: auto) or is given: it re-runs the cray-reds-init Job, runs
-the FAS loader through its API (or a site's named loader Job), restarts the
-MEDS, REDS and CRUS pods (following CRUS sessions first), re-creates the
-External DNS EtcdCluster and restarts the orca daemon on compute nodes and
-NCNs over SSH, each step durable and retried.
+detects (release: auto) or is given (services a release lacks are skipped),
+each step durable and retried:
+
+` + catalog.ServicesHelp() + `
 
 Kubernetes credentials: --kubeconfig (or KUBECONFIG), else the pod's
 in-cluster service account. Names, namespaces, selectors, timeouts, the CSM

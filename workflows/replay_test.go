@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 // historiesDir holds the histories `make histories` recorded on the real
@@ -93,10 +94,12 @@ func TestReplayCatchesAnOrderingChange(t *testing.T) {
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("%v: run make histories", err)
 	}
-	// The same ordering as changeCPSAfterHMNFD, without its version check.
-	saved := dependsOn
-	dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS, api.HMNFD}}
-	defer func() { dependsOn = saved }()
+	// The orderings of the catalog, without their version checks.
+	saved := prerequisites
+	prerequisites = func(func(string) bool) map[api.Service][]catalog.Prerequisite {
+		return saved(func(string) bool { return true })
+	}
+	defer func() { prerequisites = saved }()
 	err := replay(file)
 	if err == nil {
 		t.Fatal("the nine-service history replayed with cps waiting for hmnfd: the replay test cannot catch an unversioned ordering change")

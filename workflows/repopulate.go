@@ -6,7 +6,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"maps"
+
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 // repopulate is the parent workflow's state.
@@ -52,7 +53,7 @@ func (w *repopulate) setup(ctx workflow.Context) error {
 	if err := w.setupGates(ctx); err != nil {
 		return err
 	}
-	services, err := api.ParseServices(w.req.Services)
+	services, err := catalog.Parse(w.req.Services)
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), api.InvalidRequestError, nil)
 	}
@@ -105,19 +106,20 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		plans[plan.Service] = plan
 	}
 	// Versioned orderings: runs started before them replay as they ran.
-	order := ordering{
-		cpsNeedsBOSDone: workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1,
-		cpsAfterHMNFD:   workflow.GetVersion(ctx, changeCPSAfterHMNFD, workflow.DefaultVersion, 1) == 1,
+	cpsNeedsBOSDone := workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1
+	orderings := map[string]bool{}
+	for _, change := range catalog.OrderingChanges() {
+		orderings[change] = workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == 1
 	}
-	deps := order.prerequisites()
-	// waiting reports whether s still waits for a prerequisite in this run.
-	waiting := func(s api.Service) (api.Service, bool) {
+	deps := prerequisites(func(since string) bool { return orderings[since] })
+	// waiting returns the prerequisite s still waits for in this run.
+	waiting := func(s api.Service) (catalog.Prerequisite, bool) {
 		for _, dep := range deps[s] {
-			if plans[dep].Service != "" && !w.serviceState(dep).Finished() {
+			if plans[dep.Service].Service != "" && !w.serviceState(dep.Service).Finished() {
 				return dep, true
 			}
 		}
-		return "", false
+		return catalog.Prerequisite{}, false
 	}
 	sel := workflow.NewSelector(ctx)
 	started := map[api.Service]bool{}
@@ -132,7 +134,7 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		}
 		started[s] = true
 		plan := plans[s]
-		if s == api.CPS && order.cpsNeedsBOSDone && plans[api.BOS].Service != "" {
+		if s == api.CPS && cpsNeedsBOSDone && plans[api.BOS].Service != "" {
 			if bos := w.service(api.BOS); bos.State != api.Done {
 				w.update(cpsWithoutBOS(bos))
 				finished(s)
@@ -156,7 +158,7 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	// finished starts the services that waited for s and wait for nothing else.
 	finished = func(s api.Service) {
 		for _, next := range w.services {
-			if !slices.Contains(deps[next], s) || plans[next].Service == "" || ctx.Err() != nil {
+			if !slices.ContainsFunc(deps[next], func(p catalog.Prerequisite) bool { return p.Service == s }) || plans[next].Service == "" || ctx.Err() != nil {
 				continue
 			}
 			if _, still := waiting(next); !still && !w.serviceState(next).Finished() {
@@ -172,7 +174,7 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 			// Its steps and gates are listed already, so that status shows
 			// what is to come and a decision for its gate is told when it opens.
 			in := ServiceInput{RunID: w.status.RunID, Plan: plans[s], DryRun: w.req.DryRun, Snapshot: snapshotFor(s, w.req.Snapshot)}
-			st := api.ServiceStatus{Service: s, State: api.Pending, Message: waitingMessage(s, dep)}
+			st := api.ServiceStatus{Service: s, State: api.Pending, Message: waitingMessage(dep)}
 			for _, name := range Steps(in) {
 				st.Steps = append(st.Steps, api.StepStatus{Name: name, State: api.Pending})
 			}
@@ -337,11 +339,6 @@ const (
 	// changeCPSNeedsBOSDone: cps starts only when bos ended done; before,
 	// it started whatever bos's outcome and found no CPS template.
 	changeCPSNeedsBOSDone = "cps-needs-bos-done"
-	// changeCPSAfterHMNFD: cps waits for hmnfd, so that the nodes cps
-	// shuts down are not counted as hmnfd failures. This way round hmnfd
-	// (minutes) is never held behind cps's gates (possibly days), and the
-	// nodes cps reboots start orca, which subscribes them, as they boot.
-	changeCPSAfterHMNFD = "cps-after-hmnfd"
 	// changeStartEachServiceOnce: a service whose prerequisites finish
 	// is started once; before, a prerequisite's result arriving after its
 	// final status started the dependant a second time, which failed it
@@ -349,32 +346,14 @@ const (
 	changeStartEachServiceOnce = "start-each-service-once"
 )
 
-// dependsOn is the ordering every run has followed since cps waited for
-// bos; orderings added since are versioned (ordering).
-var dependsOn = map[api.Service][]api.Service{api.CPS: {api.BOS}}
+// prerequisites says which services must finish before another starts,
+// for a run that has the orderings has says (the replay test swaps it).
+var prerequisites = catalog.Prerequisites
 
-// ordering is which versioned orderings a run follows.
-type ordering struct {
-	cpsNeedsBOSDone bool
-	cpsAfterHMNFD   bool
-}
-
-// prerequisites says which services must finish before another starts:
-// cps finds its nodes in the BOS session templates that bos restores, and
-// cps shutting compute nodes down must not race hmnfd restarting orca on
-// every Ready compute.
-func (o ordering) prerequisites() map[api.Service][]api.Service {
-	deps := maps.Clone(dependsOn)
-	if o.cpsAfterHMNFD {
-		deps[api.CPS] = append(slices.Clone(deps[api.CPS]), api.HMNFD)
-	}
-	return deps
-}
-
-func waitingMessage(s, dep api.Service) string {
-	msg := fmt.Sprintf("waiting for %s to finish first", dep)
-	if s == api.CPS && dep == api.HMNFD {
-		msg += ": the compute nodes cps shuts down must not count as hmnfd failures"
+func waitingMessage(dep catalog.Prerequisite) string {
+	msg := fmt.Sprintf("waiting for %s to finish first", dep.Service)
+	if dep.Why != "" {
+		msg += ": " + dep.Why
 	}
 	return msg
 }
@@ -420,18 +399,13 @@ func snapshotFor(s api.Service, snap *api.SnapshotInput) *api.SnapshotInput {
 	if snap == nil {
 		return nil
 	}
-	// APIs say which API versions the snapshot was read through.
-	out := &api.SnapshotInput{Dir: snap.Dir, Taken: snap.Taken, APIs: snap.APIs}
-	switch s {
-	case api.BOS:
-		out.SessionTemplates = snap.SessionTemplates
-	case api.HMNFD:
-		out.SubscribedXnames = snap.SubscribedXnames
-	case api.FAS:
-		out.FASActions = snap.FASActions
-	default:
+	e, _ := catalog.Lookup(s)
+	if e.SnapshotPart == nil {
 		return nil
 	}
+	// APIs say which API versions the snapshot was read through.
+	out := &api.SnapshotInput{Dir: snap.Dir, Taken: snap.Taken, APIs: snap.APIs}
+	e.SnapshotPart(snap, out)
 	return out
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 )
 
@@ -64,12 +65,20 @@ type kubeFake struct {
 	// hmnfdNotReady: HMNFD says not ready until its pods are restarted.
 	hmnfdNotReady bool
 	hmnfdChecks   int
+	// selectors are the pod sets snapshotted before a restart.
+	selectors []string
+}
+
+func (f *kubeFake) podSelectors() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.selectors)
 }
 
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	k := &activities.Kube{}
 	cfg := config.Default()
-	cfg.Services.FAS.Job = "cray-fas-loader" // a site that names its loader Job, which exists
+	config.SettingsOf[*catalog.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
 	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PreflightRequest) (activities.PreflightResult, error) {
 		res := activities.PreflightResult{Release: req.Release}
 		for _, s := range req.Services {
@@ -104,7 +113,12 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(k.WaitJobComplete, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "complete", Attempt: 1}, nil)
 	env.OnActivity(k.WaitEtcdClusterRunning, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "running", Attempt: 1}, nil)
-	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(activities.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil)
+	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(func(_ context.Context, pods api.PodSet) (activities.PodSnapshot, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.selectors = append(f.selectors, pods.Selector)
+		return activities.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil
+	})
 	env.OnActivity(k.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeletePodsRequest) (activities.Outcome, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -242,9 +256,11 @@ func serviceState(t *testing.T, st api.RunStatus, s api.Service) api.ServiceStat
 	return api.ServiceStatus{}
 }
 
-func TestAllServicesRun(t *testing.T) {
+// runAllWithTemplates runs every service with a snapshot that has a
+// template: bos restores it instead of waiting at its gate.
+func runAllWithTemplates(t *testing.T) (api.Report, *kubeFake) {
+	t.Helper()
 	env, f := newEnv(t)
-	// A snapshot with templates: BOS restores them instead of waiting at its gate.
 	snap := &api.SnapshotInput{Dir: "/snap", SessionTemplates: []json.RawMessage{json.RawMessage(`{"name":"cos-2.0"}`)}}
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Snapshot: snap})
 	if err := env.GetWorkflowError(); err != nil {
@@ -254,10 +270,15 @@ func TestAllServicesRun(t *testing.T) {
 	if err := env.GetWorkflowResult(&report); err != nil {
 		t.Fatal(err)
 	}
-	if report.State != api.Done || len(report.Services) != 9 || report.Snapshot != "/snap" {
-		t.Fatalf("report state %s with %d services (snapshot %q), want done with 9 from /snap", report.State, len(report.Services), report.Snapshot)
+	return report, f
+}
+
+func TestAllServicesRun(t *testing.T) {
+	report, f := runAllWithTemplates(t)
+	if report.State != api.Done || len(report.Services) != len(catalog.Services()) || report.Snapshot != "/snap" {
+		t.Fatalf("report state %s with %d services (snapshot %q), want done with every service from /snap", report.State, len(report.Services), report.Snapshot)
 	}
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		ss := serviceState(t, report, s)
 		if ss.State != api.Done {
 			t.Errorf("%s: state %s (%s), want done", s, ss.State, ss.Message)
@@ -317,7 +338,7 @@ func TestUnknownServiceIsRejectedBeforeAnythingRuns(t *testing.T) {
 	if !errors.As(err, &appErr) || appErr.Type() != api.InvalidRequestError {
 		t.Fatalf("error %v, want %s", err, api.InvalidRequestError)
 	}
-	if !strings.Contains(appErr.Message(), `"dns"`) || !strings.Contains(appErr.Message(), api.ServiceNames()) {
+	if !strings.Contains(appErr.Message(), `"dns"`) || !strings.Contains(appErr.Message(), catalog.Names()) {
 		t.Errorf("message %q should name the bad service and the valid ones", appErr.Message())
 	}
 	if f.deletes+f.creates+f.podDeletes != 0 {
@@ -567,7 +588,7 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 		}
 	})
 	env.OnGetVersion(changeCPSNeedsBOSDone, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	env.OnGetVersion(changeCPSAfterHMNFD, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnGetVersion(catalog.ChangeCPSAfterHMNFD, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -582,7 +603,7 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 // internal/e2e's TestTerminateParentDuringDeleteRecreates proves it on a
 // real server.
 func TestChildrenAreCanceledNotTerminatedWithTheParent(t *testing.T) {
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		opts := childOptions("r1", config.Default().Plan(api.CSM10, s), false)
 		if opts.ParentClosePolicy != enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL || !opts.WaitForCancellation || opts.WorkflowID != "r1/"+string(s) {
 			t.Errorf("%s: child options %+v, want parent-close REQUEST_CANCEL, wait for cancellation, ID r1/%s", s, opts, s)
@@ -786,4 +807,33 @@ func runWithBOSResultLate(t *testing.T, beforeTheChange bool) (cpsStarts int, _ 
 	})
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
 	return starts[api.CPS], env.GetWorkflowError()
+}
+
+// A service that restarts pods is one catalog entry: with a tenth service
+// added to the catalog (and nothing else), a run of all services plans,
+// preflights and restarts it like meds and reds, with its own steps.
+func TestATenthServiceIsOneCatalogEntry(t *testing.T) {
+	const sls api.Service = "sls"
+	defer catalog.Extend(catalog.Entry{
+		Service: sls, Title: "System Layout Service (SLS)", Does: "restarts the cray-sls pods",
+		Settings: func() catalog.Settings {
+			return &catalog.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-sls", ReadyTimeout: catalog.Duration(10 * time.Minute)}
+		},
+		Variants: []catalog.Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
+	})()
+	report, f := runAllWithTemplates(t)
+	if len(report.Services) != len(catalog.Services()) || len(catalog.Services()) != 10 {
+		t.Fatalf("%d services in the report, %d in the catalog; want the tenth in both", len(report.Services), len(catalog.Services()))
+	}
+	st := serviceState(t, report, sls)
+	var steps []string
+	for _, s := range st.Steps {
+		steps = append(steps, s.Name+":"+string(s.State))
+	}
+	if st.State != api.Done || strings.Join(steps, ",") != "snapshot-pods:done,delete-pods:done,wait-pods-ready:done" {
+		t.Errorf("sls %s %q, steps %v", st.State, st.Message, steps)
+	}
+	if !slices.Contains(f.podSelectors(), "app.kubernetes.io/name=cray-sls") {
+		t.Errorf("pods restarted by selector %v: sls's pods are not among them", f.podSelectors())
+	}
 }

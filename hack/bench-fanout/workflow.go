@@ -14,6 +14,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
@@ -48,8 +49,8 @@ func startWorkflowBench(ctx context.Context, dir string, f *sshtest.Fleet, nodes
 	// Orca's re-subscription is not what is measured: subscribe everyone.
 	b.emu.SubscribeReadyCompute()
 	cfg := config.Default()
-	cfg.Services.HMNFD.NCNGroups = nil
-	cfg.Services.HMNFD.BatchSize = batch
+	hmnfd := config.SettingsOf[*catalog.HMNFDSettings](cfg, api.HMNFD)
+	hmnfd.NCNGroups, hmnfd.BatchSize = nil, batch
 	cfg.SSH = config.SSH{Config: f.ConfigFile, KnownHosts: []string{f.KnownHosts}, Concurrency: width,
 		ConnectTimeout: config.Duration(connectTimeout), CommandTimeout: config.Duration(2 * time.Minute)}
 	csmClient, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret)})

@@ -6,9 +6,6 @@ package api
 
 import (
 	"encoding/json"
-	"fmt"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -62,10 +59,13 @@ const (
 	MemoProfile = "profile"
 )
 
-// Service is one of the nine services whose etcd data the runbook repopulates.
+// Service is a service whose etcd data the runbook repopulates; the
+// catalog (internal/catalog) lists them.
 type Service string
 
-// The services, in the runbook's order.
+// The services the workflows name: their procedures have a step of their
+// own (cps waits for bos and hmnfd; fas's follow-ups). Others need no
+// constant: internal/catalog lists every service.
 const (
 	BOS         Service = "bos"
 	BSS         Service = "bss"
@@ -78,55 +78,8 @@ const (
 	REDS        Service = "reds"
 )
 
-// AllServices lists every service in the runbook's order.
-var AllServices = []Service{BOS, BSS, CPS, CRUS, ExternalDNS, FAS, HMNFD, MEDS, REDS}
-
 // ServiceWorkflowID is the deterministic ID of a service's child workflow.
 func ServiceWorkflowID(runID string, s Service) string { return runID + "/" + string(s) }
-
-// ParseServices turns "bss,fas" into services, in the runbook's order and
-// without duplicates. An empty list means all nine. Unknown names are an error
-// naming the valid ones.
-func ParseServices(list []string) ([]Service, error) {
-	if len(list) == 0 {
-		return slices.Clone(AllServices), nil
-	}
-	want := map[Service]bool{}
-	var unknown []string
-	for _, raw := range list {
-		name := Service(strings.ToLower(strings.TrimSpace(raw)))
-		if name == "" {
-			continue
-		}
-		if !slices.Contains(AllServices, name) {
-			unknown = append(unknown, fmt.Sprintf("%q", raw))
-			continue
-		}
-		want[name] = true
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("unknown service %s: valid services are %s", strings.Join(unknown, ", "), ServiceNames())
-	}
-	if len(want) == 0 {
-		return nil, fmt.Errorf("no service named: give one or more of %s, or leave the list out for all", ServiceNames())
-	}
-	var out []Service
-	for _, s := range AllServices {
-		if want[s] {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-// ServiceNames is the comma-separated list of valid service names.
-func ServiceNames() string {
-	names := make([]string, len(AllServices))
-	for i, s := range AllServices {
-		names[i] = string(s)
-	}
-	return strings.Join(names, ",")
-}
 
 // Request starts a run.
 type Request struct {

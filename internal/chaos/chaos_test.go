@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -185,7 +186,7 @@ func scenarios() []scenario {
 	}
 	both := []edge{started, done}
 	var out []scenario
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		sc := scenario{name: string(s), services: []api.Service{s}, boundaries: map[api.Service][]edge{s: both}, bosStep: 10 * time.Second}
 		switch s {
 		case api.BSS, api.FAS:

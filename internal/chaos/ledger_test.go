@@ -11,14 +11,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
-	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -61,8 +60,8 @@ func startLedger(t *testing.T, services []api.Service) *ledger {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &ledger{baseline: map[types.UID]string{}, targets: map[types.UID]bool{}, jobSpecs: map[string]any{}, clusterSpecs: map[string]any{},
 		podsBefore: map[string]map[types.UID]bool{}, readyBefore: map[string]int{}, deletes: map[types.UID]int{}, cancel: cancel}
-	jobs := cluster.Dynamic.Resource(jobGVR).Namespace(simcluster.Namespace)
-	ecs := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	jobs := cluster.Dynamic.Resource(kube.JobGVR).Namespace(simcluster.Namespace)
+	ecs := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace)
 	pods := cluster.Core.CoreV1().Pods(simcluster.Namespace)
 
 	jobList, err := jobs.List(ctx, metav1.ListOptions{})
@@ -170,10 +169,8 @@ func startLedger(t *testing.T, services []api.Service) *ledger {
 	return l
 }
 
-var jobGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
-
 func ownedByJob(o metav1.Object) bool {
-	return slices.ContainsFunc(o.GetOwnerReferences(), func(r metav1.OwnerReference) bool { return r.Kind == "Job" })
+	return slices.ContainsFunc(o.GetOwnerReferences(), func(r metav1.OwnerReference) bool { return r.Kind == string(kube.Job) })
 }
 
 func (l *ledger) deleted(obj any) {
@@ -192,7 +189,7 @@ func (l *ledger) deleted(obj any) {
 	what := fmt.Sprintf("%s/%s (uid %s)", kind, m.GetName(), uid)
 	switch _, known := l.baseline[uid]; {
 	case !known:
-		if by := m.GetAnnotations()[activities.RecreatedByAnnotation]; by != "" {
+		if by := m.GetAnnotations()[kube.RecreatedByAnnotation]; by != "" {
 			what += ", re-created by run " + by
 		} else {
 			what += ", created during the run"
@@ -221,20 +218,20 @@ func (l *ledger) stop() []string {
 func (l *ledger) lost(ctx context.Context, run string) []string {
 	var out []string
 	for name, spec := range l.jobSpecs {
-		j, err := cluster.Dynamic.Resource(jobGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
+		j, err := cluster.Dynamic.Resource(kube.JobGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			out = append(out, fmt.Sprintf("Job/%s: %v", name, err))
 			continue
 		}
 		now, _, _ := unstructured.NestedFieldCopy(j.Object, "spec", "template", "spec")
 		job, _ := cluster.Core.BatchV1().Jobs(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if l.baseline[j.GetUID()] != "" || !testenv.EqualJSON(now, spec) || j.GetAnnotations()[activities.RecreatedByAnnotation] != run || job == nil || !simcluster.JobComplete(job) {
+		if l.baseline[j.GetUID()] != "" || !testenv.EqualJSON(now, spec) || j.GetAnnotations()[kube.RecreatedByAnnotation] != run || job == nil || !simcluster.JobComplete(job) {
 			out = append(out, fmt.Sprintf("Job/%s: uid %s (baseline: %v), same pod spec %v, recreated-by %q, complete %v",
-				name, j.GetUID(), l.baseline[j.GetUID()] != "", testenv.EqualJSON(now, spec), j.GetAnnotations()[activities.RecreatedByAnnotation], job != nil && simcluster.JobComplete(job)))
+				name, j.GetUID(), l.baseline[j.GetUID()] != "", testenv.EqualJSON(now, spec), j.GetAnnotations()[kube.RecreatedByAnnotation], job != nil && simcluster.JobComplete(job)))
 		}
 	}
 	for name, spec := range l.clusterSpecs {
-		e, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
+		e, err := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			out = append(out, fmt.Sprintf("EtcdCluster/%s: %v", name, err))
 			continue

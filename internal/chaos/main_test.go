@@ -104,8 +104,9 @@ func chaosConfig(s workerconfig.System) config.Config {
 	s.Release = api.CSM10
 	c := workerconfig.Short(s, 8*time.Minute)
 	c.ActivityAttempts = 8
-	h := &c.Services.HMNFD
+	h := workerconfig.HMNFD(c)
 	h.NCNGroups, h.MaxFailedPercent, h.BatchSize = []string{}, 0, orcaBatch
-	c.Services.CPS.ShutdownTimeout, c.Services.CPS.BootTimeout = config.Duration(3*time.Minute), config.Duration(3*time.Minute)
+	cps := workerconfig.CPS(c)
+	cps.ShutdownTimeout, cps.BootTimeout = config.Duration(3*time.Minute), config.Duration(3*time.Minute)
 	return c
 }

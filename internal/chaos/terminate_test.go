@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -27,7 +28,7 @@ func TestParentTerminatedDuringDelete(t *testing.T) {
 	if err := cluster.WaitSeeded(ctx, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	ecs := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	ecs := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace)
 	const hold = "chaos.csmops.io/hold"
 	unhold := func() {
 		_, _ = ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/logging"
 )
 
@@ -106,7 +107,7 @@ func completeServiceList(_ *cobra.Command, _ []string, toComplete string) ([]cob
 		given[s] = true
 	}
 	var out []cobra.Completion
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		if !given[string(s)] {
 			out = append(out, done+string(s))
 		}
@@ -117,7 +118,7 @@ func completeServiceList(_ *cobra.Command, _ []string, toComplete string) ([]cob
 // completeService completes a single service name.
 func completeService(_ *cobra.Command, _ []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
 	var out []cobra.Completion
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		out = append(out, string(s))
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 // decideTimeout bounds waiting for the run to take a decision: a run whose
@@ -98,9 +99,9 @@ func (o *gateOptions) runE(cmd *cobra.Command, args []string) error {
 	}
 	var svc api.Service
 	if o.service != "" {
-		svcs, err := api.ParseServices([]string{o.service})
+		svcs, err := catalog.Parse([]string{o.service})
 		if err != nil || len(svcs) != 1 {
-			return badInput("--service %q: give one of %s", o.service, api.ServiceNames())
+			return badInput("--service %q: give one of %s", o.service, catalog.Names())
 		}
 		svc = svcs[0]
 	}

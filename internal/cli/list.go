@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 // RunSummary is one row of repopulate list.
@@ -83,7 +84,7 @@ running, completed, failed or canceled.`,
 		},
 	}
 	cmd.Flags().IntVar(&o.limit, "limit", 20, "show at most this many runs")
-	cmd.Flags().StringVar(&o.service, "service", "", "only runs that included this service ("+api.ServiceNames()+")")
+	cmd.Flags().StringVar(&o.service, "service", "", "only runs that included this service ("+catalog.Names()+")")
 	cmd.Flags().StringVar(&o.status, "status", "", "only runs in this state: running, completed, failed or canceled")
 	_ = cmd.RegisterFlagCompletionFunc("service", completeService)
 	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(slices.Sorted(maps.Keys(listStatuses)), cobra.ShellCompDirectiveNoFileComp))
@@ -98,9 +99,9 @@ func (o *listOptions) validate() error {
 		return badInput("--limit %d: must be at least 1", o.limit)
 	}
 	if o.service != "" {
-		svcs, err := api.ParseServices([]string{o.service})
+		svcs, err := catalog.Parse([]string{o.service})
 		if err != nil || len(svcs) != 1 {
-			return badInput("--service %q: give one of %s", o.service, api.ServiceNames())
+			return badInput("--service %q: give one of %s", o.service, catalog.Names())
 		}
 		o.service = string(svcs[0])
 	}

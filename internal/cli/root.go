@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/logging"
 	"github.com/csmops/etcd-repopulate/internal/temporalconn"
 )
@@ -61,7 +62,7 @@ func NewRoot(streams Streams) *cobra.Command {
 		Short: "Repopulate CSM services' data after an etcd cluster rebuild, durably",
 		Long: `repopulate drives the runbook "Repopulate Data in etcd Clusters When
 Rebuilding Them" as a Temporal workflow: one child workflow per service
-(bos, bss, cps, crus, externaldns, fas, hmnfd, meds, reds), every step retried
+(` + strings.ReplaceAll(catalog.Names(), ",", ", ") + `), every step retried
 and resumed after crashes. A repopulate-worker must be running against the
 same Temporal server and task queue.
 

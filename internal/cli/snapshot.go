@@ -13,8 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
 	"github.com/csmops/etcd-repopulate/internal/wiring"
 )
@@ -188,7 +188,7 @@ func snapshotRelease(ctx context.Context, configured api.Release, core kubernete
 		return configured
 	}
 	if core != nil {
-		if c, err := catalog.Read(ctx, core); err == nil {
+		if c, err := productcatalog.Read(ctx, core); err == nil {
 			if r, ok := api.ReleaseOfVersion(c.Highest); ok {
 				return r
 			}

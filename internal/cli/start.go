@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 type startOptions struct {
@@ -35,8 +36,10 @@ func newStartCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start [--services LIST] [--dry-run] [--wait] [--id ID]",
 		Short: "Start a run; print its ID and Web UI link",
-		Long: `Start a run of the runbook for the named services (default: all nine:
-` + api.ServiceNames() + `).
+		Long: `Start a run of the runbook for the named services (default: all of
+` + catalog.Names() + `).
+
+` + catalog.ServicesHelp() + `
 
 Before any service changes anything, the run checks that every Job, pod set
 and EtcdCluster it needs exists and is readable; a missing one fails the run
@@ -44,9 +47,9 @@ with nothing changed. The worker first finds the CSM release (release: auto
 reads the product catalog and probes the APIs; docs/csm-releases.md);
 services that release does not have are reported as skipped, with the reason.
 
-cps and bos wait for a person at approval gates (cps-unmount, cps-reboot,
-bos-templates when no snapshot is given); status, watch and the Web UI show
-the exact approve command.
+Approval gates (cps-unmount, cps-reboot, bos-templates when no snapshot is
+given) wait for a person; status, watch and the Web UI show the exact
+approve command.
 
 --dry-run reads every target and reports each action it would take (object
 names and UIDs, what would be stripped before re-creating) and changes nothing.
@@ -64,7 +67,7 @@ refused and nothing starts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// An explicitly empty list (--services "", often an unset shell
-			// variable) must not fall back to "all nine" as leaving the flag out does.
+			// variable) must not fall back to "all" as leaving the flag out does.
 			o.servicesGiven = cmd.Flags().Changed("services")
 			if err := o.validate(); err != nil {
 				return err
@@ -72,7 +75,7 @@ refused and nothing starts.`,
 			return o.run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringSliceVar(&o.services, "services", nil, "comma-separated services to repopulate (default all: "+api.ServiceNames()+")")
+	cmd.Flags().StringSliceVar(&o.services, "services", nil, "comma-separated services to repopulate (default all: "+catalog.Names()+")")
 	_ = cmd.RegisterFlagCompletionFunc("services", completeServiceList)
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "report every action without changing anything")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "follow the run until it ends; exit 1 if a service failed")
@@ -87,9 +90,9 @@ func (o *startOptions) validate() error {
 		return err
 	}
 	if o.servicesGiven && len(o.services) == 0 {
-		return badInput("--services \"\": no service named: give one or more of %s, or leave --services out for all", api.ServiceNames())
+		return badInput("--services \"\": no service named: give one or more of %s, or leave --services out for all", catalog.Names())
 	}
-	if _, err := api.ParseServices(o.services); err != nil {
+	if _, err := catalog.Parse(o.services); err != nil {
 		return badInput("--services: %v", err)
 	}
 	if o.id == "" {
@@ -121,7 +124,7 @@ func (o *startOptions) run(ctx context.Context) error {
 	}
 	defer c.Close()
 	req := api.Request{Services: o.services, DryRun: o.dryRun, Snapshot: o.snap}
-	services, _ := api.ParseServices(o.services) // validated above
+	services, _ := catalog.Parse(o.services) // validated above
 	names := make([]string, len(services))
 	for i, s := range services {
 		names[i] = string(s)

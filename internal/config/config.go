@@ -11,17 +11,14 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/hostrange"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 // Config is the worker's configuration file.
@@ -63,63 +60,45 @@ type Gates struct {
 	OnDeadline string `json:"onDeadline"`
 }
 
-// Services holds each service's targets.
-type Services struct {
-	BSS         JobService         `json:"bss"`
-	FAS         JobService         `json:"fas"`
-	MEDS        PodService         `json:"meds"`
-	REDS        PodService         `json:"reds"`
-	CRUS        CRUSService        `json:"crus"`
-	ExternalDNS EtcdClusterService `json:"externaldns"`
-	HMNFD       HMNFDService       `json:"hmnfd"`
-	CPS         CPSService         `json:"cps"`
+// Services holds each service's settings, keyed by service: the catalog
+// (internal/catalog) says which keys each service has and their defaults.
+type Services map[api.Service]catalog.Settings
+
+// UnmarshalJSON reads services.<service> over the defaults, refusing a
+// service the catalog does not list and keys its settings do not have.
+func (s *Services) UnmarshalJSON(data []byte) error {
+	if *s == nil {
+		*s = defaultServices()
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("services: must be a map of service names to their settings: %v", err)
+	}
+	names := make([]string, 0, len(raw))
+	for name := range raw {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		settings, ok := (*s)[api.Service(name)]
+		if !ok {
+			return fmt.Errorf("unknown key \"services.%s\": the services are %s", name, catalog.Names())
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw[name]))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(settings); err != nil {
+			return fmt.Errorf("services.%s: %s", name, strings.TrimPrefix(err.Error(), "json: "))
+		}
+	}
+	return nil
 }
 
-// CPSService says which compute nodes the CPS procedure shuts down and
-// boots again, and how long it waits for each.
-type CPSService struct {
-	// Nodes are xnames to reboot; empty derives them from the BOS session
-	// templates whose boot sets use the CPS root file system (cpss3).
-	Nodes []string `json:"nodes"`
-	// Template is the BOS session template that boots Nodes (required with Nodes).
-	Template string `json:"template"`
-	// ShutdownTimeout bounds waiting for HSM to report the nodes Off.
-	ShutdownTimeout Duration `json:"shutdownTimeout"`
-	// BootTimeout bounds waiting for HSM to report the nodes Ready again.
-	BootTimeout Duration `json:"bootTimeout"`
-}
-
-// CRUSService follows CRUS sessions and restarts the cray-crus pods.
-type CRUSService struct {
-	PodService
-	// SessionPoll is how often unfinished sessions are looked at again.
-	SessionPoll Duration `json:"sessionPoll"`
-	// StuckAfter: a session unchanged this long is reported stuck.
-	StuckAfter Duration `json:"stuckAfter"`
-}
-
-// HMNFDService restarts the orca daemon so nodes re-subscribe to HMNFD.
-type HMNFDService struct {
-	// Unit replaces the release's list of units with this one unit.
-	Unit string `json:"unit"`
-	// Units replaces the release's list of units tried in order on each
-	// node (default by release: cray-dvs-orca then cray-orca on CSM 1.0,
-	// cray-orca after).
-	Units []string `json:"units"`
-	// NCNGroups are pdsh host ranges of NCNs running orca (default by
-	// release); an empty list restarts orca on compute nodes only.
-	NCNGroups []string `json:"ncnGroups"`
-	// Pods are HMNFD's own pods: restarted, before orca, when HMNFD
-	// reports it is not ready (it stays so after an etcd wipe until its
-	// process restarts).
-	Pods PodService `json:"pods"`
-	// BatchSize is the number of nodes one durable step restarts.
-	BatchSize int `json:"batchSize"`
-	// MaxFailedPercent of nodes may fail or be unreachable before the
-	// service is reported failed.
-	MaxFailedPercent float64 `json:"maxFailedPercent"`
-	// VerifyTimeout bounds waiting for HMNFD to list the subscriptions again.
-	VerifyTimeout Duration `json:"verifyTimeout"`
+func defaultServices() Services {
+	s := Services{}
+	for _, e := range catalog.Entries() {
+		s[e.Service] = e.Settings()
+	}
+	return s
 }
 
 // CSM is how the worker reaches the CSM API gateway.
@@ -169,51 +148,12 @@ type SSH struct {
 	CommandTimeout Duration `json:"commandTimeout"`
 }
 
-// JobService re-runs a Job.
-type JobService struct {
-	Namespace string `json:"namespace"`
-	Job       string `json:"job"`
-	// CompleteTimeout bounds waiting for the re-created Job to complete.
-	CompleteTimeout Duration `json:"completeTimeout"`
-}
-
-// PodService restarts the pods a selector picks.
-type PodService struct {
-	Namespace string `json:"namespace"`
-	Selector  string `json:"selector"`
-	// ReadyTimeout bounds waiting for Ready replacements.
-	ReadyTimeout Duration `json:"readyTimeout"`
-}
-
-// EtcdClusterService re-creates an etcd-operator EtcdCluster.
-type EtcdClusterService struct {
-	Namespace   string `json:"namespace"`
-	EtcdCluster string `json:"etcdCluster"`
-	// RunningTimeout bounds waiting for the operator to report it Running.
-	RunningTimeout Duration `json:"runningTimeout"`
-}
-
 // Default is the runbook's configuration, with the release detected.
 func Default() Config {
 	cfg := Config{
-		Services: Services{
-			BSS: JobService{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: Duration(30 * time.Minute)},
-			// No FAS Job by default: the loader runs through the API on every
-			// release (FAS removed the cray-fas-loader Job before CSM 1.0).
-			FAS:  JobService{Namespace: "services", CompleteTimeout: Duration(30 * time.Minute)},
-			MEDS: PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: Duration(10 * time.Minute)},
-			REDS: PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-reds", ReadyTimeout: Duration(10 * time.Minute)},
-			CRUS: CRUSService{
-				PodService:  PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: Duration(10 * time.Minute)},
-				SessionPoll: Duration(10 * time.Second), StuckAfter: Duration(15 * time.Minute),
-			},
-			HMNFD: HMNFDService{BatchSize: 1000, MaxFailedPercent: 2, VerifyTimeout: Duration(5 * time.Minute),
-				Pods: PodService{Namespace: "services", Selector: "app.kubernetes.io/name=cray-hmnfd", ReadyTimeout: Duration(10 * time.Minute)}},
-			ExternalDNS: EtcdClusterService{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: Duration(15 * time.Minute)},
-			CPS:         CPSService{ShutdownTimeout: Duration(15 * time.Minute), BootTimeout: Duration(45 * time.Minute)},
-		},
-		Gates:   Gates{OnDeadline: api.OnDeadlineFail},
-		Release: api.ReleaseAuto,
+		Services: defaultServices(),
+		Gates:    Gates{OnDeadline: api.OnDeadlineFail},
+		Release:  api.ReleaseAuto,
 		CSM: CSM{
 			ClientID:     "admin-client",
 			ClientSecret: SecretRef{Kubernetes: &KubeSecret{Namespace: "default", Name: "admin-client-auth", Key: "client-secret"}},
@@ -234,9 +174,6 @@ func Default() Config {
 // defaultCSMTimeout bounds one CSM request: below a third of the default
 // heartbeatTimeout (see csmCallBound).
 const defaultCSMTimeout = 8 * time.Second
-
-// maxBatchSize bounds services.hmnfd.batchSize.
-const maxBatchSize = 1000
 
 // csmCallBound is how many csm.timeout one CSM call can take at worst: a
 // token fetch (bounded at twice the timeout: the secret and the POST) and
@@ -311,77 +248,10 @@ func Parse(data []byte, cfg *Config) error {
 // Validate names every bad value at once.
 func (c Config) Validate() error {
 	var errs []error
-	checkName := func(field, kind, value string) {
-		if value == "" {
-			errs = append(errs, fmt.Errorf("%s: %s name is empty", field, kind))
-			return
-		}
-		for _, msg := range validation.IsDNS1123Subdomain(value) {
-			errs = append(errs, fmt.Errorf("%s: %q is not a valid %s name: %s", field, value, kind, msg))
-		}
+	checkDuration := func(field string, d Duration) { errs = append(errs, catalog.CheckDuration(field, d)...) }
+	for _, e := range catalog.Entries() {
+		errs = append(errs, c.Services[e.Service].Validate("services."+string(e.Service))...)
 	}
-	checkDuration := func(field string, d Duration) {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("%s: must be a positive duration such as 90s or 10m, got %s", field, time.Duration(d)))
-		}
-	}
-	checkSelector := func(field, value string) {
-		sel, err := labels.Parse(value)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: %q is not a label selector: %v", field, value, err))
-		case sel.Empty():
-			// An empty selector matches every pod in the namespace.
-			errs = append(errs, fmt.Errorf("%s: empty selector would match every pod in the namespace; name the service's pods, e.g. app.kubernetes.io/name=cray-meds", field))
-		}
-	}
-	s := c.Services
-	for field, j := range map[string]JobService{"services.bss": s.BSS, "services.fas": s.FAS} {
-		checkName(field+".namespace", "namespace", j.Namespace)
-		if field != "services.fas" || j.Job != "" { // no FAS Job: the loader API
-			checkName(field+".job", "Job", j.Job)
-		}
-		checkDuration(field+".completeTimeout", j.CompleteTimeout)
-	}
-	for field, p := range map[string]PodService{"services.meds": s.MEDS, "services.reds": s.REDS, "services.crus": s.CRUS.PodService, "services.hmnfd.pods": s.HMNFD.Pods} {
-		checkName(field+".namespace", "namespace", p.Namespace)
-		checkSelector(field+".selector", p.Selector)
-		checkDuration(field+".readyTimeout", p.ReadyTimeout)
-	}
-	checkName("services.externaldns.namespace", "namespace", s.ExternalDNS.Namespace)
-	checkName("services.externaldns.etcdCluster", "EtcdCluster", s.ExternalDNS.EtcdCluster)
-	checkDuration("services.externaldns.runningTimeout", s.ExternalDNS.RunningTimeout)
-	checkDuration("services.crus.sessionPoll", s.CRUS.SessionPoll)
-	checkDuration("services.crus.stuckAfter", s.CRUS.StuckAfter)
-	h := s.HMNFD
-	if h.Unit != "" && len(h.Units) > 0 {
-		errs = append(errs, fmt.Errorf("services.hmnfd: set unit (one unit) or units (a list tried in order), not both"))
-	}
-	if h.Unit != "" && !unitName(h.Unit) {
-		errs = append(errs, fmt.Errorf("services.hmnfd.unit: %q is not a systemd unit name (e.g. cray-orca)", h.Unit))
-	}
-	if h.Units != nil && len(h.Units) == 0 {
-		errs = append(errs, fmt.Errorf("services.hmnfd.units: empty list: name at least one unit, or leave the key out for the release's units"))
-	}
-	for i, u := range h.Units {
-		if !unitName(u) {
-			errs = append(errs, fmt.Errorf("services.hmnfd.units[%d]: %q is not a systemd unit name (e.g. cray-orca)", i, u))
-		}
-	}
-	for i, g := range h.NCNGroups {
-		if _, err := hostrange.Expand(g); err != nil {
-			errs = append(errs, fmt.Errorf("services.hmnfd.ncnGroups[%d]: %v", i, err))
-		}
-	}
-	// A batch's result lists each failed node with its reason: past 1,000
-	// nodes it outgrows what one Temporal payload should carry.
-	if h.BatchSize < 1 || h.BatchSize > maxBatchSize {
-		errs = append(errs, fmt.Errorf("services.hmnfd.batchSize: must be 1 to %d nodes (one batch's result lists each failed node and must stay a small Temporal payload), got %d", maxBatchSize, h.BatchSize))
-	}
-	if h.MaxFailedPercent < 0 || h.MaxFailedPercent > 100 {
-		errs = append(errs, fmt.Errorf("services.hmnfd.maxFailedPercent: must be 0 to 100, got %g", h.MaxFailedPercent))
-	}
-	checkDuration("services.hmnfd.verifyTimeout", h.VerifyTimeout)
 	if _, err := api.ParseRelease(string(c.Release)); err != nil {
 		errs = append(errs, fmt.Errorf("release: %v", err))
 	}
@@ -417,20 +287,6 @@ func (c Config) Validate() error {
 	if c.PollInterval > 0 && c.HeartbeatTimeout > 0 && c.PollInterval >= c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("pollInterval (%s) must be shorter than heartbeatTimeout (%s): waits heartbeat once per poll", time.Duration(c.PollInterval), time.Duration(c.HeartbeatTimeout)))
 	}
-	cps := s.CPS
-	for i, x := range cps.Nodes {
-		if !xnamePattern.MatchString(x) {
-			errs = append(errs, fmt.Errorf("services.cps.nodes[%d]: %q is not a node xname such as x3000c0s19b1n0", i, x))
-		}
-	}
-	if len(cps.Nodes) > 0 && cps.Template == "" {
-		errs = append(errs, fmt.Errorf("services.cps.template: name the BOS session template that boots services.cps.nodes (or leave nodes empty to derive both from BOS)"))
-	}
-	if len(cps.Nodes) == 0 && cps.Template != "" {
-		errs = append(errs, fmt.Errorf("services.cps.template: set only together with services.cps.nodes"))
-	}
-	checkDuration("services.cps.shutdownTimeout", cps.ShutdownTimeout)
-	checkDuration("services.cps.bootTimeout", cps.BootTimeout)
 	if c.Gates.Deadline < 0 {
 		errs = append(errs, fmt.Errorf("gates.deadline: must be 0 (wait until someone decides) or a positive duration such as 8h, got %s", time.Duration(c.Gates.Deadline)))
 	}
@@ -448,119 +304,32 @@ func (c Config) Validate() error {
 // Plan resolves the configuration into the plan of one service on release
 // r (not auto: the run detects the release first).
 func (c Config) Plan(r api.Release, s api.Service) api.ServicePlan {
-	facts, ok := Facts(r)
-	if !ok {
-		panic("config: plan for release " + string(r)) // the caller resolves auto first
+	e, ok := catalog.Lookup(s)
+	if !ok || !catalog.KnownRelease(r) {
+		panic(fmt.Sprintf("config: plan for service %q on release %q", s, r)) // callers parse services and resolve auto first
 	}
-	p := c.plan(r, facts, s)
-	p.Release = r
-	if p.Procedure != api.NotInRelease {
-		p.APIs = r.APIs()
+	v := e.Variant(r)
+	if v.Procedure == api.NotInRelease {
+		return api.ServicePlan{Service: s, Procedure: api.NotInRelease, Reason: v.Reason, FollowUps: v.FollowUps, Release: r}
 	}
+	p := c.Services[s].Plan(catalog.PlanContext{
+		Service: s, Procedure: v.Procedure, Release: r,
+		Timings: func(wait Duration) api.Timings {
+			return api.Timings{Wait: time.Duration(wait), Delete: time.Duration(c.DeleteTimeout), Poll: time.Duration(c.PollInterval), Heartbeat: time.Duration(c.HeartbeatTimeout), Attempts: c.ActivityAttempts}
+		},
+		Gates: api.GatePolicy{Deadline: time.Duration(c.Gates.Deadline), OnDeadline: c.Gates.OnDeadline},
+		SSH:   catalog.SSHBounds{Concurrency: c.SSH.Concurrency, Connect: time.Duration(c.SSH.ConnectTimeout), Command: time.Duration(c.SSH.CommandTimeout)},
+	})
+	p.Release, p.APIs = r, r.APIs()
 	return p
 }
 
-func (c Config) plan(r api.Release, facts ReleaseFacts, s api.Service) api.ServicePlan {
-	timings := func(wait Duration) api.Timings {
-		return api.Timings{Wait: time.Duration(wait), Delete: time.Duration(c.DeleteTimeout), Poll: time.Duration(c.PollInterval), Heartbeat: time.Duration(c.HeartbeatTimeout), Attempts: c.ActivityAttempts}
-	}
-	job := func(j JobService) api.ServicePlan {
-		return api.ServicePlan{Service: s, Procedure: api.RerunJob, Object: api.ObjectRef{Namespace: j.Namespace, Name: j.Job}, Timings: timings(j.CompleteTimeout)}
-	}
-	pods := func(p PodService) api.ServicePlan {
-		return api.ServicePlan{Service: s, Procedure: api.RestartPods, Pods: api.PodSet{Namespace: p.Namespace, Selector: p.Selector}, Timings: timings(p.ReadyTimeout)}
-	}
-	gates := api.GatePolicy{Deadline: time.Duration(c.Gates.Deadline), OnDeadline: c.Gates.OnDeadline}
-	if reason, absent := facts.Absent[s]; absent {
-		return api.ServicePlan{Service: s, Procedure: api.NotInRelease, Reason: reason}
-	}
-	if h, byHand := facts.ByHand[s]; byHand {
-		return api.ServicePlan{Service: s, Procedure: api.NotInRelease, Reason: h.Reason, FollowUps: h.FollowUps}
-	}
-	switch s {
-	case api.BSS:
-		return job(c.Services.BSS)
-	case api.FAS:
-		// The loader API on every release; a Job only where the file names
-		// one and preflight finds it (PreferJob).
-		p := api.ServicePlan{Service: s, Procedure: api.RunFASLoaderAPI, Timings: timings(c.Services.FAS.CompleteTimeout)}
-		if c.Services.FAS.Job != "" {
-			p.Object = api.ObjectRef{Namespace: c.Services.FAS.Namespace, Name: c.Services.FAS.Job}
-		}
-		return p
-	case api.MEDS:
-		return pods(c.Services.MEDS)
-	case api.REDS:
-		return pods(c.Services.REDS)
-	case api.CRUS:
-		p := pods(c.Services.CRUS.PodService)
-		p.Procedure = api.RestartCRUS
-		p.CRUS = &api.CRUSPlan{Poll: time.Duration(c.Services.CRUS.SessionPoll), StuckAfter: time.Duration(c.Services.CRUS.StuckAfter)}
-		return p
-	case api.HMNFD:
-		h := c.Services.HMNFD
-		units, ncns := facts.OrcaUnits, facts.NCNGroups
-		switch {
-		case h.Unit != "":
-			units = []string{h.Unit}
-		case len(h.Units) > 0:
-			units = h.Units
-		}
-		if h.NCNGroups != nil {
-			ncns = h.NCNGroups
-		}
-		return api.ServicePlan{Service: s, Procedure: api.RestartOrca, Timings: timings(h.VerifyTimeout), HMNFD: &api.HMNFDPlan{
-			Units: slices.Clone(units), NCNGroups: slices.Clone(ncns), BatchSize: h.BatchSize, MaxFailedPercent: h.MaxFailedPercent, VerifyTimeout: time.Duration(h.VerifyTimeout),
-			// Each unit tried is one more command per node.
-			BatchTimeout:     time.Duration((h.BatchSize+c.SSH.Concurrency-1)/c.SSH.Concurrency)*(time.Duration(c.SSH.ConnectTimeout)+time.Duration(len(units))*time.Duration(c.SSH.CommandTimeout)) + time.Minute,
-			Pods:             api.PodSet{Namespace: h.Pods.Namespace, Selector: h.Pods.Selector},
-			PodsReadyTimeout: time.Duration(h.Pods.ReadyTimeout),
-		}}
-	case api.CPS:
-		p := c.Services.CPS
-		return api.ServicePlan{Service: s, Procedure: api.RemountCPS, Timings: timings(p.BootTimeout), Gates: gates, CPS: &api.CPSPlan{
-			Nodes: p.Nodes, Template: p.Template, ShutdownTimeout: time.Duration(p.ShutdownTimeout), BootTimeout: time.Duration(p.BootTimeout),
-		}}
-	case api.BOS:
-		// A few dozen templates, each a GET, maybe a PUT and a validation:
-		// ten minutes bounds the restore across retries with room to spare.
-		return api.ServicePlan{Service: s, Procedure: facts.BOS, Timings: timings(Duration(bosRestoreTimeout)), Gates: gates}
-	case api.ExternalDNS:
-		e := c.Services.ExternalDNS
-		return api.ServicePlan{Service: s, Procedure: api.RecreateEtcdCluster, Object: api.ObjectRef{Namespace: e.Namespace, Name: e.EtcdCluster}, Timings: timings(e.RunningTimeout)}
-	}
-	panic("config: no plan for service " + string(s)) // api.AllServices and this switch disagree
-}
-
-const bosRestoreTimeout = 10 * time.Minute
-
-// xnamePattern matches a node's xname (cabinet, chassis, slot, BMC, node).
-var xnamePattern = regexp.MustCompile(`^x\d+c\d+s\d+b\d+n\d+$`)
-
-// unitName rejects what is not a plain systemd unit name: the unit is put
-// into a shell command on each node.
-func unitName(u string) bool {
-	return unitPattern.MatchString(u)
-}
-
-var unitPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9:_.@-]*$`)
-
 // Duration is a time.Duration written as "90s" or "10m" in the file.
-type Duration time.Duration
+type Duration = catalog.Duration
 
-// UnmarshalJSON accepts a Go duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"90s\" or \"10m\", got %s", b)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %v", s, err)
-	}
-	*d = Duration(v)
-	return nil
+// SettingsOf returns the settings of s as their type, e.g.
+// SettingsOf[*catalog.HMNFDSettings](cfg, api.HMNFD); it panics when the
+// catalog gives s settings of another type (a programming error).
+func SettingsOf[T catalog.Settings](c Config, s api.Service) T {
+	return c.Services[s].(T)
 }
-
-// MarshalJSON writes the Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }

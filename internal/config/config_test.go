@@ -10,6 +10,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
 func TestDefaultsAreTheRunbooks(t *testing.T) {
@@ -70,7 +71,7 @@ func TestReleasesChooseWhatDrifted(t *testing.T) {
 		if p := cfg.Plan(r, api.BOS); p.Procedure != w.bos || p.APIs != w.apis {
 			t.Errorf("%s bos %+v", r, p)
 		}
-		for _, s := range api.AllServices {
+		for _, s := range catalog.Services() {
 			p := cfg.Plan(r, s)
 			if absent := slices.Contains(w.absent, s); absent != (p.Procedure == api.NotInRelease) || (absent && p.Reason == "") {
 				t.Errorf("%s %s: %+v (absent %v)", r, s, p, absent)
@@ -110,10 +111,11 @@ func TestFileOverridesOnlyWhatItNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Services.BSS.Job != "reds-init-v2" || time.Duration(cfg.Services.BSS.CompleteTimeout) != 45*time.Minute || cfg.Services.BSS.Namespace != "services" {
-		t.Errorf("bss %+v", cfg.Services.BSS)
+	bss := SettingsOf[*catalog.JobSettings](cfg, api.BSS)
+	if bss.Job != "reds-init-v2" || time.Duration(bss.CompleteTimeout) != 45*time.Minute || bss.Namespace != "services" {
+		t.Errorf("bss %+v", bss)
 	}
-	if time.Duration(cfg.PollInterval) != time.Second || cfg.Services.FAS.Job != "" || cfg.Services.FAS.Namespace != "services" {
+	if time.Duration(cfg.PollInterval) != time.Second || SettingsOf[*catalog.FASSettings](cfg, api.FAS).Job != "" || SettingsOf[*catalog.FASSettings](cfg, api.FAS).Namespace != "services" {
 		t.Error("other values must keep their defaults")
 	}
 }
@@ -173,7 +175,7 @@ func TestLoadNamesTheFile(t *testing.T) {
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("bad file: %v", err)
 	}
-	if cfg, err := Load(""); err != nil || cfg.Services.BSS.Job != "cray-reds-init" {
+	if cfg, err := Load(""); err != nil || SettingsOf[*catalog.JobSettings](cfg, api.BSS).Job != "cray-reds-init" {
 		t.Errorf("no file: %v", err)
 	}
 }

@@ -4,57 +4,53 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 )
 
-var updateDocs = flag.Bool("update-docs", false, "rewrite the generated tables of docs/csm-releases.md")
+var updateDocs = flag.Bool("update-docs", false, "rewrite the generated blocks of docs/csm-releases.md and docs/configuration.md")
 
 const (
-	tableBegin = "<!-- generated from internal/config/releases.go: begin -->\n"
-	tableEnd   = "<!-- generated from internal/config/releases.go: end -->\n"
+	tableBegin = "<!-- generated from internal/catalog: begin -->\n"
+	tableEnd   = "<!-- generated from internal/catalog: end -->\n"
 )
 
-// releaseTables renders ReleaseTable and the plans it yields as the tables
-// docs/csm-releases.md shows.
+// releaseTables renders the catalog's variants and the plans they yield as
+// the tables docs/csm-releases.md shows.
 func releaseTables() string {
 	cfg := Default()
 	var b strings.Builder
 	b.WriteString("| service |")
-	for _, f := range ReleaseTable {
-		fmt.Fprintf(&b, " %s |", f.Release)
+	for _, r := range api.Releases {
+		fmt.Fprintf(&b, " %s |", r)
 	}
-	b.WriteString("\n|---|" + strings.Repeat("---|", len(ReleaseTable)) + "\n")
-	for _, s := range api.AllServices {
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(api.Releases)) + "\n")
+	for _, s := range catalog.Services() {
 		fmt.Fprintf(&b, "| %s |", s)
-		for _, f := range ReleaseTable {
-			p := cfg.Plan(f.Release, s)
+		for _, r := range api.Releases {
+			p := cfg.Plan(r, s)
 			cell := "`" + string(p.Procedure) + "`"
-			switch {
+			switch note := catalog.NeedsOf(p.Procedure).Note; {
 			case p.Procedure == api.NotInRelease && len(p.FollowUps) > 0:
 				cell = "follow-up: " + p.FollowUps[0]
 			case p.Procedure == api.NotInRelease:
 				cell = "skipped: " + p.Reason
-			case s == api.BOS:
-				cell += fmt.Sprintf(" (BOS %s)", p.APIs.BOSVersion())
-			case s == api.CPS:
-				cell += fmt.Sprintf(" (BOS %s sessions)", p.APIs.BOSVersion())
-			case s == api.HMNFD:
-				cell += fmt.Sprintf(" (HMNFD %s)", p.APIs.HMNFDVersion())
-			case s == api.FAS:
-				cell += " (or `rerun-job` where services.fas.job names a Job that exists)"
+			case note != nil:
+				cell += " (" + note(p.APIs) + ")"
 			}
 			fmt.Fprintf(&b, " %s |", cell)
 		}
 		b.WriteString("\n")
 	}
 	b.WriteString("\n| release | BOS API | HMNFD API | orca units, tried in order | NCN groups |\n|---|---|---|---|---|\n")
-	for _, f := range ReleaseTable {
-		apis := f.Release.APIs()
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f.Release, apis.BOSVersion(), apis.HMNFDVersion(),
-			"`"+strings.Join(f.OrcaUnits, "`, `")+"`", "`"+strings.Join(f.NCNGroups, "`, `")+"`")
+	for _, r := range api.Releases {
+		apis, orca := r.APIs(), catalog.Orca(r)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r, apis.BOSVersion(), apis.HMNFDVersion(),
+			"`"+strings.Join(orca.Units, "`, `")+"`", "`"+strings.Join(orca.NCNGroups, "`, `")+"`")
 	}
 	return b.String()
 }
@@ -62,24 +58,48 @@ func releaseTables() string {
 // TestReleasesDocMatchesTheTable: docs/csm-releases.md shows what the code
 // does on each release (go test ./internal/config -update-docs rewrites it).
 func TestReleasesDocMatchesTheTable(t *testing.T) {
-	const path = "../../docs/csm-releases.md"
+	checkGenerated(t, "../../docs/csm-releases.md", tableBegin, tableEnd, releaseTables())
+}
+
+// TestConfigurationDocShowsEverySetting: docs/configuration.md shows each
+// service's keys and defaults as the catalog has them.
+func TestConfigurationDocShowsEverySetting(t *testing.T) {
+	checkGenerated(t, "../../docs/configuration.md",
+		"<!-- generated from internal/catalog: settings begin -->\n", "<!-- generated from internal/catalog: settings end -->\n",
+		"```yaml\n"+catalog.SettingsYAML()+"```\n")
+}
+
+// checkGenerated compares the block of path between begin and end with
+// want, or rewrites it with -update-docs.
+func checkGenerated(t *testing.T, path, begin, end, want string) {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	doc := string(data)
-	i, j := strings.Index(doc, tableBegin), strings.Index(doc, tableEnd)
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
 	if i < 0 || j < i {
-		t.Fatalf("%s has no generated block (%q … %q)", path, tableBegin, tableEnd)
+		t.Fatalf("%s has no generated block (%q … %q)", path, begin, end)
 	}
-	want := releaseTables()
-	if got := doc[i+len(tableBegin) : j]; got != want {
+	if got := doc[i+len(begin) : j]; got != want {
 		if *updateDocs {
-			if err := os.WriteFile(path, []byte(doc[:i+len(tableBegin)]+want+doc[j:]), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(doc[:i+len(begin)]+want+doc[j:]), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			return
 		}
-		t.Errorf("%s differs from internal/config/releases.go; run go test ./internal/config -run TestReleasesDocMatchesTheTable -update-docs\n--- doc\n%s\n--- code\n%s", path, got, want)
+		t.Errorf("%s differs from internal/catalog; run go test ./internal/config -update-docs\n--- doc\n%s\n--- code\n%s", path, got, want)
+	}
+}
+
+// The documented defaults are a valid file that changes nothing.
+func TestDocumentedSettingsAreTheDefaults(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte(catalog.SettingsYAML()), &cfg); err != nil {
+		t.Fatalf("the documented services block is refused: %v", err)
+	}
+	if !reflect.DeepEqual(cfg.Services, Default().Services) {
+		t.Errorf("the documented services block differs from the defaults:\n%s", catalog.SettingsYAML())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/loopback"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -79,7 +80,7 @@ func TestDemo(t *testing.T) {
 	if err := json.Unmarshal(b, &report); err != nil {
 		t.Fatal(err)
 	}
-	if report.State != api.Done || len(report.Services) != 9 {
+	if report.State != api.Done || len(report.Services) != len(catalog.Services()) {
 		t.Fatalf("report: state %s, %d services", report.State, len(report.Services))
 	}
 	for _, s := range report.Services {

@@ -32,9 +32,11 @@ import (
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
@@ -95,15 +97,14 @@ func workerConfig(f *sshtest.Fleet, batch int, ncns ...string) config.Config {
 	s := system
 	s.SSHConfig, s.KnownHosts = f.ConfigFile, f.KnownHosts
 	c := workerconfig.Short(s, 2*time.Minute)
-	h := &c.Services.HMNFD
+	h := workerconfig.HMNFD(c)
 	h.NCNGroups, h.MaxFailedPercent, h.BatchSize = append([]string{}, ncns...), 20, batch
 	return c
 }
 
-// testConfigWith is testConfig with change made to a copy; change assigns
-// fields, and never writes into testConfig's slices.
+// testConfigWith is testConfig with change made to a copy.
 func testConfigWith(change func(*config.Config)) config.Config {
-	c := testConfig
+	c := workerconfig.Clone(testConfig)
 	change(&c)
 	return c
 }
@@ -193,7 +194,7 @@ func uidOf(t *testing.T, kind activities.Kind, name string) types.UID {
 		}
 		return j.UID
 	}
-	ec, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
+	ec, err := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 	for _, j := range []string{simcluster.REDSInitJob, simcluster.FASLoaderJob} {
 		oldJobs[j] = uidOf(t, activities.JobKind, j)
 	}
-	oldCluster, _ := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	oldCluster, _ := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
 	oldPods := map[string]map[types.UID]bool{}
 	for _, app := range []string{"cray-meds", "cray-reds", "cray-crus"} { // HMNFD's pods are not these services
 		oldPods[app] = podUIDs(t, app)
@@ -248,7 +249,7 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 		if job.UID == old || !simcluster.JobComplete(job) {
 			t.Errorf("job %s: uid %s (old %s), complete %v", name, job.UID, old, simcluster.JobComplete(job))
 		}
-		if job.Annotations[activities.RecreatedByAnnotation] != "e2e-full" {
+		if job.Annotations[kube.RecreatedByAnnotation] != "e2e-full" {
 			t.Errorf("job %s not marked as re-created by the run: %v", name, job.Annotations)
 		}
 	}
@@ -264,7 +265,7 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 			t.Errorf("%s: %d Ready pods, want %d", app, simcluster.ReadyPods(pods.Items), len(old))
 		}
 	}
-	ec, err := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
+	ec, err := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(ctx, simcluster.ExternalDNSEtcd, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +352,7 @@ func waitRun(t *testing.T, runID string) api.Report {
 func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 	healthy(t)
 	ctx := context.Background()
-	ecs := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	ecs := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace)
 	const hold = "e2e.csmops.io/hold"
 	patch := fmt.Appendf(nil, `{"metadata":{"finalizers":[%q]}}`, hold)
 	if _, err := ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
@@ -403,7 +404,7 @@ func TestWorkerKilledBetweenDeleteAndCreate(t *testing.T) {
 func TestTerminateParentDuringDeleteRecreates(t *testing.T) {
 	healthy(t)
 	ctx := context.Background()
-	ecs := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	ecs := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace)
 	const hold = "e2e.csmops.io/hold"
 	unhold := func() {
 		_, _ = ecs.Patch(ctx, simcluster.ExternalDNSEtcd, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
@@ -560,9 +561,13 @@ func TestBadInputChangesNothing(t *testing.T) {
 		wantCode   int
 		want       string
 	}{
-		{"unknown service", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + api.ServiceNames()},
-		{"job missing", badinput.Cluster, "services.bss.job: cray-reds-init-gone (no such Job)", testConfigWith(func(c *config.Config) { c.Services.BSS.Job = "cray-reds-init-gone" }), cluster.Kubeconfig, nil, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
-		{"etcdcluster missing", badinput.Cluster, "services.externaldns.etcdCluster: gone (no such EtcdCluster)", testConfigWith(func(c *config.Config) { c.Services.ExternalDNS.EtcdCluster = "gone" }), cluster.Kubeconfig, nil, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
+		{"unknown service", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + catalog.Names()},
+		{"job missing", badinput.Cluster, "services.bss.job: cray-reds-init-gone (no such Job)", testConfigWith(func(c *config.Config) {
+			config.SettingsOf[*catalog.JobSettings](*c, api.BSS).Job = "cray-reds-init-gone"
+		}), cluster.Kubeconfig, nil, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
+		{"etcdcluster missing", badinput.Cluster, "services.externaldns.etcdCluster: gone (no such EtcdCluster)", testConfigWith(func(c *config.Config) {
+			config.SettingsOf[*catalog.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "gone"
+		}), cluster.Kubeconfig, nil, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
 		{"API server unreachable", badinput.Cluster, "worker's kubeconfig points at an API server that is down", testConfig, deadKubeconfig, nil, []string{"start", "--services", "meds", "--wait"}, 1, "connection refused"},
 		{"no Temporal server", badinput.Remote, "", testConfig, cluster.Kubeconfig, nil, []string{"--address", "127.0.0.1:1", "--dial-timeout", "2s", "start"}, 1, "cannot reach the Temporal server at 127.0.0.1:1"},
 		{"unknown run", badinput.Request, "", testConfig, cluster.Kubeconfig, nil, []string{"status", "no-such-run"}, 2, `no run "no-such-run"`},
@@ -576,7 +581,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"API gateway unreachable", badinput.Remote, "csm.baseURL: https://127.0.0.1:1 (nothing listens)", testConfigWith(func(c *config.Config) { c.CSM.BaseURL = "https://127.0.0.1:1" }), cluster.Kubeconfig, nil, []string{"start", "--services", "crus,meds", "--wait"}, 1, "127.0.0.1:1"},
 		{"known_hosts missing", badinput.Config, "ssh.knownHosts: [/nonexistent/known_hosts]", testConfigWith(func(c *config.Config) { c.SSH.KnownHosts = []string{"/nonexistent/known_hosts"} }), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/known_hosts"},
 		{"key unreadable", badinput.Config, "ssh.config names IdentityFile /nonexistent/id_ed25519", testConfigWith(func(c *config.Config) { c.SSH.Config = unreadableKeyConfig }), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd,meds", "--wait"}, 1, "/nonexistent/id_ed25519"},
-		{"empty target set", badinput.Remote, "HSM lists no Ready compute node and services.hmnfd.ncnGroups is empty", testConfigWith(func(c *config.Config) { c.Services.HMNFD.NCNGroups = []string{} }), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd", "--wait"}, 1, "no node to restart orca on"},
+		{"empty target set", badinput.Remote, "HSM lists no Ready compute node and services.hmnfd.ncnGroups is empty", testConfigWith(func(c *config.Config) { workerconfig.HMNFD(*c).NCNGroups = []string{} }), cluster.Kubeconfig, nil, []string{"start", "--services", "hmnfd", "--wait"}, 1, "no node to restart orca on"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -15,9 +15,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 // RecordHistoriesEnv names the directory `make histories` records into.
@@ -66,7 +68,7 @@ func (r *recorder) save(t *testing.T, scenario, run string) {
 		t.Fatal(err)
 	}
 	ids := []string{run}
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		ids = append(ids, api.ServiceWorkflowID(run, s))
 	}
 	saved := 0
@@ -242,7 +244,7 @@ func (r *recorder) failedService(t *testing.T) {
 	healthy(t)
 	freshHMNFD(t, fleet)
 	queue := "hist-failed"
-	startWorker(t, queue, testConfigWith(func(c *config.Config) { c.Services.HMNFD.MaxFailedPercent = 0 }), cluster.Kubeconfig)
+	startWorker(t, queue, testConfigWith(func(c *config.Config) { workerconfig.HMNFD(*c).MaxFailedPercent = 0 }), cluster.Kubeconfig)
 	const run = "hist-failed-service"
 	mustRun(t, queue, "start", "--id", run, "--services", "hmnfd,meds")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

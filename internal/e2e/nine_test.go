@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
 // cpsNodes are the computes whose root file system is CPS content (nid 1-4).
@@ -118,7 +120,7 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 	}
 
 	report := waitRun(t, run)
-	if report.State != api.Done || len(report.Services) != 9 {
+	if report.State != api.Done || len(report.Services) != len(catalog.Services()) {
 		t.Fatalf("run %s (%s) with %d services", report.State, report.Message, len(report.Services))
 	}
 	for _, s := range report.Services {
@@ -173,7 +175,7 @@ func TestAllNineServicesWithGatesAndSnapshot(t *testing.T) {
 	}
 	// No secret in any of the ten histories or either worker's log.
 	ids := []string{run}
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		ids = append(ids, api.ServiceWorkflowID(run, s))
 	}
 	assertNoSecrets(t, []string{w.Log, w2.Log}, ids...)
@@ -251,7 +253,7 @@ func TestFASLoaderThroughTheAPI(t *testing.T) {
 	before := len(emu.FASLoaderRuns())
 	emu.SetFASLoaderBusy(2)
 	// No Job named: the loader API, on every release.
-	startWorker(t, queue, testConfigWith(func(c *config.Config) { c.Services.FAS.Job = "" }), cluster.Kubeconfig)
+	startWorker(t, queue, testConfigWith(func(c *config.Config) { workerconfig.FAS(*c).Job = "" }), cluster.Kubeconfig)
 	out, stderr, code := repopulate(t, queue, "start", "--services", "fas", "--wait", "--id", "e2e-fas-api", "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)

@@ -16,9 +16,9 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 	"github.com/csmops/etcd-repopulate/internal/workerconfig"
@@ -39,8 +39,8 @@ func releaseEmulator(t *testing.T, rel api.Release) (*csmemu.Emulator, config.Co
 	t.Cleanup(func() { cancel(); e.Close() })
 	sys.SecretFile, sys.SSHConfig, sys.KnownHosts = system.SecretFile, system.SSHConfig, system.KnownHosts
 	c := workerconfig.Short(sys, 2*time.Minute)
-	c.Services.FAS.Job = ""
-	h := &c.Services.HMNFD
+	workerconfig.FAS(c).Job = ""
+	h := workerconfig.HMNFD(c)
 	h.NCNGroups, h.BatchSize, h.Pods.ReadyTimeout = []string{ncnGroup}, 8, config.Duration(2*time.Minute)
 	return e, c
 }
@@ -50,8 +50,8 @@ func releaseEmulator(t *testing.T, rel api.Release) (*csmemu.Emulator, config.Co
 func setCatalog(t *testing.T, versions []string) {
 	t.Helper()
 	ctx := context.Background()
-	cms := cluster.Core.CoreV1().ConfigMaps(catalog.Namespace)
-	if err := cms.Delete(ctx, catalog.ConfigMap, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	cms := cluster.Core.CoreV1().ConfigMaps(productcatalog.Namespace)
+	if err := cms.Delete(ctx, productcatalog.ConfigMap, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	if versions != nil {
@@ -60,7 +60,7 @@ func setCatalog(t *testing.T, versions []string) {
 		}
 	}
 	t.Cleanup(func() {
-		_ = cms.Delete(ctx, catalog.ConfigMap, metav1.DeleteOptions{})
+		_ = cms.Delete(ctx, productcatalog.ConfigMap, metav1.DeleteOptions{})
 		if err := cluster.SeedProductCatalog(ctx, simcluster.CatalogVersions[api.CSM10]); err != nil {
 			t.Errorf("restore the product catalog: %v", err)
 		}

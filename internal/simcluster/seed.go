@@ -16,7 +16,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/internal/kube"
+	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 )
 
 // What Seed creates, named as on a CSM 1.0 system.
@@ -30,9 +31,6 @@ const (
 
 // Deployments Seed creates, with their replica counts.
 var Deployments = map[string]int32{"cray-meds": 2, "cray-reds": 1, "cray-crus": 1, "cray-hmnfd": 1}
-
-// EtcdClusterGVR is etcd-operator's resource.
-var EtcdClusterGVR = schema.GroupVersionResource{Group: "etcd.database.coreos.com", Version: "v1beta2", Resource: "etcdclusters"}
 
 // NameLabel selects a service's pods, as the runbook does.
 const NameLabel = "app.kubernetes.io/name"
@@ -85,7 +83,7 @@ func (c *Cluster) SeedObjects(ctx context.Context) error {
 	if err := c.InstallEtcdClusterCRD(ctx); err != nil {
 		return err
 	}
-	if _, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(Namespace).Create(ctx, ExternalDNSEtcdCluster(), metav1.CreateOptions{}); ignoreExists(err) != nil {
+	if _, err := c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(Namespace).Create(ctx, ExternalDNSEtcdCluster(), metav1.CreateOptions{}); ignoreExists(err) != nil {
 		return fmt.Errorf("etcdcluster: %w", err)
 	}
 	return nil
@@ -106,10 +104,10 @@ var CatalogVersions = map[api.Release][]string{
 func (c *Cluster) SeedProductCatalog(ctx context.Context, versions []string) error {
 	var data strings.Builder
 	for _, v := range versions {
-		data.WriteString(catalog.Entry(v))
+		data.WriteString(productcatalog.Entry(v))
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: catalog.ConfigMap, Namespace: catalog.Namespace}, Data: map[string]string{catalog.Key: data.String()}}
-	_, err := c.Core.CoreV1().ConfigMaps(catalog.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: productcatalog.ConfigMap, Namespace: productcatalog.Namespace}, Data: map[string]string{productcatalog.Key: data.String()}}
+	_, err := c.Core.CoreV1().ConfigMaps(productcatalog.Namespace).Create(ctx, cm, metav1.CreateOptions{})
 	return err
 }
 
@@ -144,13 +142,13 @@ func (c *Cluster) InstallEtcdClusterCRD(ctx context.Context) error {
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1",
 		"kind":       "CustomResourceDefinition",
-		"metadata":   map[string]any{"name": "etcdclusters.etcd.database.coreos.com"},
+		"metadata":   map[string]any{"name": kube.EtcdClusterGVR.GroupResource().String()},
 		"spec": map[string]any{
-			"group": EtcdClusterGVR.Group,
-			"names": map[string]any{"plural": "etcdclusters", "singular": "etcdcluster", "kind": "EtcdCluster", "listKind": "EtcdClusterList", "shortNames": []any{"etcd"}},
+			"group": kube.EtcdClusterGVR.Group,
+			"names": map[string]any{"plural": kube.EtcdClusterGVR.Resource, "singular": "etcdcluster", "kind": string(kube.EtcdCluster), "listKind": string(kube.EtcdCluster) + "List", "shortNames": []any{"etcd"}},
 			"scope": "Namespaced",
 			"versions": []any{map[string]any{
-				"name": EtcdClusterGVR.Version, "served": true, "storage": true,
+				"name": kube.EtcdClusterGVR.Version, "served": true, "storage": true,
 				"schema":       map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
 				"subresources": map[string]any{"status": map[string]any{}},
 			}},
@@ -161,7 +159,7 @@ func (c *Cluster) InstallEtcdClusterCRD(ctx context.Context) error {
 		return fmt.Errorf("etcdcluster CRD: %w", err)
 	}
 	return poll(ctx, 30*time.Second, "EtcdCluster CRD to be served", func() (bool, error) {
-		_, err := c.Core.Discovery().ServerResourcesForGroupVersion(EtcdClusterGVR.GroupVersion().String())
+		_, err := c.Core.Discovery().ServerResourcesForGroupVersion(kube.EtcdClusterGVR.GroupVersion().String())
 		return err == nil, nil
 	})
 }
@@ -169,8 +167,8 @@ func (c *Cluster) InstallEtcdClusterCRD(ctx context.Context) error {
 // ExternalDNSEtcdCluster is the runbook's example EtcdCluster.
 func ExternalDNSEtcdCluster() *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "etcd.database.coreos.com/v1beta2",
-		"kind":       "EtcdCluster",
+		"apiVersion": kube.EtcdClusterGVR.GroupVersion().String(),
+		"kind":       string(kube.EtcdCluster),
 		"metadata": map[string]any{
 			"name": ExternalDNSEtcd, "namespace": Namespace,
 			"annotations": map[string]any{"etcd.database.coreos.com/scope": "clusterwide"},
@@ -229,7 +227,7 @@ func (c *Cluster) unhealthy(ctx context.Context) string {
 			return fmt.Sprintf("job %s not complete: %+v", name, job.Status)
 		}
 	}
-	ec, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(Namespace).Get(ctx, ExternalDNSEtcd, metav1.GetOptions{})
+	ec, err := c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(Namespace).Get(ctx, ExternalDNSEtcd, metav1.GetOptions{})
 	if err != nil {
 		return err.Error()
 	}
@@ -271,7 +269,7 @@ func JobComplete(job *batchv1.Job) bool {
 func (c *Cluster) RunEtcdOperator(ctx context.Context, delay time.Duration) {
 	seen := map[string]time.Time{}
 	for ctx.Err() == nil {
-		list, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		list, err := c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 		if err == nil {
 			for i := range list.Items {
 				c.operate(ctx, &list.Items[i], seen, delay)
@@ -312,7 +310,7 @@ func (c *Cluster) operate(ctx context.Context, ec *unstructured.Unstructured, se
 		return
 	}
 	ec.Object["status"] = status
-	_, _ = c.Dynamic.Resource(EtcdClusterGVR).Namespace(ec.GetNamespace()).UpdateStatus(ctx, ec, metav1.UpdateOptions{})
+	_, _ = c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(ec.GetNamespace()).UpdateStatus(ctx, ec, metav1.UpdateOptions{})
 }
 
 func poll(ctx context.Context, timeout time.Duration, what string, check func() (bool, error)) error {
@@ -361,7 +359,7 @@ func (c *Cluster) Fingerprint(ctx context.Context) (map[string]string, error) {
 	for _, j := range jobs.Items {
 		out["job/"+j.Name] = string(j.UID) + "@" + j.ResourceVersion
 	}
-	ecs, err := c.Dynamic.Resource(EtcdClusterGVR).Namespace(Namespace).List(ctx, metav1.ListOptions{})
+	ecs, err := c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}

@@ -26,11 +26,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 )
 
 // ManifestFile is the manifest's name inside a snapshot directory.
@@ -93,8 +93,6 @@ type Sources struct {
 	// ExternalDNS names the EtcdCluster; zero skips it (the CSM release has none).
 	ExternalDNS api.ObjectRef
 }
-
-var etcdClusterGVR = schema.GroupVersionResource{Group: "etcd.database.coreos.com", Version: "v1beta2", Resource: "etcdclusters"}
 
 // Take saves a snapshot into dir, which must not exist or be empty: a
 // previous snapshot is never overwritten (see TakeOver). Everything is
@@ -320,7 +318,7 @@ func (w writer) etcdCluster(ctx context.Context, src Sources) error {
 		w.m.Parts = append(w.m.Parts, Part{Name: PartEtcdCluster, Note: fmt.Sprintf("EtcdCluster %s not saved: no Kubernetes credentials (give --kubeconfig)", ref)})
 		return nil
 	}
-	obj, err := src.Kube.Resource(etcdClusterGVR).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	obj, err := src.Kube.Resource(kube.EtcdClusterGVR).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("EtcdCluster %s not found: check services.externaldns in the config file, or whether etcd-operator's CRD is installed", ref)

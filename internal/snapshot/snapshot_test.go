@@ -17,6 +17,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
@@ -103,7 +104,7 @@ func TestTakeAndLoadAgainstEmulatorAndAPIServer(t *testing.T) {
 	if err := cluster.InstallEtcdClusterCRD(c); err != nil {
 		t.Fatal(err)
 	}
-	etcd := cluster.Dynamic.Resource(simcluster.EtcdClusterGVR).Namespace(simcluster.Namespace)
+	etcd := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace)
 	if _, err := etcd.Create(c, simcluster.ExternalDNSEtcdCluster(), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
@@ -86,7 +87,7 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 	repopulate("approve", run, api.GateBOSTemplates, "--note", "webui test")
 	// A service that ended otherwise than done ends the wait at once.
 	st := waitStatus(t, tc, run, "cps waiting at cps-unmount, the other services done", func(st api.RunStatus) bool {
-		waiting := len(st.Services) == len(api.AllServices)
+		waiting := len(st.Services) == len(catalog.Services())
 		for _, s := range st.Services {
 			switch {
 			case s.State.Finished() && s.State != api.Done:
@@ -112,7 +113,7 @@ func TestRunPageShowsNineServicesAndWaitingGate(t *testing.T) {
 	// 1. The Relationships tab lists every child by its workflow ID.
 	var children []string
 	var startedServices []api.Service
-	for _, s := range api.AllServices {
+	for _, s := range catalog.Services() {
 		children = append(children, api.ServiceWorkflowID(run, s))
 		startedServices = append(startedServices, s)
 	}
@@ -194,7 +195,7 @@ func startCSM(t *testing.T, ctx context.Context, dir string) config.Config {
 	target.Release = api.CSM10
 	cfg := workerconfig.Endpoints(target)
 	cfg.PollInterval = config.Duration(300 * time.Millisecond)
-	cfg.Services.HMNFD.NCNGroups = []string{}
+	workerconfig.HMNFD(cfg).NCNGroups = []string{}
 	return cfg
 }
 

@@ -103,7 +103,7 @@ func TestRunPageListsServiceWorkflows(t *testing.T) {
 	// No CSM API here: the release is named rather than detected, and FAS
 	// re-runs the simulated cluster's loader Job.
 	cfg := workerconfig.Endpoints(workerconfig.System{Release: api.CSM10})
-	cfg.Services.FAS.Job = workerconfig.FASLoaderJob
+	workerconfig.FAS(cfg).Job = workerconfig.FASLoaderJob
 	testenv.StartWorker(t, testenv.WorkerOptions{BinDir: filepath.Dir(workerBin), LogDir: artifacts, LogFile: filepath.Join(artifacts, "worker.log"),
 		Address: srv.Address, Queue: queue, Config: cfg, Kubeconfig: cluster.Kubeconfig})
 

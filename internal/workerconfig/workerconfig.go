@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 )
 
@@ -85,13 +87,16 @@ func Short(s System, wait time.Duration) config.Config {
 	c.SSH.ConnectTimeout = config.Duration(5 * time.Second)
 	c.SSH.CommandTimeout = config.Duration(30 * time.Second)
 	w := config.Duration(wait)
-	sv := &c.Services
-	sv.BSS.CompleteTimeout = w
-	sv.FAS.Job, sv.FAS.CompleteTimeout = FASLoaderJob, w
-	sv.MEDS.ReadyTimeout, sv.REDS.ReadyTimeout, sv.CRUS.ReadyTimeout = w, w, w
-	sv.CRUS.SessionPoll, sv.CRUS.StuckAfter = config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
-	sv.ExternalDNS.RunningTimeout = w
-	sv.HMNFD.VerifyTimeout = config.Duration(time.Minute)
+	config.SettingsOf[*catalog.JobSettings](c, api.BSS).CompleteTimeout = w
+	fas := FAS(c)
+	fas.Job, fas.CompleteTimeout = FASLoaderJob, w
+	for _, s := range []api.Service{api.MEDS, api.REDS} {
+		config.SettingsOf[*catalog.PodSettings](c, s).ReadyTimeout = w
+	}
+	crus := CRUS(c)
+	crus.ReadyTimeout, crus.SessionPoll, crus.StuckAfter = w, config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
+	config.SettingsOf[*catalog.EtcdClusterSettings](c, api.ExternalDNS).RunningTimeout = w
+	HMNFD(c).VerifyTimeout = config.Duration(time.Minute)
 	return c
 }
 
@@ -107,11 +112,13 @@ func Demo(s System, ncnGroups, cpsNodes []string, cpsTemplate string) config.Con
 	c.HeartbeatTimeout = config.Duration(10 * time.Second)
 	c.CSM.Timeout = config.Duration(3 * time.Second)
 	c.SSH.Concurrency = 32
-	sv := &c.Services
-	sv.CRUS.SessionPoll, sv.CRUS.StuckAfter = config.Duration(500*time.Millisecond), config.Duration(20*time.Second)
-	sv.HMNFD.NCNGroups, sv.HMNFD.BatchSize = ncnGroups, 8
-	sv.CPS.Nodes, sv.CPS.Template = cpsNodes, cpsTemplate
-	sv.CPS.ShutdownTimeout, sv.CPS.BootTimeout = config.Duration(2*time.Minute), config.Duration(2*time.Minute)
+	crus := CRUS(c)
+	crus.SessionPoll, crus.StuckAfter = config.Duration(500*time.Millisecond), config.Duration(20*time.Second)
+	h := HMNFD(c)
+	h.NCNGroups, h.BatchSize = ncnGroups, 8
+	cps := CPS(c)
+	cps.Nodes, cps.Template = cpsNodes, cpsTemplate
+	cps.ShutdownTimeout, cps.BootTimeout = config.Duration(2*time.Minute), config.Duration(2*time.Minute)
 	return c
 }
 
@@ -134,8 +141,8 @@ func Render(c config.Config) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workerconfig: %w", err)
 	}
-	back := config.Default()
-	if err := config.Parse(data, &back); err != nil {
+	back, err := parse(data)
+	if err != nil {
 		return nil, fmt.Errorf("workerconfig: the written configuration does not load: %w\n%s", err, data)
 	}
 	back.Warnings = c.Warnings
@@ -152,6 +159,26 @@ func Write(path string, c config.Config) error {
 		return err
 	}
 	return os.WriteFile(path, data, 0o644)
+}
+
+// Clone is a copy of c that shares nothing with it: a Config's services are
+// pointers, so an assigned copy changes the original's. c must validate.
+func Clone(c config.Config) config.Config {
+	data, err := json.Marshal(c)
+	if err == nil {
+		var out config.Config
+		if out, err = parse(data); err == nil {
+			out.Warnings = slices.Clone(c.Warnings)
+			return out
+		}
+	}
+	panic(fmt.Sprintf("workerconfig: clone: %v", err)) // c did not validate: the caller's bug
+}
+
+// parse reads a file's data over the defaults, as config.Load does.
+func parse(data []byte) (config.Config, error) {
+	c := config.Default()
+	return c, config.Parse(data, &c)
 }
 
 // wholeKeys are written whole when they differ: the file replaces the
@@ -192,4 +219,22 @@ func asMap(c config.Config) (map[string]any, error) {
 	}
 	var m map[string]any
 	return m, json.Unmarshal(data, &m)
+}
+
+// HMNFD, CRUS, CPS and FAS are the settings of the services the local
+// systems change most: pointers into c's services.
+func HMNFD(c config.Config) *catalog.HMNFDSettings {
+	return config.SettingsOf[*catalog.HMNFDSettings](c, api.HMNFD)
+}
+
+func CRUS(c config.Config) *catalog.CRUSSettings {
+	return config.SettingsOf[*catalog.CRUSSettings](c, api.CRUS)
+}
+
+func CPS(c config.Config) *catalog.CPSSettings {
+	return config.SettingsOf[*catalog.CPSSettings](c, api.CPS)
+}
+
+func FAS(c config.Config) *catalog.FASSettings {
+	return config.SettingsOf[*catalog.FASSettings](c, api.FAS)
 }

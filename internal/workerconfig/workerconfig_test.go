@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 )
@@ -68,18 +69,18 @@ func TestCarriesTheSystem(t *testing.T) {
 	if FASLoaderJob != simcluster.FASLoaderJob {
 		t.Errorf("FASLoaderJob %q, but the simulated cluster's is %q", FASLoaderJob, simcluster.FASLoaderJob)
 	}
-	if short.Release != api.ReleaseAuto || short.Services.FAS.Job != simcluster.FASLoaderJob {
-		t.Errorf("release %s, fas job %q", short.Release, short.Services.FAS.Job)
+	if short.Release != api.ReleaseAuto || FAS(short).Job != simcluster.FASLoaderJob {
+		t.Errorf("release %s, fas job %q", short.Release, FAS(short).Job)
 	}
-	if time.Duration(short.CSM.Timeout) != 1200*time.Millisecond || time.Duration(short.HeartbeatTimeout) != 4*time.Second || time.Duration(short.Services.MEDS.ReadyTimeout) != 2*time.Minute {
-		t.Errorf("timings: csm %s, heartbeat %s, meds %s", time.Duration(short.CSM.Timeout), time.Duration(short.HeartbeatTimeout), time.Duration(short.Services.MEDS.ReadyTimeout))
+	if time.Duration(short.CSM.Timeout) != 1200*time.Millisecond || time.Duration(short.HeartbeatTimeout) != 4*time.Second || time.Duration(config.SettingsOf[*catalog.PodSettings](short, api.MEDS).ReadyTimeout) != 2*time.Minute {
+		t.Errorf("timings: csm %s, heartbeat %s, meds %s", time.Duration(short.CSM.Timeout), time.Duration(short.HeartbeatTimeout), time.Duration(config.SettingsOf[*catalog.PodSettings](short, api.MEDS).ReadyTimeout))
 	}
 	if ks := v["short, secret in Kubernetes"].CSM.ClientSecret; ks.File != "" || ks.Kubernetes == nil || ks.Kubernetes.Key != "client-secret" {
 		t.Errorf("secret in Kubernetes: %+v", ks)
 	}
 	demo := v["demo"]
-	if demo.Release != api.CSM10 || !reflect.DeepEqual(demo.SSH.IdentityFiles, []string{"/scratch/nodes/id_ed25519"}) || demo.Services.CPS.Template != "cos-2.0.30-cps" || len(demo.Services.CPS.Nodes) != 2 {
-		t.Errorf("demo: release %s, identities %v, cps %+v", demo.Release, demo.SSH.IdentityFiles, demo.Services.CPS)
+	if demo.Release != api.CSM10 || !reflect.DeepEqual(demo.SSH.IdentityFiles, []string{"/scratch/nodes/id_ed25519"}) || CPS(demo).Template != "cos-2.0.30-cps" || len(CPS(demo).Nodes) != 2 {
+		t.Errorf("demo: release %s, identities %v, cps %+v", demo.Release, demo.SSH.IdentityFiles, *CPS(demo))
 	}
 	// Endpoints only points at the system: every timing is the runbook's.
 	e, d := v["endpoints"], config.Default()
@@ -122,5 +123,20 @@ func TestRefusesWhatDoesNotValidate(t *testing.T) {
 	c.CSM.Timeout = config.Duration(2 * time.Second)
 	if _, err := Render(c); err == nil || !strings.Contains(err.Error(), "csm.timeout") {
 		t.Fatalf("got %v, want the csm.timeout refusal", err)
+	}
+}
+
+// TestCloneSharesNothing: a Config's services are pointers, so a variant
+// made from a copy must not change the configuration it was copied from.
+func TestCloneSharesNothing(t *testing.T) {
+	base := Short(fleetSystem, time.Minute)
+	variant := Clone(base)
+	HMNFD(variant).NCNGroups = []string{"ncn-w00[1-3]"}
+	FAS(variant).Job = ""
+	if HMNFD(base).NCNGroups != nil || FAS(base).Job != FASLoaderJob {
+		t.Errorf("changing the clone changed the original: ncnGroups %v, fas job %q", HMNFD(base).NCNGroups, FAS(base).Job)
+	}
+	if !reflect.DeepEqual(Clone(base), base) {
+		t.Error("a clone differs from its original")
 	}
 }

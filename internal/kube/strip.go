@@ -1,4 +1,4 @@
-package activities
+package kube
 
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -38,7 +38,7 @@ func StripForCreate(kind Kind, obj *unstructured.Unstructured) []string {
 	for _, path := range serverSetFields {
 		drop(path...)
 	}
-	if kind == JobKind {
+	if kind == Job {
 		// The selector was generated from the old UID; the server generates a
 		// new one unless spec.manualSelector says the owner wrote it.
 		if manual, _, _ := unstructured.NestedBool(obj.Object, "spec", "manualSelector"); !manual {

@@ -1,4 +1,4 @@
-package activities
+package kube
 
 import (
 	"slices"
@@ -23,7 +23,7 @@ func TestStripForCreate(t *testing.T) {
 		}}
 	}
 	obj := job(false)
-	removed := StripForCreate(JobKind, obj)
+	removed := StripForCreate(Job, obj)
 	want := []string{".status", ".metadata.uid", ".metadata.resourceVersion", ".metadata.generation", ".metadata.creationTimestamp", ".metadata.managedFields",
 		".spec.selector", `.spec.template.metadata.labels["controller-uid"]`, `.spec.template.metadata.labels["batch.kubernetes.io/controller-uid"]`}
 	if !slices.Equal(removed, want) {
@@ -38,18 +38,18 @@ func TestStripForCreate(t *testing.T) {
 	}
 
 	manual := job(true)
-	StripForCreate(JobKind, manual)
+	StripForCreate(Job, manual)
 	if _, found, _ := unstructured.NestedMap(manual.Object, "spec", "selector"); !found {
 		t.Error("a manual selector is the owner's and must stay")
 	}
 
 	// Not a Job: the selector and labels of any other kind are left alone.
 	other := job(false)
-	StripForCreate(EtcdClusterKind, other)
+	StripForCreate(EtcdCluster, other)
 	if _, found, _ := unstructured.NestedMap(other.Object, "spec", "selector"); !found {
 		t.Error("EtcdCluster strip touched spec.selector")
 	}
-	if len(StripForCreate(EtcdClusterKind, other)) != 0 {
+	if len(StripForCreate(EtcdCluster, other)) != 0 {
 		t.Error("stripping twice removed something the second time")
 	}
 }

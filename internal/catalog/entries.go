@@ -1,0 +1,161 @@
+package catalog
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/csmops/etcd-repopulate/internal/api"
+)
+
+// Change IDs (workflow.GetVersion) of orderings added after runs were
+// recorded; the parent workflow asks for each.
+const (
+	// ChangeCPSAfterHMNFD: cps waits for hmnfd, so that the nodes cps
+	// shuts down are not counted as hmnfd failures. This way round hmnfd
+	// (minutes) is never held behind cps's gates (possibly days), and the
+	// nodes cps reboots start orca, which subscribes them, as they boot.
+	ChangeCPSAfterHMNFD = "cps-after-hmnfd"
+)
+
+// entries are the services in the runbook's order (CSM-APIS.md §8–§10 for
+// what each release has).
+var entries = []Entry{
+	{
+		Service:  api.BOS,
+		Title:    "Boot Orchestration Service (BOS)",
+		Does:     "restores session templates (1.0, 1.2), checks them (1.3+)",
+		Settings: func() Settings { return &BOSSettings{} },
+		Variants: []Variant{
+			{Since: api.CSM10, Procedure: api.RestoreBOSTemplates},
+			{Since: api.CSM13, Procedure: api.CheckBOSTemplates},
+		},
+		SnapshotPart: func(full, part *api.SnapshotInput) { part.SessionTemplates = full.SessionTemplates },
+	},
+	{
+		Service: api.BSS,
+		Title:   "Boot Script Service (BSS)",
+		Does:    "re-runs the cray-reds-init Job",
+		Settings: func() Settings {
+			return &JobSettings{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: Duration(30 * time.Minute)}
+		},
+		Variants: []Variant{
+			{Since: api.CSM10, Procedure: api.RerunJob},
+			// The CSM 1.5 runbook's BSS section: "Restore BSS from the ETCD
+			// backup", whose procedure (Restore_an_etcd_Cluster_from_a_Backup.md,
+			// docs-csm release/1.5 and 1.6) is this script on a master or worker NCN.
+			{Since: api.CSM15, Procedure: api.NotInRelease,
+				Reason: "from CSM 1.5 REDS is gone and BSS is restored from its own etcd backup, a step this worker leaves to a person",
+				FollowUps: []string{
+					"restore BSS from its etcd backup (CSM 1.5+ runbook, BSS section; docs-csm operations/kubernetes/Restore_an_etcd_Cluster_from_a_Backup.md): on a master or worker NCN run /opt/cray/platform-utils/etcd/etcd_restore_rebuild.sh -s cray-bss",
+				}},
+		},
+	},
+	{
+		Service: api.CPS,
+		Title:   "Content Projection Service (CPS)",
+		Does:    "reboots, behind two gates, the nodes that mount CPS",
+		Settings: func() Settings {
+			return &CPSSettings{ShutdownTimeout: Duration(15 * time.Minute), BootTimeout: Duration(45 * time.Minute)}
+		},
+		Variants: []Variant{
+			{Since: api.CSM10, Procedure: api.RemountCPS},
+			{Since: api.CSM15, Procedure: api.NotInRelease, Reason: "not in this release: the CSM 1.5 runbook has no CPS section (CPS ships with COS/USS)"},
+		},
+		After: []Prerequisite{
+			{Service: api.BOS}, // cps finds its nodes in the BOS session templates bos restores
+			{Service: api.HMNFD, Since: ChangeCPSAfterHMNFD, Why: "the compute nodes cps shuts down must not count as hmnfd failures"},
+		},
+	},
+	{
+		Service: api.CRUS,
+		Title:   "Compute Rolling Upgrade Service (CRUS)",
+		Does:    "follows CRUS sessions, then restarts the cray-crus pods",
+		Settings: func() Settings {
+			return &CRUSSettings{
+				PodSettings: PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: Duration(10 * time.Minute)},
+				SessionPoll: Duration(10 * time.Second), StuckAfter: Duration(15 * time.Minute),
+			}
+		},
+		Variants: []Variant{
+			{Since: api.CSM10, Procedure: api.RestartCRUS},
+			{Since: api.CSM15, Procedure: api.NotInRelease, Reason: "not in this release: CRUS was removed in CSM 1.5 (BOS v2 replaces it)"},
+		},
+	},
+	{
+		Service: api.ExternalDNS,
+		Title:   "External DNS",
+		Does:    "re-creates the cray-externaldns-etcd EtcdCluster",
+		Settings: func() Settings {
+			return &EtcdClusterSettings{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: Duration(15 * time.Minute)}
+		},
+		Variants: []Variant{
+			{Since: api.CSM10, Procedure: api.RecreateEtcdCluster},
+			{Since: api.CSM12, Procedure: api.NotInRelease, Reason: "not in this release: cray-externaldns-etcd was removed in CSM 1.2 (PowerDNS replaced it)"},
+		},
+	},
+	{
+		Service: api.FAS,
+		Title:   "Firmware Action Service (FAS)",
+		Does:    "runs the FAS loader (API, or a site's loader Job)",
+		Settings: func() Settings {
+			// No Job by default: the loader runs through the API on every
+			// release (FAS removed the cray-fas-loader Job before CSM 1.0).
+			return &FASSettings{Namespace: "services", CompleteTimeout: Duration(30 * time.Minute)}
+		},
+		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RunFASLoaderAPI}},
+		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions = full.FASActions },
+		FollowUps:    fasFollowUps,
+	},
+	{
+		Service: api.HMNFD,
+		Title:   "Hardware Management Notification Fanout Daemon (HMNFD)",
+		Does:    "restarts orca on computes and NCNs to resubscribe",
+		Settings: func() Settings {
+			return &HMNFDSettings{BatchSize: MaxBatchSize, MaxFailedPercent: 2, VerifyTimeout: Duration(5 * time.Minute),
+				Pods: PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-hmnfd", ReadyTimeout: Duration(10 * time.Minute)}}
+		},
+		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RestartOrca}},
+		SnapshotPart: func(full, part *api.SnapshotInput) { part.SubscribedXnames = full.SubscribedXnames },
+	},
+	{
+		Service: api.MEDS,
+		Title:   "Mountain Endpoint Discovery Service (MEDS)",
+		Does:    "restarts the cray-meds pods",
+		Settings: func() Settings {
+			return &PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: Duration(10 * time.Minute)}
+		},
+		Variants: []Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
+	},
+	{
+		Service: api.REDS,
+		Title:   "River Endpoint Discovery Service (REDS)",
+		Does:    "restarts the cray-reds pods",
+		Settings: func() Settings {
+			return &PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-reds", ReadyTimeout: Duration(10 * time.Minute)}
+		},
+		Variants: []Variant{
+			{Since: api.CSM10, Procedure: api.RestartPods},
+			{Since: api.CSM15, Procedure: api.NotInRelease, Reason: "not in this release: REDS was removed in CSM 1.5"},
+		},
+	},
+}
+
+// fasFollowUps: FAS lost its history of firmware actions; the snapshot
+// says which were running.
+func fasFollowUps(snap *api.SnapshotInput) []string {
+	if snap == nil {
+		return []string{"FAS lost its history of firmware actions and snapshots: recreate any action that was running when etcd failed (cray fas actions create); no snapshot was given, so which ones is not known here"}
+	}
+	if len(snap.FASActions) == 0 {
+		return []string{fmt.Sprintf("FAS lost its history of firmware actions and snapshots; the snapshot (%s) had no action in progress, so none needs recreating", snap.Dir)}
+	}
+	out := []string{fmt.Sprintf("FAS lost its history: recreate the %d firmware actions that were in progress when the snapshot was taken (cray fas actions create with each action's original parameters):", len(snap.FASActions))}
+	for _, a := range snap.FASActions {
+		line := fmt.Sprintf("  action %s (%s)", a.ActionID, a.State)
+		if a.Command != "" {
+			line += ": " + a.Command
+		}
+		out = append(out, line)
+	}
+	return out
+}
