@@ -18,6 +18,7 @@
 //	curl -X POST $URL/_csmemu/orca-restarted/nid000001-nmn
 //	curl -X POST $URL/_csmemu/clear-subscriptions
 //	curl -X POST $URL/_csmemu/clear-templates
+//	curl -X POST $URL/_csmemu/bss-wipe
 //	curl -X POST "$URL/_csmemu/fail?prefix=/apis/smd&status=503&times=2"
 //	curl -X POST "$URL/_csmemu/fas-busy?n=2"
 //	curl -X POST "$URL/_csmemu/bos-timing?step=2s"

@@ -1,6 +1,6 @@
 // Package csmemu emulates the parts of the CSM API gateway that package csm
-// calls: the Keycloak token endpoint and the HSM, HMNFD, CRUS, FAS, BOS and
-// CPS paths, as one CSM release serves them (Options.Release): the API
+// calls: the Keycloak token endpoint and the HSM, HMNFD, CRUS, FAS, BOS,
+// BSS and CPS paths, as one CSM release serves them (Options.Release): the API
 // versions of that release (absent ones answer 404), the refusals of its
 // request validators and the shapes its services really answer, from HPE's
 // definitions in ../shared/csm-specs and the observations of the real
@@ -104,6 +104,8 @@ type Emulator struct {
 	bosSessions        []*bosEntry
 	bosStep            time.Duration
 	bosStuck           map[string]bool
+	bssHosts           map[string]bssHost
+	bssImages          map[string]bssImage
 	cpsContents        []csm.CPSContent
 	cpsTransports      []csm.CPSTransport
 	templateVerdicts   map[string]string
@@ -156,6 +158,13 @@ func New(opts Options) *Emulator {
 		templates:          map[tmplKey]map[string]any{},
 		bosStep:            max(opts.BOSStepDelay, 0),
 		bosStuck:           map[string]bool{},
+		bssHosts:           map[string]bssHost{},
+		bssImages:          map[string]bssImage{},
+	}
+	// BSS holds the compute nodes' boot parameters, as on a running
+	// system; WipeBSS plays its etcd rebuild.
+	if err := e.SetBootParams(DefaultBootParams(opts.Components)); err != nil {
+		panic(err) // DefaultBootParams names every entry by its host
 	}
 	e.mux = e.routes()
 	return e
