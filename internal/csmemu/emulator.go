@@ -60,7 +60,8 @@ type Options struct {
 	// TokenTTL is the expires_in of issued tokens, rounded up to whole
 	// seconds (default 300s). SetTokenTTL changes it later.
 	TokenTTL time.Duration
-	// Components is the initial HSM state.
+	// Components is the initial HSM state. BSS starts with their boot
+	// parameters (DefaultBootParams), as on a running system.
 	Components []csm.Component
 	// CRUSDisabled answers 404 on /apis/crus/* (as CSM 1.5 and later do
 	// whatever this says).
