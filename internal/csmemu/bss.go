@@ -27,7 +27,10 @@ import (
 // /initrd/<...>; a PUT naming a kernel or initrd stores the image key
 // too. GET without a filter lists the kernel images, then the initrd
 // images (each {"kernel"|"initrd": path, "params": ...}), then the hosts,
-// in key order; with nothing stored the list is null. Writes answer an
+// in key order; with nothing stored the list is null. A filtered GET
+// (?name=, ?nid=, or a body) lists the matching entries in key order, as
+// 1.7.7 does (v1.28.0 answers named hosts in the order asked), and
+// 404 when none matches. Writes answer an
 // empty body; refusals are RFC 7807 problems (hms-base
 // SendProblemDetailsGeneric).
 
