@@ -61,39 +61,38 @@ func (b BootParams) Equal(o BootParams) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// cloudInitValue decodes cloud-init for comparison: empty strings, nulls
-// and empty objects are dropped, so that the zero phone-home BSS renders
-// ({"pub_key_dsa":"",...}) equals an absent one.
+// cloudInitValue decodes cloud-init for comparison, dropping what BSS
+// renders for an entry stored without cloud-init: null or empty meta-data
+// and user-data, and a phone-home whose members are all empty.
 func cloudInitValue(raw json.RawMessage) (any, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil, nil
+		return map[string]any{}, nil
 	}
-	var v any
+	var v map[string]any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, err
 	}
-	return prune(v), nil
-}
-
-func prune(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := map[string]any{}
-		for k, x := range t {
-			if p := prune(x); p != nil {
-				out[k] = p
-			}
-		}
-		if len(out) == 0 {
-			return nil
-		}
-		return out
-	case string:
-		if t == "" {
-			return nil
+	if v == nil {
+		v = map[string]any{}
+	}
+	for _, k := range []string{"meta-data", "user-data"} {
+		if m, ok := v[k].(map[string]any); v[k] == nil || ok && len(m) == 0 {
+			delete(v, k)
 		}
 	}
-	return v
+	if ph, ok := v["phone-home"].(map[string]any); v["phone-home"] == nil || ok && allEmpty(ph) {
+		delete(v, "phone-home")
+	}
+	return v, nil
+}
+
+func allEmpty(m map[string]any) bool {
+	for _, x := range m {
+		if x != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // BootParameters lists every boot parameters entry BSS holds (GET

@@ -80,6 +80,18 @@ func TestBootParamsEqual(t *testing.T) {
 	if !a.Equal(c) {
 		t.Error("same cloud-init in another order or spacing differs")
 	}
+	e := a
+	e.CloudInit = json.RawMessage(`{"user-data":{"a":""}}`)
+	f := a
+	f.CloudInit = json.RawMessage(`{"user-data":{}}`)
+	if e.Equal(f) || e.Equal(a) {
+		t.Error("an empty string inside user-data ignored")
+	}
+	g := a
+	g.CloudInit = json.RawMessage(`{"phone-home":{"fqdn":"nid000001"}}`)
+	if g.Equal(a) {
+		t.Error("phone-home ignored")
+	}
 	d := a
 	d.Params = "q"
 	if a.Equal(d) {
