@@ -48,10 +48,11 @@ histories: tools
 	REPOPULATE_RECORD_HISTORIES=workflows/testdata/histories/$(HISTORIES_SET) $(GO) test -count=1 -v -timeout 20m -run '^TestRecordHistories$$' ./internal/e2e/
 
 ## test-unit: the tests that need no tool of `make tools` (pure code, the
-## in-process CSM emulator, HPE's definitions in ../shared): seconds, no build
-UNIT_PKGS := ./internal/api/... ./internal/catalog/... ./internal/config/... ./internal/workerconfig/... ./internal/productcatalog/... ./internal/badinput/... ./internal/csm/... ./internal/csmemu/... ./internal/contract/... ./workflows/...
+## in-process CSM emulator, HPE's definitions in ../shared): seconds, no build.
+## -short skips internal/kube's tests on a real API server.
+UNIT_PKGS := ./internal/api/... ./internal/catalog/... ./internal/config/... ./internal/workerconfig/... ./internal/productcatalog/... ./internal/badinput/... ./internal/csm/... ./internal/csmemu/... ./internal/contract/... ./internal/kube/... ./workflows/...
 test-unit:
-	$(GO) test -count=1 $(UNIT_PKGS)
+	$(GO) test -count=1 -short $(UNIT_PKGS)
 
 ## bad-input-doc: run the tests that feed bad input to the real parts and regenerate docs/bad-input.md from what they observed
 BAD_INPUT_PKGS  := ./internal/cli ./internal/config ./internal/hostrange ./internal/csm ./internal/sshfan ./workflows ./activities ./internal/e2e

@@ -122,37 +122,9 @@ func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightRe
 	res := PreflightResult{Release: release}
 	var problems []string
 	for _, s := range req.Services {
-		plan := k.Config.Plan(release, s)
-		var err error
-		switch plan.Procedure {
-		case api.RerunJob:
-			err = k.checkNamespace(ctx, plan.Object.Namespace)
-			if err == nil {
-				_, err = k.get(ctx, JobKind, plan.Object)
-			}
-		case api.RunFASLoaderAPI:
-			if plan.Object.Name != "" {
-				var note string
-				plan, note, err = k.chooseFASProcedure(ctx, plan)
-				res.Notes = append(res.Notes, note)
-			}
-		case api.RecreateEtcdCluster:
-			err = k.checkNamespace(ctx, plan.Object.Namespace)
-			if err == nil {
-				_, err = k.get(ctx, EtcdClusterKind, plan.Object)
-			}
-		case api.RestartPods, api.RestartCRUS:
-			err = k.checkNamespace(ctx, plan.Pods.Namespace)
-			if err == nil {
-				_, err = k.listPods(ctx, plan.Pods)
-			}
-		case api.RestartOrca:
-			// HMNFD's pods are restarted only if it is not ready; that they
-			// can be is checked now, before anything changes.
-			err = k.checkNamespace(ctx, plan.HMNFD.Pods.Namespace)
-			if err == nil {
-				_, err = k.listPods(ctx, plan.HMNFD.Pods)
-			}
+		plan, note, err := k.checkTargets(ctx, k.Config.Plan(release, s))
+		if note != "" {
+			res.Notes = append(res.Notes, note)
 		}
 		res.Plans = append(res.Plans, plan)
 		if err == nil {
@@ -169,6 +141,38 @@ func (k *Kube) Preflight(ctx context.Context, req PreflightRequest) (PreflightRe
 			"preflight found problems, nothing was changed:\n  "+strings.Join(problems, "\n  "), ErrPreflight, nil)
 	}
 	return res, nil
+}
+
+// checkTargets reads the objects a plan's procedure needs (the catalog
+// says which), and for a FAS loader Job the config names, whether it
+// exists: that decides the FAS procedure.
+func (k *Kube) checkTargets(ctx context.Context, plan api.ServicePlan) (api.ServicePlan, string, error) {
+	var err error
+	switch catalog.NeedsOf(plan.Procedure).Kube {
+	case catalog.PlanJob:
+		if err = k.checkNamespace(ctx, plan.Object.Namespace); err == nil {
+			_, err = k.get(ctx, JobKind, plan.Object)
+		}
+	case catalog.PlanEtcdCluster:
+		if err = k.checkNamespace(ctx, plan.Object.Namespace); err == nil {
+			_, err = k.get(ctx, EtcdClusterKind, plan.Object)
+		}
+	case catalog.PlanPods:
+		if err = k.checkNamespace(ctx, plan.Pods.Namespace); err == nil {
+			_, err = k.listPods(ctx, plan.Pods)
+		}
+	case catalog.HMNFDPods:
+		// HMNFD's pods are restarted only if it is not ready; that they
+		// can be is checked now, before anything changes.
+		if err = k.checkNamespace(ctx, plan.HMNFD.Pods.Namespace); err == nil {
+			_, err = k.listPods(ctx, plan.HMNFD.Pods)
+		}
+	case catalog.LoaderJobIfNamed:
+		if plan.Object.Name != "" {
+			return k.chooseFASProcedure(ctx, plan)
+		}
+	}
+	return plan, "", err
 }
 
 // chooseFASProcedure keeps the Job procedure for a site whose config names

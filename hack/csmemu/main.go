@@ -7,7 +7,8 @@
 // With -seed it is a running CSM system before an etcd rebuild: every Ready
 // compute subscribed in HMNFD, BOS v2 session templates (the first
 // -cps-nodes computes boot their root file system from CPS), CPS content
-// and transports in use, FAS images.
+// and transports in use, FAS images, BSS boot parameters for every compute.
+// Without it BSS, like HMNFD, holds nothing.
 //
 // The unauthenticated control endpoints under /_csmemu/ let the demo stand in
 // for what it cannot do for real, e.g. restarting orca on the nodes or
@@ -18,6 +19,7 @@
 //	curl -X POST $URL/_csmemu/orca-restarted/nid000001-nmn
 //	curl -X POST $URL/_csmemu/clear-subscriptions
 //	curl -X POST $URL/_csmemu/clear-templates
+//	curl -X POST $URL/_csmemu/bss-wipe
 //	curl -X POST "$URL/_csmemu/fail?prefix=/apis/smd&status=503&times=2"
 //	curl -X POST "$URL/_csmemu/fas-busy?n=2"
 //	curl -X POST "$URL/_csmemu/bos-timing?step=2s"
@@ -66,7 +68,7 @@ func main() {
 	subscribed := flag.Bool("subscribed", false, "start with every Ready compute node subscribed in HMNFD (default: none, as after an etcd rebuild)")
 	fasBusy := flag.Int("fas-busy", 0, "answer 429 to the first N FAS loader nexus POSTs")
 	bosStep := flag.Duration("bos-step", time.Second, "BOS v2 session pacing: pending for one step, node HSM States change one step apart")
-	seed := flag.Bool("seed", false, "seed a running CSM system: HMNFD subscriptions, BOS session templates (in the release's API shape), CPS content, FAS images")
+	seed := flag.Bool("seed", false, "seed a running CSM system: HMNFD subscriptions, BOS session templates (in the release's API shape), CPS content, FAS images, BSS boot parameters")
 	cpsNodes := flag.Int("cps-nodes", 4, "with -seed: how many computes (the first) boot from CPS (rootfs_provider cpss3)")
 	useTLS := flag.Bool("tls", false, "serve HTTPS with a generated CA (see -ca-dir)")
 	caDir := flag.String("ca-dir", "", "with -tls: directory to write the CA certificate to (csmemu-ca.pem)")
@@ -118,6 +120,8 @@ func main() {
 		if err := seedSystem(emu, rel, *nodes, *cpsNodes); err != nil {
 			fatalf("seed: %v", err)
 		}
+	} else {
+		emu.WipeBSS() // after the rebuild, as HMNFD
 	}
 
 	url, err := emu.Listen(*listen, *useTLS)

@@ -198,3 +198,12 @@ func ServicesHelp() string {
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
+
+// PodSets lists the pods the service's default settings restart, for
+// fixtures that seed a system like CSM's.
+func (e Entry) PodSets() []api.PodSet {
+	if s, ok := e.Settings().(interface{ podSets() []api.PodSet }); ok {
+		return s.podSets()
+	}
+	return nil
+}

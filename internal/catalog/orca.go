@@ -73,6 +73,8 @@ func Orca(r api.Release) OrcaRelease {
 	panic("catalog: no orca facts for release " + string(r)) // plans are made for known releases only
 }
 
+func (h *HMNFDSettings) podSets() []api.PodSet { return []api.PodSet{h.Pods.podSet()} }
+
 // Validate implements Settings.
 func (h *HMNFDSettings) Validate(field string) []error {
 	var errs []error

@@ -26,6 +26,8 @@ func (p *PodSettings) Plan(c PlanContext) api.ServicePlan {
 	return api.ServicePlan{Service: c.Service, Procedure: api.RestartPods, Pods: p.podSet(), Timings: c.Timings(p.ReadyTimeout)}
 }
 
+func (p *PodSettings) podSets() []api.PodSet { return []api.PodSet{p.podSet()} }
+
 func (p *PodSettings) podSet() api.PodSet {
 	return api.PodSet{Namespace: p.Namespace, Selector: p.Selector}
 }

@@ -34,11 +34,11 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 		Use:   "snapshot --out DIR [--force] [--config FILE] [--kubeconfig PATH] [--context NAME]",
 		Short: "Save, before the etcd rebuild, what the rebuild wipes",
 		Long: `Save into DIR what an etcd rebuild wipes and a run can put back or check
-against: the BOS v2 session templates, the External DNS EtcdCluster, the FAS
-images and unfinished FAS actions, the CRUS sessions and the HMNFD
-subscriptions, with a manifest.json holding each file's item count and
-SHA-256. Take it before the rebuild; give it to repopulate start --snapshot
-after it.
+against: the BOS session templates, the External DNS EtcdCluster, the FAS
+images and unfinished FAS actions, the CRUS sessions, the HMNFD
+subscriptions and the BSS boot parameters, with a manifest.json holding each
+file's item count and SHA-256. Take it before the rebuild; give it to
+repopulate start --snapshot after it.
 
 This runs here, not as a workflow. It reaches the CSM API gateway with the
 worker's config file (csm section) and reads the Keycloak client secret from
@@ -80,7 +80,7 @@ func (o *snapshotOptions) run(ctx context.Context) error {
 		return badInput("--config: %v", err)
 	}
 	if cfg.CSM.BaseURL == "" {
-		return badInput("csm.baseURL is not set (--config %q): the snapshot reads BOS, FAS, CRUS and HMNFD through the CSM API gateway; give the worker's config file", o.configFile)
+		return badInput("csm.baseURL is not set (--config %q): the snapshot reads BOS, FAS, CRUS, HMNFD and BSS through the CSM API gateway; give the worker's config file", o.configFile)
 	}
 	src, note, err := o.sources(ctx, cfg)
 	if err != nil {

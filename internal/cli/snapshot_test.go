@@ -36,7 +36,7 @@ func noKube(t *testing.T) {
 // the client secret from a file.
 func gateway(t *testing.T) (*csmemu.Emulator, string) {
 	t.Helper()
-	e := csmemu.New(csmemu.Options{})
+	e := csmemu.New(csmemu.Options{Components: csmemu.ComputeNodes(2)}) // BSS holds their boot parameters
 	base, err := e.Start(false)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestSnapshotThenStartFromIt(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"bos-sessiontemplates  1", "hmnfd-subscriptions  1", "fas-actions  1", "(not saved: EtcdCluster services/cray-externaldns-etcd not saved: no Kubernetes credentials", "snapshot written to " + dir} {
+	for _, want := range []string{"bos-sessiontemplates  1", "hmnfd-subscriptions  1", "fas-actions  1", "bss-bootparameters  4", "(not saved: EtcdCluster services/cray-externaldns-etcd not saved: no Kubernetes credentials", "snapshot written to " + dir} {
 		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -76,7 +76,7 @@ func TestSnapshotThenStartFromIt(t *testing.T) {
 	dir2 := filepath.Join(t.TempDir(), "snap2")
 	code, out, errOut = execute(t, context.Background(), "snapshot", "--out", dir2, "--config", cfg, "-o", "json")
 	var m snapshot.Manifest
-	if code != 0 || json.Unmarshal([]byte(out), &m) != nil || len(m.Parts) != 6 {
+	if code != 0 || json.Unmarshal([]byte(out), &m) != nil || len(m.Parts) != 7 {
 		t.Fatalf("exit %d, manifest %+v: %s %s", code, m, out, errOut)
 	}
 

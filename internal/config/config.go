@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -87,10 +88,32 @@ func (s *Services) UnmarshalJSON(data []byte) error {
 		dec := json.NewDecoder(bytes.NewReader(raw[name]))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(settings); err != nil {
+			var typeErr *json.UnmarshalTypeError
+			if errors.As(err, &typeErr) {
+				field := strings.TrimSuffix("services."+name+"."+typeErr.Field, ".")
+				return fmt.Errorf("%s: must be %s, got a %s", field, kindOf(typeErr.Type), typeErr.Value)
+			}
 			return fmt.Errorf("services.%s: %s", name, strings.TrimPrefix(err.Error(), "json: "))
 		}
 	}
 	return nil
+}
+
+// kindOf names what a key takes, in the file's terms.
+func kindOf(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a map of keys"
+	}
+	return "a string"
 }
 
 func defaultServices() Services {

@@ -124,7 +124,10 @@ func TestFileOverridesOnlyWhatItNames(t *testing.T) {
 func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
 	cases := map[string]struct{ yaml, want string }{
 		"malformed YAML":   {"services: [", "not valid YAML: yaml: line 1: did not find expected node content: fix the file's syntax"},
-		"unknown key":      {"services:\n  bss:\n    jobb: x\n", `unknown key "jobb" (docs/configuration.md lists the keys)`},
+		"unknown key":      {"services:\n  bss:\n    jobb: x\n", `services.bss: unknown key "jobb" (docs/configuration.md lists the keys)`},
+		"unknown service":  {"services:\n  dns:\n    job: x\n", `unknown key "services.dns": the services are bos,bss,`},
+		"not a map":        {"services:\n  meds: 5\n", `services.meds: must be a map of keys, got a number`},
+		"wrong type":       {"services:\n  hmnfd:\n    batchSize: many\n", `services.hmnfd.batchSize: must be a whole number, got a string`},
 		"negative timeout": {"deleteTimeout: -5m\n", "deleteTimeout: must be a positive duration"},
 		"not a duration":   {"pollInterval: 5\n", `duration must be a string such as "90s"`},
 		"bad duration":     {"pollInterval: soon\n", `duration "soon"`},

@@ -1,5 +1,5 @@
 // Package csm is a client for the HPE Cray System Management (CSM) API
-// gateway: the HSM, HMNFD, CRUS, FAS, BOS and CPS calls the etcd
+// gateway: the HSM, HMNFD, CRUS, FAS, BOS, BSS and CPS calls the etcd
 // repopulation runbook needs, with the paths and field names of HPE's API
 // definitions (../shared/csm-specs, held to them by internal/contract) and
 // the project's CSM-APIS.md notes. BOS and HMNFD are spoken in the version

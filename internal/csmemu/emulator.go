@@ -1,6 +1,6 @@
 // Package csmemu emulates the parts of the CSM API gateway that package csm
-// calls: the Keycloak token endpoint and the HSM, HMNFD, CRUS, FAS, BOS and
-// CPS paths, as one CSM release serves them (Options.Release): the API
+// calls: the Keycloak token endpoint and the HSM, HMNFD, CRUS, FAS, BOS,
+// BSS and CPS paths, as one CSM release serves them (Options.Release): the API
 // versions of that release (absent ones answer 404), the refusals of its
 // request validators and the shapes its services really answer, from HPE's
 // definitions in ../shared/csm-specs and the observations of the real
@@ -60,7 +60,8 @@ type Options struct {
 	// TokenTTL is the expires_in of issued tokens, rounded up to whole
 	// seconds (default 300s). SetTokenTTL changes it later.
 	TokenTTL time.Duration
-	// Components is the initial HSM state.
+	// Components is the initial HSM state. BSS starts with their boot
+	// parameters (DefaultBootParams), as on a running system.
 	Components []csm.Component
 	// CRUSDisabled answers 404 on /apis/crus/* (as CSM 1.5 and later do
 	// whatever this says).
@@ -104,6 +105,8 @@ type Emulator struct {
 	bosSessions        []*bosEntry
 	bosStep            time.Duration
 	bosStuck           map[string]bool
+	bssHosts           map[string]bssHost
+	bssImages          map[string]bssImage
 	cpsContents        []csm.CPSContent
 	cpsTransports      []csm.CPSTransport
 	templateVerdicts   map[string]string
@@ -156,6 +159,13 @@ func New(opts Options) *Emulator {
 		templates:          map[tmplKey]map[string]any{},
 		bosStep:            max(opts.BOSStepDelay, 0),
 		bosStuck:           map[string]bool{},
+		bssHosts:           map[string]bssHost{},
+		bssImages:          map[string]bssImage{},
+	}
+	// BSS holds the compute nodes' boot parameters, as on a running
+	// system; WipeBSS plays its etcd rebuild.
+	if err := e.SetBootParams(DefaultBootParams(opts.Components)); err != nil {
+		panic(err) // DefaultBootParams names every entry by its host
 	}
 	e.mux = e.routes()
 	return e

@@ -28,10 +28,13 @@ type surface struct {
 	hmnfdV2 bool
 	// crus and cps: installed (CSM ≤ 1.4; both gone from the 1.5 runbook).
 	crus, cps bool
+	// bssReferralToken: BSS ≥ 1.21.0 (CSM ≥ 1.3) answers writes with a
+	// BSS-Referral-Token header. BSS itself is on every release.
+	bssReferralToken bool
 }
 
 func surfaceOf(r api.Release) surface {
-	s := surface{release: r, bosV1: true, bosV2: true, hmnfdV2: true, crus: true, cps: true}
+	s := surface{release: r, bosV1: true, bosV2: true, hmnfdV2: true, crus: true, cps: true, bssReferralToken: bssReferralTokens(r)}
 	switch r {
 	case api.CSM10:
 		s.bosV2, s.bos1x, s.bos17, s.hmnfdV2 = false, true, true, false

@@ -38,14 +38,15 @@ func call(t *testing.T, _ *csm.Client, base, method, path, body string) (int, st
 // ones answer 404 the way the service's server does.
 func TestReleaseSurface(t *testing.T) {
 	paths := []string{csm.PathBOSv1SessionTemplate, csm.PathBOSSessionTemplates, csm.PathHMNFDv1Subscriptions,
-		csm.PathHMNFDSubscriptions, csm.PathCRUSSession, csm.PathCPSContents, csm.PathFASLoader, csm.PathHSMComponents, "/apis/smd/hsm/v1/State/Components"}
+		csm.PathHMNFDSubscriptions, csm.PathCRUSSession, csm.PathCPSContents, csm.PathFASLoader, csm.PathHSMComponents, "/apis/smd/hsm/v1/State/Components",
+		csm.PathBSSBootParameters}
 	want := map[api.Release][]int{
-		//            bos v1 bos v2 hmi v1 hmi v2 crus cps fas hsm2 hsm1
-		api.CSM10: {200, 404, 200, 404, 200, 200, 200, 200, 404},
-		api.CSM12: {200, 404, 200, 200, 200, 200, 200, 200, 404},
-		api.CSM13: {200, 200, 200, 200, 200, 200, 200, 200, 404},
-		api.CSM15: {200, 200, 200, 200, 404, 404, 200, 200, 404},
-		api.CSM16: {404, 200, 200, 200, 404, 404, 200, 200, 404},
+		//            bos v1 bos v2 hmi v1 hmi v2 crus cps fas hsm2 hsm1 bss
+		api.CSM10: {200, 404, 200, 404, 200, 200, 200, 200, 404, 200},
+		api.CSM12: {200, 404, 200, 200, 200, 200, 200, 200, 404, 200},
+		api.CSM13: {200, 200, 200, 200, 200, 200, 200, 200, 404, 200},
+		api.CSM15: {200, 200, 200, 200, 404, 404, 200, 200, 404, 200},
+		api.CSM16: {404, 200, 200, 200, 404, 404, 200, 200, 404, 200},
 	}
 	for rel, statuses := range want {
 		_, c, base := start(t, csmemu.Options{Release: rel})

@@ -54,6 +54,12 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("GET "+csm.PathBOSSessions, e.listBOSSessions)
 	m.HandleFunc("GET "+csm.PathBOSSessions+"/{name}", e.getBOSSession)
 
+	m.HandleFunc("GET "+csm.PathBSSBootParameters, e.getBootParameters)
+	m.HandleFunc("PUT "+csm.PathBSSBootParameters, e.putBootParameters)
+	m.HandleFunc("POST "+csm.PathBSSBootParameters, e.postBootParameters)
+	m.HandleFunc("PATCH "+csm.PathBSSBootParameters, e.patchBootParameters)
+	m.HandleFunc("DELETE "+csm.PathBSSBootParameters, e.deleteBootParameters)
+
 	m.HandleFunc("GET "+csm.PathCPSContents, e.getCPSContents)
 	m.HandleFunc("GET "+csm.PathCPSTransports, e.getCPSTransports)
 
@@ -65,6 +71,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("POST /_csmemu/clear-templates", e.ctlClearTemplates)
 	m.HandleFunc("POST /_csmemu/hmnfd-wipe", e.ctlWipeHMNFD)
 	m.HandleFunc("POST /_csmemu/hmnfd-restart", e.ctlRestartHMNFD)
+	m.HandleFunc("POST /_csmemu/bss-wipe", e.ctlWipeBSS)
 	m.HandleFunc("POST /_csmemu/fail", e.ctlFail)
 	m.HandleFunc("POST /_csmemu/fas-busy", e.ctlFASBusy)
 	m.HandleFunc("POST /_csmemu/bos-timing", e.ctlBOSTiming)
@@ -1146,5 +1153,6 @@ func (e *Emulator) ctlStats(w http.ResponseWriter, r *http.Request) {
 		"subscriptions": len(e.Subscriptions()),
 		"bosSessions":   len(e.BOSSessions()),
 		"fasLoaderRuns": e.FASLoaderRuns(),
+		"bootParams":    len(e.BootParams()),
 	})
 }

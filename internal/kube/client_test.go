@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 
 func bareCluster(t *testing.T) *simcluster.Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a real API server (make tools); make test-unit runs with -short")
+	}
 	bareOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		dir := testenv.KeepDir("kube-cluster-")

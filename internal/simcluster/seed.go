@@ -12,10 +12,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 )
@@ -29,14 +31,42 @@ const (
 	ExternalDNSEtcd = "cray-externaldns-etcd"
 )
 
-// Deployments Seed creates, with their replica counts.
-var Deployments = map[string]int32{"cray-meds": 2, "cray-reds": 1, "cray-crus": 1, "cray-hmnfd": 1}
+// Deployment is one Deployment Seed creates.
+type Deployment struct {
+	Name     string
+	Labels   map[string]string
+	Replicas int32
+}
+
+// Deployments are what Seed creates for the pods the catalog's services
+// restart: one per pod set, named after its app.kubernetes.io/name, with
+// one replica; cray-meds has two, so that a restart replaces several pods.
+func Deployments() []Deployment {
+	var out []Deployment
+	for _, e := range catalog.Entries() {
+		for _, set := range e.PodSets() {
+			lbls, err := labels.ConvertSelectorToLabelsMap(set.Selector)
+			if err != nil {
+				panic(fmt.Sprintf("simcluster: %s's default selector %q: %v", e.Service, set.Selector, err)) // the catalog's test validates them
+			}
+			d := Deployment{Name: lbls[NameLabel], Labels: lbls, Replicas: 1}
+			if d.Name == "" {
+				d.Name = string(e.Service)
+			}
+			if d.Name == "cray-meds" {
+				d.Replicas = 2
+			}
+			out = append(out, d)
+		}
+	}
+	return out
+}
 
 // NameLabel selects a service's pods, as the runbook does.
 const NameLabel = "app.kubernetes.io/name"
 
 // Seed creates what the runbook's Kubernetes steps act on: the services
-// namespace, a fake node, the MEDS/REDS/CRUS Deployments, the REDS init and
+// namespace, a fake node, the Deployments of the pods the catalog's services restart, the REDS init and
 // FAS loader Jobs, the EtcdCluster CRD and the External DNS cluster. It waits
 // until the pods are Ready, the Jobs complete and the cluster is Running (the
 // last needs RunEtcdOperator). It needs a cluster started with Controllers.
@@ -61,18 +91,17 @@ func (c *Cluster) SeedObjects(ctx context.Context) error {
 	if _, err := core.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); ignoreExists(err) != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	for name, replicas := range Deployments {
-		labels := map[string]string{NameLabel: name}
+	for _, dep := range Deployments() {
 		d := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: labels},
+			ObjectMeta: metav1.ObjectMeta{Name: dep.Name, Namespace: Namespace, Labels: dep.Labels},
 			Spec: appsv1.DeploymentSpec{
-				Replicas: ptr.To(replicas),
-				Selector: &metav1.LabelSelector{MatchLabels: labels},
-				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: podSpec(name, corev1.RestartPolicyAlways)},
+				Replicas: ptr.To(dep.Replicas),
+				Selector: &metav1.LabelSelector{MatchLabels: dep.Labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: dep.Labels}, Spec: podSpec(dep.Name, corev1.RestartPolicyAlways)},
 			},
 		}
 		if _, err := core.AppsV1().Deployments(Namespace).Create(ctx, d, metav1.CreateOptions{}); ignoreExists(err) != nil {
-			return fmt.Errorf("deployment %s: %w", name, err)
+			return fmt.Errorf("deployment %s: %w", dep.Name, err)
 		}
 	}
 	for _, name := range []string{REDSInitJob, FASLoaderJob} {
@@ -209,13 +238,13 @@ func (c *Cluster) WaitSeeded(ctx context.Context, timeout time.Duration) error {
 
 // unhealthy names the first seeded workload that is not healthy, or "".
 func (c *Cluster) unhealthy(ctx context.Context) string {
-	for name, replicas := range Deployments {
-		pods, err := c.Core.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: NameLabel + "=" + name})
+	for _, dep := range Deployments() {
+		pods, err := c.Core.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(dep.Labels).String()})
 		if err != nil {
 			return err.Error()
 		}
-		if n := ReadyPods(pods.Items); n != int(replicas) || len(pods.Items) != int(replicas) {
-			return fmt.Sprintf("deployment %s: %d pods, %d Ready, want %d", name, len(pods.Items), n, replicas)
+		if n := ReadyPods(pods.Items); n != int(dep.Replicas) || len(pods.Items) != int(dep.Replicas) {
+			return fmt.Sprintf("deployment %s: %d pods, %d Ready, want %d", dep.Name, len(pods.Items), n, dep.Replicas)
 		}
 	}
 	for _, name := range []string{REDSInitJob, FASLoaderJob} {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
@@ -20,25 +21,12 @@ import (
 // Load reads the snapshot in dir, checks every file against the manifest's
 // SHA-256 and item count, and returns the part a run uses: the session
 // templates whole, the subscriptions reduced to the subscribed xnames and
-// the unfinished FAS actions. Any mismatch is an error naming the file.
+// the unfinished FAS actions (BSS boot parameters are checked, and read by
+// LoadBootParameters). Any mismatch is an error naming the file.
 func Load(dir string) (*api.SnapshotInput, Manifest, error) {
-	abs, err := filepath.Abs(dir)
+	abs, m, err := readManifest(dir)
 	if err != nil {
-		return nil, Manifest{}, err
-	}
-	mb, err := os.ReadFile(filepath.Join(abs, ManifestFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, Manifest{}, fmt.Errorf("snapshot %s: no %s: give the directory repopulate snapshot --out wrote", abs, ManifestFile)
-	}
-	if err != nil {
-		return nil, Manifest{}, fmt.Errorf("snapshot %s: %w", abs, err)
-	}
-	var m Manifest
-	if err := strictDecode(mb, &m); err != nil {
-		return nil, Manifest{}, fmt.Errorf("snapshot %s: %s is not a snapshot manifest: %v", abs, ManifestFile, err)
-	}
-	if m.Format != Format {
-		return nil, Manifest{}, fmt.Errorf("snapshot %s: format %d, this version reads format %d: take the snapshot again with this version", abs, m.Format, Format)
+		return nil, m, err
 	}
 	in := &api.SnapshotInput{Dir: abs, Taken: m.Taken, APIs: m.APIs}
 	seen := map[string]bool{}
@@ -67,6 +55,72 @@ func Load(dir string) (*api.SnapshotInput, Manifest, error) {
 		}
 	}
 	return in, m, nil
+}
+
+// readManifest reads and checks dir's manifest; abs is dir made absolute.
+func readManifest(dir string) (abs string, m Manifest, err error) {
+	abs, err = filepath.Abs(dir)
+	if err != nil {
+		return "", m, err
+	}
+	mb, err := os.ReadFile(filepath.Join(abs, ManifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return abs, m, fmt.Errorf("snapshot %s: no %s: give the directory repopulate snapshot --out wrote", abs, ManifestFile)
+	}
+	if err != nil {
+		return abs, m, fmt.Errorf("snapshot %s: %w", abs, err)
+	}
+	if err := strictDecode(mb, &m); err != nil {
+		return abs, Manifest{}, fmt.Errorf("snapshot %s: %s is not a snapshot manifest: %v", abs, ManifestFile, err)
+	}
+	if m.Format != Format {
+		return abs, Manifest{}, fmt.Errorf("snapshot %s: format %d, this version reads format %d: take the snapshot again with this version", abs, m.Format, Format)
+	}
+	return abs, m, nil
+}
+
+// ErrNoBootParameters: the snapshot holds no BSS boot parameters (it was
+// taken before they were saved).
+var ErrNoBootParameters = errors.New("the snapshot holds no BSS boot parameters")
+
+// LoadBootParameters reads the BSS boot parameters saved in dir, checked
+// against the manifest like every file Load reads, in the order BSS listed
+// them (image entries, then nodes and tags). They are not part of a run's
+// input (api.SnapshotInput): at about 850 bytes a compute node, a few
+// thousand nodes exceed what a workflow start can carry, so whoever
+// restores them reads them here. A snapshot without them is
+// ErrNoBootParameters, with a message that says what to do.
+func LoadBootParameters(dir string) ([]csm.BootParams, Manifest, error) {
+	abs, m, err := readManifest(dir)
+	if err != nil {
+		return nil, m, err
+	}
+	p, ok := m.Part(PartBootParameters)
+	if !ok || p.File == "" {
+		return nil, m, fmt.Errorf("snapshot %s (taken %s): %w; it was taken by a version that did not save them: restore BSS as the runbook says (from its etcd backup on CSM 1.5 and later), or take a new snapshot before the next rebuild",
+			abs, m.Taken.Format(time.RFC3339), ErrNoBootParameters)
+	}
+	items, err := readPart(abs, p)
+	if err != nil {
+		return nil, m, err
+	}
+	out, err := bootParams(items)
+	if err != nil {
+		return nil, m, fmt.Errorf("snapshot %s: %s: %w", abs, p.File, err)
+	}
+	return out, m, nil
+}
+
+func bootParams(items []json.RawMessage) ([]csm.BootParams, error) {
+	out := make([]csm.BootParams, 0, len(items))
+	for i, raw := range items {
+		var b csm.BootParams
+		if err := json.Unmarshal(raw, &b); err != nil {
+			return nil, fmt.Errorf("boot parameters %d: %v", i, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // readPart checks a part's file and returns its items (one for an object).
@@ -128,6 +182,12 @@ func use(in *api.SnapshotInput, p Part, items []json.RawMessage) error {
 			}
 		}
 		slices.Sort(in.SubscribedXnames)
+	case PartBootParameters:
+		// Checked here so that start --snapshot refuses a broken file;
+		// read by LoadBootParameters (too large for a run's input).
+		if _, err := bootParams(items); err != nil {
+			return err
+		}
 	case PartFASActions:
 		for i, raw := range items {
 			var a csm.FASAction

@@ -2,7 +2,8 @@
 // wipes and that nothing else can bring back exactly: BOS session
 // templates (read through the BOS API version the release serves, which
 // the manifest records), the External DNS EtcdCluster, FAS images and unfinished
-// actions, CRUS sessions and HMNFD subscriptions. A snapshot is a directory
+// actions, CRUS sessions, HMNFD subscriptions and BSS boot parameters. A
+// snapshot is a directory
 // of JSON files and a manifest.json with each file's item count and
 // SHA-256, so that a run started from it (repopulate start --snapshot) uses
 // exactly what was saved, or refuses.
@@ -47,6 +48,9 @@ const (
 	PartFASActions       = "fas-actions"
 	PartCRUSSessions     = "crus-sessions"
 	PartSubscriptions    = "hmnfd-subscriptions"
+	// PartBootParameters is every entry GET /bootparameters listed. It is
+	// absent from snapshots taken before BSS was saved; those still load.
+	PartBootParameters = "bss-bootparameters"
 )
 
 // Manifest describes a snapshot directory.
@@ -227,6 +231,14 @@ func take(ctx context.Context, src Sources, dir string, force bool) (Manifest, e
 		return Manifest{}, fmt.Errorf("HMNFD subscriptions: %w", err)
 	}
 	if err := w.write(PartSubscriptions, nonNil(subs), len(subs)); err != nil {
+		return Manifest{}, err
+	}
+
+	bootParams, err := cl.BootParameters(ctx)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("BSS boot parameters: %w", err)
+	}
+	if err := w.write(PartBootParameters, nonNil(bootParams), len(bootParams)); err != nil {
 		return Manifest{}, err
 	}
 

@@ -3,6 +3,7 @@ package snapshot_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -40,7 +41,8 @@ const etcdRef = "services/cray-externaldns-etcd"
 // emulator is a CSM gateway holding one of each kind of data a rebuild wipes.
 func emulator(t *testing.T) (*csmemu.Emulator, *csm.Client) {
 	t.Helper()
-	e := csmemu.New(csmemu.Options{})
+	// BSS holds the boot parameters of these nodes.
+	e := csmemu.New(csmemu.Options{Components: csmemu.ComputeNodes(2)})
 	base, err := e.Start(false)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +123,8 @@ func TestTakeAndLoadAgainstEmulatorAndAPIServer(t *testing.T) {
 			t.Errorf("part %+v not saved", p)
 		}
 	}
-	want := map[string]int{snapshot.PartSessionTemplates: 3, snapshot.PartEtcdCluster: 1, snapshot.PartFASImages: 3, snapshot.PartFASActions: 2, snapshot.PartCRUSSessions: 1, snapshot.PartSubscriptions: 3}
+	want := map[string]int{snapshot.PartSessionTemplates: 3, snapshot.PartEtcdCluster: 1, snapshot.PartFASImages: 3, snapshot.PartFASActions: 2, snapshot.PartCRUSSessions: 1, snapshot.PartSubscriptions: 3,
+		snapshot.PartBootParameters: 4} // BSS: the kernel and initrd image entries, two nodes
 	if !reflect.DeepEqual(counts, want) {
 		t.Errorf("counts %v, want %v", counts, want)
 	}
@@ -384,5 +387,81 @@ func TestTakeReadsThroughTheReleaseAPIs(t *testing.T) {
 		if in.APIs != rel.APIs() || lm.APIs != rel.APIs() || len(in.SessionTemplates) != 1 || !slices.Equal(in.SubscribedXnames, []string{"x1000c0s1b0n0"}) {
 			t.Errorf("%s: loaded APIs %+v, %d templates, xnames %v", rel, in.APIs, len(in.SessionTemplates), in.SubscribedXnames)
 		}
+	}
+}
+
+// TestBootParametersSavedAndReloaded: the snapshot keeps every entry BSS
+// listed; after the rebuild empties BSS they read back equal, checked
+// against the manifest; a changed file is refused by Load (start
+// --snapshot) and LoadBootParameters alike.
+func TestBootParametersSavedAndReloaded(t *testing.T) {
+	e, cl := emulator(t)
+	want := e.BootParams()
+	dir := filepath.Join(t.TempDir(), "snap")
+	if _, err := snapshot.Take(ctx(t), snapshot.Sources{CSM: cl}, dir); err != nil {
+		t.Fatal(err)
+	}
+	e.WipeBSS()
+	got, m, err := snapshot.LoadBootParameters(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := m.Part(snapshot.PartBootParameters); p.File != snapshot.PartBootParameters+".json" || p.Count != len(want) {
+		t.Errorf("manifest part %+v", p)
+	}
+	if len(got) != len(want) || len(want) != 4 {
+		t.Fatalf("reloaded %d entries, BSS listed %d (want 4)", len(got), len(want))
+	}
+	for i := range want {
+		if !got[i].Equal(want[i]) {
+			t.Errorf("entry %d: reloaded %+v, BSS listed %+v", i, got[i], want[i])
+		}
+	}
+	if got[2].Host() != "x1000c0s0b0n0" || !strings.HasPrefix(got[2].Kernel, "s3://boot-images/") || len(got[2].CloudInit) == 0 {
+		t.Errorf("node entry %+v", got[2])
+	}
+
+	file := filepath.Join(dir, snapshot.PartBootParameters+".json")
+	orig, _ := os.ReadFile(file)
+	os.WriteFile(file, []byte(strings.Replace(string(orig), "x1000c0s1b0n0", "x1000c0s7b0n0", 1)), 0o640)
+	want2 := file + ": the checksum does not match manifest.json"
+	if _, _, err := snapshot.LoadBootParameters(dir); err == nil || !strings.Contains(err.Error(), want2) {
+		t.Errorf("LoadBootParameters of a changed file: %v, want %q", err, want2)
+	}
+	if _, _, err := snapshot.Load(dir); err == nil || !strings.Contains(err.Error(), want2) {
+		t.Errorf("Load of a changed BSS file: %v, want %q", err, want2)
+	}
+}
+
+// TestSnapshotWithoutBootParametersStillLoads: a snapshot written before
+// BSS was saved (same format, no bss-bootparameters part) loads for a run;
+// asking it for boot parameters says what to do instead.
+func TestSnapshotWithoutBootParametersStillLoads(t *testing.T) {
+	_, cl := emulator(t)
+	dir := filepath.Join(t.TempDir(), "snap")
+	if _, err := snapshot.Take(ctx(t), snapshot.Sources{CSM: cl}, dir); err != nil {
+		t.Fatal(err)
+	}
+	mf := filepath.Join(dir, snapshot.ManifestFile)
+	mb, _ := os.ReadFile(mf)
+	var m snapshot.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		t.Fatal(err)
+	}
+	m.Parts = slices.DeleteFunc(m.Parts, func(p snapshot.Part) bool { return p.Name == snapshot.PartBootParameters })
+	mb, _ = json.MarshalIndent(m, "", "  ")
+	os.WriteFile(mf, mb, 0o640)
+	os.Remove(filepath.Join(dir, snapshot.PartBootParameters+".json"))
+
+	in, _, err := snapshot.Load(dir)
+	if err != nil {
+		t.Fatalf("a snapshot without BSS does not load: %v", err)
+	}
+	if len(in.SessionTemplates) != 3 || len(in.SubscribedXnames) != 2 {
+		t.Errorf("input %+v", in)
+	}
+	_, _, err = snapshot.LoadBootParameters(dir)
+	if !errors.Is(err, snapshot.ErrNoBootParameters) || !strings.Contains(err.Error(), "restore BSS as the runbook says (from its etcd backup on CSM 1.5 and later), or take a new snapshot") {
+		t.Errorf("LoadBootParameters without BSS: %v", err)
 	}
 }
