@@ -63,6 +63,8 @@ type Gates struct {
 
 // Services holds each service's settings, keyed by service: the catalog
 // (internal/catalog) says which keys each service has and their defaults.
+// The settings are pointers: a Config copied by value shares them (tests
+// that change a copy use workerconfig.Clone).
 type Services map[api.Service]catalog.Settings
 
 // UnmarshalJSON reads services.<service> over the defaults, refusing a
