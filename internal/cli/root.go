@@ -93,7 +93,7 @@ Exit codes: 0 success, 1 a service failed or Temporal unreachable,
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]cobra.Completion{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.AddCommand(newStartCommand(g), newStatusCommand(g), newWatchCommand(g), newReportCommand(g), newListCommand(g),
-		newApproveCommand(g), newRejectCommand(g), newCancelCommand(g), newSnapshotCommand(g))
+		newApproveCommand(g), newRejectCommand(g), newCancelCommand(g), newSnapshotCommand(g), newPlanCommand(g))
 	return root
 }
 
