@@ -127,7 +127,7 @@ func (o *planOptions) run(ctx context.Context) error {
 			return badInput("--snapshot: %v", err)
 		}
 		rep.Snapshot, rep.Reference = in.Dir, m.Taken
-		rep.RefWhat = fmt.Sprintf("the snapshot (taken %s)", m.Taken.UTC().Format(time.RFC3339))
+		rep.RefWhat = "the snapshot"
 		then = snapshotCounts(m)
 	}
 	if o.since != "" {
@@ -367,7 +367,14 @@ func (c *counter) readyComputes(ctx context.Context) int {
 
 func printPlan(w io.Writer, rep planReport) {
 	fmt.Fprintf(w, "release %s\n", rep.Release)
-	if rep.RefWhat != "" {
+	switch {
+	case rep.RefWhat == "":
+		fmt.Fprintln(w, "reference: none (give --snapshot or --since to tell rebuilt etcd clusters by their age)")
+	case rep.Snapshot != "" && strings.HasPrefix(rep.RefWhat, "--since"):
+		fmt.Fprintf(w, "reference: %s (counts compared with the snapshot %s)\n", rep.RefWhat, rep.Snapshot)
+	case rep.Snapshot != "":
+		fmt.Fprintf(w, "reference: the snapshot %s, taken %s\n", rep.Snapshot, rep.Reference.UTC().Format(time.RFC3339))
+	default:
 		fmt.Fprintf(w, "reference: %s\n", rep.RefWhat)
 	}
 	fmt.Fprintln(w)
@@ -421,10 +428,13 @@ func printPlan(w io.Writer, rep planReport) {
 		}
 	}
 	fmt.Fprintln(w)
-	if rep.Start != "" {
+	switch {
+	case rep.Start != "":
 		fmt.Fprintf(w, "to repopulate exactly the services that lost data:\n  %s\n", rep.Start)
-	} else {
-		fmt.Fprintln(w, "nothing to do: no service lost data")
+	case len(unsure) == 0:
+		fmt.Fprintln(w, "nothing to do: every service is intact")
+	default:
+		fmt.Fprintln(w, "nothing to start: no service is known to have lost data")
 	}
 	if len(unsure) > 0 {
 		fmt.Fprintf(w, "cannot tell for %s: check them by hand (reasons above)\n", strings.Join(unsure, ", "))

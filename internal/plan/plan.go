@@ -35,7 +35,7 @@ type Cluster struct {
 	Ready   int       `json:"membersReady"`
 	Size    int       `json:"size"`
 	// Err says why the cluster was not read (missing, forbidden, no
-	// Kubernetes credentials); empty when it was or there is none.
+	// Kubernetes credentials), naming it; empty when it was or there is none.
 	Err string `json:"error,omitempty"`
 }
 
@@ -166,11 +166,10 @@ func rebuilt(ev Evidence) (tri, string) {
 		return unknown, c.Unconfirmed
 	case c.None():
 		return unknown, "no etcd cluster on this release"
+	case c.Err != "" && c.Unconfirmed != "":
+		return unknown, fmt.Sprintf("%s (the name is unconfirmed: %s)", c.Err, c.Unconfirmed)
 	case c.Err != "":
-		if c.Unconfirmed != "" {
-			return unknown, fmt.Sprintf("%s %s not read (%s; the name is unconfirmed: %s)", c.Kind, c.Name, c.Err, c.Unconfirmed)
-		}
-		return unknown, fmt.Sprintf("%s %s not read: %s", c.Kind, c.Name, c.Err)
+		return unknown, c.Err
 	case ev.Reference.IsZero():
 		return unknown, fmt.Sprintf("%s %s created %s; no --snapshot or --since to compare its age with", c.Kind, c.Name, c.Created.UTC().Format(time.RFC3339))
 	case c.Created.After(ev.Reference):

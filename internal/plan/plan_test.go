@@ -13,7 +13,7 @@ func TestDecide(t *testing.T) {
 	old := Cluster{Kind: "EtcdCluster", Name: "cray-x-etcd", Created: snap.Add(-30 * 24 * time.Hour), Ready: 3, Size: 3}
 	young := old
 	young.Created = snap.Add(time.Hour)
-	unread := Cluster{Kind: "EtcdCluster", Name: "cray-x-etcd", Err: `forbidden: User "nobody" cannot get resource "etcdclusters"`}
+	unread := Cluster{Kind: "EtcdCluster", Name: "cray-x-etcd", Err: `cannot read EtcdCluster services/cray-x-etcd: forbidden: User "nobody" cannot get resource "etcdclusters"`}
 	ref := func(ev Evidence) Evidence {
 		ev.Reference, ev.RefWhat = snap, "the snapshot"
 		return ev
@@ -36,7 +36,7 @@ func TestDecide(t *testing.T) {
 		{"no counts, rebuilt", ref(Evidence{Cluster: young}), LostData, "after the snapshot: rebuilt; plan counts none of its data"},
 		{"no counts, older", ref(Evidence{Cluster: old}), Intact, "before the snapshot"},
 		{"no counts, no reference", Evidence{Cluster: old}, CannotTell, "no --snapshot or --since to compare its age with"},
-		{"no counts, cluster unreadable", ref(Evidence{Cluster: unread}), CannotTell, `EtcdCluster cray-x-etcd not read: forbidden`},
+		{"no counts, cluster unreadable", ref(Evidence{Cluster: unread}), CannotTell, `cannot read EtcdCluster services/cray-x-etcd: forbidden`},
 		{"unconfirmed, no cluster", ref(Evidence{Cluster: Cluster{Unconfirmed: "whether MEDS keeps data in etcd is unconfirmed"}, Rederives: true}), CannotTell, "whether MEDS keeps data in etcd is unconfirmed"},
 		{"rederives follows a young cluster although sessions are there", ref(Evidence{Cluster: young, Rederives: true, Counts: []Count{{What: "CRUS sessions", Now: 1, Then: 1, HaveThen: true}}}), LostData, "re-derives the data"},
 		{"rederives, old cluster", ref(Evidence{Cluster: old, Rederives: true, Counts: []Count{{What: "CRUS sessions", Now: 1, Then: 1, HaveThen: true}}}), Intact, "before the snapshot"},
