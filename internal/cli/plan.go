@@ -66,9 +66,10 @@ Verdicts, one per service:
 
 The reference time is --since when given, else the snapshot's time. The last
 line is the command that repopulates exactly the services that lost data:
-review it, then run it as printed (it passes --snapshot on). "nothing to do"
-means no service lost data; services that cannot tell are listed for a
-person to check.
+review it, then run it as printed (it passes --snapshot on). Without one it
+says "nothing to do: every service is intact", or "nothing to start" when no
+service is known to have lost data but some cannot tell; those are listed
+for a person to check, never added to the line.
 
 Exit codes: 0 the plan was made (even if some services cannot tell),
 1 no service could be decided (every verdict is cannot tell), 2 bad input.`,
@@ -86,6 +87,12 @@ Exit codes: 0 the plan was made (even if some services cannot tell),
 	cmd.Flags().StringVar(&o.configFile, "config", "", "the worker's YAML config file, for csm.baseURL and csm.clientSecret")
 	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster config, else no etcd cluster is read)")
 	cmd.Flags().StringVar(&o.kubeContext, "context", "", "kubeconfig context (default: the file's current context)")
+	releases := make([]cobra.Completion, len(api.Releases))
+	for i, r := range api.Releases {
+		releases[i] = string(r)
+	}
+	_ = cmd.RegisterFlagCompletionFunc("release", cobra.FixedCompletions(releases, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.MarkFlagDirname("snapshot")
 	return cmd
 }
 

@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
@@ -298,6 +301,63 @@ func TestPlanCSMUnreachable(t *testing.T) {
 	}
 }
 
+// TestPlanBitnamiEra: from CSM 1.5 the clusters are StatefulSets; one that
+// is not there is named as missing; services the release does not have are
+// listed apart.
+func TestPlanBitnamiEra(t *testing.T) {
+	cluster := simulatedCSM10(t)
+	e := csmemu.New(csmemu.Options{Release: api.CSM15, Components: csmemu.ComputeNodes(2)})
+	base, err := e.Start(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	e.SubscribeReadyCompute()
+	cfg := planConfig(t, base)
+	ctx := context.Background()
+	lbls := map[string]string{simcluster.NameLabel: "cray-hmnfd-bitnami-etcd"}
+	ss := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "cray-hmnfd-bitnami-etcd", Namespace: simcluster.Namespace},
+		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: lbls},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbls},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "etcd", Image: "registry.local/bitnami/etcd:3.5"}}}}},
+	}
+	sets := cluster.Core.AppsV1().StatefulSets(simcluster.Namespace)
+	created, err := sets.Create(ctx, ss, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sets.Delete(ctx, ss.Name, metav1.DeleteOptions{}) })
+	created.Status.Replicas, created.Status.ReadyReplicas = 3, 2
+	if _, err := sets.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, out := planJSON(t, "plan", "--release", "csm-1.5", "--since", "1h", "--config", cfg, "--kubeconfig", cluster.Kubeconfig)
+	byService := map[api.Service]servicePlan{}
+	for _, s := range rep.Services {
+		byService[s.Service] = s
+	}
+	hmnfd, bss := byService[api.HMNFD], byService[api.BSS]
+	if hmnfd.Cluster.Kind != "StatefulSet" || hmnfd.Cluster.Ready != 2 || hmnfd.Cluster.Size != 3 || hmnfd.Verdict != plan.Intact {
+		t.Errorf("hmnfd: %+v", hmnfd)
+	}
+	// The StatefulSet was created within the hour: rebuilt, but the
+	// subscriptions are back.
+	if !strings.Contains(hmnfd.Reason, "after --since") || !strings.Contains(hmnfd.Reason, "HMNFD subscriptions: 2") {
+		t.Errorf("hmnfd: %s", hmnfd.Reason)
+	}
+	if !strings.Contains(bss.Cluster.Err, "StatefulSet services/cray-bss-bitnami-etcd not found") {
+		t.Errorf("bss: %+v", bss.Cluster)
+	}
+	var skipped []string
+	for _, s := range rep.Skipped {
+		skipped = append(skipped, string(s.Service))
+	}
+	if !slices.Equal(skipped, []string{"cps", "crus", "externaldns", "reds"}) {
+		t.Errorf("skipped %v: %s", skipped, out)
+	}
+}
+
 func TestPlanBadInput(t *testing.T) {
 	cfg := planConfig(t, "http://127.0.0.1:1")
 	noURL := filepath.Join(t.TempDir(), "nourl.yaml")
@@ -321,6 +381,21 @@ func TestPlanBadInput(t *testing.T) {
 			badinput.Record(t, badinput.Case{Area: badinput.CLI, Input: tc.input, Message: badinput.Line(errOut, tc.want),
 				Exit: fmt.Sprint(code), Unchanged: "refused before reading anything; plan only reads"})
 		})
+	}
+}
+
+// TestPlanHelp: --help says what plan reads, that it changes nothing, what
+// each verdict means and what to do with the printed line.
+func TestPlanHelp(t *testing.T) {
+	code, out, _ := runPlanCLI(t, "plan", "--help")
+	for _, want := range []string{"plan changes nothing", "lost data    the service needs a run", "intact ", "cannot tell  the evidence does not decide",
+		"run it as printed", "Exit codes: 0 the plan was made", "BSS boot parameters, HMNFD subscriptions"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("help lacks %q:\n%s", want, out)
+		}
+	}
+	if _, root, _ := runPlanCLI(t, "--help"); !strings.Contains(root, "repopulate plan --snapshot DIR") {
+		t.Errorf("the root help does not list plan:\n%s", root)
 	}
 }
 

@@ -67,6 +67,7 @@ and resumed after crashes. A repopulate-worker must be running against the
 same Temporal server and task queue.
 
   repopulate snapshot --out DIR       # before the rebuild: save what it wipes
+  repopulate plan --snapshot DIR      # after it: which services lost data; changes nothing
   repopulate start --dry-run          # print every action, change nothing
   repopulate start --wait             # run all services, wait for the report
   repopulate watch RUN_ID             # live table until the run ends
