@@ -44,3 +44,18 @@ func TestEtcdClustersFollowTheRunbookTable(t *testing.T) {
 		t.Errorf("bos on 1.3 holds %v; BOS v2 keeps templates elsewhere", h)
 	}
 }
+
+// TestEveryServiceSaysItsEtcdCluster: an entry without Etcd would show no
+// cluster on every release, which plan could not tell from a real "none".
+func TestEveryServiceSaysItsEtcdCluster(t *testing.T) {
+	for _, e := range Entries() {
+		if len(e.Etcd) == 0 || e.Etcd[0].Since != api.CSM10 {
+			t.Errorf("%s: Etcd %+v; want one from %s on", e.Service, e.Etcd, api.CSM10)
+		}
+		for _, c := range e.Etcd {
+			if (c.Kind == EtcdNone) != (c.Name == "") {
+				t.Errorf("%s from %s: kind %q, name %q", e.Service, c.Since, c.Kind, c.Name)
+			}
+		}
+	}
+}

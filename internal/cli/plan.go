@@ -164,6 +164,9 @@ func (o *planOptions) run(ctx context.Context) error {
 		rep.Notes = append(rep.Notes, "no Kubernetes credentials: no etcd cluster was read (give --kubeconfig)")
 	}
 	if rep.Release, err = planRelease(ctx, cfg.Release, cl); err != nil {
+		if o.release != "" {
+			return badInput("--release %s: %v", o.release, err)
+		}
 		return badInput("%v; or give --release", err)
 	}
 	r := rep.Release.Release

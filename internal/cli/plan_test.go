@@ -359,7 +359,10 @@ func TestPlanBitnamiEra(t *testing.T) {
 }
 
 func TestPlanBadInput(t *testing.T) {
+	t.Setenv("KUBECONFIG", "")
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	cfg := planConfig(t, "http://127.0.0.1:1")
+	_, csm10 := csm10Gateway(t)
 	noURL := filepath.Join(t.TempDir(), "nourl.yaml")
 	os.WriteFile(noURL, []byte("release: csm-1.2\n"), 0o600)
 	for _, tc := range []struct {
@@ -372,6 +375,8 @@ func TestPlanBadInput(t *testing.T) {
 		{"since future", "plan --since a future time", []string{"plan", "--since", "2999-01-01T00:00:00Z", "--config", cfg}, "is in the future"},
 		{"release unknown", "plan --release csm-9", []string{"plan", "--release", "csm-9", "--config", cfg}, "--release: "},
 		{"no baseURL", "plan --config FILE, FILE without csm.baseURL", []string{"plan", "--config", noURL}, "csm.baseURL is not set"},
+		{"release the APIs contradict", "plan --release csm-1.5 on a gateway that answers like CSM 1.0", []string{"plan", "--release", "csm-1.5", "--config", csm10},
+			"--release csm-1.5: release csm-1.5 is configured, but the CSM APIs answer like csm-1.0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runPlanCLI(t, tc.args...)
@@ -379,7 +384,7 @@ func TestPlanBadInput(t *testing.T) {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, tc.want)
 			}
 			badinput.Record(t, badinput.Case{Area: badinput.CLI, Input: tc.input, Message: badinput.Line(errOut, tc.want),
-				Exit: fmt.Sprint(code), Unchanged: "refused before reading anything; plan only reads"})
+				Exit: fmt.Sprint(code), Unchanged: "plan only reads; nothing printed"})
 		})
 	}
 }
