@@ -128,6 +128,7 @@ func (o *planOptions) run(ctx context.Context) error {
 	}
 	var rep planReport
 	var then map[catalog.Data]snapshot.Part
+	var snapshotURL string
 	if o.snapshotDir != "" {
 		in, m, err := snapshot.Load(o.snapshotDir)
 		if err != nil {
@@ -136,6 +137,7 @@ func (o *planOptions) run(ctx context.Context) error {
 		rep.Snapshot, rep.Reference = in.Dir, m.Taken
 		rep.RefWhat = "the snapshot"
 		then = snapshotCounts(m)
+		snapshotURL = m.CSMBaseURL
 	}
 	if o.since != "" {
 		t, err := parseSince(o.since, time.Now())
@@ -159,6 +161,9 @@ func (o *planOptions) run(ctx context.Context) error {
 	cl, err := newClients(cfg, o.kubeconfig, o.kubeContext)
 	if err != nil {
 		return err
+	}
+	if snapshotURL != "" && snapshotURL != cl.csm.BaseURL() {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the snapshot was read from %s, the config reaches %s: make sure both are this system", snapshotURL, cl.csm.BaseURL()))
 	}
 	if cl.kube == nil {
 		rep.Notes = append(rep.Notes, "no Kubernetes credentials: no etcd cluster was read (give --kubeconfig)")

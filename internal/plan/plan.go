@@ -48,7 +48,7 @@ type Count struct {
 	Now  int    `json:"now"`
 	// NowErr says why Now could not be read; empty when it was.
 	NowErr string `json:"nowError,omitempty"`
-	// Then is the snapshot's count, when HaveThen.
+	// Then is the snapshot's count, when HaveThen (only a snapshot gives one).
 	Then     int  `json:"then"`
 	HaveThen bool `json:"haveThen"`
 	// Expected says why a healthy system always holds some (empty: it may
@@ -64,8 +64,9 @@ type Evidence struct {
 	// Rederives: the service's procedure re-derives its data, so the
 	// cluster's age decides even where counts look present.
 	Rederives bool
-	// Reference is when the data was known good: the snapshot's time or
-	// --since; zero when neither was given. RefWhat names it.
+	// Reference is when the data was known good, against which the
+	// cluster's age is compared: --since, else the snapshot's time; zero
+	// when neither was given. RefWhat names it.
 	Reference time.Time
 	RefWhat   string
 }
@@ -89,7 +90,7 @@ func Decide(ev Evidence) Decision {
 			continue
 		}
 		if c.HaveThen && c.Then > 0 {
-			return Decision{LostData, fmt.Sprintf("%s: 0 now, %d in %s", c.What, c.Then, ev.RefWhat)}
+			return Decision{LostData, fmt.Sprintf("%s: 0 now, %d in the snapshot", c.What, c.Then)}
 		}
 		if !c.HaveThen && c.Expected != "" {
 			return Decision{LostData, fmt.Sprintf("%s: 0 now, and %s", c.What, c.Expected)}
@@ -98,7 +99,7 @@ func Decide(ev Evidence) Decision {
 	if rebuilt == yes {
 		for _, c := range ev.Counts {
 			if c.NowErr == "" && c.HaveThen && c.Now < c.Then {
-				return Decision{LostData, fmt.Sprintf("%s: %d now, %d in %s, and %s", c.What, c.Now, c.Then, ev.RefWhat, clusterWhy)}
+				return Decision{LostData, fmt.Sprintf("%s: %d now, %d in the snapshot, and %s", c.What, c.Now, c.Then, clusterWhy)}
 			}
 		}
 	}
@@ -123,7 +124,7 @@ func Decide(ev Evidence) Decision {
 		case c.NowErr != "":
 			unread = append(unread, fmt.Sprintf("%s not read: %s", c.What, c.NowErr))
 		case c.HaveThen:
-			held = append(held, fmt.Sprintf("%s: %d now, %d in %s", c.What, c.Now, c.Then, ev.RefWhat))
+			held = append(held, fmt.Sprintf("%s: %d now, %d in the snapshot", c.What, c.Now, c.Then))
 		case c.Now > 0:
 			held = append(held, fmt.Sprintf("%s: %d", c.What, c.Now))
 		default:

@@ -31,6 +31,7 @@ func TestDecide(t *testing.T) {
 		{"empty where a healthy system has some, no snapshot", Evidence{Cluster: old, Counts: []Count{boot(0, 0, false)}}, LostData, "0 now, and every node has boot parameters"},
 		{"empty in the snapshot too", ref(Evidence{Cluster: old, Counts: []Count{{What: "CRUS sessions", HaveThen: true}}}), Intact, "CRUS sessions: 0 now, 0 in the snapshot"},
 		{"data back in a rebuilt cluster", ref(Evidence{Cluster: young, Counts: []Count{boot(4, 4, true)}}), Intact, "4 now, 4 in the snapshot; EtcdCluster cray-x-etcd created 2026-11-30T13:00:00Z, after the snapshot: rebuilt"},
+		{"counts against the snapshot, age against --since", Evidence{Cluster: young, Reference: snap, RefWhat: "--since 2026-11-30T12:00:00Z", Counts: []Count{boot(0, 4, true)}}, LostData, "BSS boot parameters: 0 now, 4 in the snapshot"},
 		{"part back in a rebuilt cluster", ref(Evidence{Cluster: young, Counts: []Count{{What: "HMNFD subscriptions", Now: 3, Then: 100, HaveThen: true}}}), LostData, "3 now, 100 in the snapshot, and EtcdCluster cray-x-etcd created"},
 		{"fewer in an old cluster is churn", ref(Evidence{Cluster: old, Counts: []Count{{What: "HMNFD subscriptions", Now: 98, Then: 100, HaveThen: true}}}), Intact, "98 now, 100 in the snapshot"},
 		{"no counts, rebuilt", ref(Evidence{Cluster: young}), LostData, "after the snapshot: rebuilt; plan counts none of its data"},
