@@ -36,6 +36,13 @@ type Entry struct {
 	// FollowUps are what the runbook leaves to a person once the steps
 	// are done, given the run's snapshot (nil without one).
 	FollowUps func(snap *api.SnapshotInput) []string
+	// Etcd is the service's etcd cluster per release, oldest first, as
+	// CSM-APIS.md §10 has it (repopulate plan reads it).
+	Etcd []Etcd
+	// Rederives: the procedure makes the service derive its data again
+	// (pods restarting), so whether it needs a run follows its etcd
+	// cluster's age even where plan counts its data.
+	Rederives bool
 }
 
 // Variant is the procedure a service runs from a release on.

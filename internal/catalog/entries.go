@@ -30,6 +30,12 @@ var entries = []Entry{
 			{Since: api.CSM13, Procedure: api.CheckBOSTemplates},
 		},
 		SnapshotPart: func(full, part *api.SnapshotInput) { part.SessionTemplates = full.SessionTemplates },
+		Etcd: []Etcd{
+			operatorEtcd(api.BOS, DataSessionTemplates),
+			operatorEtcd(api.BOS).since(api.CSM13), // BOS v2 keeps templates elsewhere: v1 sessions only
+			bitnamiEtcd(api.BOS),
+			noEtcd(api.CSM16),
+		},
 	},
 	{
 		Service: api.BSS,
@@ -49,6 +55,7 @@ var entries = []Entry{
 					"restore BSS from its etcd backup (CSM 1.5+ runbook, BSS section; docs-csm operations/kubernetes/Restore_an_etcd_Cluster_from_a_Backup.md): on a master or worker NCN run /opt/cray/platform-utils/etcd/etcd_restore_rebuild.sh -s cray-bss",
 				}},
 		},
+		Etcd: []Etcd{operatorEtcd(api.BSS, DataBootParameters), bitnamiEtcd(api.BSS, DataBootParameters)},
 	},
 	{
 		Service: api.CPS,
@@ -65,6 +72,7 @@ var entries = []Entry{
 			{Service: api.BOS}, // cps finds its nodes in the BOS session templates bos restores
 			{Service: api.HMNFD, Since: ChangeCPSAfterHMNFD, Why: "the compute nodes cps shuts down must not count as hmnfd failures"},
 		},
+		Etcd: []Etcd{operatorEtcd(api.CPS), unconfirmed(bitnamiEtcd(api.CPS), api.CSM15, "CSM-APIS.md §10 does not confirm CPS's etcd cluster from CSM 1.5 (CPS ships with COS/USS)")},
 	},
 	{
 		Service: api.CRUS,
@@ -80,6 +88,8 @@ var entries = []Entry{
 			{Since: api.CSM10, Procedure: api.RestartCRUS},
 			{Since: api.CSM15, Procedure: api.NotInRelease, Reason: "not in this release: CRUS was removed in CSM 1.5 (BOS v2 replaces it)"},
 		},
+		Etcd:      []Etcd{operatorEtcd(api.CRUS, DataCRUSSessions), noEtcd(api.CSM15)},
+		Rederives: true,
 	},
 	{
 		Service: api.ExternalDNS,
@@ -92,6 +102,7 @@ var entries = []Entry{
 			{Since: api.CSM10, Procedure: api.RecreateEtcdCluster},
 			{Since: api.CSM12, Procedure: api.NotInRelease, Reason: "not in this release: cray-externaldns-etcd was removed in CSM 1.2 (PowerDNS replaced it)"},
 		},
+		Etcd: []Etcd{operatorEtcd(api.ExternalDNS), noEtcd(api.CSM12)},
 	},
 	{
 		Service: api.FAS,
@@ -105,6 +116,7 @@ var entries = []Entry{
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RunFASLoaderAPI}},
 		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions = full.FASActions },
 		FollowUps:    fasFollowUps,
+		Etcd:         []Etcd{operatorEtcd(api.FAS, DataFASImages, DataFASActions), bitnamiEtcd(api.FAS, DataFASImages, DataFASActions)},
 	},
 	{
 		Service: api.HMNFD,
@@ -116,6 +128,7 @@ var entries = []Entry{
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RestartOrca}},
 		SnapshotPart: func(full, part *api.SnapshotInput) { part.SubscribedXnames = full.SubscribedXnames },
+		Etcd:         []Etcd{operatorEtcd(api.HMNFD, DataSubscriptions), bitnamiEtcd(api.HMNFD, DataSubscriptions)},
 	},
 	{
 		Service: api.MEDS,
@@ -124,7 +137,9 @@ var entries = []Entry{
 		Settings: func() Settings {
 			return &PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: Duration(10 * time.Minute)}
 		},
-		Variants: []Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
+		Variants:  []Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
+		Etcd:      []Etcd{unconfirmed(noEtcd(api.CSM10), api.CSM10, "whether MEDS keeps data in etcd is unconfirmed: no cray-meds-etcd appears in docs-csm (CSM-APIS.md §10)")},
+		Rederives: true,
 	},
 	{
 		Service: api.REDS,
@@ -137,6 +152,13 @@ var entries = []Entry{
 			{Since: api.CSM10, Procedure: api.RestartPods},
 			{Since: api.CSM15, Procedure: api.NotInRelease, Reason: "not in this release: REDS was removed in CSM 1.5"},
 		},
+		Etcd: []Etcd{
+			operatorEtcd(api.REDS),
+			unconfirmed(operatorEtcd(api.REDS), api.CSM13, "CSM-APIS.md §10 does not confirm cray-reds-etcd on CSM 1.3/1.4"),
+			unconfirmed(bitnamiEtcd(api.REDS), api.CSM15, "CSM-APIS.md §10 does not confirm REDS's etcd cluster on CSM 1.5"),
+			noEtcd(api.CSM16),
+		},
+		Rederives: true,
 	},
 }
 

@@ -67,6 +67,7 @@ and resumed after crashes. A repopulate-worker must be running against the
 same Temporal server and task queue.
 
   repopulate snapshot --out DIR       # before the rebuild: save what it wipes
+  repopulate plan --snapshot DIR      # after it: which services lost data; changes nothing
   repopulate start --dry-run          # print every action, change nothing
   repopulate start --wait             # run all services, wait for the report
   repopulate watch RUN_ID             # live table until the run ends
@@ -93,7 +94,7 @@ Exit codes: 0 success, 1 a service failed or Temporal unreachable,
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]cobra.Completion{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.AddCommand(newStartCommand(g), newStatusCommand(g), newWatchCommand(g), newReportCommand(g), newListCommand(g),
-		newApproveCommand(g), newRejectCommand(g), newCancelCommand(g), newSnapshotCommand(g))
+		newApproveCommand(g), newRejectCommand(g), newCancelCommand(g), newSnapshotCommand(g), newPlanCommand(g))
 	return root
 }
 

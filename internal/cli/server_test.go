@@ -45,6 +45,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	planStop()
 	if server != nil {
 		if fixtureWorker != nil {
 			fixtureWorker.Stop()

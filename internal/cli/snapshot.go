@@ -14,6 +14,8 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/internal/csm"
+	"github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
 	"github.com/csmops/etcd-repopulate/internal/wiring"
@@ -117,34 +119,67 @@ func (o *snapshotOptions) run(ctx context.Context) error {
 // sources builds the CSM client as the worker does, and the Kubernetes
 // client when there are credentials. note says what is skipped without them.
 func (o *snapshotOptions) sources(ctx context.Context, cfg config.Config) (snapshot.Sources, string, error) {
-	var src snapshot.Sources
-	var note string
-	var core kubernetes.Interface
-	rc, err := wiring.KubeConfig(o.kubeconfig, o.kubeContext)
+	cl, err := newClients(cfg, o.kubeconfig, o.kubeContext)
+	if err != nil {
+		return snapshot.Sources{}, "", err
+	}
+	src := snapshot.Sources{CSM: cl.csm}
+	note := ""
+	if cl.kube == nil {
+		note = "no Kubernetes credentials: the External DNS EtcdCluster is not saved (give --kubeconfig to save it)"
+	} else {
+		src.Kube = cl.kube.Dynamic
+	}
+	if plan := cfg.Plan(snapshotRelease(ctx, cfg.Release, cl.core()), api.ExternalDNS); plan.Procedure == api.RecreateEtcdCluster {
+		src.ExternalDNS = plan.Object
+	}
+	return src, note, nil
+}
+
+// clients are what the CLI's read-only commands (snapshot, plan) reach,
+// built from the worker's config file as the worker builds them.
+type clients struct {
+	// kube is nil without Kubernetes credentials.
+	kube *kube.Client
+	csm  *csm.Client
+}
+
+func (c clients) core() kubernetes.Interface {
+	if c.kube == nil {
+		return nil
+	}
+	return c.kube.Core
+}
+
+// newClients builds the Kubernetes client from kubeconfig (none without
+// credentials, unless the client secret is in Kubernetes: bad input) and
+// the CSM client from cfg's csm section.
+func newClients(cfg config.Config, kubeconfig, kubeContext string) (clients, error) {
+	var out clients
+	rc, err := wiring.KubeConfig(kubeconfig, kubeContext)
 	switch {
 	case errors.Is(err, wiring.ErrNoKubeCredentials):
 		if cfg.CSM.ClientSecret.Kubernetes != nil {
 			ks := cfg.CSM.ClientSecret.Kubernetes
-			return src, "", badInput("the client secret is in Kubernetes secret %s/%s (csm.clientSecret.kubernetes) but there are no Kubernetes credentials: give --kubeconfig, or set csm.clientSecret.file or .env", ks.Namespace, ks.Name)
+			return out, badInput("the client secret is in Kubernetes secret %s/%s (csm.clientSecret.kubernetes) but there are no Kubernetes credentials: give --kubeconfig, or set csm.clientSecret.file or .env", ks.Namespace, ks.Name)
 		}
-		note = "no Kubernetes credentials: the External DNS EtcdCluster is not saved (give --kubeconfig to save it)"
 	case err != nil:
-		return src, "", badInput("%v", err)
+		return out, badInput("%v", err)
 	default:
-		if core, err = kubernetes.NewForConfig(rc); err != nil {
-			return src, "", badInput("kubernetes client: %v", err)
+		core, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return out, badInput("kubernetes client: %v", err)
 		}
-		if src.Kube, err = dynamic.NewForConfig(rc); err != nil {
-			return src, "", badInput("kubernetes dynamic client: %v", err)
+		dyn, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			return out, badInput("kubernetes dynamic client: %v", err)
 		}
+		out.kube = &kube.Client{Core: core, Dynamic: dyn}
 	}
-	if src.CSM, err = wiring.CSMClient(cfg.CSM, core); err != nil {
-		return src, "", badInput("csm section of --config: %v", err)
+	if out.csm, err = wiring.CSMClient(cfg.CSM, out.core()); err != nil {
+		return out, badInput("csm section of --config: %v", err)
 	}
-	if plan := cfg.Plan(snapshotRelease(ctx, cfg.Release, core), api.ExternalDNS); plan.Procedure == api.RecreateEtcdCluster {
-		src.ExternalDNS = plan.Object
-	}
-	return src, note, nil
+	return out, nil
 }
 
 func printManifest(w io.Writer, m snapshot.Manifest) {
@@ -187,12 +222,19 @@ func snapshotRelease(ctx context.Context, configured api.Release, core kubernete
 	if configured != api.ReleaseAuto {
 		return configured
 	}
-	if core != nil {
-		if c, err := productcatalog.Read(ctx, core); err == nil {
-			if r, ok := api.ReleaseOfVersion(c.Highest); ok {
-				return r
-			}
+	if c, err := readProductCatalog(ctx, core); err == nil {
+		if r, ok := api.ReleaseOfVersion(c.Highest); ok {
+			return r
 		}
 	}
 	return api.CSM10
+}
+
+// readProductCatalog reads the CSM versions installed; without Kubernetes
+// credentials the catalog's Note says so.
+func readProductCatalog(ctx context.Context, core kubernetes.Interface) (productcatalog.Catalog, error) {
+	if core == nil {
+		return productcatalog.Catalog{Note: "no Kubernetes credentials (give --kubeconfig)"}, nil
+	}
+	return productcatalog.Read(ctx, core)
 }

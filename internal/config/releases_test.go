@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +52,40 @@ func releaseTables() string {
 		apis, orca := r.APIs(), catalog.Orca(r)
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r, apis.BOSVersion(), apis.HMNFDVersion(),
 			"`"+strings.Join(orca.Units, "`, `")+"`", "`"+strings.Join(orca.NCNGroups, "`, `")+"`")
+	}
+	b.WriteString("\netcd cluster per service (namespace " + catalog.EtcdNamespace + "; what repopulate plan reads and counts):\n\n| service |")
+	for _, r := range api.Releases {
+		fmt.Fprintf(&b, " %s |", r)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(api.Releases)) + "\n")
+	var unconfirmed []string
+	for _, e := range catalog.Entries() {
+		fmt.Fprintf(&b, "| %s |", e.Service)
+		for _, r := range api.Releases {
+			c := e.EtcdOn(r)
+			cell := "none"
+			if c.Kind != catalog.EtcdNone {
+				cell = fmt.Sprintf("%s `%s`", c.Kind, c.Name)
+			}
+			if len(c.Holds) > 0 {
+				var holds []string
+				for _, d := range c.Holds {
+					holds = append(holds, string(d))
+				}
+				cell += ": counts " + strings.Join(holds, ", ")
+			}
+			if c.Unconfirmed != "" {
+				cell += " **[UNCONFIRMED]**"
+				if !slices.Contains(unconfirmed, c.Unconfirmed) {
+					unconfirmed = append(unconfirmed, c.Unconfirmed)
+				}
+			}
+			fmt.Fprintf(&b, " %s |", cell)
+		}
+		b.WriteString("\n")
+	}
+	for _, u := range unconfirmed {
+		b.WriteString("\n[UNCONFIRMED]: " + u + "\n")
 	}
 	return b.String()
 }

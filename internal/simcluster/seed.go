@@ -67,9 +67,9 @@ const NameLabel = "app.kubernetes.io/name"
 
 // Seed creates what the runbook's Kubernetes steps act on: the services
 // namespace, a fake node, the Deployments of the pods the catalog's services restart, the REDS init and
-// FAS loader Jobs, the EtcdCluster CRD and the External DNS cluster. It waits
-// until the pods are Ready, the Jobs complete and the cluster is Running (the
-// last needs RunEtcdOperator). It needs a cluster started with Controllers.
+// FAS loader Jobs, the EtcdCluster CRD and the services' EtcdClusters of CSM 1.0
+// (EtcdClusters). It waits until the pods are Ready, the Jobs complete and
+// the clusters are Running (the last needs RunEtcdOperator). It needs a cluster started with Controllers.
 func (c *Cluster) Seed(ctx context.Context) error {
 	if err := c.SeedObjects(ctx); err != nil {
 		return err
@@ -112,10 +112,25 @@ func (c *Cluster) SeedObjects(ctx context.Context) error {
 	if err := c.InstallEtcdClusterCRD(ctx); err != nil {
 		return err
 	}
-	if _, err := c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(Namespace).Create(ctx, ExternalDNSEtcdCluster(), metav1.CreateOptions{}); ignoreExists(err) != nil {
-		return fmt.Errorf("etcdcluster: %w", err)
+	for _, name := range EtcdClusters() {
+		if _, err := c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(Namespace).Create(ctx, EtcdClusterObject(name), metav1.CreateOptions{}); ignoreExists(err) != nil {
+			return fmt.Errorf("etcdcluster %s: %w", name, err)
+		}
 	}
 	return nil
+}
+
+// EtcdClusters names the EtcdClusters Seed creates: every service's that
+// the catalog says CSM 1.0 runs under etcd-operator (cray-externaldns-etcd
+// among them).
+func EtcdClusters() []string {
+	var out []string
+	for _, e := range catalog.Entries() {
+		if c := e.EtcdOn(api.CSM10); c.Kind == catalog.EtcdOperator {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 // CatalogVersions are product-catalog CSM keys of a system on each
@@ -194,14 +209,18 @@ func (c *Cluster) InstallEtcdClusterCRD(ctx context.Context) error {
 }
 
 // ExternalDNSEtcdCluster is the runbook's example EtcdCluster.
-func ExternalDNSEtcdCluster() *unstructured.Unstructured {
+func ExternalDNSEtcdCluster() *unstructured.Unstructured { return EtcdClusterObject(ExternalDNSEtcd) }
+
+// EtcdClusterObject is an EtcdCluster named name shaped like the runbook's
+// example (the cray-service chart makes them all alike).
+func EtcdClusterObject(name string) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": kube.EtcdClusterGVR.GroupVersion().String(),
 		"kind":       string(kube.EtcdCluster),
 		"metadata": map[string]any{
-			"name": ExternalDNSEtcd, "namespace": Namespace,
+			"name": name, "namespace": Namespace,
 			"annotations": map[string]any{"etcd.database.coreos.com/scope": "clusterwide"},
-			"labels":      map[string]any{NameLabel: ExternalDNSEtcd},
+			"labels":      map[string]any{NameLabel: name},
 		},
 		"spec": map[string]any{
 			"pod": map[string]any{
@@ -256,12 +275,14 @@ func (c *Cluster) unhealthy(ctx context.Context) string {
 			return fmt.Sprintf("job %s not complete: %+v", name, job.Status)
 		}
 	}
-	ec, err := c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(Namespace).Get(ctx, ExternalDNSEtcd, metav1.GetOptions{})
-	if err != nil {
-		return err.Error()
-	}
-	if phase, _, _ := unstructured.NestedString(ec.Object, "status", "phase"); phase != "Running" {
-		return fmt.Sprintf("etcdcluster %s phase %q", ExternalDNSEtcd, phase)
+	for _, name := range EtcdClusters() {
+		ec, err := c.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		if phase, _, _ := unstructured.NestedString(ec.Object, "status", "phase"); phase != "Running" {
+			return fmt.Sprintf("etcdcluster %s phase %q", name, phase)
+		}
 	}
 	return ""
 }
