@@ -50,7 +50,7 @@ histories: tools
 ## test-unit: the tests that need no tool of `make tools` (pure code, the
 ## in-process CSM emulator, HPE's definitions in ../shared): seconds, no build.
 ## -short skips internal/kube's tests on a real API server.
-UNIT_PKGS := ./internal/api/... ./internal/catalog/... ./internal/config/... ./internal/workerconfig/... ./internal/productcatalog/... ./internal/badinput/... ./internal/csm/... ./internal/csmemu/... ./internal/contract/... ./internal/kube/... ./workflows/...
+UNIT_PKGS := ./internal/api/... ./internal/catalog/... ./internal/config/... ./internal/workerconfig/... ./internal/productcatalog/... ./internal/badinput/... ./internal/csm/... ./internal/csmemu/... ./internal/contract/... ./internal/kube/... ./internal/plan/... ./workflows/...
 test-unit:
 	$(GO) test -count=1 -short $(UNIT_PKGS)
 
