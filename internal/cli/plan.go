@@ -328,33 +328,21 @@ func (c *counter) count(ctx context.Context, d catalog.Data) plan.Count {
 	n, err := 0, error(nil)
 	switch d {
 	case catalog.DataBootParameters:
-		var l []csm.BootParams
-		l, err = c.csm.BootParameters(ctx)
-		n = len(l)
+		n, err = length(c.csm.BootParameters(ctx))
 		out.Expected = "BSS always holds boot parameters on a running system (every node booted from it has an entry)"
 	case catalog.DataSubscriptions:
-		var l []csm.Subscription
-		l, err = c.csm.Subscriptions(ctx)
-		n = len(l)
+		n, err = length(c.csm.Subscriptions(ctx))
 		if ready := c.readyComputes(ctx); ready > 0 {
 			out.Expected = fmt.Sprintf("HSM lists %d Ready compute nodes, whose orca subscribes them", ready)
 		}
 	case catalog.DataSessionTemplates:
-		var l []csm.SessionTemplate
-		l, err = c.csm.SessionTemplates(ctx)
-		n = len(l)
+		n, err = length(c.csm.SessionTemplates(ctx))
 	case catalog.DataFASImages:
-		var l []csm.FASImage
-		l, err = c.csm.FASImages(ctx)
-		n = len(l)
+		n, err = length(c.csm.FASImages(ctx))
 	case catalog.DataFASActions:
-		var l []csm.FASAction
-		l, err = c.csm.FASActions(ctx)
-		n = len(l)
+		n, err = length(c.csm.FASActions(ctx))
 	case catalog.DataCRUSSessions:
-		var l []csm.CRUSSession
-		l, err = c.csm.CRUSSessions(ctx)
-		n = len(l)
+		n, err = length(c.csm.CRUSSessions(ctx))
 		if csm.KindOf(err) == csm.NotFound {
 			err = errors.New("CRUS is not installed (the API answered 404)")
 		}
@@ -368,6 +356,9 @@ func (c *counter) count(ctx context.Context, d catalog.Data) plan.Count {
 	out.Now = n
 	return out
 }
+
+// length is how many items a list call returned.
+func length[T any](items []T, err error) (int, error) { return len(items), err }
 
 func (c *counter) readyComputes(ctx context.Context) int {
 	if c.ready == nil {

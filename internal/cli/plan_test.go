@@ -104,28 +104,11 @@ func waitEtcdRunning(ctx context.Context, c *simcluster.Cluster) error {
 // counts, and a config file that reaches it.
 func csm10Gateway(t *testing.T) (*csmemu.Emulator, string) {
 	t.Helper()
-	e := csmemu.New(csmemu.Options{Release: api.CSM10, Components: csmemu.ComputeNodes(2)})
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	if err := e.SetSessionTemplateJSON("cos", []byte(`{"boot_sets":{"c":{"node_roles_groups":["Compute"]}}}`)); err != nil {
-		t.Fatal(err)
-	}
+	e, cfg := GatewayOf(t, api.CSM10)
 	e.SubscribeReadyCompute()
 	e.SetFASImages(csmemu.DefaultFASImages())
 	e.AddCRUSSession(csmemu.ExampleCRUSSession())
-	return e, planConfig(t, base)
-}
-
-func planConfig(t *testing.T, base string) string {
-	dir := t.TempDir()
-	secret := filepath.Join(dir, "secret")
-	os.WriteFile(secret, []byte(csmemu.DefaultClientSecret+"\n"), 0o600)
-	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("csm:\n  baseURL: %s\n  clientSecret:\n    file: %s\n  timeout: 5s\n", base, secret)), 0o600)
-	return cfg
+	return e, cfg
 }
 
 func runPlanCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -273,7 +256,7 @@ func TestPlanCannotReadTheCluster(t *testing.T) {
 // Kubernetes credentials either, nothing is decided: exit 1.
 func TestPlanCSMUnreachable(t *testing.T) {
 	cluster := simulatedCSM10(t)
-	cfg := planConfig(t, "http://127.0.0.1:1")
+	cfg := CSMConfig(t, "http://127.0.0.1:1")
 	// Every cluster was created before --since.
 	time.Sleep(1100 * time.Millisecond)
 	since := time.Now().UTC().Format(time.RFC3339)
@@ -313,7 +296,7 @@ func TestPlanBitnamiEra(t *testing.T) {
 	}
 	t.Cleanup(func() { e.Close() })
 	e.SubscribeReadyCompute()
-	cfg := planConfig(t, base)
+	cfg := CSMConfig(t, base)
 	ctx := context.Background()
 	lbls := map[string]string{simcluster.NameLabel: "cray-hmnfd-bitnami-etcd"}
 	ss := &appsv1.StatefulSet{
@@ -361,7 +344,7 @@ func TestPlanBitnamiEra(t *testing.T) {
 func TestPlanBadInput(t *testing.T) {
 	t.Setenv("KUBECONFIG", "")
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	cfg := planConfig(t, "http://127.0.0.1:1")
+	cfg := CSMConfig(t, "http://127.0.0.1:1")
 	_, csm10 := csm10Gateway(t)
 	noURL := filepath.Join(t.TempDir(), "nourl.yaml")
 	os.WriteFile(noURL, []byte("release: csm-1.2\n"), 0o600)

@@ -32,26 +32,13 @@ func noKube(t *testing.T) {
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 }
 
-// gateway starts an emulator and writes a config file that reaches it with
-// the client secret from a file.
+// gateway starts an emulator holding what a snapshot saves, and writes a
+// config file that reaches it.
 func gateway(t *testing.T) (*csmemu.Emulator, string) {
 	t.Helper()
-	e := csmemu.New(csmemu.Options{Components: csmemu.ComputeNodes(2)}) // BSS holds their boot parameters
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	if err := e.SetSessionTemplateJSON("cos", []byte(`{"boot_sets":{"c":{"node_roles_groups":["Compute"]}}}`)); err != nil {
-		t.Fatal(err)
-	}
+	e, cfg := cli.GatewayOf(t, "")
 	e.Subscribe("x1000c0s0b0n0")
 	e.SetFASActions([]csm.FASAction{{ActionID: "a1", State: "running"}})
-	dir := t.TempDir()
-	secret := filepath.Join(dir, "secret")
-	os.WriteFile(secret, []byte(csmemu.DefaultClientSecret+"\n"), 0o600)
-	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("csm:\n  baseURL: %s\n  clientSecret:\n    file: %s\n", base, secret)), 0o600)
 	return e, cfg
 }
 
