@@ -14,16 +14,17 @@ build:
 	$(GO) build -o $(BIN)/repopulate ./starter
 	$(GO) build -o $(BIN)/repopulate-worker ./worker
 
-## tools: pinned Temporal CLI, kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck; apt: OpenSSH, pdsh, chromium
+## tools: pinned Temporal CLI, kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck, staticcheck; apt: OpenSSH, pdsh, chromium
 tools:
 	hack/install-tools.sh
 
-## lint: gofmt, go vet and Temporal's workflowcheck must all be clean
+## lint: gofmt, go vet, Temporal's workflowcheck and staticcheck must all be clean
 lint: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(BIN)/workflowcheck ./...
+	$(BIN)/staticcheck ./...
 
 ## test: the whole suite against the real parts (README's test command, run by CI).
 ## Explicit timeouts: the chaos package alone takes 7-9 minutes on 2 cores,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned real parts the tests and the demo run — Temporal CLI dev
 # server, kube-apiserver, kube-controller-manager, etcd and kwok — and the
-# workflowcheck linter into a cache
+# workflowcheck and staticcheck linters into a cache
 # outside the clone, and links them into bin/. A fresh clone on the same
 # machine reuses the cache; a fresh machine builds everything from the Go
 # module proxy (about 35 minutes on 2 cores, see README).
@@ -23,6 +23,7 @@ TEMPORAL_CLI_VERSION=v1.5.1
 KUBE_VERSION=v1.37.2
 KWOK_VERSION=v0.8.0
 WORKFLOWCHECK_VERSION=v0.6.0
+STATICCHECK_VERSION=v0.8.2
 # Debian bookworm's versions; a newer point release (deb12uN) that replaces
 # them in the archive is installed instead, with a warning.
 OPENSSH_DEB_VERSION='1:9.2p1-2+deb12u10'
@@ -75,6 +76,7 @@ go_build_apiserver() { go_build_kube kube-apiserver k8s.io/kubernetes/cmd/kube-a
 go_build_controller_manager() { go_build_kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager; }
 go_build_etcd() { (cd "$kubetools" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3); }
 go_install_workflowcheck() { GOBIN=$out go install "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"; }
+go_install_staticcheck() { GOBIN=$out go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"; }
 go_install_kwok() { GOBIN=$out go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
 
 # kwok alone loads no stages; take the ones kwokctl uses from kwok's own
@@ -185,7 +187,7 @@ install_chromium() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck ssh-peers chromium)
+[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck ssh-peers chromium)
 for tool in "${want[@]}"; do
   case $tool in
     temporal)
@@ -208,11 +210,14 @@ for tool in "${want[@]}"; do
     workflowcheck)
       build_once "$cache/workflowcheck-$WORKFLOWCHECK_VERSION" workflowcheck go_install_workflowcheck
       link "$cache/workflowcheck-$WORKFLOWCHECK_VERSION/workflowcheck" ;;
+    staticcheck)
+      build_once "$cache/staticcheck-$STATICCHECK_VERSION" staticcheck go_install_staticcheck
+      link "$cache/staticcheck-$STATICCHECK_VERSION/staticcheck" ;;
     ssh-peers)
       install_ssh_peers ;;
     chromium)
       install_chromium ;;
-    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck ssh-peers chromium)"; exit 2 ;;
+    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck ssh-peers chromium)"; exit 2 ;;
   esac
 done
 log "tools ready in $bin"

@@ -36,8 +36,6 @@ var templateJSON = []string{
 	`{"name":"broken","boot_sets":{"none":{"path":"s3://boot-images/x/manifest.json","type":"s3"}}}`,
 }
 
-const etcdRef = "services/cray-externaldns-etcd"
-
 // emulator is a CSM gateway holding one of each kind of data a rebuild wipes.
 func emulator(t *testing.T) (*csmemu.Emulator, *csm.Client) {
 	t.Helper()

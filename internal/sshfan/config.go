@@ -199,6 +199,7 @@ func (r *Runner) resolve(alias string) (Target, error) {
 		if v := r.cfg.values(blocks, alias, "port", false); len(v) > 0 {
 			p, err := strconv.Atoi(unquote(v[0]))
 			if err != nil || p < 1 || p > 65535 {
+				//lint:ignore ST1005 Port is the ssh_config(5) keyword, capitalised as that manual writes it
 				return t, fmt.Errorf("Port %q in %s for %s is not a port number", v[0], r.cfg.path, alias)
 			}
 			port = strconv.Itoa(p)

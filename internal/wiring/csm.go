@@ -44,6 +44,7 @@ func secretSource(ref config.SecretRef, core kubernetes.Interface) csm.SecretSou
 		s, err := core.CoreV1().Secrets(ks.Namespace).Get(ctx, ks.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
+			//lint:ignore ST1005 Kubernetes is a proper noun
 			return "", fmt.Errorf("Kubernetes secret %s/%s not found: it holds the Keycloak client secret (csm.clientSecret.kubernetes)", ks.Namespace, ks.Name)
 		case apierrors.IsForbidden(err):
 			// The API's own text names the identity, verb and resource.
@@ -53,6 +54,7 @@ func secretSource(ref config.SecretRef, core kubernetes.Interface) csm.SecretSou
 		}
 		v := strings.TrimSpace(string(s.Data[ks.Key]))
 		if v == "" {
+			//lint:ignore ST1005 Kubernetes is a proper noun
 			return "", fmt.Errorf("Kubernetes secret %s/%s has no key %q (csm.clientSecret.kubernetes.key)", ks.Namespace, ks.Name, ks.Key)
 		}
 		return v, nil
