@@ -53,7 +53,7 @@ func (c *CSM) DetectRelease(ctx context.Context, _ DetectReleaseRequest) (api.Re
 		}
 		probeNote = err.Error()
 	} else {
-		probes = &api.ReleaseProbes{BOSv1: p.BOSv1, BOSv2: p.BOSv2, HMNFDv2: p.HMNFDv2}
+		probes = &p
 	}
 	d, err := api.DecideRelease(configured, cat.Highest, cat.Note, probes, probeNote)
 	if err != nil {

@@ -25,6 +25,26 @@ func (p ReleaseProbes) String() string {
 	return fmt.Sprintf("BOS /v1 %s, BOS /v2 %s, HMNFD /hmi/v2 %s", word(p.BOSv1), word(p.BOSv2), word(p.HMNFDv2))
 }
 
+// APIs chooses the versions to speak from what the probes found: BOS v2
+// when present (CSM 1.3 on serves v1 too, but v2 is where the templates
+// live), else v1; HMNFD v2 when present, else v1. No BOS at all is an error.
+func (p ReleaseProbes) APIs() (APIVersions, error) {
+	var v APIVersions
+	switch {
+	case p.BOSv2:
+		v.BOS = APIv2
+	case p.BOSv1:
+		v.BOS = APIv1
+	default:
+		return v, fmt.Errorf("the gateway serves neither BOS /v1 nor /v2 (both probes answered 404): is BOS installed, and is csm.baseURL the API gateway?")
+	}
+	v.HMNFD = APIv1
+	if p.HMNFDv2 {
+		v.HMNFD = APIv2
+	}
+	return v, nil
+}
+
 // Fits reports whether release r serves what the probes found: BOS /v2 from
 // 1.3, BOS /v1 until 1.5, HMNFD /hmi/v2 from 1.2.
 func (p ReleaseProbes) Fits(r Release) bool {

@@ -267,7 +267,7 @@ func planRelease(ctx context.Context, configured api.Release, cl clients) (api.R
 	if p, err := cl.csm.Probe(ctx); err != nil {
 		probeNote = err.Error()
 	} else {
-		probes = &api.ReleaseProbes{BOSv1: p.BOSv1, BOSv2: p.BOSv2, HMNFDv2: p.HMNFDv2}
+		probes = &p
 	}
 	return api.DecideRelease(configured, cat.Highest, cat.Note, probes, probeNote)
 }

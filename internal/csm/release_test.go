@@ -21,13 +21,13 @@ import (
 func TestProbesPerRelease(t *testing.T) {
 	for _, tc := range []struct {
 		rel  api.Release
-		want csm.Probes
+		want api.ReleaseProbes
 	}{
-		{api.CSM10, csm.Probes{BOSv1: true}},
-		{api.CSM12, csm.Probes{BOSv1: true, HMNFDv2: true}},
-		{api.CSM13, csm.Probes{BOSv1: true, BOSv2: true, HMNFDv2: true}},
-		{api.CSM15, csm.Probes{BOSv1: true, BOSv2: true, HMNFDv2: true}},
-		{api.CSM16, csm.Probes{BOSv2: true, HMNFDv2: true}},
+		{api.CSM10, api.ReleaseProbes{BOSv1: true}},
+		{api.CSM12, api.ReleaseProbes{BOSv1: true, HMNFDv2: true}},
+		{api.CSM13, api.ReleaseProbes{BOSv1: true, BOSv2: true, HMNFDv2: true}},
+		{api.CSM15, api.ReleaseProbes{BOSv1: true, BOSv2: true, HMNFDv2: true}},
+		{api.CSM16, api.ReleaseProbes{BOSv2: true, HMNFDv2: true}},
 	} {
 		_, base := startEmu(t, csmemu.Options{Release: tc.rel}, false)
 		p, err := newClient(t, base, nil).Probe(ctx(t))
@@ -45,7 +45,7 @@ func TestProbesPerRelease(t *testing.T) {
 	_, err := newClient(t, base, nil).Probe(ctx(t))
 	e := wantKind(t, err, csm.Server)
 	wantContains(t, e.Message, "expected 200 (API present) or 404 (absent)")
-	if _, err := (csm.Probes{HMNFDv2: true}).APIs(); err == nil || !strings.Contains(err.Error(), "neither BOS /v1 nor /v2") {
+	if _, err := (api.ReleaseProbes{HMNFDv2: true}).APIs(); err == nil || !strings.Contains(err.Error(), "neither BOS /v1 nor /v2") {
 		t.Errorf("no BOS at all: %v", err)
 	}
 }

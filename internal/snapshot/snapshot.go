@@ -63,9 +63,9 @@ type Manifest struct {
 	// the gateway's probes (BOS v2 where it exists, else v1; HMNFD v2 where
 	// it exists, else v1). Absent in snapshots taken before releases were
 	// modelled: those were read through v2.
-	APIs   api.APIVersions `json:"apis,omitzero"`
-	Probes *csm.Probes     `json:"probes,omitempty"`
-	Parts  []Part          `json:"parts"`
+	APIs   api.APIVersions    `json:"apis,omitzero"`
+	Probes *api.ReleaseProbes `json:"probes,omitempty"`
+	Parts  []Part             `json:"parts"`
 }
 
 // Part is one saved file. A part that could not be taken for a known reason
