@@ -39,10 +39,6 @@ type Entry struct {
 	// Etcd is the service's etcd cluster per release, oldest first, as
 	// CSM-APIS.md §10 has it (repopulate plan reads it).
 	Etcd []Etcd
-	// Rederives: the procedure makes the service derive its data again
-	// (pods restarting), so whether it needs a run follows its etcd
-	// cluster's age even where plan counts its data.
-	Rederives bool
 }
 
 // Variant is the procedure a service runs from a release on.
@@ -99,14 +95,20 @@ func Names() string {
 
 // Variant returns the procedure s runs on release r.
 func (e Entry) Variant(r api.Release) Variant {
-	at := slices.Index(api.Releases, r)
-	v := Variant{Procedure: api.NotInRelease, Reason: fmt.Sprintf("not in this release: %s came after %s", e.Service, r)}
-	for _, candidate := range e.Variants {
-		if since := slices.Index(api.Releases, candidate.Since); since >= 0 && since <= at {
-			v = candidate
+	return reached(e.Variants, func(v Variant) api.Release { return v.Since }, r,
+		Variant{Procedure: api.NotInRelease, Reason: fmt.Sprintf("not in this release: %s came after %s", e.Service, r)})
+}
+
+// reached returns the last of items, oldest first, whose release r has
+// reached, or none when r precedes them all.
+func reached[T any](items []T, since func(T) api.Release, r api.Release, none T) T {
+	at, out := slices.Index(api.Releases, r), none
+	for _, item := range items {
+		if i := slices.Index(api.Releases, since(item)); i >= 0 && i <= at {
+			out = item
 		}
 	}
-	return v
+	return out
 }
 
 // Parse turns "bss,fas" into services, in the runbook's order and without

@@ -90,3 +90,16 @@ func TestPrerequisitesFollowTheRunsOrderings(t *testing.T) {
 		t.Errorf("cps waits for %v, want [bos hmnfd]", got)
 	}
 }
+
+// The services whose pods restart re-derive their data; the others do not.
+func TestRederivesFollowsTheProcedure(t *testing.T) {
+	var got []api.Service
+	for _, e := range entries {
+		if Rederives(e.Variant(api.CSM10).Procedure) {
+			got = append(got, e.Service)
+		}
+	}
+	if want := []api.Service{api.CRUS, api.MEDS, api.REDS}; !slices.Equal(got, want) {
+		t.Errorf("re-derive on csm-1.0: %v, want %v", got, want)
+	}
+}

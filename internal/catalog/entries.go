@@ -88,8 +88,7 @@ var entries = []Entry{
 			{Since: api.CSM10, Procedure: api.RestartCRUS},
 			{Since: api.CSM15, Procedure: api.NotInRelease, Reason: "not in this release: CRUS was removed in CSM 1.5 (BOS v2 replaces it)"},
 		},
-		Etcd:      []Etcd{operatorEtcd(api.CRUS, DataCRUSSessions), noEtcd(api.CSM15)},
-		Rederives: true,
+		Etcd: []Etcd{operatorEtcd(api.CRUS, DataCRUSSessions), noEtcd(api.CSM15)},
 	},
 	{
 		Service: api.ExternalDNS,
@@ -137,9 +136,8 @@ var entries = []Entry{
 		Settings: func() Settings {
 			return &PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: Duration(10 * time.Minute)}
 		},
-		Variants:  []Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
-		Etcd:      []Etcd{unconfirmed(noEtcd(api.CSM10), api.CSM10, "whether MEDS keeps data in etcd is unconfirmed: no cray-meds-etcd appears in docs-csm (CSM-APIS.md §10)")},
-		Rederives: true,
+		Variants: []Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
+		Etcd:     []Etcd{unconfirmed(noEtcd(api.CSM10), api.CSM10, "whether MEDS keeps data in etcd is unconfirmed: no cray-meds-etcd appears in docs-csm (CSM-APIS.md §10)")},
 	},
 	{
 		Service: api.REDS,
@@ -158,7 +156,6 @@ var entries = []Entry{
 			unconfirmed(bitnamiEtcd(api.REDS), api.CSM15, "CSM-APIS.md §10 does not confirm REDS's etcd cluster on CSM 1.5"),
 			noEtcd(api.CSM16),
 		},
-		Rederives: true,
 	},
 }
 

@@ -1,10 +1,6 @@
 package catalog
 
-import (
-	"slices"
-
-	"github.com/csmops/etcd-repopulate/internal/api"
-)
+import "github.com/csmops/etcd-repopulate/internal/api"
 
 // EtcdNamespace is where CSM runs the services' etcd clusters.
 const EtcdNamespace = "services"
@@ -55,14 +51,7 @@ func (e Etcd) Ref() api.ObjectRef { return api.ObjectRef{Namespace: EtcdNamespac
 // EtcdOn returns the service's etcd cluster on release r: the last of
 // e.Etcd that r has reached (Kind EtcdNone before the first).
 func (e Entry) EtcdOn(r api.Release) Etcd {
-	at := slices.Index(api.Releases, r)
-	out := Etcd{Since: r}
-	for _, c := range e.Etcd {
-		if since := slices.Index(api.Releases, c.Since); since >= 0 && since <= at {
-			out = c
-		}
-	}
-	return out
+	return reached(e.Etcd, func(c Etcd) api.Release { return c.Since }, r, Etcd{Since: r})
 }
 
 // operatorEtcd is cray-<svc>-etcd, the cray-service chart's EtcdCluster.

@@ -56,6 +56,11 @@ var needs = map[api.Procedure]Needs{
 
 func bosVersion(v api.APIVersions) string { return "BOS " + v.BOSVersion() }
 
+// Rederives reports whether procedure p makes the service derive its data
+// again (its pods restart), so that whether it needs a run follows its etcd
+// cluster's age even where repopulate plan counts its data.
+func Rederives(p api.Procedure) bool { return NeedsOf(p).Kube == PlanPods }
+
 // NeedsOf returns what procedure p needs before a run starts.
 func NeedsOf(p api.Procedure) Needs {
 	n, ok := needs[p]

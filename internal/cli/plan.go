@@ -177,7 +177,8 @@ func (o *planOptions) run(ctx context.Context) error {
 	r := rep.Release.Release
 	counter := &counter{csm: cl.csm.WithAPIs(r.APIs())}
 	for _, e := range catalog.Entries() {
-		if v := e.Variant(r); v.Procedure == api.NotInRelease && len(v.FollowUps) == 0 {
+		v := e.Variant(r)
+		if v.Procedure == api.NotInRelease && len(v.FollowUps) == 0 {
 			rep.Skipped = append(rep.Skipped, skippedService{e.Service, v.Reason})
 			continue
 		}
@@ -190,7 +191,7 @@ func (o *planOptions) run(ctx context.Context) error {
 			}
 			sp.Counts = append(sp.Counts, c)
 		}
-		sp.Decision = plan.Decide(plan.Evidence{Service: e.Service, Cluster: sp.Cluster, Counts: sp.Counts, Rederives: e.Rederives,
+		sp.Decision = plan.Decide(plan.Evidence{Service: e.Service, Cluster: sp.Cluster, Counts: sp.Counts, Rederives: catalog.Rederives(v.Procedure),
 			Reference: rep.Reference, RefWhat: rep.RefWhat})
 		rep.Services = append(rep.Services, sp)
 	}
