@@ -86,17 +86,25 @@ func Short(s System, wait time.Duration) config.Config {
 	c.SSH.Concurrency = 64
 	c.SSH.ConnectTimeout = config.Duration(5 * time.Second)
 	c.SSH.CommandTimeout = config.Duration(30 * time.Second)
+	// By the kind of settings, so that a service added to the catalog
+	// gets the tests' waits too.
 	w := config.Duration(wait)
-	config.SettingsOf[*catalog.JobSettings](c, api.BSS).CompleteTimeout = w
-	fas := FAS(c)
-	fas.Job, fas.CompleteTimeout = FASLoaderJob, w
-	for _, s := range []api.Service{api.MEDS, api.REDS} {
-		config.SettingsOf[*catalog.PodSettings](c, s).ReadyTimeout = w
+	for _, settings := range c.Services {
+		switch s := settings.(type) {
+		case *catalog.JobSettings:
+			s.CompleteTimeout = w
+		case *catalog.FASSettings:
+			s.Job, s.CompleteTimeout = FASLoaderJob, w
+		case *catalog.PodSettings:
+			s.ReadyTimeout = w
+		case *catalog.CRUSSettings:
+			s.ReadyTimeout, s.SessionPoll, s.StuckAfter = w, config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
+		case *catalog.EtcdClusterSettings:
+			s.RunningTimeout = w
+		case *catalog.HMNFDSettings:
+			s.VerifyTimeout = config.Duration(time.Minute)
+		}
 	}
-	crus := CRUS(c)
-	crus.ReadyTimeout, crus.SessionPoll, crus.StuckAfter = w, config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
-	config.SettingsOf[*catalog.EtcdClusterSettings](c, api.ExternalDNS).RunningTimeout = w
-	HMNFD(c).VerifyTimeout = config.Duration(time.Minute)
 	return c
 }
 
