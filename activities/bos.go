@@ -112,7 +112,7 @@ const bosV1Unvalidated = "BOS v1 (CSM 1.0, 1.2) has no template validation endpo
 // upgraded in between) are converted, and what was dropped is reported;
 // v2 templates are not restored into BOS v1: refused before anything changes.
 func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesRequest) (RestoreTemplatesResult, error) {
-	cl, err := c.client()
+	cl, err := c.APIClient()
 	if err != nil {
 		return RestoreTemplatesResult{}, err
 	}
@@ -155,7 +155,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 		tctx := csm.WithTenant(ctx, t.tenant)
 		changed, refused, err := restoreTemplate(tctx, cl, t)
 		if err != nil {
-			return RestoreTemplatesResult{}, csmError(err)
+			return RestoreTemplatesResult{}, CSMError(err)
 		}
 		switch {
 		case refused != "":
@@ -174,7 +174,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 			}
 			v, err := cl.ValidateSessionTemplate(tctx, t.name)
 			if err != nil {
-				return RestoreTemplatesResult{}, csmError(err)
+				return RestoreTemplatesResult{}, CSMError(err)
 			}
 			switch v.Verdict {
 			case csm.TemplateWarning:
@@ -185,7 +185,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 		}
 		p.Done = i + 1
 		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(saved))
-		recordHeartbeat(ctx, p)
+		RecordHeartbeat(ctx, p)
 	}
 	msg := fmt.Sprintf("%d BOS session templates (BOS %s): %d restored, %d already as saved", len(saved), to, len(p.Restored), len(p.Unchanged))
 	if len(converted) > 0 {
@@ -214,7 +214,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 			"BOS refused to store %d of the snapshot's session templates, so they are not back: %s; %s; fix them as the product-stream procedures say and run the bos service again",
 			len(p.Refused), strings.Join(why, "; "), msg), ErrTemplatesRefused, nil)
 	}
-	res.Outcome = outcome(ctx, "%s", msg)
+	res.Outcome = NewOutcome(ctx, "%s", msg)
 	return res, nil
 }
 

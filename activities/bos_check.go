@@ -54,14 +54,14 @@ type templatesChecked struct {
 // anything. It heartbeats after each template and resumes from the index
 // an earlier attempt reached.
 func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesRequest) (TemplatesCheck, error) {
-	cl, err := c.client()
+	cl, err := c.APIClient()
 	if err != nil {
 		return TemplatesCheck{}, err
 	}
 	cl = cl.WithAPIs(req.APIs)
 	tmpls, err := cl.SessionTemplates(ctx)
 	if err != nil {
-		return TemplatesCheck{}, csmError(err)
+		return TemplatesCheck{}, CSMError(err)
 	}
 	var p templatesChecked
 	if activity.HasHeartbeatDetails(ctx) {
@@ -85,7 +85,7 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesReque
 				if csm.Retryable(err) {
 					return TemplatesCheck{}, err
 				}
-				return TemplatesCheck{}, csmError(err)
+				return TemplatesCheck{}, CSMError(err)
 			}
 			switch v.Verdict {
 			case csm.TemplateWarning:
@@ -96,7 +96,7 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesReque
 		}
 		p.Done, p.Last = i+1, t.Name
 		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(tmpls))
-		recordHeartbeat(ctx, p)
+		RecordHeartbeat(ctx, p)
 	}
 	if len(tmpls) == 0 {
 		return TemplatesCheck{}, temporal.NewNonRetryableApplicationError(
@@ -111,7 +111,7 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesReque
 		res.Unvalidated = bosV1Unvalidated
 		msg += "; " + bosV1Unvalidated
 	}
-	res.Outcome = outcome(ctx, "%s", msg)
+	res.Outcome = NewOutcome(ctx, "%s", msg)
 	return res, nil
 }
 

@@ -10,11 +10,11 @@ import (
 // stays a small payload; the cut keeps UTF-8 valid and shows it was cut.
 func TestClipKeepsReasonsShortAndValid(t *testing.T) {
 	short := "connection refused"
-	if clip(short, MaxReasonBytes) != short {
+	if Clip(short, MaxReasonBytes) != short {
 		t.Errorf("a short reason was changed")
 	}
 	long := strings.Repeat("é", MaxReasonBytes) // 2 bytes each
-	got := clip(long, MaxReasonBytes)
+	got := Clip(long, MaxReasonBytes)
 	if len(got) > MaxReasonBytes || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
 		t.Errorf("clip: %d bytes, valid %v: %q", len(got), utf8.ValidString(got), got)
 	}

@@ -278,13 +278,13 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) {
 			config.SettingsOf[*catalog.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "nope"
 		}), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
-		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) { config.SettingsOf[*catalog.PodSettings](*c, api.REDS).Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
+		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) { config.SettingsOf[*restartpods.PodSettings](*c, api.REDS).Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
 		{"no pods match", "services.meds.selector matches no pod", missing(func(c *config.Config) {
-			config.SettingsOf[*catalog.PodSettings](*c, api.MEDS).Selector = "app.kubernetes.io/name=cray-medz"
+			config.SettingsOf[*restartpods.PodSettings](*c, api.MEDS).Selector = "app.kubernetes.io/name=cray-medz"
 		}), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},
 		// Config.Validate refuses this first; the activity refuses it again
 		// in case a plan reaches it some other way.
-		{"empty selector", "empty pod selector reaching the activity (would match every pod)", missing(func(c *config.Config) { config.SettingsOf[*catalog.PodSettings](*c, api.MEDS).Selector = " " }), []api.Service{api.MEDS}, activities.ErrPreflight, "would match every pod: refusing"},
+		{"empty selector", "empty pod selector reaching the activity (would match every pod)", missing(func(c *config.Config) { config.SettingsOf[*restartpods.PodSettings](*c, api.MEDS).Selector = " " }), []api.Service{api.MEDS}, activities.ErrPreflight, "would match every pod: refusing"},
 		{"forbidden", "worker's Kubernetes identity not allowed to read (Forbidden)", kube(impersonated), []api.Service{api.BSS}, activities.ErrPreflight, "forbidden"},
 		{"hmnfd pods missing", "services.hmnfd.pods.selector matches no pod", missing(func(c *config.Config) {
 			config.SettingsOf[*catalog.HMNFDSettings](*c, api.HMNFD).Pods.Selector = "app.kubernetes.io/name=cray-hmnfdx"

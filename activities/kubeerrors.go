@@ -8,11 +8,11 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/kube"
 )
 
-// kubeError turns internal/kube's typed errors, the failures that retrying
+// KubeError turns internal/kube's typed errors, the failures that retrying
 // cannot fix, into non-retryable ApplicationErrors of the types the
 // workflows and recorded histories know, with the library's message. Any
 // other error is returned as it is, for the retry policy.
-func kubeError(err error) error {
+func KubeError(err error) error {
 	if err == nil {
 		return nil
 	}

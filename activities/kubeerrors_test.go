@@ -42,7 +42,7 @@ func TestKubeErrorsKeepTheirApplicationErrorTypes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		var appErr *temporal.ApplicationError
-		if err := kubeError(tc.err); !errors.As(err, &appErr) {
+		if err := KubeError(tc.err); !errors.As(err, &appErr) {
 			t.Errorf("%T: %v is not an ApplicationError", tc.err, err)
 			continue
 		}
@@ -55,10 +55,10 @@ func TestKubeErrorsKeepTheirApplicationErrorTypes(t *testing.T) {
 	}
 
 	transient := fmt.Errorf("get Job services/cray-reds-init: %w", context.DeadlineExceeded)
-	if err := kubeError(transient); err != transient {
+	if err := KubeError(transient); err != transient {
 		t.Errorf("a transient error became %v", err)
 	}
-	if kubeError(nil) != nil {
+	if KubeError(nil) != nil {
 		t.Error("nil became an error")
 	}
 }

@@ -152,11 +152,11 @@ func run(ctx context.Context, o options) error {
 		default: // the first one is enough to stop
 		}
 	}})
-	kubeActs := &activities.Kube{Config: cfg, Core: core, Dynamic: dyn}
+	kubeActs := &activities.Kube{Core: core, Dynamic: dyn}
 	for _, w := range cfg.Warnings {
 		log.Warn("config file: " + w)
 	}
-	csmActs := &activities.CSM{Release: cfg.Release, Core: core}
+	csmActs := &activities.CSM{}
 	csmActs.Client, csmActs.ClientErr = wiring.CSMClient(cfg.CSM, core)
 	if csmActs.ClientErr != nil {
 		log.Warn("CSM API client unusable; runs of hmnfd, crus and fas (API) will fail their preflight", zap.Error(csmActs.ClientErr))
@@ -168,7 +168,7 @@ func run(ctx context.Context, o options) error {
 		defer csmActs.SSH.Close()
 	}
 	workflows.Register(w)
-	activities.Register(w, kubeActs, csmActs)
+	workflows.RegisterActivities(w, workflows.Workers{Config: cfg, Kube: kubeActs, CSM: csmActs})
 
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: %w", err)

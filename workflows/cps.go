@@ -13,6 +13,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
 
 // Steps of cps-remount; its gates are steps too.
@@ -24,10 +25,11 @@ const (
 	StepWaitCPSNodesReady = "wait-cps-nodes-ready"
 )
 
-var remountCPS = procedure{
-	steps: fixedSteps(StepFindCPSNodes, api.GateCPSUnmount, StepShutdownCPSNodes, StepWaitCPSNodesOff, api.GateCPSReboot, StepBootCPSNodes, StepWaitCPSNodesReady),
-	gates: func(ServiceInput) []string { return []string{api.GateCPSUnmount, api.GateCPSReboot} },
-	run:   (*serviceRun).remountCPS,
+var remountCPSProcedure = procedure.Procedure{
+	RestoringGates: []string{api.GateCPSReboot},
+	Steps:          procedure.FixedSteps(StepFindCPSNodes, api.GateCPSUnmount, StepShutdownCPSNodes, StepWaitCPSNodesOff, api.GateCPSReboot, StepBootCPSNodes, StepWaitCPSNodesReady),
+	Gates:          func(procedure.Input) []string { return []string{api.GateCPSUnmount, api.GateCPSReboot} },
+	Run:            remountCPS,
 }
 
 // remountCPS is the runbook's CPS section: compute nodes that have CPS
@@ -35,10 +37,10 @@ var remountCPS = procedure{
 // booted again (re-mount from the rebuilt etcd). Both power steps wait for
 // a person at a gate; each wait on HSM heartbeats and resumes after a
 // worker restart.
-func (w *serviceRun) remountCPS(ctx workflow.Context) error {
-	plan := w.in.Plan
+func remountCPS(w *procedure.Run, ctx workflow.Context) error {
+	plan := w.In.Plan
 	var found activities.CPSNodes
-	err := w.step(ctx, StepFindCPSNodes, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+	err := w.Step(ctx, StepFindCPSNodes, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
 		err := workflow.ExecuteActivity(ctx, api.ActivityFindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template, APIs: plan.APIs}).Get(ctx, &found)
 		return found.Outcome, err
 	})
@@ -54,38 +56,38 @@ func (w *serviceRun) remountCPS(ctx workflow.Context) error {
 		if why == "" {
 			why = "no compute node uses CPS for its root file system"
 		}
-		w.skipRest(ctx, api.GateCPSUnmount, why)
-		w.result = "nothing to remount: " + why
+		skipRest(w, ctx, api.GateCPSUnmount, why)
+		w.Result = "nothing to remount: " + why
 		return nil
 	}
-	nodes := fmt.Sprintf("%d compute nodes (%s)", len(xnames), sample(xnames, 8))
-	if w.in.DryRun {
-		w.skipGate(ctx, api.GateCPSUnmount, "dry-run: would wait for approval to shut down "+nodes)
-		w.finish(ctx, StepShutdownCPSNodes, api.Skipped, "dry-run: would create BOS sessions (operation shutdown) for "+groupList(found.Groups), 0)
-		w.finish(ctx, StepWaitCPSNodesOff, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HSM to report them Off", plan.CPS.ShutdownTimeout), 0)
-		w.skipGate(ctx, api.GateCPSReboot, "dry-run: would wait for approval to boot them again")
-		w.finish(ctx, StepBootCPSNodes, api.Skipped, "dry-run: would create BOS sessions (operation boot) with the same templates", 0)
-		w.finish(ctx, StepWaitCPSNodesReady, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HSM to report them Ready", plan.CPS.BootTimeout), 0)
+	nodes := fmt.Sprintf("%d compute nodes (%s)", len(xnames), procedure.Sample(xnames, 8))
+	if w.In.DryRun {
+		w.SkipGate(ctx, api.GateCPSUnmount, "dry-Run: would wait for approval to shut down "+nodes)
+		w.Finish(ctx, StepShutdownCPSNodes, api.Skipped, "dry-Run: would create BOS sessions (operation shutdown) for "+groupList(found.Groups), 0)
+		w.Finish(ctx, StepWaitCPSNodesOff, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HSM to report them Off", plan.CPS.ShutdownTimeout), 0)
+		w.SkipGate(ctx, api.GateCPSReboot, "dry-Run: would wait for approval to boot them again")
+		w.Finish(ctx, StepBootCPSNodes, api.Skipped, "dry-Run: would create BOS sessions (operation boot) with the same templates", 0)
+		w.Finish(ctx, StepWaitCPSNodesReady, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HSM to report them Ready", plan.CPS.BootTimeout), 0)
 		return nil
 	}
 
-	if err := w.gate(ctx, api.GateCPSUnmount,
+	if err := w.Gate(ctx, api.GateCPSUnmount,
 		fmt.Sprintf("shut down %s through BOS (operation shutdown) so that they unmount the CPS content of their root file system", nodes),
 		"Shutting down interrupts any job on these nodes: drain them in the workload manager first. Groups (BOS template: nodes): "+groupList(found.Groups)); err != nil {
 		return err
 	}
-	if err := w.powerStep(ctx, StepShutdownCPSNodes, StepWaitCPSNodesOff, "shutdown", "Off", found.Groups, xnames, plan.CPS.ShutdownTimeout); err != nil {
-		w.nodesLeftDown(found.Groups)
+	if err := powerStep(w, ctx, StepShutdownCPSNodes, StepWaitCPSNodesOff, "shutdown", "Off", found.Groups, xnames, plan.CPS.ShutdownTimeout); err != nil {
+		nodesLeftDown(w, found.Groups)
 		return err
 	}
-	if err := w.gate(ctx, api.GateCPSReboot,
+	if err := w.Gate(ctx, api.GateCPSReboot,
 		fmt.Sprintf("boot %s again through BOS (operation boot) so that they mount CPS content from the rebuilt etcd", nodes),
 		"The nodes are Off now. Approve once CPS and its etcd cluster are healthy again (kubectl -n services get etcdclusters cray-cps-etcd)."); err != nil {
-		w.nodesLeftDown(found.Groups)
+		nodesLeftDown(w, found.Groups)
 		return err
 	}
-	if err := w.powerStep(ctx, StepBootCPSNodes, StepWaitCPSNodesReady, "boot", "Ready", found.Groups, xnames, plan.CPS.BootTimeout); err != nil {
-		w.nodesLeftDown(found.Groups)
+	if err := powerStep(w, ctx, StepBootCPSNodes, StepWaitCPSNodesReady, "boot", "Ready", found.Groups, xnames, plan.CPS.BootTimeout); err != nil {
+		nodesLeftDown(w, found.Groups)
 		return err
 	}
 	return nil
@@ -94,14 +96,14 @@ func (w *serviceRun) remountCPS(ctx workflow.Context) error {
 // powerStep starts one BOS session per template group and waits until HSM
 // reports every node in state. Session names derive from the run, so a
 // retried start finds the session it created instead of starting another.
-func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operation, state string, groups []activities.CPSNodeGroup, xnames []string, budget time.Duration) error {
-	plan := w.in.Plan
-	sessionName := func(group int) string { return bosSessionName(w.in.RunID, operation, group) }
+func powerStep(w *procedure.Run, ctx workflow.Context, startStep, waitStep, operation, state string, groups []activities.CPSNodeGroup, xnames []string, budget time.Duration) error {
+	plan := w.In.Plan
+	sessionName := func(group int) string { return bosSessionName(w.In.RunID, operation, group) }
 	if workflow.GetVersion(ctx, changeBOSSessionPerExecution, workflow.DefaultVersion, 1) == 1 {
 		id := workflow.GetInfo(ctx).FirstRunID
-		sessionName = func(group int) string { return bosSessionNameOf(id, w.in.Plan.Service, operation, group) }
+		sessionName = func(group int) string { return bosSessionNameOf(id, w.In.Plan.Service, operation, group) }
 	}
-	err := w.step(ctx, startStep, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+	err := w.Step(ctx, startStep, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
 		var names []string
 		for i, g := range groups {
 			var started activities.BOSSessionStarted
@@ -116,7 +118,7 @@ func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operat
 	if err != nil {
 		return err
 	}
-	return w.step(ctx, waitStep, waitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
+	return w.Step(ctx, waitStep, procedure.WaitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
 		err := workflow.ExecuteActivity(ctx, api.ActivityWaitNodesState, activities.WaitNodesRequest{Xnames: xnames, States: []string{state}, Budget: budget, Poll: plan.Timings.Poll}).Get(ctx, &out)
 		return out, err
@@ -125,35 +127,35 @@ func (w *serviceRun) powerStep(ctx workflow.Context, startStep, waitStep, operat
 
 // nodesLeftDown tells a person how to boot the nodes by hand when the run
 // stopped after they may have been shut down.
-func (w *serviceRun) nodesLeftDown(groups []activities.CPSNodeGroup) {
-	if w.find(StepShutdownCPSNodes).State == api.Pending {
+func nodesLeftDown(w *procedure.Run, groups []activities.CPSNodeGroup) {
+	if w.Find(StepShutdownCPSNodes).State == api.Pending {
 		return // nothing was shut down
 	}
 	var xnames []string
 	for _, g := range groups {
 		xnames = append(xnames, g.Xnames...)
 	}
-	w.leftOff = fmt.Sprintf("%d CPS nodes may still be Off: %s", len(xnames), sample(xnames, 20))
+	w.LeftOff = fmt.Sprintf("%d CPS nodes may still be Off: %s", len(xnames), procedure.Sample(xnames, 20))
 	for _, g := range groups {
-		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf(
+		w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf(
 			"CPS nodes may still be Off: once CPS is healthy, boot them: cray bos v2 sessions create --template-name %s --operation boot --limit %s",
 			g.Template, strings.Join(g.Xnames, ",")))
 	}
 }
 
 // skipRest marks every step and gate from the named one on as skipped.
-func (w *serviceRun) skipRest(ctx workflow.Context, from, why string) {
+func skipRest(w *procedure.Run, ctx workflow.Context, from, why string) {
 	started := false
-	for _, s := range w.status.Steps {
+	for _, s := range w.Status.Steps {
 		started = started || s.Name == from
 		if !started {
 			continue
 		}
-		if g := w.findGate(s.Name); g != nil {
-			w.skipGate(ctx, s.Name, why)
+		if g := w.FindGate(s.Name); g != nil {
+			w.SkipGate(ctx, s.Name, why)
 			continue
 		}
-		w.finish(ctx, s.Name, api.Skipped, why, 0)
+		w.Finish(ctx, s.Name, api.Skipped, why, 0)
 	}
 }
 
@@ -189,7 +191,7 @@ func bosSessionName(runID, operation string, group int) string {
 func groupList(groups []activities.CPSNodeGroup) string {
 	parts := make([]string, len(groups))
 	for i, g := range groups {
-		parts[i] = fmt.Sprintf("%s: %s", g.Template, sample(g.Xnames, 8))
+		parts[i] = fmt.Sprintf("%s: %s", g.Template, procedure.Sample(g.Xnames, 8))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
+	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
 
 // Steps of restart-orca.
@@ -24,9 +26,9 @@ const (
 	StepCompareSubs   = "compare-saved-subscriptions"
 )
 
-var restartOrca = procedure{steps: orcaSteps, run: (*serviceRun).restartOrca}
+var restartOrcaProcedure = procedure.Procedure{Steps: orcaSteps, Run: restartOrca}
 
-func orcaSteps(in ServiceInput) []string {
+func orcaSteps(in procedure.Input) []string {
 	steps := []string{StepDiscoverNodes}
 	if checksHMNFDReadiness(in.Plan) {
 		steps = append(steps, StepCheckHMNFD, StepRestartHMNFD, StepWaitHMNFD)
@@ -47,11 +49,11 @@ func checksHMNFDReadiness(plan api.ServicePlan) bool {
 // restartOrca is the runbook's HMNFD section: restart the orca daemon on
 // every Ready compute node and the NCNs, in batches of durable activities,
 // then check that HMNFD lists the compute nodes' subscriptions again.
-func (w *serviceRun) restartOrca(ctx workflow.Context) error {
-	plan := w.in.Plan
+func restartOrca(w *procedure.Run, ctx workflow.Context) error {
+	plan := w.In.Plan
 	h := plan.HMNFD
 	var targets activities.OrcaTargets
-	err := w.step(ctx, StepDiscoverNodes, readOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+	err := w.Step(ctx, StepDiscoverNodes, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
 		err := workflow.ExecuteActivity(ctx, api.ActivityDiscoverOrcaTargets, activities.OrcaTargetsRequest{NCNGroups: h.NCNGroups}).Get(ctx, &targets)
 		return targets.Outcome, err
 	})
@@ -67,14 +69,14 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 			xnames[n.Host] = n.Xname
 		}
 	}
-	if err := w.ensureHMNFDReady(ctx); err != nil {
+	if err := ensureHMNFDReady(w, ctx); err != nil {
 		return err
 	}
 	units := h.OrcaUnits()
 	unitText := strings.Join(units, " (else ") + strings.Repeat(")", len(units)-1)
-	if w.in.DryRun {
-		w.finish(ctx, StepRestartOrca, api.Skipped, fmt.Sprintf("dry-run: would run systemctl restart %s on %d nodes (%s) in batches of %d", unitText, len(hosts), sample(hosts, 5), h.BatchSize), 0)
-		w.finish(ctx, StepVerifySubs, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD subscriptions of %d compute nodes", h.VerifyTimeout, len(xnames)), 0)
+	if w.In.DryRun {
+		w.Finish(ctx, StepRestartOrca, api.Skipped, fmt.Sprintf("dry-Run: would run systemctl restart %s on %d nodes (%s) in batches of %d", unitText, len(hosts), procedure.Sample(hosts, 5), h.BatchSize), 0)
+		w.Finish(ctx, StepVerifySubs, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HMNFD subscriptions of %d compute nodes", h.VerifyTimeout, len(xnames)), 0)
 		return nil
 	}
 
@@ -82,9 +84,9 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 	restarted := map[string][]string{}
 	var ok []string
 	var problems []api.NodeProblem
-	batchOpts := waitOptions(plan.Timings, h.BatchTimeout)
+	batchOpts := procedure.WaitOptions(plan.Timings, h.BatchTimeout)
 	lastReport := workflow.Now(ctx)
-	err = w.step(ctx, StepRestartOrca, batchOpts, func(ctx workflow.Context) (activities.Outcome, error) {
+	err = w.Step(ctx, StepRestartOrca, batchOpts, func(ctx workflow.Context) (activities.Outcome, error) {
 		for start, batch := 0, 1; start < len(hosts); start, batch = start+h.BatchSize, batch+1 {
 			end := min(start+h.BatchSize, len(hosts))
 			var res activities.BatchResult
@@ -114,14 +116,14 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 			// counts and the first problems only, whatever the node count.
 			// Every problem is in this child's RestartOrca results, which
 			// repopulate report --nodes reads from history.
-			w.status.Nodes, w.status.NodeProblems = &counts, slices.Clone(problems[:min(len(problems), api.NodeProblemsInStatus)])
-			s := w.find(StepRestartOrca)
+			w.Status.Nodes, w.Status.NodeProblems = &counts, slices.Clone(problems[:min(len(problems), api.NodeProblemsInStatus)])
+			s := w.Find(StepRestartOrca)
 			s.Message = fmt.Sprintf("%d/%d nodes done (%d ok, %d failed, %d unreachable)", end, len(hosts), counts.OK, counts.Failed, counts.Unreachable)
 			// Tell the parent at most every progressInterval: each report
 			// costs history events, and thousands of nodes make many batches.
 			if now := workflow.Now(ctx); now.Sub(lastReport) >= progressInterval {
 				lastReport = now
-				w.publish(ctx)
+				w.Publish(ctx)
 			}
 		}
 		msg := fmt.Sprintf("restarted %s on %d of %d nodes", unitText, counts.OK, counts.Total)
@@ -139,10 +141,10 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 		msg += fmt.Sprintf("; %d failed, %d unreachable: %s", counts.Failed, counts.Unreachable, problemHosts(problems, 20))
 		unit := units[len(units)-1]
 		if len(problems) <= maxHostsInFollowUp {
-			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart orca by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", problemHosts(problems, 0), unit))
+			w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("restart orca by hand on the nodes that failed (the report's nodeProblems lists each with its reason): pdsh -w %s 'systemctl restart %s'", problemHosts(problems, 0), unit))
 		} else {
-			w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("restart orca by hand on the %d nodes that failed: repopulate report %s --nodes lists each with its reason (-o json for all of them), then pdsh -w HOSTS 'systemctl restart %s'; the first %d: %s",
-				len(problems), shellWord(w.in.RunID), unit, maxHostsInFollowUp, problemHosts(problems[:maxHostsInFollowUp], 0)))
+			w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("restart orca by hand on the %d nodes that failed: repopulate report %s --nodes lists each with its reason (-o json for all of them), then pdsh -w HOSTS 'systemctl restart %s'; the first %d: %s",
+				len(problems), procedure.ShellWord(w.In.RunID), unit, maxHostsInFollowUp, problemHosts(problems[:maxHostsInFollowUp], 0)))
 		}
 		if float64(bad)*100 > h.MaxFailedPercent*float64(counts.Total) {
 			return activities.Outcome{}, temporal.NewNonRetryableApplicationError(
@@ -152,11 +154,11 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 	})
 	if len(restarted) > 0 {
 		// Which unit each node took, small whatever the node count.
-		w.status.OrcaUnits, w.status.OrcaUnitCounts = map[string][]string{}, map[string]int{}
+		w.Status.OrcaUnits, w.Status.OrcaUnitCounts = map[string][]string{}, map[string]int{}
 		for _, u := range units {
 			if hs := restarted[u]; len(hs) > 0 {
-				w.status.OrcaUnits[u] = slices.Clone(hs[:min(len(hs), api.NodeProblemsInStatus)])
-				w.status.OrcaUnitCounts[u] = len(hs)
+				w.Status.OrcaUnits[u] = slices.Clone(hs[:min(len(hs), api.NodeProblemsInStatus)])
+				w.Status.OrcaUnitCounts[u] = len(hs)
 			}
 		}
 	}
@@ -171,17 +173,17 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 		}
 	}
 	var res activities.VerifyResult
-	err = w.step(ctx, StepVerifySubs, waitOptions(plan.Timings, h.VerifyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
+	err = w.Step(ctx, StepVerifySubs, procedure.WaitOptions(plan.Timings, h.VerifyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
 		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll, APIs: plan.APIs}).Get(ctx, &res)
 		return res.Outcome, err
 	})
 	if err == nil && len(res.Missing) > 0 {
-		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("HMNFD has no subscription for %d restarted compute nodes: %s; check orca on them (systemctl status %s)", len(res.Missing), sample(res.Missing, 50), units[len(units)-1]))
+		w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("HMNFD has no subscription for %d restarted compute nodes: %s; check orca on them (systemctl status %s)", len(res.Missing), procedure.Sample(res.Missing, 50), units[len(units)-1]))
 	}
-	if err != nil || w.in.Snapshot == nil || len(w.in.Snapshot.SubscribedXnames) == 0 {
+	if err != nil || w.In.Snapshot == nil || len(w.In.Snapshot.SubscribedXnames) == 0 {
 		return err
 	}
-	return w.compareSavedSubscriptions(ctx)
+	return compareSavedSubscriptions(w, ctx)
 }
 
 // ensureHMNFDReady checks, before orca is restarted, that HMNFD is ready:
@@ -189,14 +191,14 @@ func (w *serviceRun) restartOrca(ctx workflow.Context) error {
 // until its process restarts, so orca's subscriptions would be lost. A
 // not-ready HMNFD gets its pods restarted, and the run waits until it says
 // it is ready. The runbook leaves this step out.
-func (w *serviceRun) ensureHMNFDReady(ctx workflow.Context) error {
-	plan := w.in.Plan
+func ensureHMNFDReady(w *procedure.Run, ctx workflow.Context) error {
+	plan := w.In.Plan
 	if !checksHMNFDReadiness(plan) {
 		return nil
 	}
 	if workflow.GetVersion(ctx, "hmnfd-readiness", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		for _, name := range []string{StepCheckHMNFD, StepRestartHMNFD, StepWaitHMNFD} {
-			w.finish(ctx, name, api.Skipped, "not checked: this run started before HMNFD readiness was checked", 0)
+			w.Finish(ctx, name, api.Skipped, "not checked: this run started before HMNFD readiness was checked", 0)
 		}
 		return nil
 	}
@@ -205,45 +207,45 @@ func (w *serviceRun) ensureHMNFDReady(ctx workflow.Context) error {
 	// ready HMNFD costs the history no progress signals (restart-orca's
 	// first report carries these steps).
 	var check activities.HMNFDReadiness
-	w.find(StepCheckHMNFD).Started = workflow.Now(ctx)
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readOptions(plan.Timings)), api.ActivityCheckHMNFDReady, activities.HMNFDReadyRequest{}).Get(ctx, &check)
+	w.Find(StepCheckHMNFD).Started = workflow.Now(ctx)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, procedure.ReadOptions(plan.Timings)), api.ActivityCheckHMNFDReady, activities.HMNFDReadyRequest{}).Get(ctx, &check)
 	if err != nil {
 		state := api.Failed
 		if temporal.IsCanceledError(err) {
 			state = api.Canceled
 		}
-		w.finish(ctx, StepCheckHMNFD, state, errorMessage(err), attemptsSpent(err, plan.Timings))
+		w.Finish(ctx, StepCheckHMNFD, state, procedure.ErrorMessage(err), procedure.AttemptsSpent(err, plan.Timings))
 		return err
 	}
-	w.record(ctx, StepCheckHMNFD, api.Done, check.Message, check.Attempt)
+	w.Record(ctx, StepCheckHMNFD, api.Done, check.Message, check.Attempt)
 	if check.Ready {
-		w.record(ctx, StepRestartHMNFD, api.Skipped, "HMNFD is ready: its pods are left alone", 0)
-		w.record(ctx, StepWaitHMNFD, api.Skipped, "HMNFD is ready", 0)
+		w.Record(ctx, StepRestartHMNFD, api.Skipped, "HMNFD is ready: its pods are left alone", 0)
+		w.Record(ctx, StepWaitHMNFD, api.Skipped, "HMNFD is ready", 0)
 		return nil
 	}
-	if w.in.DryRun {
-		w.finish(ctx, StepRestartHMNFD, api.Skipped, fmt.Sprintf("dry-run: HMNFD is not ready; would restart its pods (%s)", h.Pods), 0)
-		w.finish(ctx, StepWaitHMNFD, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD to report ready", h.PodsReadyTimeout), 0)
+	if w.In.DryRun {
+		w.Finish(ctx, StepRestartHMNFD, api.Skipped, fmt.Sprintf("dry-Run: HMNFD is not ready; would restart its pods (%s)", h.Pods), 0)
+		w.Finish(ctx, StepWaitHMNFD, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HMNFD to report ready", h.PodsReadyTimeout), 0)
 		return nil
 	}
-	var snap activities.PodSnapshot
-	err = w.step(ctx, StepRestartHMNFD, waitOptions(plan.Timings, plan.Timings.Delete), func(ctx workflow.Context) (activities.Outcome, error) {
-		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readOptions(plan.Timings)), api.ActivitySnapshotPods, h.Pods).Get(ctx, &snap); err != nil {
+	var snap restartpods.PodSnapshot
+	err = w.Step(ctx, StepRestartHMNFD, procedure.WaitOptions(plan.Timings, plan.Timings.Delete), func(ctx workflow.Context) (activities.Outcome, error) {
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, procedure.ReadOptions(plan.Timings)), api.ActivitySnapshotPods, h.Pods).Get(ctx, &snap); err != nil {
 			return activities.Outcome{}, err
 		}
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, api.ActivityDeletePods, activities.DeletePodsRequest{Namespace: h.Pods.Namespace, Pods: snap.Pods}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityDeletePods, restartpods.DeletePodsRequest{Namespace: h.Pods.Namespace, Pods: snap.Pods}).Get(ctx, &out)
 		out.Message = "HMNFD was not ready: " + out.Message
 		return out, err
 	})
 	if err != nil {
 		return err
 	}
-	return w.step(ctx, StepWaitHMNFD, waitOptions(plan.Timings, h.PodsReadyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
+	return w.Step(ctx, StepWaitHMNFD, procedure.WaitOptions(plan.Timings, h.PodsReadyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
 		timings := plan.Timings
 		timings.Wait = h.PodsReadyTimeout
 		var out activities.Outcome
-		if err := workflow.ExecuteActivity(ctx, api.ActivityWaitPodsReplaced, activities.WaitPodsRequest{Pods: h.Pods, Snapshot: snap, Timings: timings}).Get(ctx, &out); err != nil {
+		if err := workflow.ExecuteActivity(ctx, api.ActivityWaitPodsReplaced, restartpods.WaitPodsRequest{Pods: h.Pods, Snapshot: snap, Timings: timings}).Get(ctx, &out); err != nil {
 			return out, err
 		}
 		var ready activities.HMNFDReadiness
@@ -256,20 +258,20 @@ func (w *serviceRun) ensureHMNFDReady(ctx workflow.Context) error {
 // compareSavedSubscriptions looks once at HMNFD for every xname that had a
 // subscription when the snapshot was taken; nodes that were not restarted
 // (down now, not Ready) are expected to be missing and are listed for a person.
-func (w *serviceRun) compareSavedSubscriptions(ctx workflow.Context) error {
-	saved := w.in.Snapshot.SubscribedXnames
+func compareSavedSubscriptions(w *procedure.Run, ctx workflow.Context) error {
+	saved := w.In.Snapshot.SubscribedXnames
 	var res activities.VerifyResult
-	err := w.step(ctx, StepCompareSubs, readOptions(w.in.Plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: saved, Budget: 0, Poll: w.in.Plan.Timings.Poll, APIs: w.in.Plan.APIs}).Get(ctx, &res)
+	err := w.Step(ctx, StepCompareSubs, procedure.ReadOptions(w.In.Plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
+		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: saved, Budget: 0, Poll: w.In.Plan.Timings.Poll, APIs: w.In.Plan.APIs}).Get(ctx, &res)
 		if err == nil && len(res.Missing) == 0 {
-			res.Message = fmt.Sprintf("all %d nodes subscribed in the snapshot (%s) are subscribed again", len(saved), w.in.Snapshot.Dir)
+			res.Message = fmt.Sprintf("all %d nodes subscribed in the snapshot (%s) are subscribed again", len(saved), w.In.Snapshot.Dir)
 		} else if err == nil {
 			res.Message = fmt.Sprintf("%d of %d nodes subscribed in the snapshot have no subscription now", len(res.Missing), len(saved))
 		}
 		return res.Outcome, err
 	})
 	if err == nil && len(res.Missing) > 0 {
-		w.status.FollowUps = append(w.status.FollowUps, fmt.Sprintf("%d nodes had an HMNFD subscription in the snapshot (%s) and have none now: %s; once they are up, restart %s on them", len(res.Missing), w.in.Snapshot.Dir, sample(res.Missing, 50), strings.Join(w.in.Plan.HMNFD.OrcaUnits(), " or ")))
+		w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("%d nodes had an HMNFD subscription in the snapshot (%s) and have none now: %s; once they are up, restart %s on them", len(res.Missing), w.In.Snapshot.Dir, procedure.Sample(res.Missing, 50), strings.Join(w.In.Plan.HMNFD.OrcaUnits(), " or ")))
 	}
 	return err
 }
@@ -291,5 +293,5 @@ func problemHosts(problems []api.NodeProblem, n int) string {
 	if n <= 0 {
 		return strings.Join(hosts, ",")
 	}
-	return sample(hosts, n)
+	return procedure.Sample(hosts, n)
 }

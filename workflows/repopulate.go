@@ -15,9 +15,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/activities/preflight"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
 
 // repopulate is the parent workflow's state.
@@ -67,7 +68,7 @@ func (w *repopulate) setup(ctx workflow.Context) error {
 func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	w.status.State = api.Running
 	w.status.Message = "preflight: checking every target before anything changes"
-	var pre activities.PreflightResult
+	var pre preflight.PreflightResult
 	preCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
 		// Transient API errors get a few tries; an unreachable API server
@@ -76,14 +77,14 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 	})
 	release, err := w.detectRelease(ctx, preCtx)
 	if err == nil {
-		err = workflow.ExecuteActivity(preCtx, api.ActivityPreflight, activities.PreflightRequest{Services: w.services, Release: release}).Get(ctx, &pre)
+		err = workflow.ExecuteActivity(preCtx, api.ActivityPreflight, preflight.PreflightRequest{Services: w.services, Release: release}).Get(ctx, &pre)
 	}
 	if err == nil {
-		err = workflow.ExecuteActivity(preCtx, api.ActivityCheckAccess, activities.CSMPreflightRequest{Plans: pre.Plans}).Get(ctx, nil)
+		err = workflow.ExecuteActivity(preCtx, api.ActivityCheckAccess, preflight.CSMPreflightRequest{Plans: pre.Plans}).Get(ctx, nil)
 	}
 	if err != nil {
-		w.end(ctx, api.Failed, errorMessage(err))
-		return api.Report{}, temporal.NewNonRetryableApplicationError(errorMessage(err), api.PreflightFailedError, nil, w.status)
+		w.end(ctx, api.Failed, procedure.ErrorMessage(err))
+		return api.Report{}, temporal.NewNonRetryableApplicationError(procedure.ErrorMessage(err), api.PreflightFailedError, nil, w.status)
 	}
 	w.status.Message = ""
 	w.status.Release = pre.RunRelease()
@@ -227,7 +228,7 @@ func (w *repopulate) detectRelease(ctx, actx workflow.Context) (api.Release, err
 	}
 	w.status.Message = "detecting the CSM release"
 	var d api.ReleaseDetection
-	if err := workflow.ExecuteActivity(actx, api.ActivityDetectRelease, activities.DetectReleaseRequest{}).Get(ctx, &d); err != nil {
+	if err := workflow.ExecuteActivity(actx, api.ActivityDetectRelease, preflight.DetectReleaseRequest{}).Get(ctx, &d); err != nil {
 		return "", err
 	}
 	w.status.Release, w.status.Detection = d.Release, &d
@@ -270,7 +271,7 @@ func (w *repopulate) childFailure(s api.Service, err error) api.ServiceStatus {
 	if temporal.IsCanceledError(err) {
 		state = api.Canceled
 	}
-	return api.ServiceStatus{Service: s, State: state, Message: errorMessage(err)}
+	return api.ServiceStatus{Service: s, State: state, Message: procedure.ErrorMessage(err)}
 }
 
 func (w *repopulate) end(ctx workflow.Context, state api.State, message string) {
@@ -373,7 +374,7 @@ func cpsWithoutBOS(bos api.ServiceStatus) api.ServiceStatus {
 	}
 	for _, g := range bos.Gates {
 		if g.State == api.GateRejected {
-			state, outcome = api.Skipped, fmt.Sprintf("%s: gate %s was rejected by %s%s", bos.State, g.Name, orSomeone(g.By), noteSuffix(g.Note))
+			state, outcome = api.Skipped, fmt.Sprintf("%s: gate %s was rejected by %s%s", bos.State, g.Name, procedure.OrSomeone(g.By), procedure.NoteSuffix(g.Note))
 		}
 	}
 	msg := fmt.Sprintf("not started: bos ended %s, and cps finds its nodes in the BOS session templates bos restores", outcome)
@@ -456,36 +457,20 @@ func (w *repopulate) showDetails(ctx workflow.Context) {
 	}
 	b.WriteString("\n\n| service | state | now |\n|---|---|---|\n")
 	for _, s := range w.status.Services {
-		b.WriteString(fmt.Sprintf("| %s | %s | %s |\n", s.Service, s.State, currentStep(s)))
+		b.WriteString(fmt.Sprintf("| %s | %s | %s |\n", s.Service, s.State, procedure.CurrentStep(s)))
 	}
 	for _, s := range w.status.Services {
 		for _, g := range s.Gates {
 			if g.State == api.GateWaiting {
-				b.WriteString(fmt.Sprintf("\nGate **%s** (%s) is waiting for approval: %s\n\n    %s\n    %s\n\n%s", g.Name, s.Service, g.Action, g.ApproveCommand, g.RejectCommand, webUIInstructions(w.status.RunID, g.Name)))
+				b.WriteString(fmt.Sprintf("\nGate **%s** (%s) is waiting for approval: %s\n\n    %s\n    %s\n\n%s", g.Name, s.Service, g.Action, g.ApproveCommand, g.RejectCommand, procedure.WebUIInstructions(w.status.RunID, g.Name)))
 			}
 		}
 	}
 	if n := len(w.status.RefusedDecisions); n > 0 {
 		b.WriteString("\nRefused gate decisions (latest last):\n\n")
 		for _, r := range w.status.RefusedDecisions {
-			b.WriteString(fmt.Sprintf("- %s: %s %q by %s: %s\n", r.At.UTC().Format(time.RFC3339), r.Decision, r.Gate, orSomeone(r.By), r.Reason))
+			b.WriteString(fmt.Sprintf("- %s: %s %q by %s: %s\n", r.At.UTC().Format(time.RFC3339), r.Decision, r.Gate, procedure.OrSomeone(r.By), r.Reason))
 		}
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
-}
-
-// currentStep is what a service is doing now, for one-line displays.
-func currentStep(s api.ServiceStatus) string {
-	if s.State.Finished() {
-		return s.Message
-	}
-	for _, st := range s.Steps {
-		if st.State == api.Running || st.State == api.WaitingForApproval {
-			if st.Message != "" {
-				return st.Name + ": " + st.Message
-			}
-			return st.Name
-		}
-	}
-	return ""
 }

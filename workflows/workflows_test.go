@@ -24,6 +24,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/internal/settings"
 )
 
 // kubeFake answers the activities as a healthy cluster would and counts the
@@ -79,8 +80,8 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	k := &activities.Kube{}
 	cfg := config.Default()
 	config.SettingsOf[*catalog.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
-	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PreflightRequest) (activities.PreflightResult, error) {
-		res := activities.PreflightResult{Release: req.Release}
+	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req preflight.PreflightRequest) (preflight.PreflightResult, error) {
+		res := preflight.PreflightResult{Release: req.Release}
 		for _, s := range req.Services {
 			p := cfg.Plan(req.Release, s)
 			if p.Procedure == api.RunFASLoaderAPI && p.Object.Name != "" {
@@ -113,13 +114,13 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(k.WaitJobComplete, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "complete", Attempt: 1}, nil)
 	env.OnActivity(k.WaitEtcdClusterRunning, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "running", Attempt: 1}, nil)
-	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(func(_ context.Context, pods api.PodSet) (activities.PodSnapshot, error) {
+	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(func(_ context.Context, pods api.PodSet) (restartpods.PodSnapshot, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.selectors = append(f.selectors, pods.Selector)
-		return activities.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil
+		return restartpods.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil
 	})
-	env.OnActivity(k.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeletePodsRequest) (activities.Outcome, error) {
+	env.OnActivity(k.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, restartpods.DeletePodsRequest) (activities.Outcome, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.podDeletes++
@@ -129,7 +130,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(k.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
 
 	c := &activities.CSM{}
-	env.OnActivity(c.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, activities.DetectReleaseRequest) (api.ReleaseDetection, error) {
+	env.OnActivity(c.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, preflight.DetectReleaseRequest) (api.ReleaseDetection, error) {
 		if f.detectErr != nil {
 			return api.ReleaseDetection{}, f.detectErr
 		}
@@ -816,8 +817,8 @@ func TestATenthServiceIsOneCatalogEntry(t *testing.T) {
 	const sls api.Service = "sls"
 	defer catalog.Extend(catalog.Entry{
 		Service: sls, Title: "System Layout Service (SLS)", Does: "restarts the cray-sls pods",
-		Settings: func() catalog.Settings {
-			return &catalog.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-sls", ReadyTimeout: catalog.Duration(10 * time.Minute)}
+		Settings: func() settings.Settings {
+			return &restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-sls", ReadyTimeout: settings.Duration(10 * time.Minute)}
 		},
 		Variants: []catalog.Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
 	})()

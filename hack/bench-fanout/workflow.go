@@ -66,7 +66,7 @@ func startWorkflowBench(ctx context.Context, dir string, f *sshtest.Fleet, nodes
 	}
 	b.worker = sdkworker.New(b.client, api.TaskQueue, sdkworker.Options{})
 	workflows.Register(b.worker)
-	activities.Register(b.worker, &activities.Kube{Config: cfg}, &activities.CSM{Client: csmClient, SSH: runner})
+	workflows.RegisterActivities(b.worker, workflows.Workers{Config: cfg, Kube: &activities.Kube{}, CSM: &activities.CSM{Client: csmClient, SSH: runner}})
 	return b, b.worker.Start()
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/settings"
 )
 
 // Entry is one service.
@@ -24,7 +25,7 @@ type Entry struct {
 	Does string
 	// Settings returns the service's default settings: their type decodes
 	// services.<service> in the worker config and makes the service's plan.
-	Settings func() Settings
+	Settings func() settings.Settings
 	// Variants say which procedure each release runs, oldest first: a
 	// release takes the last variant it has reached.
 	Variants []Variant
@@ -211,8 +212,8 @@ func ServicesHelp() string {
 // PodSets lists the pods the service's default settings restart, for
 // fixtures that seed a system like CSM's.
 func (e Entry) PodSets() []api.PodSet {
-	if s, ok := e.Settings().(interface{ podSets() []api.PodSet }); ok {
-		return s.podSets()
+	if s, ok := e.Settings().(interface{ PodSets() []api.PodSet }); ok {
+		return s.PodSets()
 	}
 	return nil
 }

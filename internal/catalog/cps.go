@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/settings"
 )
 
 // CPSSettings say which compute nodes the CPS procedure shuts down and
@@ -17,12 +18,12 @@ type CPSSettings struct {
 	// Template is the BOS session template that boots Nodes (required with Nodes).
 	Template string `json:"template" doc:"BOS session template for nodes (required with nodes)"`
 	// ShutdownTimeout bounds waiting for HSM to report the nodes Off.
-	ShutdownTimeout Duration `json:"shutdownTimeout" doc:"wait for HSM to report them Off"`
+	ShutdownTimeout settings.Duration `json:"shutdownTimeout" doc:"wait for HSM to report them Off"`
 	// BootTimeout bounds waiting for HSM to report the nodes Ready again.
-	BootTimeout Duration `json:"bootTimeout" doc:"wait for HSM to report them Ready again"`
+	BootTimeout settings.Duration `json:"bootTimeout" doc:"wait for HSM to report them Ready again"`
 }
 
-// Validate implements Settings.
+// Validate implements settings.Settings.
 func (s *CPSSettings) Validate(field string) []error {
 	var errs []error
 	for i, x := range s.Nodes {
@@ -36,12 +37,12 @@ func (s *CPSSettings) Validate(field string) []error {
 	if len(s.Nodes) == 0 && s.Template != "" {
 		errs = append(errs, fmt.Errorf("%s.template: set only together with %s.nodes", field, field))
 	}
-	errs = append(errs, CheckDuration(field+".shutdownTimeout", s.ShutdownTimeout)...)
-	return append(errs, CheckDuration(field+".bootTimeout", s.BootTimeout)...)
+	errs = append(errs, settings.CheckDuration(field+".shutdownTimeout", s.ShutdownTimeout)...)
+	return append(errs, settings.CheckDuration(field+".bootTimeout", s.BootTimeout)...)
 }
 
-// Plan implements Settings.
-func (s *CPSSettings) Plan(c PlanContext) api.ServicePlan {
+// Plan implements settings.Settings.
+func (s *CPSSettings) Plan(c settings.PlanContext) api.ServicePlan {
 	return api.ServicePlan{Service: c.Service, Procedure: api.RemountCPS, Timings: c.Timings(s.BootTimeout), Gates: c.Gates, CPS: &api.CPSPlan{
 		Nodes: s.Nodes, Template: s.Template, ShutdownTimeout: time.Duration(s.ShutdownTimeout), BootTimeout: time.Duration(s.BootTimeout),
 	}}
@@ -55,14 +56,14 @@ var xnamePattern = regexp.MustCompile(`^x\d+c\d+s\d+b\d+n\d+$`)
 // live in etcd, check-bos-templates once they live in Redis).
 type BOSSettings struct{}
 
-// Validate implements Settings.
+// Validate implements settings.Settings.
 func (BOSSettings) Validate(string) []error { return nil }
 
 // bosRestoreTimeout bounds the restore: a few dozen templates, each a GET,
 // maybe a PUT and a validation, across retries with room to spare.
 const bosRestoreTimeout = 10 * time.Minute
 
-// Plan implements Settings.
-func (BOSSettings) Plan(c PlanContext) api.ServicePlan {
-	return api.ServicePlan{Service: c.Service, Procedure: c.Procedure, Timings: c.Timings(Duration(bosRestoreTimeout)), Gates: c.Gates}
+// Plan implements settings.Settings.
+func (BOSSettings) Plan(c settings.PlanContext) api.ServicePlan {
+	return api.ServicePlan{Service: c.Service, Procedure: c.Procedure, Timings: c.Timings(settings.Duration(bosRestoreTimeout)), Gates: c.Gates}
 }

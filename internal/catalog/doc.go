@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/csmops/etcd-repopulate/internal/settings"
 )
 
 // SettingsYAML renders every service's default settings as the services:
@@ -52,7 +54,7 @@ func line(b *strings.Builder, depth int, text, doc string) {
 
 func scalar(v reflect.Value) string {
 	switch x := v.Interface().(type) {
-	case Duration:
+	case settings.Duration:
 		return shortDuration(time.Duration(x))
 	case string:
 		if x == "" {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
 // Change IDs (workflow.GetVersion) of orderings added after runs were
@@ -24,7 +26,7 @@ var entries = []Entry{
 		Service:  api.BOS,
 		Title:    "Boot Orchestration Service (BOS)",
 		Does:     "restores session templates (1.0, 1.2), checks them (1.3+)",
-		Settings: func() Settings { return &BOSSettings{} },
+		Settings: func() settings.Settings { return &BOSSettings{} },
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RestoreBOSTemplates},
 			{Since: api.CSM13, Procedure: api.CheckBOSTemplates},
@@ -41,8 +43,8 @@ var entries = []Entry{
 		Service: api.BSS,
 		Title:   "Boot Script Service (BSS)",
 		Does:    "re-runs the cray-reds-init Job",
-		Settings: func() Settings {
-			return &JobSettings{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: Duration(30 * time.Minute)}
+		Settings: func() settings.Settings {
+			return &JobSettings{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: settings.Duration(30 * time.Minute)}
 		},
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RerunJob},
@@ -61,8 +63,8 @@ var entries = []Entry{
 		Service: api.CPS,
 		Title:   "Content Projection Service (CPS)",
 		Does:    "reboots, behind two gates, the nodes that mount CPS",
-		Settings: func() Settings {
-			return &CPSSettings{ShutdownTimeout: Duration(15 * time.Minute), BootTimeout: Duration(45 * time.Minute)}
+		Settings: func() settings.Settings {
+			return &CPSSettings{ShutdownTimeout: settings.Duration(15 * time.Minute), BootTimeout: settings.Duration(45 * time.Minute)}
 		},
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RemountCPS},
@@ -78,10 +80,10 @@ var entries = []Entry{
 		Service: api.CRUS,
 		Title:   "Compute Rolling Upgrade Service (CRUS)",
 		Does:    "follows CRUS sessions, then restarts the cray-crus pods",
-		Settings: func() Settings {
+		Settings: func() settings.Settings {
 			return &CRUSSettings{
-				PodSettings: PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: Duration(10 * time.Minute)},
-				SessionPoll: Duration(10 * time.Second), StuckAfter: Duration(15 * time.Minute),
+				PodSettings: restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: settings.Duration(10 * time.Minute)},
+				SessionPoll:             settings.Duration(10 * time.Second), StuckAfter: settings.Duration(15 * time.Minute),
 			}
 		},
 		Variants: []Variant{
@@ -94,8 +96,8 @@ var entries = []Entry{
 		Service: api.ExternalDNS,
 		Title:   "External DNS",
 		Does:    "re-creates the cray-externaldns-etcd EtcdCluster",
-		Settings: func() Settings {
-			return &EtcdClusterSettings{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: Duration(15 * time.Minute)}
+		Settings: func() settings.Settings {
+			return &EtcdClusterSettings{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: settings.Duration(15 * time.Minute)}
 		},
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RecreateEtcdCluster},
@@ -107,10 +109,10 @@ var entries = []Entry{
 		Service: api.FAS,
 		Title:   "Firmware Action Service (FAS)",
 		Does:    "runs the FAS loader (API, or a site's loader Job)",
-		Settings: func() Settings {
+		Settings: func() settings.Settings {
 			// No Job by default: the loader runs through the API on every
 			// release (FAS removed the cray-fas-loader Job before CSM 1.0).
-			return &FASSettings{Namespace: "services", CompleteTimeout: Duration(30 * time.Minute)}
+			return &FASSettings{Namespace: "services", CompleteTimeout: settings.Duration(30 * time.Minute)}
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RunFASLoaderAPI}},
 		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions = full.FASActions },
@@ -121,9 +123,9 @@ var entries = []Entry{
 		Service: api.HMNFD,
 		Title:   "Hardware Management Notification Fanout Daemon (HMNFD)",
 		Does:    "restarts orca on computes and NCNs to resubscribe",
-		Settings: func() Settings {
-			return &HMNFDSettings{BatchSize: MaxBatchSize, MaxFailedPercent: 2, VerifyTimeout: Duration(5 * time.Minute),
-				Pods: PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-hmnfd", ReadyTimeout: Duration(10 * time.Minute)}}
+		Settings: func() settings.Settings {
+			return &HMNFDSettings{BatchSize: MaxBatchSize, MaxFailedPercent: 2, VerifyTimeout: settings.Duration(5 * time.Minute),
+				Pods: restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-hmnfd", ReadyTimeout: settings.Duration(10 * time.Minute)}}
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RestartOrca}},
 		SnapshotPart: func(full, part *api.SnapshotInput) { part.SubscribedXnames = full.SubscribedXnames },
@@ -133,8 +135,8 @@ var entries = []Entry{
 		Service: api.MEDS,
 		Title:   "Mountain Endpoint Discovery Service (MEDS)",
 		Does:    "restarts the cray-meds pods",
-		Settings: func() Settings {
-			return &PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: Duration(10 * time.Minute)}
+		Settings: func() settings.Settings {
+			return &restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-meds", ReadyTimeout: settings.Duration(10 * time.Minute)}
 		},
 		Variants: []Variant{{Since: api.CSM10, Procedure: api.RestartPods}},
 		Etcd:     []Etcd{unconfirmed(noEtcd(api.CSM10), api.CSM10, "whether MEDS keeps data in etcd is unconfirmed: no cray-meds-etcd appears in docs-csm (CSM-APIS.md §10)")},
@@ -143,8 +145,8 @@ var entries = []Entry{
 		Service: api.REDS,
 		Title:   "River Endpoint Discovery Service (REDS)",
 		Does:    "restarts the cray-reds pods",
-		Settings: func() Settings {
-			return &PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-reds", ReadyTimeout: Duration(10 * time.Minute)}
+		Settings: func() settings.Settings {
+			return &restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-reds", ReadyTimeout: settings.Duration(10 * time.Minute)}
 		},
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RestartPods},

@@ -1,24 +1,27 @@
 package catalog
 
-import "github.com/csmops/etcd-repopulate/internal/api"
+import (
+	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/settings"
+)
 
 // JobSettings re-run a Job (procedure rerun-job).
 type JobSettings struct {
 	Namespace string `json:"namespace"`
 	Job       string `json:"job"`
 	// CompleteTimeout bounds waiting for the re-created Job to complete.
-	CompleteTimeout Duration `json:"completeTimeout" doc:"wait for the re-created Job to complete"`
+	CompleteTimeout settings.Duration `json:"completeTimeout" doc:"wait for the re-created Job to complete"`
 }
 
-// Validate implements Settings.
+// Validate implements settings.Settings.
 func (j *JobSettings) Validate(field string) []error {
-	errs := CheckName(field+".namespace", "namespace", j.Namespace)
-	errs = append(errs, CheckName(field+".job", "Job", j.Job)...)
-	return append(errs, CheckDuration(field+".completeTimeout", j.CompleteTimeout)...)
+	errs := settings.CheckName(field+".namespace", "namespace", j.Namespace)
+	errs = append(errs, settings.CheckName(field+".job", "Job", j.Job)...)
+	return append(errs, settings.CheckDuration(field+".completeTimeout", j.CompleteTimeout)...)
 }
 
-// Plan implements Settings.
-func (j *JobSettings) Plan(c PlanContext) api.ServicePlan {
+// Plan implements settings.Settings.
+func (j *JobSettings) Plan(c settings.PlanContext) api.ServicePlan {
 	return api.ServicePlan{Service: c.Service, Procedure: api.RerunJob, Object: api.ObjectRef{Namespace: j.Namespace, Name: j.Job}, Timings: c.Timings(j.CompleteTimeout)}
 }
 
@@ -29,20 +32,20 @@ type FASSettings struct {
 	Namespace string `json:"namespace"`
 	Job       string `json:"job" doc:"name a loader Job to re-run it instead, if preflight finds it"`
 	// CompleteTimeout bounds waiting for the loader (API or Job) to finish.
-	CompleteTimeout Duration `json:"completeTimeout" doc:"wait for the loader (API or Job) to finish"`
+	CompleteTimeout settings.Duration `json:"completeTimeout" doc:"wait for the loader (API or Job) to finish"`
 }
 
-// Validate implements Settings: no job is the loader API.
+// Validate implements settings.Settings: no job is the loader API.
 func (f *FASSettings) Validate(field string) []error {
-	errs := CheckName(field+".namespace", "namespace", f.Namespace)
+	errs := settings.CheckName(field+".namespace", "namespace", f.Namespace)
 	if f.Job != "" {
-		errs = append(errs, CheckName(field+".job", "Job", f.Job)...)
+		errs = append(errs, settings.CheckName(field+".job", "Job", f.Job)...)
 	}
-	return append(errs, CheckDuration(field+".completeTimeout", f.CompleteTimeout)...)
+	return append(errs, settings.CheckDuration(field+".completeTimeout", f.CompleteTimeout)...)
 }
 
-// Plan implements Settings.
-func (f *FASSettings) Plan(c PlanContext) api.ServicePlan {
+// Plan implements settings.Settings.
+func (f *FASSettings) Plan(c settings.PlanContext) api.ServicePlan {
 	p := api.ServicePlan{Service: c.Service, Procedure: api.RunFASLoaderAPI, Timings: c.Timings(f.CompleteTimeout)}
 	if f.Job != "" {
 		p.Object = api.ObjectRef{Namespace: f.Namespace, Name: f.Job}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/hostrange"
+	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
 // HMNFDSettings restart the orca daemon so nodes re-subscribe to HMNFD
@@ -25,14 +27,14 @@ type HMNFDSettings struct {
 	// Pods are HMNFD's own pods: restarted, before orca, when HMNFD
 	// reports it is not ready (it stays so after an etcd wipe until its
 	// process restarts).
-	Pods PodSettings `json:"pods" doc:"restarted before orca when HMNFD reports not ready"`
+	Pods restartpods.PodSettings `json:"pods" doc:"restarted before orca when HMNFD reports not ready"`
 	// BatchSize is the number of nodes one durable step restarts.
 	BatchSize int `json:"batchSize" doc:"nodes per durable step, at most 1000"`
 	// MaxFailedPercent of nodes may fail or be unreachable before the
 	// service is reported failed.
 	MaxFailedPercent float64 `json:"maxFailedPercent" doc:"more failed/unreachable nodes than this fails the service"`
 	// VerifyTimeout bounds waiting for HMNFD to list the subscriptions again.
-	VerifyTimeout Duration `json:"verifyTimeout" doc:"wait for HMNFD to list the computes' subscriptions again"`
+	VerifyTimeout settings.Duration `json:"verifyTimeout" doc:"wait for HMNFD to list the computes' subscriptions again"`
 }
 
 // MaxBatchSize bounds batchSize: a batch's result lists each failed node
@@ -73,9 +75,9 @@ func Orca(r api.Release) OrcaRelease {
 	panic("catalog: no orca facts for release " + string(r)) // plans are made for known releases only
 }
 
-func (h *HMNFDSettings) podSets() []api.PodSet { return []api.PodSet{h.Pods.podSet()} }
+func (h *HMNFDSettings) PodSets() []api.PodSet { return []api.PodSet{h.Pods.PodSet()} }
 
-// Validate implements Settings.
+// Validate implements settings.Settings.
 func (h *HMNFDSettings) Validate(field string) []error {
 	var errs []error
 	if h.Unit != "" && len(h.Units) > 0 {
@@ -104,11 +106,11 @@ func (h *HMNFDSettings) Validate(field string) []error {
 		errs = append(errs, fmt.Errorf("%s.maxFailedPercent: must be 0 to 100, got %g", field, h.MaxFailedPercent))
 	}
 	errs = append(errs, h.Pods.Validate(field+".pods")...)
-	return append(errs, CheckDuration(field+".verifyTimeout", h.VerifyTimeout)...)
+	return append(errs, settings.CheckDuration(field+".verifyTimeout", h.VerifyTimeout)...)
 }
 
-// Plan implements Settings.
-func (h *HMNFDSettings) Plan(c PlanContext) api.ServicePlan {
+// Plan implements settings.Settings.
+func (h *HMNFDSettings) Plan(c settings.PlanContext) api.ServicePlan {
 	orca := Orca(c.Release)
 	units, ncns := orca.Units, orca.NCNGroups
 	switch {
@@ -125,7 +127,7 @@ func (h *HMNFDSettings) Plan(c PlanContext) api.ServicePlan {
 		Units: slices.Clone(units), NCNGroups: slices.Clone(ncns), BatchSize: h.BatchSize, MaxFailedPercent: h.MaxFailedPercent, VerifyTimeout: time.Duration(h.VerifyTimeout),
 		// Each unit tried is one more command per node.
 		BatchTimeout:     time.Duration(perBatch)*(c.SSH.Connect+time.Duration(len(units))*c.SSH.Command) + time.Minute,
-		Pods:             h.Pods.podSet(),
+		Pods:             h.Pods.PodSet(),
 		PodsReadyTimeout: time.Duration(h.Pods.ReadyTimeout),
 	}}
 }

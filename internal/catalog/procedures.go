@@ -4,48 +4,38 @@ import (
 	"fmt"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
+	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
 
-// Needs is what a procedure needs before a run starts; preflight checks
-// it for every service before anything changes.
-type Needs struct {
-	// Kube is the Kubernetes object preflight reads.
-	Kube KubeObject
-	// CSMAPI: the API gateway must accept the worker's credentials.
-	CSMAPI bool
-	// SSH: the worker's SSH settings must be usable.
-	SSH bool
-	// Note adds to the procedure's cell in docs/csm-releases.md.
-	Note func(api.APIVersions) string
+// procedures are every procedure a service can run, each from its folder
+// under procedures/: the one list the child workflow, preflight and the
+// worker's activity registration read.
+var procedures = []procedure.Procedure{
+	restartpods.Procedure,
 }
 
-// KubeObject is what preflight reads of a plan.
-type KubeObject string
+// Procedures lists every procedure.
+func Procedures() []procedure.Procedure { return procedures }
 
-// The objects preflight reads.
-const (
-	NoObject KubeObject = ""
-	// PlanJob: the plan's Job (and its namespace).
-	PlanJob KubeObject = "job"
-	// PlanEtcdCluster: the plan's EtcdCluster (and its namespace).
-	PlanEtcdCluster KubeObject = "etcdcluster"
-	// PlanPods: the plan's pods (and their namespace).
-	PlanPods KubeObject = "pods"
-	// HMNFDPods: HMNFD's own pods, restarted when it is not ready.
-	HMNFDPods KubeObject = "hmnfd-pods"
-	// LoaderJobIfNamed: a FAS loader Job the config names; it decides
-	// between the Job and the loader API.
-	LoaderJobIfNamed KubeObject = "loader-job-if-named"
-)
+// ProcedureOf returns the procedure named p; false for none (not-in-release).
+func ProcedureOf(p api.Procedure) (procedure.Procedure, bool) {
+	for _, proc := range procedures {
+		if proc.Name == p {
+			return proc, true
+		}
+	}
+	return procedure.Procedure{}, false
+}
 
-var needs = map[api.Procedure]Needs{
-	api.RerunJob:            {Kube: PlanJob},
-	api.RestartPods:         {Kube: PlanPods},
-	api.RecreateEtcdCluster: {Kube: PlanEtcdCluster},
-	api.RestartCRUS:         {Kube: PlanPods, CSMAPI: true},
-	api.RestartOrca: {Kube: HMNFDPods, CSMAPI: true, SSH: true,
+// legacyNeeds are the needs of procedures not yet in their folder.
+var legacyNeeds = map[api.Procedure]procedure.Needs{
+	api.RerunJob:            {Kube: procedure.PlanJob},
+	api.RecreateEtcdCluster: {Kube: procedure.PlanEtcdCluster},
+	api.RestartCRUS:         {Kube: procedure.PlanPods, CSMAPI: true},
+	api.RestartOrca: {Kube: procedure.HMNFDPods, CSMAPI: true, SSH: true,
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("HMNFD %s", v.HMNFDVersion()) }},
-	api.RunFASLoaderAPI: {Kube: LoaderJobIfNamed, CSMAPI: true,
+	api.RunFASLoaderAPI: {Kube: procedure.LoaderJobIfNamed, CSMAPI: true,
 		Note: func(api.APIVersions) string { return "or `rerun-job` where services.fas.job names a Job that exists" }},
 	api.RemountCPS: {CSMAPI: true,
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("BOS %s sessions", v.BOSVersion()) }},
@@ -59,11 +49,14 @@ func bosVersion(v api.APIVersions) string { return "BOS " + v.BOSVersion() }
 // Rederives reports whether procedure p makes the service derive its data
 // again (its pods restart), so that whether it needs a run follows its etcd
 // cluster's age even where repopulate plan counts its data.
-func Rederives(p api.Procedure) bool { return NeedsOf(p).Kube == PlanPods }
+func Rederives(p api.Procedure) bool { return NeedsOf(p).Kube == procedure.PlanPods }
 
 // NeedsOf returns what procedure p needs before a run starts.
-func NeedsOf(p api.Procedure) Needs {
-	n, ok := needs[p]
+func NeedsOf(p api.Procedure) procedure.Needs {
+	if proc, ok := ProcedureOf(p); ok {
+		return proc.Needs
+	}
+	n, ok := legacyNeeds[p]
 	if !ok {
 		panic("catalog: no needs for procedure " + string(p)) // a procedure was added without its needs
 	}

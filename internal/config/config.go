@@ -20,6 +20,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/internal/settings"
 )
 
 // Config is the worker's configuration file.
@@ -65,7 +66,7 @@ type Gates struct {
 // (internal/catalog) says which keys each service has and their defaults.
 // The settings are pointers: a Config copied by value shares them (tests
 // that change a copy use workerconfig.Clone).
-type Services map[api.Service]catalog.Settings
+type Services map[api.Service]settings.Settings
 
 // UnmarshalJSON reads services.<service> over the defaults, refusing a
 // service the catalog does not list and keys its settings do not have.
@@ -273,7 +274,7 @@ func Parse(data []byte, cfg *Config) error {
 // Validate names every bad value at once.
 func (c Config) Validate() error {
 	var errs []error
-	checkDuration := func(field string, d Duration) { errs = append(errs, catalog.CheckDuration(field, d)...) }
+	checkDuration := func(field string, d Duration) { errs = append(errs, settings.CheckDuration(field, d)...) }
 	for _, e := range catalog.Entries() {
 		errs = append(errs, c.Services[e.Service].Validate("services."+string(e.Service))...)
 	}
@@ -337,24 +338,24 @@ func (c Config) Plan(r api.Release, s api.Service) api.ServicePlan {
 	if v.Procedure == api.NotInRelease {
 		return api.ServicePlan{Service: s, Procedure: api.NotInRelease, Reason: v.Reason, FollowUps: v.FollowUps, Release: r}
 	}
-	p := c.Services[s].Plan(catalog.PlanContext{
+	p := c.Services[s].Plan(settings.PlanContext{
 		Service: s, Procedure: v.Procedure, Release: r,
 		Timings: func(wait Duration) api.Timings {
 			return api.Timings{Wait: time.Duration(wait), Delete: time.Duration(c.DeleteTimeout), Poll: time.Duration(c.PollInterval), Heartbeat: time.Duration(c.HeartbeatTimeout), Attempts: c.ActivityAttempts}
 		},
 		Gates: api.GatePolicy{Deadline: time.Duration(c.Gates.Deadline), OnDeadline: c.Gates.OnDeadline},
-		SSH:   catalog.SSHBounds{Concurrency: c.SSH.Concurrency, Connect: time.Duration(c.SSH.ConnectTimeout), Command: time.Duration(c.SSH.CommandTimeout)},
+		SSH:   settings.SSHBounds{Concurrency: c.SSH.Concurrency, Connect: time.Duration(c.SSH.ConnectTimeout), Command: time.Duration(c.SSH.CommandTimeout)},
 	})
 	p.Release, p.APIs = r, r.APIs()
 	return p
 }
 
 // Duration is a time.Duration written as "90s" or "10m" in the file.
-type Duration = catalog.Duration
+type Duration = settings.Duration
 
 // SettingsOf returns the settings of s as their type, e.g.
 // SettingsOf[*catalog.HMNFDSettings](cfg, api.HMNFD); it panics when the
 // catalog gives s settings of another type (a programming error).
-func SettingsOf[T catalog.Settings](c Config, s api.Service) T {
+func SettingsOf[T settings.Settings](c Config, s api.Service) T {
 	return c.Services[s].(T)
 }

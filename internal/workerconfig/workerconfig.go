@@ -20,6 +20,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
 // System is what a worker of a local system is pointed at.
@@ -95,7 +96,7 @@ func Short(s System, wait time.Duration) config.Config {
 			s.CompleteTimeout = w
 		case *catalog.FASSettings:
 			s.Job, s.CompleteTimeout = FASLoaderJob, w
-		case *catalog.PodSettings:
+		case *restartpods.PodSettings:
 			s.ReadyTimeout = w
 		case *catalog.CRUSSettings:
 			s.ReadyTimeout, s.SessionPoll, s.StuckAfter = w, config.Duration(200*time.Millisecond), config.Duration(2*time.Second)

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
 var fleetSystem = System{
@@ -72,8 +72,8 @@ func TestCarriesTheSystem(t *testing.T) {
 	if short.Release != api.ReleaseAuto || FAS(short).Job != simcluster.FASLoaderJob {
 		t.Errorf("release %s, fas job %q", short.Release, FAS(short).Job)
 	}
-	if time.Duration(short.CSM.Timeout) != 1200*time.Millisecond || time.Duration(short.HeartbeatTimeout) != 4*time.Second || time.Duration(config.SettingsOf[*catalog.PodSettings](short, api.MEDS).ReadyTimeout) != 2*time.Minute {
-		t.Errorf("timings: csm %s, heartbeat %s, meds %s", time.Duration(short.CSM.Timeout), time.Duration(short.HeartbeatTimeout), time.Duration(config.SettingsOf[*catalog.PodSettings](short, api.MEDS).ReadyTimeout))
+	if time.Duration(short.CSM.Timeout) != 1200*time.Millisecond || time.Duration(short.HeartbeatTimeout) != 4*time.Second || time.Duration(config.SettingsOf[*restartpods.PodSettings](short, api.MEDS).ReadyTimeout) != 2*time.Minute {
+		t.Errorf("timings: csm %s, heartbeat %s, meds %s", time.Duration(short.CSM.Timeout), time.Duration(short.HeartbeatTimeout), time.Duration(config.SettingsOf[*restartpods.PodSettings](short, api.MEDS).ReadyTimeout))
 	}
 	if ks := v["short, secret in Kubernetes"].CSM.ClientSecret; ks.File != "" || ks.Kubernetes == nil || ks.Kubernetes.Key != "client-secret" {
 		t.Errorf("secret in Kubernetes: %+v", ks)

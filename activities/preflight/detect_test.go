@@ -1,4 +1,4 @@
-package activities_test
+package preflight_test
 
 import (
 	"errors"

@@ -6,7 +6,7 @@ import (
 	"sync"
 )
 
-// CountHeartbeats records every heartbeat's details as JSON, unthrottled,
+// CountHeartbeats, for tests, records every heartbeat's details as JSON, unthrottled,
 // until the returned function is called; it still passes each to the SDK.
 func CountHeartbeats() (beats func() []string, stop func()) {
 	var mu sync.Mutex

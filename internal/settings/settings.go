@@ -1,4 +1,8 @@
-package catalog
+// Package settings is what every procedure's settings (services.<name>
+// in the worker config) are built from: the interface the catalog and the
+// config decode them through, durations as written in the file, and the
+// checks that name a bad value's key.
+package settings
 
 import (
 	"encoding/json"

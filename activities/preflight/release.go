@@ -1,4 +1,4 @@
-package activities
+package preflight
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/productcatalog"
@@ -23,21 +24,21 @@ type DetectReleaseRequest struct{}
 // probing which BOS and HMNFD API versions the gateway serves. A release
 // the probes contradict, or none at all, fails non-retryably before
 // anything changes.
-func (c *CSM) DetectRelease(ctx context.Context, _ DetectReleaseRequest) (api.ReleaseDetection, error) {
-	configured := c.Release
+func (a *Activities) DetectRelease(ctx context.Context, _ DetectReleaseRequest) (api.ReleaseDetection, error) {
+	configured := a.Config.Release
 	if configured == "" {
 		configured = api.ReleaseAuto
 	}
 	var cat productcatalog.Catalog
 	if configured == api.ReleaseAuto {
-		if c.Core == nil {
+		if a.Kube.Core == nil {
 			cat.Note = "no Kubernetes client"
 		} else {
 			var err error
-			if cat, err = productcatalog.Read(ctx, c.Core); err != nil {
+			if cat, err = productcatalog.Read(ctx, a.Kube.Core); err != nil {
 				var forbidden productcatalog.ErrForbidden
 				if errors.As(err, &forbidden) {
-					return api.ReleaseDetection{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrPreflight, nil)
+					return api.ReleaseDetection{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrPreflight, nil)
 				}
 				return api.ReleaseDetection{}, err // transient: retried
 			}
@@ -45,8 +46,8 @@ func (c *CSM) DetectRelease(ctx context.Context, _ DetectReleaseRequest) (api.Re
 	}
 	var probes *api.ReleaseProbes
 	probeNote := ""
-	if cl, err := c.client(); err != nil {
-		probeNote = errorText(err)
+	if cl, err := a.CSM.APIClient(); err != nil {
+		probeNote = activities.ErrorText(err)
 	} else if p, err := cl.Probe(ctx); err != nil {
 		if csm.Retryable(err) {
 			return api.ReleaseDetection{}, err
