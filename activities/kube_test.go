@@ -278,7 +278,9 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) {
 			config.SettingsOf[*catalog.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "nope"
 		}), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
-		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) { config.SettingsOf[*restartpods.PodSettings](*c, api.REDS).Namespace = "servicez" }), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
+		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) {
+			config.SettingsOf[*restartpods.PodSettings](*c, api.REDS).Namespace = "servicez"
+		}), []api.Service{api.REDS}, activities.ErrPreflight, `namespace "servicez" not found`},
 		{"no pods match", "services.meds.selector matches no pod", missing(func(c *config.Config) {
 			config.SettingsOf[*restartpods.PodSettings](*c, api.MEDS).Selector = "app.kubernetes.io/name=cray-medz"
 		}), []api.Service{api.MEDS}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-medz"`},

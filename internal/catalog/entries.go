@@ -83,7 +83,7 @@ var entries = []Entry{
 		Settings: func() settings.Settings {
 			return &CRUSSettings{
 				PodSettings: restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: settings.Duration(10 * time.Minute)},
-				SessionPoll:             settings.Duration(10 * time.Second), StuckAfter: settings.Duration(15 * time.Minute),
+				SessionPoll: settings.Duration(10 * time.Second), StuckAfter: settings.Duration(15 * time.Minute),
 			}
 		},
 		Variants: []Variant{
