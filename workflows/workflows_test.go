@@ -20,11 +20,13 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/activities/preflight"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
 // kubeFake answers the activities as a healthy cluster would and counts the
@@ -78,9 +80,11 @@ func (f *kubeFake) podSelectors() []string {
 
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	k := &activities.Kube{}
+	pre := &preflight.Activities{}
+	pods := &restartpods.Activities{}
 	cfg := config.Default()
 	config.SettingsOf[*catalog.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
-	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req preflight.PreflightRequest) (preflight.PreflightResult, error) {
+	env.OnActivity(pre.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req preflight.PreflightRequest) (preflight.PreflightResult, error) {
 		res := preflight.PreflightResult{Release: req.Release}
 		for _, s := range req.Services {
 			p := cfg.Plan(req.Release, s)
@@ -114,23 +118,23 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(k.WaitJobComplete, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "complete", Attempt: 1}, nil)
 	env.OnActivity(k.WaitEtcdClusterRunning, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "running", Attempt: 1}, nil)
-	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(func(_ context.Context, pods api.PodSet) (restartpods.PodSnapshot, error) {
+	env.OnActivity(pods.SnapshotPods, mock.Anything, mock.Anything).Return(func(_ context.Context, pods api.PodSet) (restartpods.PodSnapshot, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.selectors = append(f.selectors, pods.Selector)
-		return restartpods.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil
+		return restartpods.PodSnapshot{Pods: []restartpods.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil
 	})
-	env.OnActivity(k.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, restartpods.DeletePodsRequest) (activities.Outcome, error) {
+	env.OnActivity(pods.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, restartpods.DeletePodsRequest) (activities.Outcome, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.podDeletes++
 		f.order = append(f.order, "delete-pods")
 		return activities.Outcome{Message: "deleted pods"}, nil
 	})
-	env.OnActivity(k.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
+	env.OnActivity(pods.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
 
 	c := &activities.CSM{}
-	env.OnActivity(c.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, preflight.DetectReleaseRequest) (api.ReleaseDetection, error) {
+	env.OnActivity(pre.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, preflight.DetectReleaseRequest) (api.ReleaseDetection, error) {
 		if f.detectErr != nil {
 			return api.ReleaseDetection{}, f.detectErr
 		}
@@ -150,7 +154,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return activities.HMNFDReadiness{Ready: true, Outcome: activities.Outcome{Message: "HMNFD reports ready"}}, nil
 	})
-	env.OnActivity(c.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
+	env.OnActivity(pre.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
 	env.OnActivity(c.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, activities.CRUSCheckRequest) (activities.CRUSCheck, error) {
 		return f.crus, nil
 	})
@@ -723,7 +727,7 @@ func TestReleaseDecidesWhatRuns(t *testing.T) {
 func TestUndecidableReleaseChangesNothing(t *testing.T) {
 	msg := "cannot tell which CSM release this is: product catalog: ConfigMap services/cray-product-catalog not found; API probes: they fit csm-1.3 or csm-1.5; nothing was changed; set release: in the worker config"
 	env, f := newEnv(t, func(f *kubeFake) {
-		f.detectErr = temporal.NewNonRetryableApplicationError(msg, activities.ErrRelease, nil)
+		f.detectErr = temporal.NewNonRetryableApplicationError(msg, preflight.ErrRelease, nil)
 	})
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{})
 	var appErr *temporal.ApplicationError

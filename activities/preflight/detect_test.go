@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	corev1 "k8s.io/api/core/v1"
@@ -11,12 +12,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/activities/preflight"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/internal/csm"
+	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 )
@@ -39,9 +44,8 @@ func catalogOf(versions []string) *fake.Clientset {
 func TestDetectReleaseFromTheCatalogConfirmedByProbes(t *testing.T) {
 	for _, rel := range api.Releases {
 		t.Run(string(rel), func(t *testing.T) {
-			_, a := csmEmuRelease(t, rel, nil)
-			a.Release, a.Core = api.ReleaseAuto, catalogOf(simcluster.CatalogVersions[rel])
-			d, _, err := csmRun[api.ReleaseDetection](t, a, a.DetectRelease, activities.DetectReleaseRequest{}, nil)
+			a := detector(t, rel, api.ReleaseAuto, catalogOf(simcluster.CatalogVersions[rel]))
+			d, err := run[api.ReleaseDetection](t, a, a.DetectRelease, preflight.DetectReleaseRequest{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,12 +78,11 @@ func TestDetectReleaseRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, a := csmEmuRelease(t, tc.emulator, nil)
-			a.Release, a.Core = tc.configured, catalogOf(tc.catalog)
-			_, _, err := csmRun[api.ReleaseDetection](t, a, a.DetectRelease, activities.DetectReleaseRequest{}, nil)
+			a := detector(t, tc.emulator, tc.configured, catalogOf(tc.catalog))
+			_, err := run[api.ReleaseDetection](t, a, a.DetectRelease, preflight.DetectReleaseRequest{})
 			var appErr *temporal.ApplicationError
-			if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != activities.ErrRelease {
-				t.Fatalf("error %v, want non-retryable %s", err, activities.ErrRelease)
+			if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != preflight.ErrRelease {
+				t.Fatalf("error %v, want non-retryable %s", err, preflight.ErrRelease)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(appErr.Message(), w) {
@@ -93,15 +96,33 @@ func TestDetectReleaseRefusals(t *testing.T) {
 }
 
 func TestDetectReleaseCatalogForbiddenNamesTheRule(t *testing.T) {
-	_, a := csmEmuRelease(t, api.CSM13, nil)
 	core := fake.NewClientset()
 	core.PrependReactor("get", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, productcatalog.ConfigMap, nil)
 	})
-	a.Release, a.Core = api.ReleaseAuto, core
-	_, _, err := csmRun[api.ReleaseDetection](t, a, a.DetectRelease, activities.DetectReleaseRequest{}, nil)
+	a := detector(t, api.CSM13, api.ReleaseAuto, core)
+	_, err := run[api.ReleaseDetection](t, a, a.DetectRelease, preflight.DetectReleaseRequest{})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || !appErr.NonRetryable() || !strings.Contains(appErr.Message(), "deploy/rbac.yaml") || !strings.Contains(appErr.Message(), "forbidden") {
 		t.Fatalf("error %v", err)
 	}
+}
+
+// detector is the release detection of a worker configured with release
+// whose API gateway is an emulator of emulated and whose cluster is core.
+func detector(t *testing.T, emulated, release api.Release, core kubernetes.Interface) *preflight.Activities {
+	t.Helper()
+	e := csmemu.New(csmemu.Options{Release: emulated})
+	base, err := e.Start(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.Release = release
+	return &preflight.Activities{Config: cfg, Kube: &activities.Kube{Core: core}, CSM: &activities.CSM{Client: cl}}
 }

@@ -1,4 +1,4 @@
-package activities_test
+package restartpods_test
 
 import (
 	"errors"
@@ -18,6 +18,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
 // tcpProxy forwards connections to the API server until cut, when it stops
@@ -83,9 +84,9 @@ func TestAPIServerDownMidStep(t *testing.T) {
 	cfg.Host = "https://" + p.addr() // the serving certificate is for 127.0.0.1, any port
 	cfg.Timeout = 2 * time.Second
 	k := kube(cfg)
-	var a *activities.Kube
+	var a *restartpods.Activities
 	set := api.PodSet{Namespace: simcluster.Namespace, Selector: simcluster.NameLabel + "=cray-meds"}
-	snap, err := run[activities.PodSnapshot](t, k, a.SnapshotPods, set)
+	snap, err := run[restartpods.PodSnapshot](t, k, a.SnapshotPods, set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestAPIServerDownMidStep(t *testing.T) {
 	// (a minute); the API server disappears a second into it.
 	cutAt := time.Now().Add(time.Second)
 	time.AfterFunc(time.Second, p.cut)
-	_, err = run[activities.Outcome](t, k, a.WaitPodsReplaced, activities.WaitPodsRequest{Pods: set, Snapshot: snap, Timings: timings()})
+	_, err = run[activities.Outcome](t, k, a.WaitPodsReplaced, restartpods.WaitPodsRequest{Pods: set, Snapshot: snap, Timings: timings()})
 	failedAfter := time.Since(cutAt)
 	var appErr *temporal.ApplicationError
 	if err == nil || !errors.As(err, &appErr) || appErr.NonRetryable() || !strings.Contains(err.Error(), p.addr()) {
