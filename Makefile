@@ -4,7 +4,7 @@
 
 GO       ?= go
 BIN      := bin
-RACE_PKGS := ./workflows/... ./activities/...
+RACE_PKGS := ./workflows/... ./activities/... ./procedures/...
 
 .PHONY: all build tools lint test test-unit chaos demo demo-stop clean bench-fanout bad-input-doc histories
 
@@ -31,7 +31,7 @@ lint: tools
 ## close to go test's default 10-minute limit per package.
 test: tools lint
 	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -e /workflows -e /activities)
+	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -e /workflows -e /activities -e /procedures)
 
 ## chaos: the full chaos suite: SIGKILL the worker at every step boundary of
 ## every service and in long steps, restart Temporal; make test runs the
@@ -56,7 +56,7 @@ test-unit:
 	$(GO) test -count=1 -short $(UNIT_PKGS)
 
 ## bad-input-doc: run the tests that feed bad input to the real parts and regenerate docs/bad-input.md from what they observed
-BAD_INPUT_PKGS  := ./internal/cli ./internal/config ./internal/hostrange ./internal/csm ./internal/sshfan ./workflows ./activities ./internal/e2e
+BAD_INPUT_PKGS  := ./internal/cli ./internal/config ./internal/hostrange ./internal/csm ./internal/sshfan ./workflows ./activities/... ./procedures/... ./internal/e2e
 BAD_INPUT_TESTS := TestBadInput|TestPlanBadInput|TestPlanCannotReadTheCluster|TestBadInputChangesNothing|TestWorkerRefusesBadConfig|TestApproveAndReject|TestSnapshotBadInputs|TestStartSnapshotBadInputs|TestBadConfigIsRefusedWithTheKeyAndTheFix|TestExpandErrors|TestUnauthorizedRefreshAndRetry|TestBadSecretNamesClientAndTokenURL|TestStatusKinds|TestMalformedJSON|TestUnreachable|TestFleet|TestUnknownHostAndAuthFailure|TestCPSGatesApprovedInOrder|TestUnknownGateAndBadDecisionsAreRefused|TestUnknownServiceIsRejectedBeforeAnythingRuns|TestPreflightRefusesBadTargets|TestUnreachableAPIServerIsRetryableAndSaysWhere|TestCRDNotInstalled|TestAPIServerDownMidStep
 bad-input-doc: tools
 	@log=$$(mktemp /tmp/bad-input-XXXXXX.jsonl) && \
