@@ -28,9 +28,7 @@ type CSM struct {
 const (
 	ErrCSMNotConfigured = "CSMNotConfigured"
 	ErrSSHNotConfigured = "SSHNotConfigured"
-	ErrEmptyTargets     = "EmptyTargetSet"
 	ErrBadHostRange     = "BadHostRange"
-	ErrTooManyFailed    = "TooManyNodesFailed"
 )
 
 func (c *CSM) APIClient() (*csm.Client, error) {

@@ -25,9 +25,6 @@ func Shared(k *Kube, c *CSM) map[string]any {
 
 		api.ActivityCheckCRUSSessions:       c.CheckCRUSSessions,
 		api.ActivityConfirmCRUSSessions:     c.ConfirmCRUSSessions,
-		api.ActivityDiscoverOrcaTargets:     c.DiscoverOrcaTargets,
-		api.ActivityRestartOrca:             c.RestartOrca,
-		api.ActivityVerifySubscriptions:     c.VerifySubscriptions,
 		api.ActivityStartFASLoader:          c.StartFASLoader,
 		api.ActivityWaitFASLoader:           c.WaitFASLoader,
 		api.ActivityFindCPSNodes:            c.FindCPSNodes,
@@ -35,6 +32,5 @@ func Shared(k *Kube, c *CSM) map[string]any {
 		api.ActivityWaitNodesState:          c.WaitNodesState,
 		api.ActivityRestoreSessionTemplates: c.RestoreSessionTemplates,
 		api.ActivityCheckSessionTemplates:   c.CheckSessionTemplates,
-		api.ActivityCheckHMNFDReady:         c.CheckHMNFDReady,
 	}
 }

@@ -177,22 +177,6 @@ func TestRestoreReportsAWarningAsAWarning(t *testing.T) {
 	}
 }
 
-// TestVerifySubscriptionsOnCSM10: HMNFD 1.8.5 lists no SubscriberComponent;
-// the nodes are found from Subscriber alone, whatever the case.
-func TestVerifySubscriptionsOnCSM10(t *testing.T) {
-	e, a := csmEmuRelease(t, api.CSM10, csmemu.ComputeNodes(3))
-	e.Subscribe(strings.ToUpper(n0))
-	e.Subscribe(n1)
-	req := activities.VerifyRequest{Xnames: []string{n0, n1, n2}, APIs: api.CSM10.APIs()}
-	res, _, err := csmRun[activities.VerifyResult](t, a, a.VerifySubscriptions, req, nil)
-	if err != nil || !slices.Equal(res.Missing, []string{n2}) {
-		t.Fatalf("VerifySubscriptions = %+v, %v; want %s missing", res, err, n2)
-	}
-	if e.Requests(csm.PathHMNFDv1Subscriptions) == 0 || e.Requests(csm.PathHMNFDSubscriptions) != 0 {
-		t.Errorf("requests %v: want /hmi/v1 only", e.RequestCounts())
-	}
-}
-
 // TestStartFASLoaderAdoptsALostRun: FAS starts a Nexus load but its answer
 // is lost; the retry adopts that run instead of starting a second one.
 func TestStartFASLoaderAdoptsALostRun(t *testing.T) {

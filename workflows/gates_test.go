@@ -18,6 +18,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/procedures/orca"
 )
 
 // decision is the outcome of one Update sent to the parent.
@@ -254,8 +255,8 @@ func TestSnapshotReachesTheServicesThatUseIt(t *testing.T) {
 		t.Errorf("restored %v, want both templates", f.restored)
 	}
 	hmnfd := serviceState(t, report, api.HMNFD)
-	if last := hmnfd.Steps[len(hmnfd.Steps)-1]; last.Name != StepCompareSubs || last.State != api.Done {
-		t.Errorf("hmnfd last step %+v, want %s done", last, StepCompareSubs)
+	if last := hmnfd.Steps[len(hmnfd.Steps)-1]; last.Name != orca.StepCompareSubs || last.State != api.Done {
+		t.Errorf("hmnfd last step %+v, want %s done", last, orca.StepCompareSubs)
 	}
 	if strings.Join(f.verified, ",") != "x1000c0s1b0n0,x9000c0s1b0n0" {
 		t.Errorf("last verification looked at %v, want the snapshot's subscribers", f.verified)

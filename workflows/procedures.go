@@ -11,7 +11,6 @@ var legacyProcedures = map[api.Procedure]procedure.Procedure{
 	api.RerunJob:            rerunJob,
 	api.RecreateEtcdCluster: recreateEtcdCluster,
 	api.RestartCRUS:         restartCRUSProcedure,
-	api.RestartOrca:         restartOrcaProcedure,
 	api.RunFASLoaderAPI:     runFASLoaderProcedure,
 	api.RemountCPS:          remountCPSProcedure,
 	api.RestoreBOSTemplates: restoreBOSTemplates,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/procedures/orca"
 )
 
 // measuringConverter is the default data converter that remembers the
@@ -79,7 +80,7 @@ const payloadWarnBytes = 256 << 10
 // xname): HSM discovery's result and the subscription check's input. They
 // stay under 256 KiB up to about 13,000 nodes and under Temporal's 2 MiB
 // hard limit up to about 100,000.
-var growWithNodes = []string{fmt.Sprint(reflect.TypeOf(activities.OrcaTargets{})), fmt.Sprint(reflect.TypeOf(activities.VerifyRequest{}))}
+var growWithNodes = []string{fmt.Sprint(reflect.TypeOf(orca.OrcaTargets{})), fmt.Sprint(reflect.TypeOf(orca.VerifyRequest{}))}
 
 // scaleRun runs hmnfd over nodes that all fail and returns the payload
 // sizes and the history events it would write.

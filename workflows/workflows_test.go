@@ -26,6 +26,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/orca"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -48,7 +49,7 @@ type kubeFake struct {
 	allFail    bool
 	failReason string
 	crus       activities.CRUSCheck
-	batches    []activities.RestartBatch
+	batches    []orca.RestartBatch
 	verified   []string
 	// CPS and BOS: the nodes that boot from CPS (none: CPS unused), the
 	// BOS sessions started, templates restored and checked.
@@ -144,40 +145,41 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return api.ReleaseDetection{Release: r, Configured: api.ReleaseAuto, How: "product catalog's highest CSM version is test"}, nil
 	})
-	env.OnActivity(c.CheckHMNFDReady, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.HMNFDReadyRequest) (activities.HMNFDReadiness, error) {
+	fanout := &orca.Activities{}
+	env.OnActivity(fanout.CheckHMNFDReady, mock.Anything, mock.Anything).Return(func(_ context.Context, r orca.HMNFDReadyRequest) (orca.HMNFDReadiness, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.hmnfdChecks++
 		f.order = append(f.order, fmt.Sprintf("check-hmnfd-ready(budget %s)", r.Budget))
 		if f.hmnfdNotReady && r.Budget == 0 {
-			return activities.HMNFDReadiness{Outcome: activities.Outcome{Message: "HMNFD reports not ready"}}, nil
+			return orca.HMNFDReadiness{Outcome: activities.Outcome{Message: "HMNFD reports not ready"}}, nil
 		}
-		return activities.HMNFDReadiness{Ready: true, Outcome: activities.Outcome{Message: "HMNFD reports ready"}}, nil
+		return orca.HMNFDReadiness{Ready: true, Outcome: activities.Outcome{Message: "HMNFD reports ready"}}, nil
 	})
 	env.OnActivity(pre.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
 	env.OnActivity(c.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, activities.CRUSCheckRequest) (activities.CRUSCheck, error) {
 		return f.crus, nil
 	})
 	env.OnActivity(c.ConfirmCRUSSessions, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "listed"}, nil)
-	env.OnActivity(c.DiscoverOrcaTargets, mock.Anything, mock.Anything).Return(func(context.Context, activities.OrcaTargetsRequest) (activities.OrcaTargets, error) {
+	env.OnActivity(fanout.DiscoverOrcaTargets, mock.Anything, mock.Anything).Return(func(context.Context, orca.OrcaTargetsRequest) (orca.OrcaTargets, error) {
 		// As DiscoverOrcaTargets answers: NID ranges, their xnames, NCN hosts.
-		t := activities.OrcaTargets{ComputeNIDs: []activities.NIDRange{{First: 1, Last: f.nodes}}, NCNs: []string{"ncn-w001-can.local"}}
+		t := orca.OrcaTargets{ComputeNIDs: []orca.NIDRange{{First: 1, Last: f.nodes}}, NCNs: []string{"ncn-w001-can.local"}}
 		for i := 1; i <= f.nodes; i++ {
 			t.ComputeXnames = append(t.ComputeXnames, fmt.Sprintf("x1000c0s%db0n0", i))
 		}
 		if f.oldTargets { // as a run recorded before the compact form
-			t = activities.OrcaTargets{Nodes: t.All()}
+			t = orca.OrcaTargets{Nodes: t.All()}
 		}
 		return t, nil
 	})
-	env.OnActivity(c.RestartOrca, mock.Anything, mock.Anything).After(f.orcaTakes).Return(func(_ context.Context, b activities.RestartBatch) (activities.BatchResult, error) {
+	env.OnActivity(fanout.RestartOrca, mock.Anything, mock.Anything).After(f.orcaTakes).Return(func(_ context.Context, b orca.RestartBatch) (orca.BatchResult, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.batches = append(f.batches, b)
 		if len(f.batches) == 1 {
 			f.order = append(f.order, "restart-orca")
 		}
-		r := activities.BatchResult{Restarted: map[string][]string{}}
+		r := orca.BatchResult{Restarted: map[string][]string{}}
 		for _, h := range b.Hosts {
 			if f.failingHosts[h] || f.allFail {
 				reason := "connection refused"
@@ -192,11 +194,11 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return r, nil
 	})
-	env.OnActivity(c.VerifySubscriptions, mock.Anything, mock.Anything).Return(func(_ context.Context, v activities.VerifyRequest) (activities.VerifyResult, error) {
+	env.OnActivity(fanout.VerifySubscriptions, mock.Anything, mock.Anything).Return(func(_ context.Context, v orca.VerifyRequest) (orca.VerifyResult, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.verified = v.Xnames
-		return activities.VerifyResult{}, nil
+		return orca.VerifyResult{}, nil
 	})
 	env.OnActivity(c.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, activities.CPSNodesRequest) (activities.CPSNodes, error) {
 		f.mu.Lock()
@@ -752,7 +754,7 @@ func TestHMNFDNotReadyIsRestartedBeforeOrca(t *testing.T) {
 		t.Errorf("order %s", got)
 	}
 	h := serviceState(t, report, api.HMNFD)
-	if h.State != api.Done || h.Steps[1].Name != StepCheckHMNFD || h.Steps[2].State != api.Done || h.Steps[3].State != api.Done {
+	if h.State != api.Done || h.Steps[1].Name != orca.StepCheckHMNFD || h.Steps[2].State != api.Done || h.Steps[3].State != api.Done {
 		t.Errorf("hmnfd %+v", h)
 	}
 	// Ready from the start: the pods are left alone.

@@ -14,13 +14,13 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/wiring"
+	"github.com/csmops/etcd-repopulate/procedures/orca"
 	"github.com/csmops/etcd-repopulate/workflows"
 )
 
@@ -49,7 +49,7 @@ func startWorkflowBench(ctx context.Context, dir string, f *sshtest.Fleet, nodes
 	// Orca's re-subscription is not what is measured: subscribe everyone.
 	b.emu.SubscribeReadyCompute()
 	cfg := config.Default()
-	hmnfd := config.SettingsOf[*catalog.HMNFDSettings](cfg, api.HMNFD)
+	hmnfd := config.SettingsOf[*orca.HMNFDSettings](cfg, api.HMNFD)
 	hmnfd.NCNGroups, hmnfd.BatchSize = nil, batch
 	cfg.SSH = config.SSH{Config: f.ConfigFile, KnownHosts: []string{f.KnownHosts}, Concurrency: width,
 		ConnectTimeout: config.Duration(connectTimeout), CommandTimeout: config.Duration(2 * time.Minute)}

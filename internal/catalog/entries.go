@@ -6,6 +6,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/orca"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -124,7 +125,7 @@ var entries = []Entry{
 		Title:   "Hardware Management Notification Fanout Daemon (HMNFD)",
 		Does:    "restarts orca on computes and NCNs to resubscribe",
 		Settings: func() settings.Settings {
-			return &HMNFDSettings{BatchSize: MaxBatchSize, MaxFailedPercent: 2, VerifyTimeout: settings.Duration(5 * time.Minute),
+			return &orca.HMNFDSettings{BatchSize: orca.MaxBatchSize, MaxFailedPercent: 2, VerifyTimeout: settings.Duration(5 * time.Minute),
 				Pods: restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-hmnfd", ReadyTimeout: settings.Duration(10 * time.Minute)}}
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RestartOrca}},

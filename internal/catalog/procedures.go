@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/procedures/orca"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
@@ -13,6 +14,7 @@ import (
 // worker's activity registration read.
 var procedures = []procedure.Procedure{
 	restartpods.Procedure,
+	orca.Procedure,
 }
 
 // Procedures lists every procedure.
@@ -33,8 +35,6 @@ var legacyNeeds = map[api.Procedure]procedure.Needs{
 	api.RerunJob:            {Kube: procedure.PlanJob},
 	api.RecreateEtcdCluster: {Kube: procedure.PlanEtcdCluster},
 	api.RestartCRUS:         {Kube: procedure.PlanPods, CSMAPI: true},
-	api.RestartOrca: {Kube: procedure.HMNFDPods, CSMAPI: true, SSH: true,
-		Note: func(v api.APIVersions) string { return fmt.Sprintf("HMNFD %s", v.HMNFDVersion()) }},
 	api.RunFASLoaderAPI: {Kube: procedure.LoaderJobIfNamed, CSMAPI: true,
 		Note: func(api.APIVersions) string { return "or `rerun-job` where services.fas.job names a Job that exists" }},
 	api.RemountCPS: {CSMAPI: true,

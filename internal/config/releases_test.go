@@ -11,6 +11,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/procedures/orca"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "rewrite the generated blocks of docs/csm-releases.md and docs/configuration.md")
@@ -49,9 +50,9 @@ func releaseTables() string {
 	}
 	b.WriteString("\n| release | BOS API | HMNFD API | orca units, tried in order | NCN groups |\n|---|---|---|---|---|\n")
 	for _, r := range api.Releases {
-		apis, orca := r.APIs(), catalog.Orca(r)
+		apis, where := r.APIs(), orca.PlacementOn(r)
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r, apis.BOSVersion(), apis.HMNFDVersion(),
-			"`"+strings.Join(orca.Units, "`, `")+"`", "`"+strings.Join(orca.NCNGroups, "`, `")+"`")
+			"`"+strings.Join(where.Units, "`, `")+"`", "`"+strings.Join(where.NCNGroups, "`, `")+"`")
 	}
 	b.WriteString("\netcd cluster per service (namespace " + catalog.EtcdNamespace + "; what repopulate plan reads and counts):\n\n| service |")
 	for _, r := range api.Releases {

@@ -20,6 +20,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/procedures/orca"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -102,7 +103,7 @@ func Short(s System, wait time.Duration) config.Config {
 			s.ReadyTimeout, s.SessionPoll, s.StuckAfter = w, config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
 		case *catalog.EtcdClusterSettings:
 			s.RunningTimeout = w
-		case *catalog.HMNFDSettings:
+		case *orca.HMNFDSettings:
 			s.VerifyTimeout = config.Duration(time.Minute)
 		}
 	}
@@ -232,8 +233,8 @@ func asMap(c config.Config) (map[string]any, error) {
 
 // HMNFD, CRUS, CPS and FAS are the settings of the services the local
 // systems change most: pointers into c's services.
-func HMNFD(c config.Config) *catalog.HMNFDSettings {
-	return config.SettingsOf[*catalog.HMNFDSettings](c, api.HMNFD)
+func HMNFD(c config.Config) *orca.HMNFDSettings {
+	return config.SettingsOf[*orca.HMNFDSettings](c, api.HMNFD)
 }
 
 func CRUS(c config.Config) *catalog.CRUSSettings {

@@ -1,4 +1,7 @@
-package workflows
+// Package orca is the runbook's HMNFD section: restart the orca daemon on
+// the compute nodes and NCNs so that they subscribe to HMNFD again, after
+// restarting HMNFD's own pods (through restartpods) when it is not ready.
+package orca
 
 import (
 	"fmt"
@@ -26,9 +29,17 @@ const (
 	StepCompareSubs   = "compare-saved-subscriptions"
 )
 
-var restartOrcaProcedure = procedure.Procedure{Steps: orcaSteps, Run: restartOrca}
+// Procedure restarts orca and checks the subscriptions.
+var Procedure = procedure.Procedure{
+	Name:  api.RestartOrca,
+	Steps: steps,
+	Run:   Run,
+	Needs: procedure.Needs{Kube: procedure.HMNFDPods, CSMAPI: true, SSH: true,
+		Note: func(v api.APIVersions) string { return fmt.Sprintf("HMNFD %s", v.HMNFDVersion()) }},
+	Activities: named,
+}
 
-func orcaSteps(in procedure.Input) []string {
+func steps(in procedure.Input) []string {
 	steps := []string{StepDiscoverNodes}
 	if checksHMNFDReadiness(in.Plan) {
 		steps = append(steps, StepCheckHMNFD, StepRestartHMNFD, StepWaitHMNFD)
@@ -46,15 +57,15 @@ func checksHMNFDReadiness(plan api.ServicePlan) bool {
 	return plan.HMNFD != nil && plan.HMNFD.Pods.Selector != ""
 }
 
-// restartOrca is the runbook's HMNFD section: restart the orca daemon on
-// every Ready compute node and the NCNs, in batches of durable activities,
-// then check that HMNFD lists the compute nodes' subscriptions again.
-func restartOrca(w *procedure.Run, ctx workflow.Context) error {
+// Run restarts the orca daemon on every Ready compute node and the NCNs, in
+// batches of durable activities, then checks that HMNFD lists the compute
+// nodes' subscriptions again.
+func Run(w *procedure.Run, ctx workflow.Context) error {
 	plan := w.In.Plan
 	h := plan.HMNFD
-	var targets activities.OrcaTargets
+	var targets OrcaTargets
 	err := w.Step(ctx, StepDiscoverNodes, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityDiscoverOrcaTargets, activities.OrcaTargetsRequest{NCNGroups: h.NCNGroups}).Get(ctx, &targets)
+		err := workflow.ExecuteActivity(ctx, api.ActivityDiscoverOrcaTargets, OrcaTargetsRequest{NCNGroups: h.NCNGroups}).Get(ctx, &targets)
 		return targets.Outcome, err
 	})
 	if err != nil {
@@ -75,8 +86,8 @@ func restartOrca(w *procedure.Run, ctx workflow.Context) error {
 	units := h.OrcaUnits()
 	unitText := strings.Join(units, " (else ") + strings.Repeat(")", len(units)-1)
 	if w.In.DryRun {
-		w.Finish(ctx, StepRestartOrca, api.Skipped, fmt.Sprintf("dry-Run: would run systemctl restart %s on %d nodes (%s) in batches of %d", unitText, len(hosts), procedure.Sample(hosts, 5), h.BatchSize), 0)
-		w.Finish(ctx, StepVerifySubs, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HMNFD subscriptions of %d compute nodes", h.VerifyTimeout, len(xnames)), 0)
+		w.Finish(ctx, StepRestartOrca, api.Skipped, fmt.Sprintf("dry-run: would run systemctl restart %s on %d nodes (%s) in batches of %d", unitText, len(hosts), procedure.Sample(hosts, 5), h.BatchSize), 0)
+		w.Finish(ctx, StepVerifySubs, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD subscriptions of %d compute nodes", h.VerifyTimeout, len(xnames)), 0)
 		return nil
 	}
 
@@ -89,10 +100,10 @@ func restartOrca(w *procedure.Run, ctx workflow.Context) error {
 	err = w.Step(ctx, StepRestartOrca, batchOpts, func(ctx workflow.Context) (activities.Outcome, error) {
 		for start, batch := 0, 1; start < len(hosts); start, batch = start+h.BatchSize, batch+1 {
 			end := min(start+h.BatchSize, len(hosts))
-			var res activities.BatchResult
-			req := activities.RestartBatch{Batch: batch, Hosts: hosts[start:end], Units: units}
+			var res BatchResult
+			req := RestartBatch{Batch: batch, Hosts: hosts[start:end], Units: units}
 			if len(h.Units) == 0 {
-				req = activities.RestartBatch{Batch: batch, Hosts: hosts[start:end], Unit: h.Unit} // as recorded
+				req = RestartBatch{Batch: batch, Hosts: hosts[start:end], Unit: h.Unit} // as recorded
 			}
 			if err := workflow.ExecuteActivity(ctx, api.ActivityRestartOrca, req).Get(ctx, &res); err != nil {
 				return activities.Outcome{}, err
@@ -148,7 +159,7 @@ func restartOrca(w *procedure.Run, ctx workflow.Context) error {
 		}
 		if float64(bad)*100 > h.MaxFailedPercent*float64(counts.Total) {
 			return activities.Outcome{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("%s — more than services.hmnfd.maxFailedPercent (%g%%)", msg, h.MaxFailedPercent), activities.ErrTooManyFailed, nil)
+				fmt.Sprintf("%s — more than services.hmnfd.maxFailedPercent (%g%%)", msg, h.MaxFailedPercent), ErrTooManyFailed, nil)
 		}
 		return activities.Outcome{Message: msg + fmt.Sprintf(" (within the %g%% allowed)", h.MaxFailedPercent)}, nil
 	})
@@ -172,9 +183,9 @@ func restartOrca(w *procedure.Run, ctx workflow.Context) error {
 			verify = append(verify, x)
 		}
 	}
-	var res activities.VerifyResult
+	var res VerifyResult
 	err = w.Step(ctx, StepVerifySubs, procedure.WaitOptions(plan.Timings, h.VerifyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll, APIs: plan.APIs}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll, APIs: plan.APIs}).Get(ctx, &res)
 		return res.Outcome, err
 	})
 	if err == nil && len(res.Missing) > 0 {
@@ -206,9 +217,9 @@ func ensureHMNFDReady(w *procedure.Run, ctx workflow.Context) error {
 	// The check reports to the parent only when HMNFD is not ready: a
 	// ready HMNFD costs the history no progress signals (restart-orca's
 	// first report carries these steps).
-	var check activities.HMNFDReadiness
+	var check HMNFDReadiness
 	w.Find(StepCheckHMNFD).Started = workflow.Now(ctx)
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, procedure.ReadOptions(plan.Timings)), api.ActivityCheckHMNFDReady, activities.HMNFDReadyRequest{}).Get(ctx, &check)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, procedure.ReadOptions(plan.Timings)), api.ActivityCheckHMNFDReady, HMNFDReadyRequest{}).Get(ctx, &check)
 	if err != nil {
 		state := api.Failed
 		if temporal.IsCanceledError(err) {
@@ -224,8 +235,8 @@ func ensureHMNFDReady(w *procedure.Run, ctx workflow.Context) error {
 		return nil
 	}
 	if w.In.DryRun {
-		w.Finish(ctx, StepRestartHMNFD, api.Skipped, fmt.Sprintf("dry-Run: HMNFD is not ready; would restart its pods (%s)", h.Pods), 0)
-		w.Finish(ctx, StepWaitHMNFD, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HMNFD to report ready", h.PodsReadyTimeout), 0)
+		w.Finish(ctx, StepRestartHMNFD, api.Skipped, fmt.Sprintf("dry-run: HMNFD is not ready; would restart its pods (%s)", h.Pods), 0)
+		w.Finish(ctx, StepWaitHMNFD, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD to report ready", h.PodsReadyTimeout), 0)
 		return nil
 	}
 	var snap restartpods.PodSnapshot
@@ -248,8 +259,8 @@ func ensureHMNFDReady(w *procedure.Run, ctx workflow.Context) error {
 		if err := workflow.ExecuteActivity(ctx, api.ActivityWaitPodsReplaced, restartpods.WaitPodsRequest{Pods: h.Pods, Snapshot: snap, Timings: timings}).Get(ctx, &out); err != nil {
 			return out, err
 		}
-		var ready activities.HMNFDReadiness
-		err := workflow.ExecuteActivity(ctx, api.ActivityCheckHMNFDReady, activities.HMNFDReadyRequest{Budget: h.PodsReadyTimeout, Poll: plan.Timings.Poll}).Get(ctx, &ready)
+		var ready HMNFDReadiness
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckHMNFDReady, HMNFDReadyRequest{Budget: h.PodsReadyTimeout, Poll: plan.Timings.Poll}).Get(ctx, &ready)
 		ready.Message = out.Message + "; " + ready.Message
 		return ready.Outcome, err
 	})
@@ -260,9 +271,9 @@ func ensureHMNFDReady(w *procedure.Run, ctx workflow.Context) error {
 // (down now, not Ready) are expected to be missing and are listed for a person.
 func compareSavedSubscriptions(w *procedure.Run, ctx workflow.Context) error {
 	saved := w.In.Snapshot.SubscribedXnames
-	var res activities.VerifyResult
+	var res VerifyResult
 	err := w.Step(ctx, StepCompareSubs, procedure.ReadOptions(w.In.Plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, activities.VerifyRequest{Xnames: saved, Budget: 0, Poll: w.In.Plan.Timings.Poll, APIs: w.In.Plan.APIs}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, VerifyRequest{Xnames: saved, Budget: 0, Poll: w.In.Plan.Timings.Poll, APIs: w.In.Plan.APIs}).Get(ctx, &res)
 		if err == nil && len(res.Missing) == 0 {
 			res.Message = fmt.Sprintf("all %d nodes subscribed in the snapshot (%s) are subscribed again", len(saved), w.In.Snapshot.Dir)
 		} else if err == nil {

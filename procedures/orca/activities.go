@@ -1,4 +1,4 @@
-package activities
+package orca
 
 import (
 	"context"
@@ -13,10 +13,32 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/hostrange"
 	"github.com/csmops/etcd-repopulate/internal/sshfan"
+)
+
+// Activities restart orca over SSH and ask HSM and HMNFD through the
+// worker's CSM clients.
+type Activities struct{ CSM *activities.CSM }
+
+// named maps each contract name (internal/api) to its implementation.
+func named(_ *activities.Kube, c *activities.CSM) map[string]any {
+	a := &Activities{CSM: c}
+	return map[string]any{
+		api.ActivityDiscoverOrcaTargets: a.DiscoverOrcaTargets,
+		api.ActivityRestartOrca:         a.RestartOrca,
+		api.ActivityVerifySubscriptions: a.VerifySubscriptions,
+		api.ActivityCheckHMNFDReady:     a.CheckHMNFDReady,
+	}
+}
+
+// Non-retryable error types of restart-orca.
+const (
+	ErrEmptyTargets  = "EmptyTargetSet"
+	ErrTooManyFailed = "TooManyNodesFailed"
 )
 
 // OrcaTargetsRequest names the NCN groups besides the Ready computes.
@@ -41,7 +63,7 @@ type OrcaTargets struct {
 	ComputeNIDs   []NIDRange   `json:"computeNids,omitempty"`
 	ComputeXnames []string     `json:"computeXnames,omitempty"`
 	NCNs          []string     `json:"ncns,omitempty"`
-	Outcome
+	activities.Outcome
 }
 
 // NIDRange is the NIDs First to Last, both included.
@@ -82,14 +104,14 @@ func (t *OrcaTargets) addCompute(nid int, xname string) {
 // DiscoverOrcaTargets asks HSM for the Ready compute nodes (replacing the
 // runbook's sat status | awk, which broke when sat's columns changed) and
 // expands the NCN groups as pdsh would.
-func (c *CSM) DiscoverOrcaTargets(ctx context.Context, req OrcaTargetsRequest) (OrcaTargets, error) {
-	cl, err := c.APIClient()
+func (a *Activities) DiscoverOrcaTargets(ctx context.Context, req OrcaTargetsRequest) (OrcaTargets, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return OrcaTargets{}, err
 	}
 	computes, err := cl.ReadyComputeNodes(ctx)
 	if err != nil {
-		return OrcaTargets{}, CSMError(err)
+		return OrcaTargets{}, activities.CSMError(err)
 	}
 	sort.Slice(computes, func(i, j int) bool { return computes[i].NID < computes[j].NID })
 	var res OrcaTargets
@@ -107,7 +129,7 @@ func (c *CSM) DiscoverOrcaTargets(ctx context.Context, req OrcaTargetsRequest) (
 	var ncns []string
 	if len(req.NCNGroups) > 0 { // none is fine: no NCN runs orca
 		if ncns, err = hostrange.ExpandAll(req.NCNGroups); err != nil {
-			return OrcaTargets{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrBadHostRange, nil)
+			return OrcaTargets{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrBadHostRange, nil)
 		}
 	}
 	for _, h := range ncns {
@@ -120,7 +142,7 @@ func (c *CSM) DiscoverOrcaTargets(ctx context.Context, req OrcaTargetsRequest) (
 		return OrcaTargets{}, temporal.NewNonRetryableApplicationError(
 			"no node to restart orca on: HSM lists no Ready compute node and no NCN group is configured (services.hmnfd.ncnGroups)", ErrEmptyTargets, nil)
 	}
-	res.Outcome = NewOutcome(ctx, "%d Ready compute nodes from HSM and %d NCNs from %s", len(res.ComputeXnames), len(res.NCNs), strings.Join(req.NCNGroups, " "))
+	res.Outcome = activities.NewOutcome(ctx, "%d Ready compute nodes from HSM and %d NCNs from %s", len(res.ComputeXnames), len(res.NCNs), strings.Join(req.NCNGroups, " "))
 	return res, nil
 }
 
@@ -142,7 +164,7 @@ type BatchResult struct {
 	Problems []api.NodeProblem `json:"problems,omitempty"`
 	// Restarted lists, per unit, the hosts on which that unit was restarted.
 	Restarted map[string][]string `json:"restarted,omitempty"`
-	Outcome
+	activities.Outcome
 }
 
 // batchProgress is the heartbeat detail of a batch: the hosts already
@@ -161,8 +183,8 @@ const unitNotFound = 5
 // says the unit does not exist (exit 5) gets the next one. Per-node progress
 // is heartbeated, so a batch retried after a worker crash skips the nodes it
 // already finished.
-func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, error) {
-	runner, err := c.SSHRunner()
+func (a *Activities) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, error) {
+	runner, err := a.CSM.SSHRunner()
 	if err != nil {
 		return BatchResult{}, err
 	}
@@ -215,7 +237,7 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 					snapshot.Restarted[u] = slices.Clone(hs)
 				}
 				mu.Unlock()
-				RecordHeartbeat(ctx, snapshot)
+				activities.RecordHeartbeat(ctx, snapshot)
 			}
 		}
 	}()
@@ -236,9 +258,9 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 				next = append(next, r.Host)
 			case r.ExitStatus == unitNotFound && len(units) > 1:
 				progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status),
-					Reason: Clip(fmt.Sprintf("none of the units %s is on this node (systemctl exit 5 for each): %s", strings.Join(units, ", "), r.Reason), MaxReasonBytes)})
+					Reason: activities.Clip(fmt.Sprintf("none of the units %s is on this node (systemctl exit 5 for each): %s", strings.Join(units, ", "), r.Reason), activities.MaxReasonBytes)})
 			default:
-				progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status), Reason: Clip(r.Reason, MaxReasonBytes)})
+				progress.Problems = append(progress.Problems, api.NodeProblem{Host: r.Host, Status: string(r.Status), Reason: activities.Clip(r.Reason, activities.MaxReasonBytes)})
 			}
 		})
 		if err != nil {
@@ -249,7 +271,7 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 	close(stopBeat)
 	<-beatDone
 	if err != nil {
-		RecordHeartbeat(ctx, progress)
+		activities.RecordHeartbeat(ctx, progress)
 		return BatchResult{}, err
 	}
 	var per []string
@@ -265,7 +287,7 @@ func (c *CSM) RestartOrca(ctx context.Context, req RestartBatch) (BatchResult, e
 	if resumed > 0 {
 		msg += fmt.Sprintf(" (%d already done before a retry)", resumed)
 	}
-	return BatchResult{OK: progress.OK, Problems: progress.Problems, Restarted: progress.Restarted, Outcome: NewOutcome(ctx, "%s", msg)}, nil
+	return BatchResult{OK: progress.OK, Problems: progress.Problems, Restarted: progress.Restarted, Outcome: activities.NewOutcome(ctx, "%s", msg)}, nil
 }
 
 // HMNFDReadyRequest bounds waiting for HMNFD to be ready; Budget 0 asks once.
@@ -277,35 +299,35 @@ type HMNFDReadyRequest struct {
 // HMNFDReadiness is whether HMNFD said it is ready.
 type HMNFDReadiness struct {
 	Ready bool `json:"ready"`
-	Outcome
+	activities.Outcome
 }
 
 // CheckHMNFDReady asks HMNFD whether it is ready. After an etcd wipe HMNFD
 // stays not-ready (and has lost its own HSM subscription) until its process
 // restarts (csm-specs/observed), so orca's re-subscriptions would go nowhere.
 // With a budget it waits until HMNFD is ready and fails when it never is.
-func (c *CSM) CheckHMNFDReady(ctx context.Context, req HMNFDReadyRequest) (HMNFDReadiness, error) {
-	cl, err := c.APIClient()
+func (a *Activities) CheckHMNFDReady(ctx context.Context, req HMNFDReadyRequest) (HMNFDReadiness, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return HMNFDReadiness{}, err
 	}
 	if req.Budget <= 0 {
 		ready, err := cl.HMNFDReady(ctx)
 		if err != nil {
-			return HMNFDReadiness{}, CSMError(err)
+			return HMNFDReadiness{}, activities.CSMError(err)
 		}
 		if ready {
-			return HMNFDReadiness{Ready: true, Outcome: NewOutcome(ctx, "HMNFD reports ready")}, nil
+			return HMNFDReadiness{Ready: true, Outcome: activities.NewOutcome(ctx, "HMNFD reports ready")}, nil
 		}
-		return HMNFDReadiness{Outcome: NewOutcome(ctx, "HMNFD reports not ready (as it does after an etcd rebuild until its process restarts)")}, nil
+		return HMNFDReadiness{Outcome: activities.NewOutcome(ctx, "HMNFD reports not ready (as it does after an etcd rebuild until its process restarts)")}, nil
 	}
-	msg, err := Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "HMNFD to report ready", func(ctx context.Context) (string, bool, error) {
+	msg, err := activities.Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "HMNFD to report ready", func(ctx context.Context) (string, bool, error) {
 		ready, err := cl.HMNFDReady(ctx)
 		switch {
 		case err != nil && (csm.Retryable(err) || csm.KindOf(err) == csm.NotFound):
 			return fmt.Sprintf("HMNFD not answering yet: %v", err), false, nil // its pods are starting
 		case err != nil:
-			return "", false, CSMError(err)
+			return "", false, activities.CSMError(err)
 		case !ready:
 			return "HMNFD reports not ready", false, nil
 		}
@@ -314,7 +336,7 @@ func (c *CSM) CheckHMNFDReady(ctx context.Context, req HMNFDReadyRequest) (HMNFD
 	if err != nil {
 		return HMNFDReadiness{}, err
 	}
-	return HMNFDReadiness{Ready: true, Outcome: NewOutcome(ctx, "%s", msg)}, nil
+	return HMNFDReadiness{Ready: true, Outcome: activities.NewOutcome(ctx, "%s", msg)}, nil
 }
 
 // VerifyRequest names the compute nodes that must be subscribed again.
@@ -329,26 +351,26 @@ type VerifyRequest struct {
 // VerifyResult lists the nodes HMNFD still has no subscription for.
 type VerifyResult struct {
 	Missing []string `json:"missing,omitempty"`
-	Outcome
+	activities.Outcome
 }
 
 // VerifySubscriptions polls HMNFD until every restarted compute node has a
 // subscription again, or the budget runs out; the ones still missing are
 // returned, not treated as an error, so the report can list them.
-func (c *CSM) VerifySubscriptions(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
-	cl, err := c.APIClient()
+func (a *Activities) VerifySubscriptions(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return VerifyResult{}, err
 	}
 	cl = cl.WithAPIs(req.APIs)
 	var missing []string
-	_, err = Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "HMNFD subscriptions", func(ctx context.Context) (string, bool, error) {
+	_, err = activities.Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "HMNFD subscriptions", func(ctx context.Context) (string, bool, error) {
 		subs, err := cl.Subscriptions(ctx)
 		if err != nil {
 			if csm.Retryable(err) {
 				return err.Error(), false, nil
 			}
-			return "", false, CSMError(err)
+			return "", false, activities.CSMError(err)
 		}
 		// HMNFD lists xnames lower-case; HMNFD 1.8.5 has no
 		// SubscriberComponent (Xname reads Subscriber then).
@@ -365,11 +387,11 @@ func (c *CSM) VerifySubscriptions(ctx context.Context, req VerifyRequest) (Verif
 		return fmt.Sprintf("%d of %d nodes subscribed", len(req.Xnames)-len(missing), len(req.Xnames)), len(missing) == 0, nil
 	})
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrWaitTimedOut {
-		return VerifyResult{Missing: missing, Outcome: NewOutcome(ctx, "after %s, %d of %d restarted compute nodes have no HMNFD subscription", req.Budget, len(missing), len(req.Xnames))}, nil
+	if errors.As(err, &appErr) && appErr.Type() == activities.ErrWaitTimedOut {
+		return VerifyResult{Missing: missing, Outcome: activities.NewOutcome(ctx, "after %s, %d of %d restarted compute nodes have no HMNFD subscription", req.Budget, len(missing), len(req.Xnames))}, nil
 	}
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	return VerifyResult{Outcome: NewOutcome(ctx, "all %d restarted compute nodes are subscribed to HMNFD again", len(req.Xnames))}, nil
+	return VerifyResult{Outcome: activities.NewOutcome(ctx, "all %d restarted compute nodes are subscribed to HMNFD again", len(req.Xnames))}, nil
 }

@@ -1,4 +1,4 @@
-package catalog
+package orca
 
 import (
 	"fmt"
@@ -42,8 +42,8 @@ type HMNFDSettings struct {
 // payload should carry.
 const MaxBatchSize = 1000
 
-// OrcaRelease is where orca runs on one release.
-type OrcaRelease struct {
+// Placement is where orca runs on one release.
+type Placement struct {
 	Release api.Release
 	// Units are tried in order on each node.
 	Units []string
@@ -51,8 +51,8 @@ type OrcaRelease struct {
 	NCNGroups []string
 }
 
-// OrcaReleases say where orca runs on each release (CSM-APIS.md §8).
-var OrcaReleases = []OrcaRelease{
+// placements say where orca runs on each release (CSM-APIS.md §8).
+var placements = []Placement{
 	// The 1.0 runbook names cray-dvs-orca; every later text and the NCN
 	// package lists name cray-orca, so both are tried. It says
 	// ncn-w00[0-4]; ncn-w000 and ncn-s000 do not exist (1.2 corrected
@@ -65,16 +65,17 @@ var OrcaReleases = []OrcaRelease{
 	{api.CSM16, []string{"cray-orca"}, []string{"ncn-w00[1-4]-can.local"}},
 }
 
-// Orca returns where orca runs on r.
-func Orca(r api.Release) OrcaRelease {
-	for _, o := range OrcaReleases {
-		if o.Release == r {
-			return o
+// PlacementOn returns where orca runs on r.
+func PlacementOn(r api.Release) Placement {
+	for _, p := range placements {
+		if p.Release == r {
+			return p
 		}
 	}
-	panic("catalog: no orca facts for release " + string(r)) // plans are made for known releases only
+	panic("orca: no orca facts for release " + string(r)) // plans are made for known releases only
 }
 
+// PodSets are HMNFD's pods, which a run may restart (the test cluster seeds them).
 func (h *HMNFDSettings) PodSets() []api.PodSet { return []api.PodSet{h.Pods.PodSet()} }
 
 // Validate implements settings.Settings.
@@ -111,8 +112,8 @@ func (h *HMNFDSettings) Validate(field string) []error {
 
 // Plan implements settings.Settings.
 func (h *HMNFDSettings) Plan(c settings.PlanContext) api.ServicePlan {
-	orca := Orca(c.Release)
-	units, ncns := orca.Units, orca.NCNGroups
+	where := PlacementOn(c.Release)
+	units, ncns := where.Units, where.NCNGroups
 	switch {
 	case h.Unit != "":
 		units = []string{h.Unit}
