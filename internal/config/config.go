@@ -354,7 +354,7 @@ func (c Config) Plan(r api.Release, s api.Service) api.ServicePlan {
 type Duration = settings.Duration
 
 // SettingsOf returns the settings of s as their type, e.g.
-// SettingsOf[*catalog.HMNFDSettings](cfg, api.HMNFD); it panics when the
+// SettingsOf[*orca.HMNFDSettings](cfg, api.HMNFD); it panics when the
 // catalog gives s settings of another type (a programming error).
 func SettingsOf[T settings.Settings](c Config, s api.Service) T {
 	return c.Services[s].(T)
