@@ -1,17 +1,22 @@
 package orca_test
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
+	"github.com/csmops/etcd-repopulate/internal/sshfan"
+	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
 )
 
@@ -41,9 +46,19 @@ func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmem
 // csmRun runs one orca activity as Temporal would.
 func csmRun[T any](t *testing.T, a *orca.Activities, fn, arg any) (T, error) {
 	t.Helper()
+	return retried[T](t, a, fn, arg, nil)
+}
+
+// retried runs one orca activity as Temporal retries it: details, if not
+// nil, are the heartbeat details of the attempt before.
+func retried[T any](t *testing.T, a *orca.Activities, fn, arg, details any) (T, error) {
+	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(a)
+	if details != nil {
+		env.SetHeartbeatDetails(details)
+	}
 	var out T
 	v, err := env.ExecuteActivity(fn, arg)
 	if err == nil {
@@ -65,5 +80,167 @@ func TestVerifySubscriptionsOnCSM10(t *testing.T) {
 	}
 	if e.Requests(csm.PathHMNFDv1Subscriptions) == 0 || e.Requests(csm.PathHMNFDSubscriptions) != 0 {
 		t.Errorf("requests %v: want /hmi/v1 only", e.RequestCounts())
+	}
+}
+
+// nonRetryable fails t unless err is a non-retryable error of type typ whose
+// text has every word.
+func nonRetryable(t *testing.T, err error, typ string, words ...string) {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != typ {
+		t.Fatalf("got %v, want a non-retryable %s", err, typ)
+	}
+	for _, w := range words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+}
+
+// TestDiscoverOrcaTargets: HSM's Ready computes come back in NID order as
+// NID ranges with their xnames (a node not Ready leaves a gap), then the
+// NCN groups expanded, each host once.
+func TestDiscoverOrcaTargets(t *testing.T) {
+	comps := csmemu.ComputeNodes(6)
+	comps[2].State = "Off" // NID 3
+	slices.Reverse(comps)  // HSM's order is not NID order
+	_, a := csmEmuRelease(t, "", comps)
+	req := orca.OrcaTargetsRequest{NCNGroups: []string{"ncn-w00[1-2]-can.local", "ncn-w002-can.local"}}
+	got, err := csmRun[orca.OrcaTargets](t, a, a.DiscoverOrcaTargets, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRanges := []orca.NIDRange{{First: 1, Last: 2}, {First: 4, Last: 6}}
+	wantXnames := []string{"x1000c0s0b0n0", "x1000c0s1b0n0", "x1000c0s3b0n0", "x1000c0s4b0n0", "x1000c0s5b0n0"}
+	if !slices.Equal(got.ComputeNIDs, wantRanges) || !slices.Equal(got.ComputeXnames, wantXnames) || len(got.Nodes) != 0 {
+		t.Errorf("computes %v %v (nodes %v), want %v %v", got.ComputeNIDs, got.ComputeXnames, got.Nodes, wantRanges, wantXnames)
+	}
+	if !slices.Equal(got.NCNs, []string{"ncn-w001-can.local", "ncn-w002-can.local"}) {
+		t.Errorf("NCNs %v", got.NCNs)
+	}
+	all := got.All()
+	if len(all) != 7 || all[2] != (orca.OrcaTarget{Host: "nid000004-nmn", Xname: "x1000c0s3b0n0"}) || all[6] != (orca.OrcaTarget{Host: "ncn-w002-can.local"}) {
+		t.Errorf("All() = %v", all)
+	}
+	if !strings.Contains(got.Message, "5 Ready compute nodes from HSM and 2 NCNs") {
+		t.Errorf("message %q", got.Message)
+	}
+}
+
+// TestDiscoverOrcaTargetsRefusesBadInput: a host range pdsh would not take,
+// and nothing at all to restart, fail at once and say what to change.
+func TestDiscoverOrcaTargetsRefusesBadInput(t *testing.T) {
+	_, a := csmEmuRelease(t, "", csmemu.ComputeNodes(2))
+	_, err := csmRun[orca.OrcaTargets](t, a, a.DiscoverOrcaTargets, orca.OrcaTargetsRequest{NCNGroups: []string{"ncn-w00[4-1]"}})
+	nonRetryable(t, err, activities.ErrBadHostRange, "ncn-w00[4-1]")
+
+	_, a = csmEmuRelease(t, "", nil)
+	_, err = csmRun[orca.OrcaTargets](t, a, a.DiscoverOrcaTargets, orca.OrcaTargetsRequest{})
+	nonRetryable(t, err, orca.ErrEmptyTargets, "no Ready compute node", "services.hmnfd.ncnGroups")
+}
+
+// TestCheckHMNFDReady: after its etcd is wiped HMNFD answers not ready
+// (asked once, that is a result, not an error); with a budget the check
+// waits for the restart that makes it ready, and fails when none comes.
+func TestCheckHMNFDReady(t *testing.T) {
+	e, a := csmEmuRelease(t, "", csmemu.ComputeNodes(1))
+	got, err := csmRun[orca.HMNFDReadiness](t, a, a.CheckHMNFDReady, orca.HMNFDReadyRequest{})
+	if err != nil || !got.Ready {
+		t.Fatalf("healthy HMNFD: %+v, %v", got, err)
+	}
+	e.WipeHMNFD()
+	got, err = csmRun[orca.HMNFDReadiness](t, a, a.CheckHMNFDReady, orca.HMNFDReadyRequest{})
+	if err != nil || got.Ready || !strings.Contains(got.Message, "not ready") {
+		t.Fatalf("wiped HMNFD asked once: %+v, %v", got, err)
+	}
+	_, err = csmRun[orca.HMNFDReadiness](t, a, a.CheckHMNFDReady, orca.HMNFDReadyRequest{Budget: 300 * time.Millisecond, Poll: 50 * time.Millisecond})
+	nonRetryable(t, err, activities.ErrWaitTimedOut, "HMNFD to report ready")
+
+	restarted := time.AfterFunc(300*time.Millisecond, e.RestartHMNFD)
+	defer restarted.Stop()
+	got, err = csmRun[orca.HMNFDReadiness](t, a, a.CheckHMNFDReady, orca.HMNFDReadyRequest{Budget: 30 * time.Second, Poll: 50 * time.Millisecond})
+	if err != nil || !got.Ready {
+		t.Fatalf("HMNFD restarted while waited for: %+v, %v", got, err)
+	}
+}
+
+// startFleet starts real sshd processes for nodes nid000001-nmn.. and
+// returns the orca activities reaching them over SSH.
+func startFleet(t *testing.T, nodes int) (*sshtest.Fleet, *orca.Activities) {
+	t.Helper()
+	if err := sshtest.CheckTools(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f, err := sshtest.Start(ctx, sshtest.Options{Dir: t.TempDir(), Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	r, err := sshfan.New(sshfan.Options{ConfigFile: f.ConfigFile, KnownHosts: []string{f.KnownHosts}, Concurrency: 4,
+		ConnectTimeout: 10 * time.Second, CommandTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return f, &orca.Activities{CSM: &activities.CSM{SSH: r}}
+}
+
+// TestRestartOrcaResumesAndTriesUnitsInOrder: a batch retried after a
+// crash leaves alone the node its heartbeat says is done; a node without
+// the first unit (systemctl exit 5) gets the second; a node with neither is
+// a problem that names both.
+func TestRestartOrcaResumesAndTriesUnitsInOrder(t *testing.T) {
+	f, a := startFleet(t, 4)
+	const first, second = "cray-dvs-orca", "cray-orca"
+	if err := f.SetCommandFailure("nid000002-nmn", "systemctl restart "+first, 5, "Unit "+first+".service not found."); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetFailure("nid000003-nmn", 5, "Unit not found."); err != nil {
+		t.Fatal(err)
+	}
+	done := map[string]any{"ok": []string{"nid000004-nmn"}, "restarted": map[string][]string{first: {"nid000004-nmn"}}}
+	req := orca.RestartBatch{Batch: 7, Hosts: f.NodeNames, Units: []string{first, second}}
+	got, err := retried[orca.BatchResult](t, a, a.RestartOrca, req, done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got.OK)
+	slices.Sort(got.Restarted[first])
+	if !slices.Equal(got.OK, []string{"nid000001-nmn", "nid000002-nmn", "nid000004-nmn"}) ||
+		!slices.Equal(got.Restarted[first], []string{"nid000001-nmn", "nid000004-nmn"}) || !slices.Equal(got.Restarted[second], []string{"nid000002-nmn"}) {
+		t.Errorf("ok %v restarted %v", got.OK, got.Restarted)
+	}
+	if len(got.Problems) != 1 || got.Problems[0].Host != "nid000003-nmn" || !strings.Contains(got.Problems[0].Reason, "none of the units "+first+", "+second) {
+		t.Errorf("problems %+v", got.Problems)
+	}
+	if !strings.Contains(got.Message, "batch 7: 3 of 4 nodes") || !strings.Contains(got.Message, "(1 already done before a retry)") {
+		t.Errorf("message %q", got.Message)
+	}
+	runs, err := f.Restarts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runs["nid000004-nmn"] != 0 || runs["nid000001-nmn"] != 1 || runs["nid000002-nmn"] != 2 || runs["nid000003-nmn"] != 2 {
+		t.Errorf("commands run per node %v", runs)
+	}
+}
+
+// TestRestartOrcaRefusesAUnitThatIsNoUnitName: the unit goes into a shell
+// command on every node; anything but a unit name fails before any node is
+// reached.
+func TestRestartOrcaRefusesAUnitThatIsNoUnitName(t *testing.T) {
+	f, a := startFleet(t, 1)
+	for _, req := range []orca.RestartBatch{
+		{Hosts: f.NodeNames, Units: []string{"cray-orca", "cray-orca; reboot"}},
+		{Hosts: f.NodeNames, Unit: " "}, // as recorded before units
+	} {
+		_, err := csmRun[orca.BatchResult](t, a, a.RestartOrca, req)
+		nonRetryable(t, err, api.InvalidRequestError, "is not a systemd unit name")
+	}
+	if runs, err := f.Restarts(); err != nil || len(runs) != 0 {
+		t.Errorf("commands run %v, %v; want none", runs, err)
 	}
 }
