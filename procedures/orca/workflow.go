@@ -39,16 +39,18 @@ var Procedure = procedure.Procedure{
 	Activities: named,
 }
 
+// steps: HMNFD's readiness is checked on plans that name its pods, and the
+// subscriptions are compared with a snapshot that lists some.
 func steps(in procedure.Input) []string {
-	steps := []string{StepDiscoverNodes}
+	list := []string{StepDiscoverNodes}
 	if checksHMNFDReadiness(in.Plan) {
-		steps = append(steps, StepCheckHMNFD, StepRestartHMNFD, StepWaitHMNFD)
+		list = append(list, StepCheckHMNFD, StepRestartHMNFD, StepWaitHMNFD)
 	}
-	steps = append(steps, StepRestartOrca, StepVerifySubs)
+	list = append(list, StepRestartOrca, StepVerifySubs)
 	if in.Snapshot != nil && len(in.Snapshot.SubscribedXnames) > 0 {
-		steps = append(steps, StepCompareSubs)
+		list = append(list, StepCompareSubs)
 	}
-	return steps
+	return list
 }
 
 // checksHMNFDReadiness: plans made since HMNFD's readiness was checked
