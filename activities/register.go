@@ -23,13 +23,9 @@ func Shared(k *Kube, c *CSM) map[string]any {
 		api.ActivityWaitJobComplete:        k.WaitJobComplete,
 		api.ActivityWaitEtcdClusterRunning: k.WaitEtcdClusterRunning,
 
-		api.ActivityCheckCRUSSessions:       c.CheckCRUSSessions,
-		api.ActivityConfirmCRUSSessions:     c.ConfirmCRUSSessions,
 		api.ActivityDiscoverOrcaTargets:     c.DiscoverOrcaTargets,
 		api.ActivityRestartOrca:             c.RestartOrca,
 		api.ActivityVerifySubscriptions:     c.VerifySubscriptions,
-		api.ActivityStartFASLoader:          c.StartFASLoader,
-		api.ActivityWaitFASLoader:           c.WaitFASLoader,
 		api.ActivityFindCPSNodes:            c.FindCPSNodes,
 		api.ActivityStartBOSSession:         c.StartBOSSession,
 		api.ActivityWaitNodesState:          c.WaitNodesState,

@@ -25,6 +25,8 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 )
 
 // kubeFake answers the activities as a healthy cluster would and counts the
@@ -45,7 +47,7 @@ type kubeFake struct {
 	// allFail fails every host with failReason (default "connection refused").
 	allFail    bool
 	failReason string
-	crus       activities.CRUSCheck
+	crus       crus.CRUSCheck
 	batches    []activities.RestartBatch
 	verified   []string
 	// CPS and BOS: the nodes that boot from CPS (none: CPS unused), the
@@ -151,10 +153,11 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return activities.HMNFDReadiness{Ready: true, Outcome: activities.Outcome{Message: "HMNFD reports ready"}}, nil
 	})
 	env.OnActivity(c.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
-	env.OnActivity(c.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, activities.CRUSCheckRequest) (activities.CRUSCheck, error) {
+	crusActs := &crus.Activities{}
+	env.OnActivity(crusActs.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, crus.CRUSCheckRequest) (crus.CRUSCheck, error) {
 		return f.crus, nil
 	})
-	env.OnActivity(c.ConfirmCRUSSessions, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "listed"}, nil)
+	env.OnActivity(crusActs.ConfirmCRUSSessions, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "listed"}, nil)
 	env.OnActivity(c.DiscoverOrcaTargets, mock.Anything, mock.Anything).Return(func(context.Context, activities.OrcaTargetsRequest) (activities.OrcaTargets, error) {
 		// As DiscoverOrcaTargets answers: NID ranges, their xnames, NCN hosts.
 		t := activities.OrcaTargets{ComputeNIDs: []activities.NIDRange{{First: 1, Last: f.nodes}}, NCNs: []string{"ncn-w001-can.local"}}
@@ -288,9 +291,9 @@ func TestAllServicesRun(t *testing.T) {
 			t.Errorf("%s: child ID %q", s, ss.WorkflowID)
 		}
 	}
-	crus := serviceState(t, report, api.CRUS)
-	if len(crus.Steps) != 5 || crus.Steps[0].Name != StepCheckCRUS || crus.Steps[4].Name != StepConfirmCRUS {
-		t.Errorf("crus steps %+v", crus.Steps)
+	crusStatus := serviceState(t, report, api.CRUS)
+	if len(crusStatus.Steps) != 5 || crusStatus.Steps[0].Name != crus.StepCheckCRUS || crusStatus.Steps[4].Name != crus.StepConfirmCRUS {
+		t.Errorf("crus steps %+v", crusStatus.Steps)
 	}
 	// bss, fas and externaldns each delete and create once; three pod sets restart.
 	if f.deletes != 3 || f.creates != 3 || f.podDeletes != 3 {
@@ -409,7 +412,7 @@ func TestStatusQueryShowsSteps(t *testing.T) {
 	var report api.Report
 	_ = env.GetWorkflowResult(&report)
 	steps := report.Services[0].Steps
-	want := []string{StepSaveJob, StepDeleteJob, StepCreateJob, StepWaitJob}
+	want := []string{rerunjob.StepSaveJob, rerunjob.StepDeleteJob, rerunjob.StepCreateJob, rerunjob.StepWaitJob}
 	if len(steps) != len(want) {
 		t.Fatalf("steps %+v", steps)
 	}
@@ -466,7 +469,7 @@ func TestHMNFDBatchesAndThreshold(t *testing.T) {
 }
 
 func TestCRUSNotInstalledIsSkipped(t *testing.T) {
-	env, f := newEnv(t, func(f *kubeFake) { f.crus = activities.CRUSCheck{NotInstalled: true} })
+	env, f := newEnv(t, func(f *kubeFake) { f.crus = crus.CRUSCheck{NotInstalled: true} })
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"crus"}})
 	var report api.Report
 	if err := env.GetWorkflowResult(&report); err != nil {
@@ -482,7 +485,7 @@ func TestCRUSNotInstalledIsSkipped(t *testing.T) {
 
 func TestStuckCRUSSessionBecomesAFollowUp(t *testing.T) {
 	env, _ := newEnv(t, func(f *kubeFake) {
-		f.crus = activities.CRUSCheck{Sessions: []activities.CRUSSessionState{
+		f.crus = crus.CRUSCheck{Sessions: []crus.CRUSSessionState{
 			{UpgradeID: "a", Completed: true},
 			{UpgradeID: "e0131663", State: "UPDATING", Stuck: true, LastMessage: []string{"Began the boot session for step 0: moving to BOOTING"}},
 		}}

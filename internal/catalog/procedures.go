@@ -4,6 +4,10 @@ import (
 	"fmt"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
+	"github.com/csmops/etcd-repopulate/procedures/fasloader"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
@@ -13,6 +17,10 @@ import (
 // worker's activity registration read.
 var procedures = []procedure.Procedure{
 	restartpods.Procedure,
+	rerunjob.Procedure,
+	etcdcluster.Procedure,
+	crus.Procedure,
+	fasloader.Procedure,
 }
 
 // Procedures lists every procedure.
@@ -30,13 +38,8 @@ func ProcedureOf(p api.Procedure) (procedure.Procedure, bool) {
 
 // legacyNeeds are the needs of procedures not yet in their folder.
 var legacyNeeds = map[api.Procedure]procedure.Needs{
-	api.RerunJob:            {Kube: procedure.PlanJob},
-	api.RecreateEtcdCluster: {Kube: procedure.PlanEtcdCluster},
-	api.RestartCRUS:         {Kube: procedure.PlanPods, CSMAPI: true},
 	api.RestartOrca: {Kube: procedure.HMNFDPods, CSMAPI: true, SSH: true,
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("HMNFD %s", v.HMNFDVersion()) }},
-	api.RunFASLoaderAPI: {Kube: procedure.LoaderJobIfNamed, CSMAPI: true,
-		Note: func(api.APIVersions) string { return "or `rerun-job` where services.fas.job names a Job that exists" }},
 	api.RemountCPS: {CSMAPI: true,
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("BOS %s sessions", v.BOSVersion()) }},
 	api.RestoreBOSTemplates: {CSMAPI: true, Note: bosVersion},

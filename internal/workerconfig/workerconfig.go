@@ -20,6 +20,10 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
+	"github.com/csmops/etcd-repopulate/procedures/fasloader"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -92,15 +96,15 @@ func Short(s System, wait time.Duration) config.Config {
 	w := config.Duration(wait)
 	for _, settings := range c.Services {
 		switch s := settings.(type) {
-		case *catalog.JobSettings:
+		case *rerunjob.JobSettings:
 			s.CompleteTimeout = w
-		case *catalog.FASSettings:
+		case *fasloader.FASSettings:
 			s.Job, s.CompleteTimeout = FASLoaderJob, w
 		case *restartpods.PodSettings:
 			s.ReadyTimeout = w
-		case *catalog.CRUSSettings:
+		case *crus.CRUSSettings:
 			s.ReadyTimeout, s.SessionPoll, s.StuckAfter = w, config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
-		case *catalog.EtcdClusterSettings:
+		case *etcdcluster.EtcdClusterSettings:
 			s.RunningTimeout = w
 		case *catalog.HMNFDSettings:
 			s.VerifyTimeout = config.Duration(time.Minute)
@@ -236,14 +240,14 @@ func HMNFD(c config.Config) *catalog.HMNFDSettings {
 	return config.SettingsOf[*catalog.HMNFDSettings](c, api.HMNFD)
 }
 
-func CRUS(c config.Config) *catalog.CRUSSettings {
-	return config.SettingsOf[*catalog.CRUSSettings](c, api.CRUS)
+func CRUS(c config.Config) *crus.CRUSSettings {
+	return config.SettingsOf[*crus.CRUSSettings](c, api.CRUS)
 }
 
 func CPS(c config.Config) *catalog.CPSSettings {
 	return config.SettingsOf[*catalog.CPSSettings](c, api.CPS)
 }
 
-func FAS(c config.Config) *catalog.FASSettings {
-	return config.SettingsOf[*catalog.FASSettings](c, api.FAS)
+func FAS(c config.Config) *fasloader.FASSettings {
+	return config.SettingsOf[*fasloader.FASSettings](c, api.FAS)
 }
