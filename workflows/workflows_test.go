@@ -26,6 +26,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/settings"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 )
 
@@ -81,7 +82,7 @@ func (f *kubeFake) podSelectors() []string {
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	k := &activities.Kube{}
 	cfg := config.Default()
-	config.SettingsOf[*catalog.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
+	config.SettingsOf[*fasloader.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
 	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req preflight.PreflightRequest) (preflight.PreflightResult, error) {
 		res := preflight.PreflightResult{Release: req.Release}
 		for _, s := range req.Services {
