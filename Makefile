@@ -56,7 +56,7 @@ test-unit:
 	$(GO) test -count=1 -short $(UNIT_PKGS)
 
 ## bad-input-doc: run the tests that feed bad input to the real parts and regenerate docs/bad-input.md from what they observed
-BAD_INPUT_PKGS  := ./internal/cli ./internal/config ./internal/hostrange ./internal/csm ./internal/sshfan ./workflows ./activities ./internal/e2e
+BAD_INPUT_PKGS  := ./internal/cli ./internal/config ./internal/hostrange ./internal/csm ./internal/sshfan ./workflows ./activities ./procedures/... ./internal/e2e
 BAD_INPUT_TESTS := TestBadInput|TestPlanBadInput|TestPlanCannotReadTheCluster|TestBadInputChangesNothing|TestWorkerRefusesBadConfig|TestApproveAndReject|TestSnapshotBadInputs|TestStartSnapshotBadInputs|TestBadConfigIsRefusedWithTheKeyAndTheFix|TestExpandErrors|TestUnauthorizedRefreshAndRetry|TestBadSecretNamesClientAndTokenURL|TestStatusKinds|TestMalformedJSON|TestUnreachable|TestFleet|TestUnknownHostAndAuthFailure|TestCPSGatesApprovedInOrder|TestUnknownGateAndBadDecisionsAreRefused|TestUnknownServiceIsRejectedBeforeAnythingRuns|TestPreflightRefusesBadTargets|TestUnreachableAPIServerIsRetryableAndSaysWhere|TestCRDNotInstalled|TestAPIServerDownMidStep
 bad-input-doc: tools
 	@log=$$(mktemp /tmp/bad-input-XXXXXX.jsonl) && \
