@@ -29,10 +29,11 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
 
-// The real-cluster tests of both procedures that re-create an object
-// (rerun-job's TestJobRecreatedFromItsOwnJSON too) are in this one package:
-// each package with such tests starts its own control plane in TestMain,
-// and one is enough for these, which run the shared object activities.
+// The real-cluster tests of both procedures that re-create an object are
+// here, rerun-job's TestJobRecreatedFromItsOwnJSON too (not in
+// procedures/rerunjob): a package with such tests starts a control plane
+// in its TestMain, and one is enough for tests of the object activities
+// both procedures share; a second would only cost CI its start-up.
 //
 // One seeded control plane (real etcd, kube-apiserver, controller-manager,
 // kwok) serves the whole package; each test leaves it seeded as it found it.
