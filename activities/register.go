@@ -23,10 +23,6 @@ func Shared(k *Kube, c *CSM) map[string]any {
 		api.ActivityWaitJobComplete:        k.WaitJobComplete,
 		api.ActivityWaitEtcdClusterRunning: k.WaitEtcdClusterRunning,
 
-		api.ActivityCheckCRUSSessions:       c.CheckCRUSSessions,
-		api.ActivityConfirmCRUSSessions:     c.ConfirmCRUSSessions,
-		api.ActivityStartFASLoader:          c.StartFASLoader,
-		api.ActivityWaitFASLoader:           c.WaitFASLoader,
 		api.ActivityFindCPSNodes:            c.FindCPSNodes,
 		api.ActivityStartBOSSession:         c.StartBOSSession,
 		api.ActivityWaitNodesState:          c.WaitNodesState,

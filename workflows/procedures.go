@@ -8,10 +8,6 @@ import (
 
 // legacyProcedures are the procedures not yet in their folder under procedures/.
 var legacyProcedures = map[api.Procedure]procedure.Procedure{
-	api.RerunJob:            rerunJob,
-	api.RecreateEtcdCluster: recreateEtcdCluster,
-	api.RestartCRUS:         restartCRUSProcedure,
-	api.RunFASLoaderAPI:     runFASLoaderProcedure,
 	api.RemountCPS:          remountCPSProcedure,
 	api.RestoreBOSTemplates: restoreBOSTemplates,
 	api.CheckBOSTemplates:   checkBOSTemplates,

@@ -26,7 +26,10 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -48,7 +51,7 @@ type kubeFake struct {
 	// allFail fails every host with failReason (default "connection refused").
 	allFail    bool
 	failReason string
-	crus       activities.CRUSCheck
+	crus       crus.CRUSCheck
 	batches    []orca.RestartBatch
 	verified   []string
 	// CPS and BOS: the nodes that boot from CPS (none: CPS unused), the
@@ -84,7 +87,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	pre := &preflight.Activities{}
 	pods := &restartpods.Activities{}
 	cfg := config.Default()
-	config.SettingsOf[*catalog.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
+	config.SettingsOf[*fasloader.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
 	env.OnActivity(pre.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req preflight.PreflightRequest) (preflight.PreflightResult, error) {
 		res := preflight.PreflightResult{Release: req.Release}
 		for _, s := range req.Services {
@@ -157,10 +160,11 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return orca.HMNFDReadiness{Ready: true, Outcome: activities.Outcome{Message: "HMNFD reports ready"}}, nil
 	})
 	env.OnActivity(pre.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
-	env.OnActivity(c.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, activities.CRUSCheckRequest) (activities.CRUSCheck, error) {
+	crusActs := &crus.Activities{}
+	env.OnActivity(crusActs.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, crus.CRUSCheckRequest) (crus.CRUSCheck, error) {
 		return f.crus, nil
 	})
-	env.OnActivity(c.ConfirmCRUSSessions, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "listed"}, nil)
+	env.OnActivity(crusActs.ConfirmCRUSSessions, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "listed"}, nil)
 	env.OnActivity(fanout.DiscoverOrcaTargets, mock.Anything, mock.Anything).Return(func(context.Context, orca.OrcaTargetsRequest) (orca.OrcaTargets, error) {
 		// As DiscoverOrcaTargets answers: NID ranges, their xnames, NCN hosts.
 		t := orca.OrcaTargets{ComputeNIDs: []orca.NIDRange{{First: 1, Last: f.nodes}}, NCNs: []string{"ncn-w001-can.local"}}
@@ -294,9 +298,9 @@ func TestAllServicesRun(t *testing.T) {
 			t.Errorf("%s: child ID %q", s, ss.WorkflowID)
 		}
 	}
-	crus := serviceState(t, report, api.CRUS)
-	if len(crus.Steps) != 5 || crus.Steps[0].Name != StepCheckCRUS || crus.Steps[4].Name != StepConfirmCRUS {
-		t.Errorf("crus steps %+v", crus.Steps)
+	crusStatus := serviceState(t, report, api.CRUS)
+	if len(crusStatus.Steps) != 5 || crusStatus.Steps[0].Name != crus.StepCheckCRUS || crusStatus.Steps[4].Name != crus.StepConfirmCRUS {
+		t.Errorf("crus steps %+v", crusStatus.Steps)
 	}
 	// bss, fas and externaldns each delete and create once; three pod sets restart.
 	if f.deletes != 3 || f.creates != 3 || f.podDeletes != 3 {
@@ -415,7 +419,7 @@ func TestStatusQueryShowsSteps(t *testing.T) {
 	var report api.Report
 	_ = env.GetWorkflowResult(&report)
 	steps := report.Services[0].Steps
-	want := []string{StepSaveJob, StepDeleteJob, StepCreateJob, StepWaitJob}
+	want := []string{rerunjob.StepSaveJob, rerunjob.StepDeleteJob, rerunjob.StepCreateJob, rerunjob.StepWaitJob}
 	if len(steps) != len(want) {
 		t.Fatalf("steps %+v", steps)
 	}
@@ -472,7 +476,7 @@ func TestHMNFDBatchesAndThreshold(t *testing.T) {
 }
 
 func TestCRUSNotInstalledIsSkipped(t *testing.T) {
-	env, f := newEnv(t, func(f *kubeFake) { f.crus = activities.CRUSCheck{NotInstalled: true} })
+	env, f := newEnv(t, func(f *kubeFake) { f.crus = crus.CRUSCheck{NotInstalled: true} })
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"crus"}})
 	var report api.Report
 	if err := env.GetWorkflowResult(&report); err != nil {
@@ -488,7 +492,7 @@ func TestCRUSNotInstalledIsSkipped(t *testing.T) {
 
 func TestStuckCRUSSessionBecomesAFollowUp(t *testing.T) {
 	env, _ := newEnv(t, func(f *kubeFake) {
-		f.crus = activities.CRUSCheck{Sessions: []activities.CRUSSessionState{
+		f.crus = crus.CRUSCheck{Sessions: []crus.CRUSSessionState{
 			{UpgradeID: "a", Completed: true},
 			{UpgradeID: "e0131663", State: "UPDATING", Stuck: true, LastMessage: []string{"Began the boot session for step 0: moving to BOOTING"}},
 		}}

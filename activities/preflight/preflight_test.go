@@ -12,11 +12,13 @@ import (
 	"github.com/csmops/etcd-repopulate/activities/preflight"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
+	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -80,9 +82,9 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 		wantType string
 		wantText string
 	}{
-		{"job missing", "services.bss.job names a Job that does not exist", missing(func(c *config.Config) { config.SettingsOf[*catalog.JobSettings](*c, api.BSS).Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
+		{"job missing", "services.bss.job names a Job that does not exist", missing(func(c *config.Config) { config.SettingsOf[*rerunjob.JobSettings](*c, api.BSS).Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
 		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) {
-			config.SettingsOf[*catalog.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "nope"
+			config.SettingsOf[*etcdcluster.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "nope"
 		}), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},
 		{"namespace missing", "services.reds.namespace names a namespace that does not exist", missing(func(c *config.Config) {
 			config.SettingsOf[*restartpods.PodSettings](*c, api.REDS).Namespace = "servicez"
@@ -138,7 +140,7 @@ func TestPreflightChoosesTheFASProcedure(t *testing.T) {
 		{"cray-fas-loader-gone", string(api.RunFASLoaderAPI), "names Job services/cray-fas-loader-gone but it does not exist (FAS removed its loader Job before CSM 1.0): loading firmware through the loader API instead"},
 	} {
 		k := checks(cluster.Config)
-		config.SettingsOf[*catalog.FASSettings](k.Config, api.FAS).Job = tc.job
+		config.SettingsOf[*fasloader.FASSettings](k.Config, api.FAS).Job = tc.job
 		res, err := run[preflight.PreflightResult](t, k, a.Preflight, preflight.PreflightRequest{Services: []api.Service{api.FAS}, Release: api.CSM10})
 		if err != nil {
 			t.Fatalf("job %q: %v", tc.job, err)

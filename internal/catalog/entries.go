@@ -6,7 +6,11 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
+	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -45,7 +49,7 @@ var entries = []Entry{
 		Title:   "Boot Script Service (BSS)",
 		Does:    "re-runs the cray-reds-init Job",
 		Settings: func() settings.Settings {
-			return &JobSettings{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: settings.Duration(30 * time.Minute)}
+			return &rerunjob.JobSettings{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: settings.Duration(30 * time.Minute)}
 		},
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RerunJob},
@@ -82,7 +86,7 @@ var entries = []Entry{
 		Title:   "Compute Rolling Upgrade Service (CRUS)",
 		Does:    "follows CRUS sessions, then restarts the cray-crus pods",
 		Settings: func() settings.Settings {
-			return &CRUSSettings{
+			return &crus.CRUSSettings{
 				PodSettings: restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-crus", ReadyTimeout: settings.Duration(10 * time.Minute)},
 				SessionPoll: settings.Duration(10 * time.Second), StuckAfter: settings.Duration(15 * time.Minute),
 			}
@@ -98,7 +102,7 @@ var entries = []Entry{
 		Title:   "External DNS",
 		Does:    "re-creates the cray-externaldns-etcd EtcdCluster",
 		Settings: func() settings.Settings {
-			return &EtcdClusterSettings{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: settings.Duration(15 * time.Minute)}
+			return &etcdcluster.EtcdClusterSettings{Namespace: "services", EtcdCluster: "cray-externaldns-etcd", RunningTimeout: settings.Duration(15 * time.Minute)}
 		},
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RecreateEtcdCluster},
@@ -113,7 +117,7 @@ var entries = []Entry{
 		Settings: func() settings.Settings {
 			// No Job by default: the loader runs through the API on every
 			// release (FAS removed the cray-fas-loader Job before CSM 1.0).
-			return &FASSettings{Namespace: "services", CompleteTimeout: settings.Duration(30 * time.Minute)}
+			return &fasloader.FASSettings{Namespace: "services", CompleteTimeout: settings.Duration(30 * time.Minute)}
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RunFASLoaderAPI}},
 		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions = full.FASActions },

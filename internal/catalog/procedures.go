@@ -4,7 +4,11 @@ import (
 	"fmt"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
+	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
@@ -15,6 +19,10 @@ import (
 var procedures = []procedure.Procedure{
 	restartpods.Procedure,
 	orca.Procedure,
+	rerunjob.Procedure,
+	etcdcluster.Procedure,
+	crus.Procedure,
+	fasloader.Procedure,
 }
 
 // Procedures lists every procedure.
@@ -32,11 +40,6 @@ func ProcedureOf(p api.Procedure) (procedure.Procedure, bool) {
 
 // legacyNeeds are the needs of procedures not yet in their folder.
 var legacyNeeds = map[api.Procedure]procedure.Needs{
-	api.RerunJob:            {Kube: procedure.PlanJob},
-	api.RecreateEtcdCluster: {Kube: procedure.PlanEtcdCluster},
-	api.RestartCRUS:         {Kube: procedure.PlanPods, CSMAPI: true},
-	api.RunFASLoaderAPI: {Kube: procedure.LoaderJobIfNamed, CSMAPI: true,
-		Note: func(api.APIVersions) string { return "or `rerun-job` where services.fas.job names a Job that exists" }},
 	api.RemountCPS: {CSMAPI: true,
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("BOS %s sessions", v.BOSVersion()) }},
 	api.RestoreBOSTemplates: {CSMAPI: true, Note: bosVersion},

@@ -41,6 +41,8 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 	"github.com/csmops/etcd-repopulate/internal/workerconfig"
+	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 )
 
 var (
@@ -563,10 +565,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}{
 		{"unknown service", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + catalog.Names()},
 		{"job missing", badinput.Cluster, "services.bss.job: cray-reds-init-gone (no such Job)", testConfigWith(func(c *config.Config) {
-			config.SettingsOf[*catalog.JobSettings](*c, api.BSS).Job = "cray-reds-init-gone"
+			config.SettingsOf[*rerunjob.JobSettings](*c, api.BSS).Job = "cray-reds-init-gone"
 		}), cluster.Kubeconfig, nil, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
 		{"etcdcluster missing", badinput.Cluster, "services.externaldns.etcdCluster: gone (no such EtcdCluster)", testConfigWith(func(c *config.Config) {
-			config.SettingsOf[*catalog.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "gone"
+			config.SettingsOf[*etcdcluster.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "gone"
 		}), cluster.Kubeconfig, nil, []string{"start", "--services", "externaldns,reds", "--wait"}, 1, "EtcdCluster services/gone not found"},
 		{"API server unreachable", badinput.Cluster, "worker's kubeconfig points at an API server that is down", testConfig, deadKubeconfig, nil, []string{"start", "--services", "meds", "--wait"}, 1, "connection refused"},
 		{"no Temporal server", badinput.Remote, "", testConfig, cluster.Kubeconfig, nil, []string{"--address", "127.0.0.1:1", "--dial-timeout", "2s", "start"}, 1, "cannot reach the Temporal server at 127.0.0.1:1"},

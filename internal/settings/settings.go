@@ -16,7 +16,7 @@ import (
 )
 
 // Settings are one service's keys under services.<service> in the worker
-// config. Each procedure has its type (jobs.go, pods.go, …).
+// config. Each procedure has its type, in procedures/<procedure>/settings.go.
 type Settings interface {
 	// Validate names every bad value; field is where the settings are,
 	// e.g. services.meds.

@@ -20,7 +20,11 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
+	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
+	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -93,15 +97,15 @@ func Short(s System, wait time.Duration) config.Config {
 	w := config.Duration(wait)
 	for _, settings := range c.Services {
 		switch s := settings.(type) {
-		case *catalog.JobSettings:
+		case *rerunjob.JobSettings:
 			s.CompleteTimeout = w
-		case *catalog.FASSettings:
+		case *fasloader.FASSettings:
 			s.Job, s.CompleteTimeout = FASLoaderJob, w
 		case *restartpods.PodSettings:
 			s.ReadyTimeout = w
-		case *catalog.CRUSSettings:
+		case *crus.CRUSSettings:
 			s.ReadyTimeout, s.SessionPoll, s.StuckAfter = w, config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
-		case *catalog.EtcdClusterSettings:
+		case *etcdcluster.EtcdClusterSettings:
 			s.RunningTimeout = w
 		case *orca.HMNFDSettings:
 			s.VerifyTimeout = config.Duration(time.Minute)
@@ -237,14 +241,14 @@ func HMNFD(c config.Config) *orca.HMNFDSettings {
 	return config.SettingsOf[*orca.HMNFDSettings](c, api.HMNFD)
 }
 
-func CRUS(c config.Config) *catalog.CRUSSettings {
-	return config.SettingsOf[*catalog.CRUSSettings](c, api.CRUS)
+func CRUS(c config.Config) *crus.CRUSSettings {
+	return config.SettingsOf[*crus.CRUSSettings](c, api.CRUS)
 }
 
 func CPS(c config.Config) *catalog.CPSSettings {
 	return config.SettingsOf[*catalog.CPSSettings](c, api.CPS)
 }
 
-func FAS(c config.Config) *catalog.FASSettings {
-	return config.SettingsOf[*catalog.FASSettings](c, api.FAS)
+func FAS(c config.Config) *fasloader.FASSettings {
+	return config.SettingsOf[*fasloader.FASSettings](c, api.FAS)
 }

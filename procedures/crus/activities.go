@@ -1,4 +1,4 @@
-package activities
+package crus
 
 import (
 	"context"
@@ -8,9 +8,22 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 )
+
+// Activities follow CRUS sessions through the worker's CSM API client.
+type Activities struct{ CSM *activities.CSM }
+
+// named maps each contract name (internal/api) to its implementation.
+func named(_ *activities.Kube, c *activities.CSM) map[string]any {
+	a := &Activities{CSM: c}
+	return map[string]any{
+		api.ActivityCheckCRUSSessions:   a.CheckCRUSSessions,
+		api.ActivityConfirmCRUSSessions: a.ConfirmCRUSSessions,
+	}
+}
 
 // CRUSCheckRequest follows CRUS sessions.
 type CRUSCheckRequest struct {
@@ -33,7 +46,7 @@ type CRUSCheck struct {
 	// NotInstalled: the CRUS API answered 404; the service is skipped.
 	NotInstalled bool               `json:"notInstalled,omitempty"`
 	Sessions     []CRUSSessionState `json:"sessions"`
-	Outcome
+	activities.Outcome
 }
 
 // crusProgress is kept in heartbeat details: when each unfinished session
@@ -47,8 +60,8 @@ type crusProgress struct {
 // CheckCRUSSessions lists the CRUS sessions and follows each unfinished one
 // until it completes or stops progressing (same state, no new message) for
 // StuckAfter, which is reported, not waited out.
-func (c *CSM) CheckCRUSSessions(ctx context.Context, req CRUSCheckRequest) (CRUSCheck, error) {
-	cl, err := c.APIClient()
+func (a *Activities) CheckCRUSSessions(ctx context.Context, req CRUSCheckRequest) (CRUSCheck, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return CRUSCheck{}, err
 	}
@@ -62,10 +75,10 @@ func (c *CSM) CheckCRUSSessions(ctx context.Context, req CRUSCheckRequest) (CRUS
 	for {
 		sessions, err := cl.CRUSSessions(ctx)
 		if csm.KindOf(err) == csm.NotFound {
-			return CRUSCheck{NotInstalled: true, Outcome: NewOutcome(ctx, "CRUS is not installed (the API answered 404)")}, nil
+			return CRUSCheck{NotInstalled: true, Outcome: activities.NewOutcome(ctx, "CRUS is not installed (the API answered 404)")}, nil
 		}
 		if err != nil {
-			return CRUSCheck{}, CSMError(err)
+			return CRUSCheck{}, activities.CSMError(err)
 		}
 		now := time.Now()
 		var out []CRUSSessionState
@@ -88,7 +101,7 @@ func (c *CSM) CheckCRUSSessions(ctx context.Context, req CRUSCheckRequest) (CRUS
 		if waiting == 0 || now.Sub(progress.Since) > req.Budget {
 			return summariseCRUS(ctx, out, waiting), nil
 		}
-		RecordHeartbeat(ctx, progress)
+		activities.RecordHeartbeat(ctx, progress)
 		select {
 		case <-ctx.Done():
 			return CRUSCheck{}, ctx.Err()
@@ -114,7 +127,7 @@ func summariseCRUS(ctx context.Context, sessions []CRUSSessionState, waiting int
 	if waiting > 0 {
 		msg += fmt.Sprintf(", %d still progressing when the wait ended", waiting)
 	}
-	return CRUSCheck{Sessions: sessions, Outcome: NewOutcome(ctx, "%s", msg)}
+	return CRUSCheck{Sessions: sessions, Outcome: activities.NewOutcome(ctx, "%s", msg)}
 }
 
 func lastN(s []string, n int) []string {
@@ -133,18 +146,18 @@ type CRUSConfirmRequest struct {
 
 // ConfirmCRUSSessions waits until the restarted CRUS lists every session it
 // listed before the restart.
-func (c *CSM) ConfirmCRUSSessions(ctx context.Context, req CRUSConfirmRequest) (Outcome, error) {
-	cl, err := c.APIClient()
+func (a *Activities) ConfirmCRUSSessions(ctx context.Context, req CRUSConfirmRequest) (activities.Outcome, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
-		return Outcome{}, err
+		return activities.Outcome{}, err
 	}
-	msg, err := Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "CRUS to list its sessions again", func(ctx context.Context) (string, bool, error) {
+	msg, err := activities.Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "CRUS to list its sessions again", func(ctx context.Context) (string, bool, error) {
 		sessions, err := cl.CRUSSessions(ctx)
 		if err != nil {
 			if csm.Retryable(err) || csm.KindOf(err) == csm.NotFound {
 				return fmt.Sprintf("CRUS not answering yet: %v", err), false, nil // the pod is starting
 			}
-			return "", false, CSMError(err)
+			return "", false, activities.CSMError(err)
 		}
 		seen := map[string]bool{}
 		for _, s := range sessions {
@@ -162,7 +175,7 @@ func (c *CSM) ConfirmCRUSSessions(ctx context.Context, req CRUSConfirmRequest) (
 		return fmt.Sprintf("all %d sessions listed again", len(req.UpgradeIDs)), true, nil
 	})
 	if err != nil {
-		return Outcome{}, err
+		return activities.Outcome{}, err
 	}
-	return NewOutcome(ctx, "%s", msg), nil
+	return activities.NewOutcome(ctx, "%s", msg), nil
 }

@@ -1,4 +1,8 @@
-package workflows
+// Package fasloader is the runbook's FAS section through the loader API:
+// ask FAS to load firmware images from Nexus and wait for the load. Where
+// a site names its loader Job and preflight finds it, FAS re-runs that Job
+// instead (procedures/rerunjob).
+package fasloader
 
 import (
 	"fmt"
@@ -16,21 +20,26 @@ const (
 	StepWaitFASLoader  = "wait-fas-loader"
 )
 
-var runFASLoaderProcedure = procedure.Procedure{
+// Procedure runs the FAS loader through the API.
+var Procedure = procedure.Procedure{
+	Name:  api.RunFASLoaderAPI,
 	Steps: procedure.FixedSteps(StepStartFASLoader, StepWaitFASLoader),
-	Run:   runFASLoader,
+	Run:   Run,
+	Needs: procedure.Needs{Kube: procedure.LoaderJobIfNamed, CSMAPI: true,
+		Note: func(api.APIVersions) string { return "or `rerun-job` where services.fas.job names a Job that exists" }},
+	Activities: named,
 }
 
-// runFASLoader runs the FAS loader through the API (CSM 1.2 and later).
-func runFASLoader(w *procedure.Run, ctx workflow.Context) error {
+// Run runs the FAS loader through the API (CSM 1.2 and later).
+func Run(w *procedure.Run, ctx workflow.Context) error {
 	plan := w.In.Plan
-	req := activities.FASLoaderRequest{Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}
+	req := FASLoaderRequest{Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}
 	if w.In.DryRun {
 		w.Finish(ctx, StepStartFASLoader, api.Skipped, "dry-Run: would POST /apis/fas/v1/loader/nexus (waiting while FAS answers 429)", 0)
 		w.Finish(ctx, StepWaitFASLoader, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for the loader to finish", plan.Timings.Wait), 0)
 		return nil
 	}
-	var started activities.FASLoaderStarted
+	var started FASLoaderStarted
 	err := w.Step(ctx, StepStartFASLoader, procedure.WaitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		err := workflow.ExecuteActivity(ctx, api.ActivityStartFASLoader, req).Get(ctx, &started)
 		return started.Outcome, err

@@ -1,4 +1,4 @@
-package activities
+package fasloader
 
 import (
 	"context"
@@ -10,9 +10,22 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 )
+
+// Activities run the FAS loader through the worker's CSM API client.
+type Activities struct{ CSM *activities.CSM }
+
+// named maps each contract name (internal/api) to its implementation.
+func named(_ *activities.Kube, c *activities.CSM) map[string]any {
+	a := &Activities{CSM: c}
+	return map[string]any{
+		api.ActivityStartFASLoader: a.StartFASLoader,
+		api.ActivityWaitFASLoader:  a.WaitFASLoader,
+	}
+}
 
 // FASLoaderRequest bounds the loader run.
 type FASLoaderRequest struct {
@@ -25,7 +38,7 @@ type FASLoaderRequest struct {
 // FASLoaderStarted is the loader run this step started (or adopted).
 type FASLoaderStarted struct {
 	LoaderRunID string `json:"loaderRunId"`
-	Outcome
+	activities.Outcome
 }
 
 // fasStartProgress is StartFASLoader's heartbeat detail: the wait's start
@@ -47,8 +60,8 @@ type fasStartProgress struct {
 // run that is not among them instead of starting a second Nexus load. A
 // run someone else started meanwhile is adopted too: it is also a Nexus
 // load made after the rebuild, which is what this step is for.
-func (c *CSM) StartFASLoader(ctx context.Context, req FASLoaderRequest) (FASLoaderStarted, error) {
-	cl, err := c.APIClient()
+func (a *Activities) StartFASLoader(ctx context.Context, req FASLoaderRequest) (FASLoaderStarted, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return FASLoaderStarted{}, err
 	}
@@ -62,7 +75,7 @@ func (c *CSM) StartFASLoader(ctx context.Context, req FASLoaderRequest) (FASLoad
 	if p.RunsBefore != nil {
 		st, err := cl.FASLoaderStatus(ctx)
 		if err != nil {
-			return FASLoaderStarted{}, CSMError(err)
+			return FASLoaderStarted{}, activities.CSMError(err)
 		}
 		var started []string
 		for _, id := range st.LoaderRunList {
@@ -75,12 +88,12 @@ func (c *CSM) StartFASLoader(ctx context.Context, req FASLoaderRequest) (FASLoad
 			if len(started) > 1 {
 				msg += fmt.Sprintf("; %d other runs started since: %s", len(started)-1, strings.Join(started[1:], ", "))
 			}
-			return FASLoaderStarted{LoaderRunID: started[0], Outcome: NewOutcome(ctx, "%s", msg)}, nil
+			return FASLoaderStarted{LoaderRunID: started[0], Outcome: activities.NewOutcome(ctx, "%s", msg)}, nil
 		}
 	} else {
 		st, err := cl.FASLoaderStatus(ctx)
 		if err != nil {
-			return FASLoaderStarted{}, CSMError(err)
+			return FASLoaderStarted{}, activities.CSMError(err)
 		}
 		p.RunsBefore = append([]string{}, st.LoaderRunList...)
 	}
@@ -90,18 +103,18 @@ func (c *CSM) StartFASLoader(ctx context.Context, req FASLoaderRequest) (FASLoad
 	}
 	for {
 		// Recorded before every POST: a retry must know the list.
-		RecordHeartbeat(ctx, p)
+		activities.RecordHeartbeat(ctx, p)
 		id, err := cl.FASLoadNexus(ctx)
 		switch {
 		case err == nil:
-			return FASLoaderStarted{LoaderRunID: id, Outcome: NewOutcome(ctx, "started loader run %s", id)}, nil
+			return FASLoaderStarted{LoaderRunID: id, Outcome: activities.NewOutcome(ctx, "started loader run %s", id)}, nil
 		case csm.KindOf(err) != csm.Busy:
-			return FASLoaderStarted{}, CSMError(err)
+			return FASLoaderStarted{}, activities.CSMError(err)
 		}
 		p.Last = "FAS loader busy with another run (429)"
 		if time.Since(p.Since) > req.Budget {
 			return FASLoaderStarted{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("timed out after %s waiting for the FAS loader to accept a run: %s", req.Budget, p.Last), ErrWaitTimedOut, nil)
+				fmt.Sprintf("timed out after %s waiting for the FAS loader to accept a run: %s", req.Budget, p.Last), activities.ErrWaitTimedOut, nil)
 		}
 		select {
 		case <-ctx.Done():
@@ -113,32 +126,32 @@ func (c *CSM) StartFASLoader(ctx context.Context, req FASLoaderRequest) (FASLoad
 
 // WaitFASLoader waits until the loader is no longer busy and reports the
 // run's output.
-func (c *CSM) WaitFASLoader(ctx context.Context, req FASLoaderRequest) (Outcome, error) {
-	cl, err := c.APIClient()
+func (a *Activities) WaitFASLoader(ctx context.Context, req FASLoaderRequest) (activities.Outcome, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
-		return Outcome{}, err
+		return activities.Outcome{}, err
 	}
-	msg, err := Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "the FAS loader to finish", func(ctx context.Context) (string, bool, error) {
+	msg, err := activities.Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "the FAS loader to finish", func(ctx context.Context) (string, bool, error) {
 		st, err := cl.FASLoaderStatus(ctx)
 		if err != nil {
 			if csm.Retryable(err) {
 				return err.Error(), false, nil
 			}
-			return "", false, CSMError(err)
+			return "", false, activities.CSMError(err)
 		}
 		if st.Busy() {
 			return "loader busy", false, nil
 		}
 		images, err := cl.FASImages(ctx)
 		if err != nil {
-			return "", false, CSMError(err)
+			return "", false, activities.CSMError(err)
 		}
 		msg := fmt.Sprintf("loader ready; FAS lists %d images", len(images))
 		if req.LoaderRunID != "" {
 			// The run's own output says what it loaded (or why it did not).
 			run, err := cl.FASLoaderRun(ctx, req.LoaderRunID)
 			if err != nil {
-				return "", false, CSMError(err)
+				return "", false, activities.CSMError(err)
 			}
 			if n := len(run.LoaderRunOutput); n > 0 {
 				msg += fmt.Sprintf("; loader run %s: %s", req.LoaderRunID, run.LoaderRunOutput[n-1])
@@ -147,7 +160,7 @@ func (c *CSM) WaitFASLoader(ctx context.Context, req FASLoaderRequest) (Outcome,
 		return msg, true, nil
 	})
 	if err != nil {
-		return Outcome{}, err
+		return activities.Outcome{}, err
 	}
-	return NewOutcome(ctx, "%s", msg), nil
+	return activities.NewOutcome(ctx, "%s", msg), nil
 }

@@ -1,4 +1,7 @@
-package workflows
+// Package crus is the runbook's CRUS section: follow the CRUS sessions,
+// restart the cray-crus pods (procedures/restartpods) so CRUS rediscovers
+// what etcd holds again, and confirm it lists the sessions again.
+package crus
 
 import (
 	"fmt"
@@ -18,24 +21,28 @@ const (
 	StepConfirmCRUS = "confirm-crus-sessions"
 )
 
-var restartCRUSProcedure = procedure.Procedure{
-	Steps: procedure.FixedSteps(StepCheckCRUS, restartpods.StepSnapshotPods, restartpods.StepDeletePods, restartpods.StepWaitPods, StepConfirmCRUS),
-	Run:   restartCRUS,
+// Procedure follows the CRUS sessions and restarts the CRUS pods.
+var Procedure = procedure.Procedure{
+	Name:       api.RestartCRUS,
+	Steps:      procedure.FixedSteps(StepCheckCRUS, restartpods.StepSnapshotPods, restartpods.StepDeletePods, restartpods.StepWaitPods, StepConfirmCRUS),
+	Run:        Run,
+	Needs:      procedure.Needs{Kube: procedure.PlanPods, CSMAPI: true},
+	Activities: named,
 }
 
-// restartCRUS is the runbook's CRUS section: look at the sessions (follow
-// unfinished ones until they complete or are stuck), restart the cray-crus
-// pod so it rediscovers what etcd holds again, and confirm it lists the
-// sessions again. CRUS not installed skips the service.
-func restartCRUS(w *procedure.Run, ctx workflow.Context) error {
+// Run looks at the sessions (follows unfinished ones until they complete or
+// are stuck), restarts the cray-crus pod so it rediscovers what etcd holds
+// again, and confirms it lists the sessions again. CRUS not installed skips
+// the service.
+func Run(w *procedure.Run, ctx workflow.Context) error {
 	plan := w.In.Plan
 	budget := plan.CRUS.StuckAfter + plan.CRUS.Poll*2
 	if w.In.DryRun {
 		budget = 0 // list once; do not wait in a dry-run
 	}
-	var check activities.CRUSCheck
+	var check CRUSCheck
 	err := w.Step(ctx, StepCheckCRUS, procedure.WaitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityCheckCRUSSessions, activities.CRUSCheckRequest{Plan: *plan.CRUS, Budget: budget}).Get(ctx, &check)
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckCRUSSessions, CRUSCheckRequest{Plan: *plan.CRUS, Budget: budget}).Get(ctx, &check)
 		return check.Outcome, err
 	})
 	if err != nil {
@@ -64,7 +71,7 @@ func restartCRUS(w *procedure.Run, ctx workflow.Context) error {
 	}
 	return w.Step(ctx, StepConfirmCRUS, procedure.WaitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, api.ActivityConfirmCRUSSessions, activities.CRUSConfirmRequest{UpgradeIDs: ids, Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityConfirmCRUSSessions, CRUSConfirmRequest{UpgradeIDs: ids, Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}).Get(ctx, &out)
 		return out, err
 	})
 }

@@ -1,4 +1,4 @@
-package activities_test
+package etcdcluster_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	corev1 "k8s.io/api/core/v1"
@@ -28,13 +29,19 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
 
+// The real-cluster tests of both procedures that re-create an object are
+// here, rerun-job's TestJobRecreatedFromItsOwnJSON too (not in
+// procedures/rerunjob): a package with such tests starts a control plane
+// in its TestMain, and one is enough for tests of the object activities
+// both procedures share; a second would only cost CI its start-up.
+//
 // One seeded control plane (real etcd, kube-apiserver, controller-manager,
 // kwok) serves the whole package; each test leaves it seeded as it found it.
 var cluster *simcluster.Cluster
 
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithCancel(context.Background())
-	dir := testenv.KeepDir("activities-cluster-")
+	dir := testenv.KeepDir("etcdcluster-cluster-")
 	c, err := testenv.Cluster(ctx, dir, true)
 	if err != nil {
 		testenv.Fatalf("start the real control plane: %v", err)
@@ -53,14 +60,15 @@ func kube(cfg *rest.Config) *activities.Kube {
 	return &activities.Kube{Core: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}
 }
 
-// run executes one activity method as Temporal would, against the real API server.
-func run[T any](t *testing.T, k *activities.Kube, fn any, arg any) (T, error) {
+// run executes the shared activity named name (internal/api) on k as
+// Temporal would, against the real API server.
+func run[T any](t *testing.T, k *activities.Kube, name string, arg any) (T, error) {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(k)
+	env.RegisterActivityWithOptions(activities.Shared(k, &activities.CSM{})[name], activity.RegisterOptions{Name: name})
 	var out T
-	v, err := env.ExecuteActivity(fn, arg)
+	v, err := env.ExecuteActivity(name, arg)
 	if err == nil {
 		err = v.Get(&out)
 	}
@@ -75,8 +83,22 @@ func errType(err error) string {
 	return ""
 }
 
+// appMessage is the message of the ApplicationError in err, without the
+// SDK's "activity error (type: ...)" wrapping.
+func appMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
+}
+
 func ref(name string) api.ObjectRef {
 	return api.ObjectRef{Namespace: simcluster.Namespace, Name: name}
+}
+
+func timings() api.Timings {
+	return api.Timings{Wait: time.Minute, Delete: time.Minute, Poll: 200 * time.Millisecond, Heartbeat: 5 * time.Second, Attempts: 3}
 }
 
 // TestJobRecreatedFromItsOwnJSON shows on the real API server why the runbook
@@ -130,15 +152,11 @@ func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
 	if created.GetUID() == job.GetUID() {
 		t.Fatal("same UID")
 	}
-	if _, err := run[activities.Outcome](t, kube(cluster.Config), (&activities.Kube{}).WaitJobComplete, activities.WaitRequest{
+	if _, err := run[activities.Outcome](t, kube(cluster.Config), api.ActivityWaitJobComplete, activities.WaitRequest{
 		Kind: activities.JobKind, Ref: ref(job.GetName()), UID: created.GetUID(), Timings: timings(),
 	}); err != nil {
 		t.Fatalf("re-created job did not complete: %v", err)
 	}
-}
-
-func timings() api.Timings {
-	return api.Timings{Wait: time.Minute, Delete: time.Minute, Poll: 200 * time.Millisecond, Heartbeat: 5 * time.Second, Attempts: 3}
 }
 
 func waitGone(t *testing.T, r dynamic.ResourceInterface, name string) {
@@ -158,8 +176,7 @@ func waitGone(t *testing.T, r dynamic.ResourceInterface, name string) {
 // nothing is deleted twice and a retried create recognises its own object.
 func TestRecreateStepsAreIdempotent(t *testing.T) {
 	k := kube(cluster.Config)
-	var a *activities.Kube
-	saved, err := run[activities.SavedObject](t, k, a.SaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
+	saved, err := run[activities.SavedObject](t, k, api.ActivitySaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,13 +184,13 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 		t.Errorf("stripped %v", saved.Stripped)
 	}
 	for range 2 { // the second delete is a retry after the object is gone
-		if _, err := run[activities.Outcome](t, k, a.DeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
+		if _, err := run[activities.Outcome](t, k, api.ActivityDeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
 			t.Fatalf("delete: %v", err)
 		}
 	}
 	var created activities.Created
 	for i := range 2 { // the second create is a retry of one that succeeded
-		c, err := run[activities.Created](t, k, a.CreateObject, activities.CreateRequest{Saved: saved, RunID: "test-run"})
+		c, err := run[activities.Created](t, k, api.ActivityCreateObject, activities.CreateRequest{Saved: saved, RunID: "test-run"})
 		if err != nil {
 			t.Fatalf("create %d: %v", i, err)
 		}
@@ -182,11 +199,11 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 		}
 		created = c
 	}
-	if _, err := run[activities.Outcome](t, k, a.WaitEtcdClusterRunning, activities.WaitRequest{Kind: activities.EtcdClusterKind, Ref: saved.Ref, UID: created.UID, Timings: timings()}); err != nil {
+	if _, err := run[activities.Outcome](t, k, api.ActivityWaitEtcdClusterRunning, activities.WaitRequest{Kind: activities.EtcdClusterKind, Ref: saved.Ref, UID: created.UID, Timings: timings()}); err != nil {
 		t.Fatal(err)
 	}
 	// A delete retried with the old generation's UID must not touch the new object.
-	if _, err := run[activities.Outcome](t, k, a.DeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
+	if _, err := run[activities.Outcome](t, k, api.ActivityDeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
 		t.Fatal(err)
 	}
 	now, err := cluster.Dynamic.Resource(kubelib.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(context.Background(), simcluster.ExternalDNSEtcd, metav1.GetOptions{})
@@ -201,19 +218,9 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 	// Someone else's object of the same name is refused, not overwritten.
 	other := saved
 	other.UID = "someone-else"
-	if _, err := run[activities.Created](t, k, a.CreateObject, activities.CreateRequest{Saved: other, RunID: "another-run"}); errType(err) != activities.ErrObjectExists {
+	if _, err := run[activities.Created](t, k, api.ActivityCreateObject, activities.CreateRequest{Saved: other, RunID: "another-run"}); errType(err) != activities.ErrObjectExists {
 		t.Fatalf("create over an object of another run: %v, want %s", err, activities.ErrObjectExists)
 	}
-}
-
-// appMessage is the message of the ApplicationError in err, without the
-// SDK's "activity error (type: ...)" wrapping.
-func appMessage(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	return err.Error()
 }
 
 // TestCRDNotInstalled uses a bare API server without etcd-operator's CRD.
@@ -228,9 +235,8 @@ func TestCRDNotInstalled(t *testing.T) {
 	if _, err := bare.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: simcluster.Namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var a *activities.Kube
 	before := namespaceState(t, bare)
-	_, err = run[activities.SavedObject](t, kube(bare.Config), a.SaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
+	_, err = run[activities.SavedObject](t, kube(bare.Config), api.ActivitySaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
 	if errType(err) != activities.ErrCRDNotInstalled || !strings.Contains(err.Error(), "etcd-operator") {
 		t.Fatalf("error %v, want %s", err, activities.ErrCRDNotInstalled)
 	}
@@ -266,12 +272,4 @@ func namespaceState(t *testing.T, c *simcluster.Cluster) string {
 		out += " pod/" + p.Name + "@" + string(p.UID)
 	}
 	return out
-}
-func snapshotUIDs(t *testing.T) map[string]string {
-	t.Helper()
-	fp, err := cluster.Fingerprint(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fp
 }
