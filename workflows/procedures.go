@@ -13,9 +13,6 @@ var legacyProcedures = map[api.Procedure]procedure.Procedure{
 	api.RestartCRUS:         restartCRUSProcedure,
 	api.RestartOrca:         restartOrcaProcedure,
 	api.RunFASLoaderAPI:     runFASLoaderProcedure,
-	api.RemountCPS:          remountCPSProcedure,
-	api.RestoreBOSTemplates: restoreBOSTemplates,
-	api.CheckBOSTemplates:   checkBOSTemplates,
 }
 
 // procedureOf is the procedure a plan names.

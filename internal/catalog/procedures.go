@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/procedures/bos"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
@@ -13,6 +15,9 @@ import (
 // worker's activity registration read.
 var procedures = []procedure.Procedure{
 	restartpods.Procedure,
+	cps.Procedure,
+	bos.RestoreProcedure,
+	bos.CheckProcedure,
 }
 
 // Procedures lists every procedure.
@@ -37,14 +42,8 @@ var legacyNeeds = map[api.Procedure]procedure.Needs{
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("HMNFD %s", v.HMNFDVersion()) }},
 	api.RunFASLoaderAPI: {Kube: procedure.LoaderJobIfNamed, CSMAPI: true,
 		Note: func(api.APIVersions) string { return "or `rerun-job` where services.fas.job names a Job that exists" }},
-	api.RemountCPS: {CSMAPI: true,
-		Note: func(v api.APIVersions) string { return fmt.Sprintf("BOS %s sessions", v.BOSVersion()) }},
-	api.RestoreBOSTemplates: {CSMAPI: true, Note: bosVersion},
-	api.CheckBOSTemplates:   {CSMAPI: true, Note: bosVersion},
 	api.NotInRelease:        {},
 }
-
-func bosVersion(v api.APIVersions) string { return "BOS " + v.BOSVersion() }
 
 // Rederives reports whether procedure p makes the service derive its data
 // again (its pods restart), so that whether it needs a run follows its etcd

@@ -20,6 +20,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -240,8 +241,8 @@ func CRUS(c config.Config) *catalog.CRUSSettings {
 	return config.SettingsOf[*catalog.CRUSSettings](c, api.CRUS)
 }
 
-func CPS(c config.Config) *catalog.CPSSettings {
-	return config.SettingsOf[*catalog.CPSSettings](c, api.CPS)
+func CPS(c config.Config) *cps.CPSSettings {
+	return config.SettingsOf[*cps.CPSSettings](c, api.CPS)
 }
 
 func FAS(c config.Config) *catalog.FASSettings {
