@@ -20,11 +20,15 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/activities/preflight"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/bos"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
+	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
 // kubeFake answers the activities as a healthy cluster would and counts the
@@ -51,8 +55,8 @@ type kubeFake struct {
 	// CPS and BOS: the nodes that boot from CPS (none: CPS unused), the
 	// BOS sessions started, templates restored and checked.
 	cpsNodes     []string
-	bosSessions  []activities.BOSSessionRequest
-	nodeWaits    []activities.WaitNodesRequest
+	bosSessions  []cps.BOSSessionRequest
+	nodeWaits    []cps.WaitNodesRequest
 	restored     [][]json.RawMessage
 	checkedTmpls int
 	// order records CPS discovery and BOS restores as they happen.
@@ -78,9 +82,10 @@ func (f *kubeFake) podSelectors() []string {
 
 func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	k := &activities.Kube{}
+	pre := &preflight.Activities{}
 	cfg := config.Default()
 	config.SettingsOf[*catalog.FASSettings](cfg, api.FAS).Job = "cray-fas-loader" // a site that names its loader Job, which exists
-	env.OnActivity(k.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req preflight.PreflightRequest) (preflight.PreflightResult, error) {
+	env.OnActivity(pre.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req preflight.PreflightRequest) (preflight.PreflightResult, error) {
 		res := preflight.PreflightResult{Release: req.Release}
 		for _, s := range req.Services {
 			p := cfg.Plan(req.Release, s)
@@ -114,23 +119,24 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(k.WaitJobComplete, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "complete", Attempt: 1}, nil)
 	env.OnActivity(k.WaitEtcdClusterRunning, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "running", Attempt: 1}, nil)
-	env.OnActivity(k.SnapshotPods, mock.Anything, mock.Anything).Return(func(_ context.Context, pods api.PodSet) (restartpods.PodSnapshot, error) {
+	pods := &restartpods.Activities{}
+	env.OnActivity(pods.SnapshotPods, mock.Anything, mock.Anything).Return(func(_ context.Context, pods api.PodSet) (restartpods.PodSnapshot, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.selectors = append(f.selectors, pods.Selector)
-		return restartpods.PodSnapshot{Pods: []activities.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil
+		return restartpods.PodSnapshot{Pods: []restartpods.PodRef{{Name: "p-1", UID: "u1", Ready: true}}, Ready: 1}, nil
 	})
-	env.OnActivity(k.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, restartpods.DeletePodsRequest) (activities.Outcome, error) {
+	env.OnActivity(pods.DeletePods, mock.Anything, mock.Anything).Return(func(context.Context, restartpods.DeletePodsRequest) (activities.Outcome, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.podDeletes++
 		f.order = append(f.order, "delete-pods")
 		return activities.Outcome{Message: "deleted pods"}, nil
 	})
-	env.OnActivity(k.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
+	env.OnActivity(pods.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
 
 	c := &activities.CSM{}
-	env.OnActivity(c.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, preflight.DetectReleaseRequest) (api.ReleaseDetection, error) {
+	env.OnActivity(pre.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, preflight.DetectReleaseRequest) (api.ReleaseDetection, error) {
 		if f.detectErr != nil {
 			return api.ReleaseDetection{}, f.detectErr
 		}
@@ -150,7 +156,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return activities.HMNFDReadiness{Ready: true, Outcome: activities.Outcome{Message: "HMNFD reports ready"}}, nil
 	})
-	env.OnActivity(c.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
+	env.OnActivity(pre.CheckAccess, mock.Anything, mock.Anything).Return(activities.Outcome{}, nil)
 	env.OnActivity(c.CheckCRUSSessions, mock.Anything, mock.Anything).Return(func(context.Context, activities.CRUSCheckRequest) (activities.CRUSCheck, error) {
 		return f.crus, nil
 	})
@@ -194,43 +200,45 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.verified = v.Xnames
 		return activities.VerifyResult{}, nil
 	})
-	env.OnActivity(c.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, activities.CPSNodesRequest) (activities.CPSNodes, error) {
+	cpsActs := &cps.Activities{}
+	env.OnActivity(cpsActs.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, cps.CPSNodesRequest) (cps.CPSNodes, error) {
 		f.mu.Lock()
 		f.order = append(f.order, "find-cps-nodes")
 		f.mu.Unlock()
 		if len(f.cpsNodes) == 0 {
-			return activities.CPSNodes{Reason: "no client uses CPS"}, nil
+			return cps.CPSNodes{Reason: "no client uses CPS"}, nil
 		}
-		return activities.CPSNodes{InUse: true, Groups: []activities.CPSNodeGroup{{Template: "cos-2.0", Xnames: f.cpsNodes}}}, nil
+		return cps.CPSNodes{InUse: true, Groups: []cps.CPSNodeGroup{{Template: "cos-2.0", Xnames: f.cpsNodes}}}, nil
 	})
-	env.OnActivity(c.StartBOSSession, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.BOSSessionRequest) (activities.BOSSessionStarted, error) {
+	env.OnActivity(cpsActs.StartBOSSession, mock.Anything, mock.Anything).Return(func(_ context.Context, r cps.BOSSessionRequest) (cps.BOSSessionStarted, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.bosSessions = append(f.bosSessions, r)
 		f.order = append(f.order, "bos-"+r.Operation)
-		return activities.BOSSessionStarted{Name: r.Name}, nil
+		return cps.BOSSessionStarted{Name: r.Name}, nil
 	})
-	env.OnActivity(c.WaitNodesState, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.WaitNodesRequest) (activities.Outcome, error) {
+	env.OnActivity(cpsActs.WaitNodesState, mock.Anything, mock.Anything).Return(func(_ context.Context, r cps.WaitNodesRequest) (activities.Outcome, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.nodeWaits = append(f.nodeWaits, r)
 		return activities.Outcome{Message: "all " + strings.Join(r.States, ",")}, nil
 	})
-	env.OnActivity(c.RestoreSessionTemplates, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.RestoreTemplatesRequest) (activities.RestoreTemplatesResult, error) {
+	bosActs := &bos.Activities{}
+	env.OnActivity(bosActs.RestoreSessionTemplates, mock.Anything, mock.Anything).Return(func(_ context.Context, r bos.RestoreTemplatesRequest) (bos.RestoreTemplatesResult, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.restored = append(f.restored, r.Templates)
 		f.order = append(f.order, "restore-bos-templates")
 		if f.restoreErr != nil {
-			return activities.RestoreTemplatesResult{}, f.restoreErr
+			return bos.RestoreTemplatesResult{}, f.restoreErr
 		}
-		return activities.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
+		return bos.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
 	})
-	env.OnActivity(c.CheckSessionTemplates, mock.Anything, mock.Anything).After(f.checkTakes).Return(func(context.Context, activities.CheckTemplatesRequest) (activities.TemplatesCheck, error) {
+	env.OnActivity(bosActs.CheckSessionTemplates, mock.Anything, mock.Anything).After(f.checkTakes).Return(func(context.Context, bos.CheckTemplatesRequest) (bos.TemplatesCheck, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.checkedTmpls++
-		return activities.TemplatesCheck{Names: []string{"cos-2.0"}, Outcome: activities.Outcome{Message: "1 template"}}, nil
+		return bos.TemplatesCheck{Names: []string{"cos-2.0"}, Outcome: activities.Outcome{Message: "1 template"}}, nil
 	})
 }
 
@@ -723,7 +731,7 @@ func TestReleaseDecidesWhatRuns(t *testing.T) {
 func TestUndecidableReleaseChangesNothing(t *testing.T) {
 	msg := "cannot tell which CSM release this is: product catalog: ConfigMap services/cray-product-catalog not found; API probes: they fit csm-1.3 or csm-1.5; nothing was changed; set release: in the worker config"
 	env, f := newEnv(t, func(f *kubeFake) {
-		f.detectErr = temporal.NewNonRetryableApplicationError(msg, activities.ErrRelease, nil)
+		f.detectErr = temporal.NewNonRetryableApplicationError(msg, preflight.ErrRelease, nil)
 	})
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{})
 	var appErr *temporal.ApplicationError
