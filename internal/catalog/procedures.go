@@ -42,7 +42,7 @@ var legacyNeeds = map[api.Procedure]procedure.Needs{
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("HMNFD %s", v.HMNFDVersion()) }},
 	api.RunFASLoaderAPI: {Kube: procedure.LoaderJobIfNamed, CSMAPI: true,
 		Note: func(api.APIVersions) string { return "or `rerun-job` where services.fas.job names a Job that exists" }},
-	api.NotInRelease:        {},
+	api.NotInRelease: {},
 }
 
 // Rederives reports whether procedure p makes the service derive its data
