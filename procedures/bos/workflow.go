@@ -63,7 +63,7 @@ func restore(w *procedure.Run, ctx workflow.Context) error {
 	if hasTemplates(w.In) {
 		tmpls := w.In.Snapshot.SessionTemplates
 		if w.In.DryRun {
-			w.Finish(ctx, StepRestoreTemplates, api.Skipped, fmt.Sprintf("dry-Run: would restore %d session templates from the snapshot %s and validate each", len(tmpls), w.In.Snapshot.Dir), 0)
+			w.Finish(ctx, StepRestoreTemplates, api.Skipped, fmt.Sprintf("dry-run: would restore %d session templates from the snapshot %s and validate each", len(tmpls), w.In.Snapshot.Dir), 0)
 			return nil
 		}
 		var res RestoreTemplatesResult
@@ -75,8 +75,8 @@ func restore(w *procedure.Run, ctx workflow.Context) error {
 		return err
 	}
 	if w.In.DryRun {
-		w.SkipGate(ctx, api.GateBOSTemplates, "dry-Run: no snapshot given, so a real run would wait here for the templates to be rebuilt by hand")
-		w.Finish(ctx, StepCheckTemplates, api.Skipped, "dry-Run: would list and validate the session templates", 0)
+		w.SkipGate(ctx, api.GateBOSTemplates, "dry-run: no snapshot given, so a real run would wait here for the templates to be rebuilt by hand")
+		w.Finish(ctx, StepCheckTemplates, api.Skipped, "dry-run: would list and validate the session templates", 0)
 		return nil
 	}
 	if err := w.Gate(ctx, api.GateBOSTemplates,

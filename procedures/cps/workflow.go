@@ -70,12 +70,12 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 	}
 	nodes := fmt.Sprintf("%d compute nodes (%s)", len(xnames), procedure.Sample(xnames, 8))
 	if w.In.DryRun {
-		w.SkipGate(ctx, api.GateCPSUnmount, "dry-Run: would wait for approval to shut down "+nodes)
-		w.Finish(ctx, StepShutdownCPSNodes, api.Skipped, "dry-Run: would create BOS sessions (operation shutdown) for "+groupList(found.Groups), 0)
-		w.Finish(ctx, StepWaitCPSNodesOff, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HSM to report them Off", plan.CPS.ShutdownTimeout), 0)
-		w.SkipGate(ctx, api.GateCPSReboot, "dry-Run: would wait for approval to boot them again")
-		w.Finish(ctx, StepBootCPSNodes, api.Skipped, "dry-Run: would create BOS sessions (operation boot) with the same templates", 0)
-		w.Finish(ctx, StepWaitCPSNodesReady, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HSM to report them Ready", plan.CPS.BootTimeout), 0)
+		w.SkipGate(ctx, api.GateCPSUnmount, "dry-run: would wait for approval to shut down "+nodes)
+		w.Finish(ctx, StepShutdownCPSNodes, api.Skipped, "dry-run: would create BOS sessions (operation shutdown) for "+groupList(found.Groups), 0)
+		w.Finish(ctx, StepWaitCPSNodesOff, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HSM to report them Off", plan.CPS.ShutdownTimeout), 0)
+		w.SkipGate(ctx, api.GateCPSReboot, "dry-run: would wait for approval to boot them again")
+		w.Finish(ctx, StepBootCPSNodes, api.Skipped, "dry-run: would create BOS sessions (operation boot) with the same templates", 0)
+		w.Finish(ctx, StepWaitCPSNodesReady, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HSM to report them Ready", plan.CPS.BootTimeout), 0)
 		return nil
 	}
 
