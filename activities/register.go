@@ -15,18 +15,12 @@ type Registry interface {
 // Shared maps the contract name (internal/api) of each activity several
 // procedures use to its implementation; each procedure names its own
 // (workflows.RegisterActivities registers them all).
-func Shared(k *Kube, c *CSM) map[string]any {
+func Shared(k *Kube) map[string]any {
 	return map[string]any{
 		api.ActivitySaveObject:             k.SaveObject,
 		api.ActivityDeleteObject:           k.DeleteObject,
 		api.ActivityCreateObject:           k.CreateObject,
 		api.ActivityWaitJobComplete:        k.WaitJobComplete,
 		api.ActivityWaitEtcdClusterRunning: k.WaitEtcdClusterRunning,
-
-		api.ActivityFindCPSNodes:            c.FindCPSNodes,
-		api.ActivityStartBOSSession:         c.StartBOSSession,
-		api.ActivityWaitNodesState:          c.WaitNodesState,
-		api.ActivityRestoreSessionTemplates: c.RestoreSessionTemplates,
-		api.ActivityCheckSessionTemplates:   c.CheckSessionTemplates,
 	}
 }

@@ -46,7 +46,7 @@ func NamedActivities(w Workers) map[string]any {
 			named[name] = fn
 		}
 	}
-	add("activities.Shared", activities.Shared(w.Kube, w.CSM))
+	add("activities.Shared", activities.Shared(w.Kube))
 	for _, p := range catalog.Procedures() {
 		if p.Activities != nil {
 			add(string(p.Name), p.Activities(w.Kube, w.CSM))

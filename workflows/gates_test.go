@@ -18,6 +18,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
 )
 
@@ -313,7 +314,7 @@ func TestBOSSessionNamesAreUniqueAndValid(t *testing.T) {
 	for _, id := range []string{"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff", "6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a21", "6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a22", "default-test-run-id"} {
 		for _, op := range []string{"shutdown", "boot"} {
 			for _, g := range []int{0, 1, 999} {
-				name := bosSessionNameOf(id, api.CPS, op, g)
+				name := cps.BOSSessionNameOf(id, api.CPS, op, g)
 				if len(name) > maxLen || !pattern.MatchString(name) {
 					t.Errorf("%q (%d chars) breaks BOS's rule: at most %d characters matching %s", name, len(name), maxLen, pattern)
 				}
@@ -322,7 +323,7 @@ func TestBOSSessionNamesAreUniqueAndValid(t *testing.T) {
 					t.Errorf("%s and %s share the name %s", prev, key, name)
 				}
 				seen[name] = key
-				if bosSessionNameOf(id, api.CPS, op, g) != name {
+				if cps.BOSSessionNameOf(id, api.CPS, op, g) != name {
 					t.Errorf("%s: name not stable", key)
 				}
 			}
@@ -330,7 +331,7 @@ func TestBOSSessionNamesAreUniqueAndValid(t *testing.T) {
 	}
 	// Two runs with the same run ID (the old FNV-32 scheme's weakness) differ
 	// in their Temporal run IDs, so their sessions differ.
-	if bosSessionNameOf("6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a21", api.CPS, "boot", 0) == bosSessionNameOf("6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a22", api.CPS, "boot", 0) {
+	if cps.BOSSessionNameOf("6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a21", api.CPS, "boot", 0) == cps.BOSSessionNameOf("6f1d2c8e-8f0a-4c1e-9a43-0b0f3d5e7a22", api.CPS, "boot", 0) {
 		t.Error("names of two executions of one run ID must differ")
 	}
 }
@@ -341,7 +342,7 @@ func TestBOSSessionNameVersions(t *testing.T) {
 	for _, old := range []bool{false, true} {
 		env, f := cpsRun(t)
 		if old {
-			env.OnGetVersion(changeBOSSessionPerExecution, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+			env.OnGetVersion(cps.ChangeBOSSessionPerExecution, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 		}
 		var unmount, reboot decision
 		decide(env, time.Minute, api.GateDecision{Gate: api.GateCPSUnmount, Decision: api.Approve, By: "ops"}, &unmount)
@@ -355,7 +356,7 @@ func TestBOSSessionNameVersions(t *testing.T) {
 		}
 		shutdown, boot := f.bosSessions[0].Name, f.bosSessions[1].Name
 		if old {
-			if shutdown != bosSessionName("default-test-workflow-id", "shutdown", 0) || boot != bosSessionName("default-test-workflow-id", "boot", 0) {
+			if shutdown != cps.BOSSessionName("default-test-workflow-id", "shutdown", 0) || boot != cps.BOSSessionName("default-test-workflow-id", "boot", 0) {
 				t.Errorf("a run started before the change named its sessions %s, %s; want the FNV names it used", shutdown, boot)
 			}
 			continue

@@ -6,21 +6,13 @@ import (
 	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
 
-// legacyProcedures are the procedures not yet in their folder under procedures/.
-var legacyProcedures = map[api.Procedure]procedure.Procedure{
-	api.RemountCPS:          remountCPSProcedure,
-	api.RestoreBOSTemplates: restoreBOSTemplates,
-	api.CheckBOSTemplates:   checkBOSTemplates,
-}
-
-// procedureOf is the procedure a plan names.
+// procedureOf is the procedure a plan names; one the catalog does not
+// have runs as a failure that names it.
 func procedureOf(name api.Procedure) procedure.Procedure {
 	if p, ok := catalog.ProcedureOf(name); ok {
 		return p
 	}
-	p := legacyProcedures[name]
-	p.Name = name
-	return p
+	return procedure.Procedure{Name: name}
 }
 
 // Steps lists the steps of a service in order, gates included, so that

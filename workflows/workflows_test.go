@@ -26,6 +26,8 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/bos"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
@@ -57,8 +59,8 @@ type kubeFake struct {
 	// CPS and BOS: the nodes that boot from CPS (none: CPS unused), the
 	// BOS sessions started, templates restored and checked.
 	cpsNodes     []string
-	bosSessions  []activities.BOSSessionRequest
-	nodeWaits    []activities.WaitNodesRequest
+	bosSessions  []cps.BOSSessionRequest
+	nodeWaits    []cps.WaitNodesRequest
 	restored     [][]json.RawMessage
 	checkedTmpls int
 	// order records CPS discovery and BOS restores as they happen.
@@ -136,8 +138,6 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return activities.Outcome{Message: "deleted pods"}, nil
 	})
 	env.OnActivity(pods.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
-
-	c := &activities.CSM{}
 	env.OnActivity(pre.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, preflight.DetectReleaseRequest) (api.ReleaseDetection, error) {
 		if f.detectErr != nil {
 			return api.ReleaseDetection{}, f.detectErr
@@ -204,43 +204,45 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.verified = v.Xnames
 		return orca.VerifyResult{}, nil
 	})
-	env.OnActivity(c.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, activities.CPSNodesRequest) (activities.CPSNodes, error) {
+	cpsActs := &cps.Activities{}
+	env.OnActivity(cpsActs.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, cps.CPSNodesRequest) (cps.CPSNodes, error) {
 		f.mu.Lock()
 		f.order = append(f.order, "find-cps-nodes")
 		f.mu.Unlock()
 		if len(f.cpsNodes) == 0 {
-			return activities.CPSNodes{Reason: "no client uses CPS"}, nil
+			return cps.CPSNodes{Reason: "no client uses CPS"}, nil
 		}
-		return activities.CPSNodes{InUse: true, Groups: []activities.CPSNodeGroup{{Template: "cos-2.0", Xnames: f.cpsNodes}}}, nil
+		return cps.CPSNodes{InUse: true, Groups: []cps.CPSNodeGroup{{Template: "cos-2.0", Xnames: f.cpsNodes}}}, nil
 	})
-	env.OnActivity(c.StartBOSSession, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.BOSSessionRequest) (activities.BOSSessionStarted, error) {
+	env.OnActivity(cpsActs.StartBOSSession, mock.Anything, mock.Anything).Return(func(_ context.Context, r cps.BOSSessionRequest) (cps.BOSSessionStarted, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.bosSessions = append(f.bosSessions, r)
 		f.order = append(f.order, "bos-"+r.Operation)
-		return activities.BOSSessionStarted{Name: r.Name}, nil
+		return cps.BOSSessionStarted{Name: r.Name}, nil
 	})
-	env.OnActivity(c.WaitNodesState, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.WaitNodesRequest) (activities.Outcome, error) {
+	env.OnActivity(cpsActs.WaitNodesState, mock.Anything, mock.Anything).Return(func(_ context.Context, r cps.WaitNodesRequest) (activities.Outcome, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.nodeWaits = append(f.nodeWaits, r)
 		return activities.Outcome{Message: "all " + strings.Join(r.States, ",")}, nil
 	})
-	env.OnActivity(c.RestoreSessionTemplates, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.RestoreTemplatesRequest) (activities.RestoreTemplatesResult, error) {
+	bosActs := &bos.Activities{}
+	env.OnActivity(bosActs.RestoreSessionTemplates, mock.Anything, mock.Anything).Return(func(_ context.Context, r bos.RestoreTemplatesRequest) (bos.RestoreTemplatesResult, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.restored = append(f.restored, r.Templates)
 		f.order = append(f.order, "restore-bos-templates")
 		if f.restoreErr != nil {
-			return activities.RestoreTemplatesResult{}, f.restoreErr
+			return bos.RestoreTemplatesResult{}, f.restoreErr
 		}
-		return activities.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
+		return bos.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
 	})
-	env.OnActivity(c.CheckSessionTemplates, mock.Anything, mock.Anything).After(f.checkTakes).Return(func(context.Context, activities.CheckTemplatesRequest) (activities.TemplatesCheck, error) {
+	env.OnActivity(bosActs.CheckSessionTemplates, mock.Anything, mock.Anything).After(f.checkTakes).Return(func(context.Context, bos.CheckTemplatesRequest) (bos.TemplatesCheck, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.checkedTmpls++
-		return activities.TemplatesCheck{Names: []string{"cos-2.0"}, Outcome: activities.Outcome{Message: "1 template"}}, nil
+		return bos.TemplatesCheck{Names: []string{"cos-2.0"}, Outcome: activities.Outcome{Message: "1 template"}}, nil
 	})
 }
 

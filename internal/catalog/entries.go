@@ -6,6 +6,8 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/settings"
+	"github.com/csmops/etcd-repopulate/procedures/bos"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
@@ -31,7 +33,7 @@ var entries = []Entry{
 		Service:  api.BOS,
 		Title:    "Boot Orchestration Service (BOS)",
 		Does:     "restores session templates (1.0, 1.2), checks them (1.3+)",
-		Settings: func() settings.Settings { return &BOSSettings{} },
+		Settings: func() settings.Settings { return &bos.BOSSettings{} },
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RestoreBOSTemplates},
 			{Since: api.CSM13, Procedure: api.CheckBOSTemplates},
@@ -69,7 +71,7 @@ var entries = []Entry{
 		Title:   "Content Projection Service (CPS)",
 		Does:    "reboots, behind two gates, the nodes that mount CPS",
 		Settings: func() settings.Settings {
-			return &CPSSettings{ShutdownTimeout: settings.Duration(15 * time.Minute), BootTimeout: settings.Duration(45 * time.Minute)}
+			return &cps.CPSSettings{ShutdownTimeout: settings.Duration(15 * time.Minute), BootTimeout: settings.Duration(45 * time.Minute)}
 		},
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RemountCPS},

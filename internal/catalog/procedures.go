@@ -1,9 +1,9 @@
 package catalog
 
 import (
-	"fmt"
-
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/procedures/bos"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
@@ -23,6 +23,9 @@ var procedures = []procedure.Procedure{
 	etcdcluster.Procedure,
 	crus.Procedure,
 	fasloader.Procedure,
+	cps.Procedure,
+	bos.RestoreProcedure,
+	bos.CheckProcedure,
 }
 
 // Procedures lists every procedure.
@@ -38,17 +41,6 @@ func ProcedureOf(p api.Procedure) (procedure.Procedure, bool) {
 	return procedure.Procedure{}, false
 }
 
-// legacyNeeds are the needs of procedures not yet in their folder.
-var legacyNeeds = map[api.Procedure]procedure.Needs{
-	api.RemountCPS: {CSMAPI: true,
-		Note: func(v api.APIVersions) string { return fmt.Sprintf("BOS %s sessions", v.BOSVersion()) }},
-	api.RestoreBOSTemplates: {CSMAPI: true, Note: bosVersion},
-	api.CheckBOSTemplates:   {CSMAPI: true, Note: bosVersion},
-	api.NotInRelease:        {},
-}
-
-func bosVersion(v api.APIVersions) string { return "BOS " + v.BOSVersion() }
-
 // Rederives reports whether procedure p makes the service derive its data
 // again (its pods restart), so that whether it needs a run follows its etcd
 // cluster's age even where repopulate plan counts its data.
@@ -56,12 +48,9 @@ func Rederives(p api.Procedure) bool { return NeedsOf(p).Kube == procedure.PlanP
 
 // NeedsOf returns what procedure p needs before a run starts.
 func NeedsOf(p api.Procedure) procedure.Needs {
-	if proc, ok := ProcedureOf(p); ok {
-		return proc.Needs
+	proc, ok := ProcedureOf(p)
+	if !ok && p != api.NotInRelease {
+		panic("catalog: no procedure " + string(p)) // a procedure was named in api without its folder in the list
 	}
-	n, ok := legacyNeeds[p]
-	if !ok {
-		panic("catalog: no needs for procedure " + string(p)) // a procedure was added without its needs
-	}
-	return n
+	return proc.Needs
 }

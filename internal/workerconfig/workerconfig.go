@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
-	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
@@ -245,8 +245,8 @@ func CRUS(c config.Config) *crus.CRUSSettings {
 	return config.SettingsOf[*crus.CRUSSettings](c, api.CRUS)
 }
 
-func CPS(c config.Config) *catalog.CPSSettings {
-	return config.SettingsOf[*catalog.CPSSettings](c, api.CPS)
+func CPS(c config.Config) *cps.CPSSettings {
+	return config.SettingsOf[*cps.CPSSettings](c, api.CPS)
 }
 
 func FAS(c config.Config) *fasloader.FASSettings {

@@ -66,7 +66,7 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 		return err
 	}
 	if w.In.DryRun {
-		w.Finish(ctx, StepConfirmCRUS, api.Skipped, fmt.Sprintf("dry-Run: would check that CRUS lists its %d sessions again", len(ids)), 0)
+		w.Finish(ctx, StepConfirmCRUS, api.Skipped, fmt.Sprintf("dry-run: would check that CRUS lists its %d sessions again", len(ids)), 0)
 		return nil
 	}
 	return w.Step(ctx, StepConfirmCRUS, procedure.WaitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {

@@ -66,7 +66,7 @@ func run[T any](t *testing.T, k *activities.Kube, name string, arg any) (T, erro
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivityWithOptions(activities.Shared(k, &activities.CSM{})[name], activity.RegisterOptions{Name: name})
+	env.RegisterActivityWithOptions(activities.Shared(k)[name], activity.RegisterOptions{Name: name})
 	var out T
 	v, err := env.ExecuteActivity(name, arg)
 	if err == nil {

@@ -35,8 +35,8 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 	plan := w.In.Plan
 	req := FASLoaderRequest{Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}
 	if w.In.DryRun {
-		w.Finish(ctx, StepStartFASLoader, api.Skipped, "dry-Run: would POST /apis/fas/v1/loader/nexus (waiting while FAS answers 429)", 0)
-		w.Finish(ctx, StepWaitFASLoader, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for the loader to finish", plan.Timings.Wait), 0)
+		w.Finish(ctx, StepStartFASLoader, api.Skipped, "dry-run: would POST /apis/fas/v1/loader/nexus (waiting while FAS answers 429)", 0)
+		w.Finish(ctx, StepWaitFASLoader, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for the loader to finish", plan.Timings.Wait), 0)
 		return nil
 	}
 	var started FASLoaderStarted

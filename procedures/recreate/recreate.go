@@ -39,9 +39,9 @@ func Run(w *procedure.Run, ctx workflow.Context, kind activities.Kind, steps Ste
 		return err
 	}
 	if w.In.DryRun {
-		w.Finish(ctx, steps.Delete, api.Skipped, fmt.Sprintf("dry-Run: would delete %s %s (uid %s) with background propagation and wait up to %s until it is gone", kind, plan.Object, saved.UID, plan.Timings.Delete), 0)
-		w.Finish(ctx, steps.Create, api.Skipped, fmt.Sprintf("dry-Run: would create %s %s from the saved copy without %s", kind, plan.Object, strings.Join(saved.Stripped, ", ")), 0)
-		w.Finish(ctx, steps.Wait, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for it to be %s", plan.Timings.Wait, healthyWord(kind)), 0)
+		w.Finish(ctx, steps.Delete, api.Skipped, fmt.Sprintf("dry-run: would delete %s %s (uid %s) with background propagation and wait up to %s until it is gone", kind, plan.Object, saved.UID, plan.Timings.Delete), 0)
+		w.Finish(ctx, steps.Create, api.Skipped, fmt.Sprintf("dry-run: would create %s %s from the saved copy without %s", kind, plan.Object, strings.Join(saved.Stripped, ", ")), 0)
+		w.Finish(ctx, steps.Wait, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for it to be %s", plan.Timings.Wait, healthyWord(kind)), 0)
 		return nil
 	}
 	if err := ctx.Err(); err != nil {

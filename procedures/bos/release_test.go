@@ -1,4 +1,4 @@
-package activities_test
+package bos_test
 
 import (
 	"context"
@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
+	"github.com/csmops/etcd-repopulate/procedures/bos"
 )
 
 // releaseTemplates are templates as each BOS API version holds them: v1
@@ -71,14 +71,14 @@ func TestRestoreTemplatesPerRelease(t *testing.T) {
 	for _, rel := range []api.Release{api.CSM10, api.CSM13} {
 		e, a := csmEmuRelease(t, rel, nil)
 		before := seedTemplates(t, e, releaseTemplates[rel.APIs().BOSVersion()])
-		in := takeSnapshot(t, a.Client)
+		in := takeSnapshot(t, a.CSM.Client)
 		if in.APIs != rel.APIs() {
 			t.Fatalf("%s: snapshot APIs %+v", rel, in.APIs)
 		}
 		e.ClearSessionTemplates()
 		e.ResetCounters()
-		res, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
-			activities.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: rel.APIs(), SnapshotAPIs: in.APIs}, nil)
+		res, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+			bos.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: rel.APIs(), SnapshotAPIs: in.APIs}, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", rel, err)
 		}
@@ -109,13 +109,13 @@ func TestRestoreTemplatesPerRelease(t *testing.T) {
 func TestRestoreRefusesAV2SnapshotIntoBOSv1(t *testing.T) {
 	e13, a13 := csmEmuRelease(t, api.CSM13, nil)
 	seedTemplates(t, e13, releaseTemplates[api.APIv2])
-	in := takeSnapshot(t, a13.Client)
+	in := takeSnapshot(t, a13.CSM.Client)
 
 	e, a := csmEmuRelease(t, api.CSM10, nil)
 	e.ResetCounters()
-	_, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
-		activities.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM10.APIs(), SnapshotAPIs: in.APIs}, nil)
-	nonRetryable(t, err, activities.ErrTemplateAPIMismatch, "read through BOS v2", "restores through BOS v1", "nothing was changed")
+	_, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		bos.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM10.APIs(), SnapshotAPIs: in.APIs}, nil)
+	nonRetryable(t, err, bos.ErrTemplateAPIMismatch, "read through BOS v2", "restores through BOS v1", "nothing was changed")
 	if names := e.SessionTemplateNames(); len(names) != 0 {
 		t.Errorf("templates stored after the refusal: %v", names)
 	}
@@ -125,7 +125,7 @@ func TestRestoreRefusesAV2SnapshotIntoBOSv1(t *testing.T) {
 		}
 	}
 	badinput.Record(t, badinput.Case{Area: badinput.Request, Input: "snapshot taken through BOS v2 (CSM 1.3+) restored on CSM 1.0 (BOS v1 only)",
-		Message: appMessage(err), Exit: "step fails, type " + activities.ErrTemplateAPIMismatch,
+		Message: appMessage(err), Exit: "step fails, type " + bos.ErrTemplateAPIMismatch,
 		Unchanged: "no request reached the CSM APIs; BOS holds no template"})
 }
 
@@ -135,15 +135,15 @@ func TestRestoreRefusesAV2SnapshotIntoBOSv1(t *testing.T) {
 func TestRestoreConvertsAV1SnapshotForBOSv2(t *testing.T) {
 	e12, a12 := csmEmuRelease(t, api.CSM12, nil)
 	seedTemplates(t, e12, releaseTemplates[api.APIv1])
-	in := takeSnapshot(t, a12.Client)
+	in := takeSnapshot(t, a12.CSM.Client)
 
 	e, a := csmEmuRelease(t, api.CSM13, nil)
-	res, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
-		activities.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM13.APIs(), SnapshotAPIs: in.APIs}, nil)
+	res, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		bos.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM13.APIs(), SnapshotAPIs: in.APIs}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []activities.TemplateConversion{{Name: "cos-1", Dropped: []string{"boot_sets.compute.boot_ordinal", "boot_sets.compute.network", "partition"}}}
+	want := []bos.TemplateConversion{{Name: "cos-1", Dropped: []string{"boot_sets.compute.boot_ordinal", "boot_sets.compute.network", "partition"}}}
 	if !equalJSON(res.Converted, want) || len(res.Restored) != 2 || len(res.Invalid) != 0 || !strings.Contains(res.Message, "converted from v1") {
 		t.Fatalf("converted %+v, result %+v", res.Converted, res)
 	}
@@ -160,51 +160,20 @@ func TestRestoreConvertsAV1SnapshotForBOSv2(t *testing.T) {
 func TestRestoreReportsAWarningAsAWarning(t *testing.T) {
 	e, a := csmEmuRelease(t, api.CSM15, nil)
 	seedTemplates(t, e, releaseTemplates[api.APIv2])
-	in := takeSnapshot(t, a.Client)
+	in := takeSnapshot(t, a.CSM.Client)
 	const warning = "Session template: 'cos-2' boot set: 'compute' could not locate its initrd. Warning: An error occurred (404) when calling the HeadObject operation: Not Found"
 	e.SetTemplateValidation("cos-2", warning)
-	res, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
-		activities.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM15.APIs(), SnapshotAPIs: in.APIs}, nil)
+	res, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		bos.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM15.APIs(), SnapshotAPIs: in.APIs}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Invalid) != 0 || len(res.Warnings) != 1 || res.Warnings[0].Name != "cos-2" || res.Warnings[0].Message != warning {
 		t.Errorf("result %+v", res)
 	}
-	chk, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, activities.CheckTemplatesRequest{APIs: api.CSM15.APIs()}, nil)
+	chk, _, err := csmRun[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{APIs: api.CSM15.APIs()}, nil)
 	if err != nil || len(chk.Invalid) != 0 || len(chk.Warnings) != 1 || len(chk.Names) != 2 {
 		t.Errorf("CheckSessionTemplates = %+v, %v", chk, err)
-	}
-}
-
-// TestStartBOSv1SessionAdoptsALostSession: BOS v1 names sessions itself;
-// a retry after a lost answer finds the session by the ids listed before
-// the POST, instead of shutting the nodes down twice.
-func TestStartBOSv1SessionAdoptsALostSession(t *testing.T) {
-	e, a := csmEmuRelease(t, api.CSM10, csmemu.ComputeNodes(2))
-	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n0, n1}})
-	// Someone else's session, there before the step.
-	other, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession,
-		activities.BOSSessionRequest{Template: "cos", Operation: "boot", Xnames: []string{n0}, APIs: api.CSM10.APIs()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := activities.BOSSessionRequest{Name: "run1-cps-shutdown", Template: "cos", Operation: "shutdown", Xnames: []string{n1, n0}, APIs: api.CSM10.APIs()}
-	e.DropResponse("POST", csm.PathBOSv1Session, 1)
-	_, beats, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
-	if err == nil || len(beats) != 1 {
-		t.Fatalf("first attempt: %v, heartbeats %v", err, beats)
-	}
-	got, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, req, json.RawMessage(beats[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Name == "" || got.Name == other.Name || !strings.Contains(got.Message, "earlier attempt") {
-		t.Fatalf("retry = %+v", got)
-	}
-	ids, err := a.Client.WithAPIs(api.CSM10.APIs()).BOSSessionIDs(context.Background())
-	if err != nil || len(ids) != 2 {
-		t.Errorf("BOS v1 sessions %v, %v: want the other one and exactly one shutdown", ids, err)
 	}
 }
 
@@ -216,9 +185,9 @@ func TestRestoreFailsWhenBOSRefusesATemplate(t *testing.T) {
 	e, a := csmEmuRelease(t, api.CSM10, nil)
 	good := json.RawMessage(`{"name":"cos-ok","boot_sets":{"compute":{"path":"s3://boot-images/cos/manifest.json","type":"s3","node_list":["x1000c0s0b0n0"]}}}`)
 	refused := json.RawMessage(`{"name":"cos-arch","boot_sets":{"compute":{"path":"s3://boot-images/cos/manifest.json","type":"s3","arch":"X86","node_list":["x1000c0s1b0n0"]}}}`)
-	_, _, err := csmRun[activities.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
-		activities.RestoreTemplatesRequest{Templates: []json.RawMessage{good, refused}, APIs: api.CSM10.APIs(), SnapshotAPIs: api.CSM10.APIs()}, nil)
-	nonRetryable(t, err, activities.ErrTemplatesRefused, "BOS refused to store 1 of the snapshot's session templates", "cos-arch", "arch")
+	_, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		bos.RestoreTemplatesRequest{Templates: []json.RawMessage{good, refused}, APIs: api.CSM10.APIs(), SnapshotAPIs: api.CSM10.APIs()}, nil)
+	nonRetryable(t, err, bos.ErrTemplatesRefused, "BOS refused to store 1 of the snapshot's session templates", "cos-arch", "arch")
 	if names := e.SessionTemplateNames(); !slices.Equal(names, []string{"cos-ok"}) {
 		t.Errorf("templates stored: %v, want cos-ok only", names)
 	}

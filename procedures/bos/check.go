@@ -1,4 +1,4 @@
-package activities
+package bos
 
 import (
 	"context"
@@ -8,9 +8,16 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 )
+
+// namedCheck maps check-bos-templates's contract name (internal/api) to
+// its implementation.
+func namedCheck(_ *activities.Kube, c *activities.CSM) map[string]any {
+	return map[string]any{api.ActivityCheckSessionTemplates: (&Activities{CSM: c}).CheckSessionTemplates}
+}
 
 // ErrNoTemplates: BOS has no session template after gate bos-templates.
 const ErrNoTemplates = "NoSessionTemplates"
@@ -25,7 +32,7 @@ type CheckTemplatesRequest struct {
 
 // TemplatesCheck is what BOS holds after a person rebuilt the templates.
 type TemplatesCheck struct {
-	Outcome
+	activities.Outcome
 	Names    []string          `json:"names,omitempty"`
 	Invalid  []TemplateProblem `json:"invalid,omitempty"`
 	Warnings []TemplateProblem `json:"warnings,omitempty"`
@@ -53,15 +60,15 @@ type templatesChecked struct {
 // produced. No template at all is an error: approving did not restore
 // anything. It heartbeats after each template and resumes from the index
 // an earlier attempt reached.
-func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesRequest) (TemplatesCheck, error) {
-	cl, err := c.APIClient()
+func (a *Activities) CheckSessionTemplates(ctx context.Context, req CheckTemplatesRequest) (TemplatesCheck, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return TemplatesCheck{}, err
 	}
 	cl = cl.WithAPIs(req.APIs)
 	tmpls, err := cl.SessionTemplates(ctx)
 	if err != nil {
-		return TemplatesCheck{}, CSMError(err)
+		return TemplatesCheck{}, activities.CSMError(err)
 	}
 	var p templatesChecked
 	if activity.HasHeartbeatDetails(ctx) {
@@ -85,7 +92,7 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesReque
 				if csm.Retryable(err) {
 					return TemplatesCheck{}, err
 				}
-				return TemplatesCheck{}, CSMError(err)
+				return TemplatesCheck{}, activities.CSMError(err)
 			}
 			switch v.Verdict {
 			case csm.TemplateWarning:
@@ -96,7 +103,7 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesReque
 		}
 		p.Done, p.Last = i+1, t.Name
 		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(tmpls))
-		RecordHeartbeat(ctx, p)
+		activities.RecordHeartbeat(ctx, p)
 	}
 	if len(tmpls) == 0 {
 		return TemplatesCheck{}, temporal.NewNonRetryableApplicationError(
@@ -111,7 +118,7 @@ func (c *CSM) CheckSessionTemplates(ctx context.Context, req CheckTemplatesReque
 		res.Unvalidated = bosV1Unvalidated
 		msg += "; " + bosV1Unvalidated
 	}
-	res.Outcome = NewOutcome(ctx, "%s", msg)
+	res.Outcome = activities.NewOutcome(ctx, "%s", msg)
 	return res, nil
 }
 

@@ -1,6 +1,7 @@
-package activities_test
+package cps_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
+	"github.com/csmops/etcd-repopulate/procedures/cps"
 )
 
 const (
@@ -27,15 +29,15 @@ const (
 	n3 = "x1000c0s3b0n0"
 )
 
-// csmEmu serves an emulator with comps in HSM and returns the CSM
+// csmEmu serves an emulator with comps in HSM and returns the CPS
 // activities talking to it over HTTP.
-func csmEmu(t *testing.T, comps []csm.Component) (*csmemu.Emulator, *activities.CSM) {
+func csmEmu(t *testing.T, comps []csm.Component) (*csmemu.Emulator, *cps.Activities) {
 	t.Helper()
 	return csmEmuRelease(t, "", comps)
 }
 
 // csmEmuRelease is csmEmu serving rel's APIs ("": csmemu.DefaultRelease).
-func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *activities.CSM) {
+func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *cps.Activities) {
 	t.Helper()
 	e := csmemu.New(csmemu.Options{Release: rel, Components: comps})
 	base, err := e.Start(false)
@@ -47,13 +49,13 @@ func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmem
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, &activities.CSM{Client: cl}
+	return e, &cps.Activities{CSM: &activities.CSM{Client: cl}}
 }
 
-// csmRun runs one CSM activity as Temporal would. details, if not nil, are
+// csmRun runs one CPS activity as Temporal would. details, if not nil, are
 // the heartbeat details of an earlier attempt; the heartbeats sent are
 // returned as JSON.
-func csmRun[T any](t *testing.T, a *activities.CSM, fn, arg, details any) (T, []string, error) {
+func csmRun[T any](t *testing.T, a *cps.Activities, fn, arg, details any) (T, []string, error) {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
@@ -117,7 +119,7 @@ func setTemplate(t *testing.T, e *csmemu.Emulator, name string, bs csm.BootSet) 
 func TestFindCPSNodesUnused(t *testing.T) {
 	e, a := csmEmu(t, csmemu.ComputeNodes(2))
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n0}})
-	got, _, err := csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{}, nil)
+	got, _, err := csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,37 +137,37 @@ func TestFindCPSNodesDerived(t *testing.T) {
 
 	// No cpss3 template yet: in use, nothing to do, and why.
 	setTemplate(t, e, "ncn", csm.BootSet{RootfsProvider: "", NodeList: []string{n3}})
-	got, _, err := csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{}, nil)
+	got, _, err := csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
 	if err != nil || !got.InUse || len(got.Groups) != 0 || !strings.Contains(got.Reason, "cpss3") {
 		t.Fatalf("no cpss3 template: %+v, %v; want in use, no groups, a reason naming cpss3", got, err)
 	}
 
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n2, n1, n0}})
 	setTemplate(t, e, "uan", csm.BootSet{RootfsProvider: "CPSS3", NodeRolesGroups: []string{"Application"}})
-	got, _, err = csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{}, nil)
+	got, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []activities.CPSNodeGroup{{Template: "cos", Xnames: []string{n0, n1}}, {Template: "uan", Xnames: []string{"x3000c0s19b0n0"}}}
+	want := []cps.CPSNodeGroup{{Template: "cos", Xnames: []string{n0, n1}}, {Template: "uan", Xnames: []string{"x3000c0s19b0n0"}}}
 	if !got.InUse || got.Reason != "" || !equalJSON(got.Groups, want) {
 		t.Errorf("FindCPSNodes = %+v, want groups %+v", got, want)
 	}
 
 	// A node two CPS templates boot: which to boot it with is unknown.
 	setTemplate(t, e, "cos-old", csm.BootSet{RootfsProvider: "cpss3", NodeRolesGroups: []string{"Compute"}})
-	_, _, err = csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{}, nil)
-	nonRetryable(t, err, activities.ErrCPSAmbiguous, n0+" (cos, cos-old)", "services.cps.nodes")
+	_, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
+	nonRetryable(t, err, cps.ErrCPSAmbiguous, n0+" (cos, cos-old)", "services.cps.nodes")
 	e.ClearSessionTemplates()
 
 	// HSM groups are not resolved: say so rather than miss nodes.
 	setTemplate(t, e, "grp", csm.BootSet{RootfsProvider: "cpss3", NodeGroups: []string{"cps-computes"}})
-	_, _, err = csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{}, nil)
-	nonRetryable(t, err, activities.ErrCPSConfig, "cps-computes", "services.cps.template")
+	_, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
+	nonRetryable(t, err, cps.ErrCPSConfig, "cps-computes", "services.cps.template")
 
 	// CPS in use, templates found, but none of their nodes is up.
 	e.ClearSessionTemplates()
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n2}})
-	got, _, err = csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{}, nil)
+	got, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
 	if err != nil || !got.InUse || len(got.Groups) != 0 || !strings.Contains(got.Reason, "cos") {
 		t.Errorf("no up node: %+v, %v; want in use, no groups, a reason naming cos", got, err)
 	}
@@ -176,17 +178,17 @@ func TestFindCPSNodesConfigured(t *testing.T) {
 	comps[1].State = "Off"
 	e, a := csmEmu(t, comps)
 	usesCPS(e)
-	_, _, err := csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{Nodes: []string{n0}}, nil)
-	nonRetryable(t, err, activities.ErrCPSConfig, "services.cps.template")
+	_, _, err := csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n0}}, nil)
+	nonRetryable(t, err, cps.ErrCPSConfig, "services.cps.template")
 
-	_, _, err = csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{Nodes: []string{n0, "x9c0s0b0n0"}, Template: "cos"}, nil)
-	nonRetryable(t, err, activities.ErrCPSConfig, "x9c0s0b0n0", "services.cps.nodes")
+	_, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n0, "x9c0s0b0n0"}, Template: "cos"}, nil)
+	nonRetryable(t, err, cps.ErrCPSConfig, "x9c0s0b0n0", "services.cps.nodes")
 
-	got, _, err := csmRun[activities.CPSNodes](t, a, a.FindCPSNodes, activities.CPSNodesRequest{Nodes: []string{n2, n1, n0}, Template: "cos"}, nil)
+	got, _, err := csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n2, n1, n0}, Template: "cos"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []activities.CPSNodeGroup{{Template: "cos", Xnames: []string{n0, n2}}}; !got.InUse || !equalJSON(got.Groups, want) || !strings.Contains(got.Message, n1+" (Off)") {
+	if want := []cps.CPSNodeGroup{{Template: "cos", Xnames: []string{n0, n2}}}; !got.InUse || !equalJSON(got.Groups, want) || !strings.Contains(got.Message, n1+" (Off)") {
 		t.Errorf("FindCPSNodes = %+v, want groups %+v and %s (Off) named as left out", got, want, n1)
 	}
 }
@@ -194,14 +196,14 @@ func TestFindCPSNodesConfigured(t *testing.T) {
 func TestStartBOSSessionIdempotent(t *testing.T) {
 	e, a := csmEmu(t, csmemu.ComputeNodes(2))
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n0, n1}})
-	req := activities.BOSSessionRequest{Name: "run1-cps-shutdown", Template: "cos", Operation: "shutdown", Xnames: []string{n0, n1}}
-	first, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
+	req := cps.BOSSessionRequest{Name: "run1-cps-shutdown", Template: "cos", Operation: "shutdown", Xnames: []string{n0, n1}}
+	first, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
 	if err != nil || first.Name != req.Name {
 		t.Fatalf("first StartBOSSession = %+v, %v", first, err)
 	}
 	// The retry after a lost answer, with the xnames in another order.
 	req.Xnames = []string{n1, n0}
-	again, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
+	again, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
 	if err != nil || again.Name != req.Name || !strings.Contains(again.Message, "already started") {
 		t.Fatalf("second StartBOSSession = %+v, %v; want success saying it was already started", again, err)
 	}
@@ -209,16 +211,16 @@ func TestStartBOSSessionIdempotent(t *testing.T) {
 		t.Errorf("emulator sessions %+v, want the one %s with limit %s,%s", s, req.Name, n0, n1)
 	}
 
-	for _, other := range []activities.BOSSessionRequest{
+	for _, other := range []cps.BOSSessionRequest{
 		{Name: req.Name, Template: "cos", Operation: "boot", Xnames: req.Xnames},
 		{Name: req.Name, Template: "cos", Operation: "shutdown", Xnames: []string{n0}},
 	} {
-		_, _, err = csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, other, nil)
-		nonRetryable(t, err, activities.ErrBOSSessionConflict, req.Name, "already exists", "delete it")
+		_, _, err = csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, other, nil)
+		nonRetryable(t, err, cps.ErrBOSSessionConflict, req.Name, "already exists", "delete it")
 	}
-	_, _, err = csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, activities.BOSSessionRequest{Name: "r", Template: "cos", Operation: "reboot", Xnames: []string{n0}}, nil)
+	_, _, err = csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "r", Template: "cos", Operation: "reboot", Xnames: []string{n0}}, nil)
 	nonRetryable(t, err, api.InvalidRequestError, `operation "reboot"`)
-	_, _, err = csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, activities.BOSSessionRequest{Name: "r", Template: "cos", Operation: "boot"}, nil)
+	_, _, err = csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "r", Template: "cos", Operation: "boot"}, nil)
 	nonRetryable(t, err, api.InvalidRequestError, "no xnames")
 	if n := len(e.BOSSessions()); n != 1 {
 		t.Errorf("%d sessions, want still 1", n)
@@ -230,10 +232,10 @@ func TestWaitNodesStateAfterShutdownSession(t *testing.T) {
 	e.SetBOSTiming(300 * time.Millisecond)
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeRolesGroups: []string{"Compute"}})
 	xs := []string{n0, n1}
-	if _, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, activities.BOSSessionRequest{Name: "s", Template: "cos", Operation: "shutdown", Xnames: xs}, nil); err != nil {
+	if _, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "s", Template: "cos", Operation: "shutdown", Xnames: xs}, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, beats, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, activities.WaitNodesRequest{Xnames: xs, States: []string{"Off"}, Budget: 20 * time.Second, Poll: 50 * time.Millisecond}, nil)
+	got, beats, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: xs, States: []string{"Off"}, Budget: 20 * time.Second, Poll: 50 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,10 +248,10 @@ func TestWaitNodesStateAfterShutdownSession(t *testing.T) {
 
 	// Boot: On is not enough when Ready is wanted.
 	e.SetBOSStuck(true, n1)
-	if _, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, activities.BOSSessionRequest{Name: "b", Template: "cos", Operation: "boot", Xnames: xs}, nil); err != nil {
+	if _, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "b", Template: "cos", Operation: "boot", Xnames: xs}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = csmRun[activities.Outcome](t, a, a.WaitNodesState, activities.WaitNodesRequest{Xnames: xs, States: []string{"Ready"}, Budget: time.Second, Poll: 50 * time.Millisecond}, nil)
+	_, _, err = csmRun[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: xs, States: []string{"Ready"}, Budget: time.Second, Poll: 50 * time.Millisecond}, nil)
 	nonRetryable(t, err, activities.ErrWaitTimedOut, "1/2 nodes Ready", n1+" (Off)")
 	if strings.Contains(err.Error(), n0) {
 		t.Errorf("error %q names %s, which is Ready", err, n0)
@@ -264,11 +266,11 @@ func TestWaitNodesStateStuckNodeListed(t *testing.T) {
 		all = append(all, c.ID)
 	}
 	e.SetBOSStuck(true, all...)
-	if _, _, err := csmRun[activities.BOSSessionStarted](t, a, a.StartBOSSession, activities.BOSSessionRequest{Name: "s", Template: "cos", Operation: "shutdown", Xnames: all}, nil); err != nil {
+	if _, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "s", Template: "cos", Operation: "shutdown", Xnames: all}, nil); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, activities.WaitNodesRequest{Xnames: all, States: []string{"Off"}, Budget: 500 * time.Millisecond, Poll: 50 * time.Millisecond}, nil)
+	_, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: all, States: []string{"Off"}, Budget: 500 * time.Millisecond, Poll: 50 * time.Millisecond}, nil)
 	nonRetryable(t, err, activities.ErrWaitTimedOut, "0/25 nodes Off", n0+" (Ready)", "and 5 more")
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("gave up after %s, budget 500ms", d)
@@ -277,7 +279,7 @@ func TestWaitNodesStateStuckNodeListed(t *testing.T) {
 
 func TestWaitNodesStateResumesDeadline(t *testing.T) {
 	e, a := csmEmu(t, csmemu.ComputeNodes(2))
-	req := activities.WaitNodesRequest{Xnames: []string{n0, n1}, States: []string{"Off"}, Budget: time.Minute, Poll: 50 * time.Millisecond}
+	req := cps.WaitNodesRequest{Xnames: []string{n0, n1}, States: []string{"Off"}, Budget: time.Minute, Poll: 50 * time.Millisecond}
 	// An earlier attempt started waiting an hour ago: the budget is spent,
 	// so this attempt gives up at its first look instead of waiting a minute.
 	start := time.Now()
@@ -308,7 +310,7 @@ func TestWaitNodesStateBatchesIDs(t *testing.T) {
 	for _, c := range e.Components() {
 		all = append(all, c.ID)
 	}
-	got, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, activities.WaitNodesRequest{Xnames: all, States: []string{"Ready", "On"}, Budget: 10 * time.Second}, nil)
+	got, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: all, States: []string{"Ready", "On"}, Budget: 10 * time.Second}, nil)
 	if err != nil || got.Message != "250/250 nodes Ready or On" {
 		t.Fatalf("WaitNodesState = %+v, %v", got, err)
 	}
@@ -333,7 +335,7 @@ func TestWaitNodesStateHeartbeatsPerHSMCall(t *testing.T) {
 		all = append(all, csmemu.ComputeNodes(250)[i].ID)
 	}
 	since := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
-	req := activities.WaitNodesRequest{Xnames: all, States: []string{"Ready"}, Budget: time.Hour, Poll: 50 * time.Millisecond}
+	req := cps.WaitNodesRequest{Xnames: all, States: []string{"Ready"}, Budget: time.Hour, Poll: 50 * time.Millisecond}
 	// The SDK throttles what reaches a test listener: count at the source.
 	recorded, stop := activities.CountHeartbeats()
 	defer stop()
@@ -355,5 +357,36 @@ func TestWaitNodesStateHeartbeatsPerHSMCall(t *testing.T) {
 		if err := json.Unmarshal([]byte(b), &p); err != nil || !p.Since.Equal(since) {
 			t.Errorf("heartbeat %s lost the first attempt's start %s", b, since)
 		}
+	}
+}
+
+// TestStartBOSv1SessionAdoptsALostSession: BOS v1 names sessions itself;
+// a retry after a lost answer finds the session by the ids listed before
+// the POST, instead of shutting the nodes down twice.
+func TestStartBOSv1SessionAdoptsALostSession(t *testing.T) {
+	e, a := csmEmuRelease(t, api.CSM10, csmemu.ComputeNodes(2))
+	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n0, n1}})
+	// Someone else's session, there before the step.
+	other, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession,
+		cps.BOSSessionRequest{Template: "cos", Operation: "boot", Xnames: []string{n0}, APIs: api.CSM10.APIs()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := cps.BOSSessionRequest{Name: "run1-cps-shutdown", Template: "cos", Operation: "shutdown", Xnames: []string{n1, n0}, APIs: api.CSM10.APIs()}
+	e.DropResponse("POST", csm.PathBOSv1Session, 1)
+	_, beats, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
+	if err == nil || len(beats) != 1 {
+		t.Fatalf("first attempt: %v, heartbeats %v", err, beats)
+	}
+	got, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, json.RawMessage(beats[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name == "" || got.Name == other.Name || !strings.Contains(got.Message, "earlier attempt") {
+		t.Fatalf("retry = %+v", got)
+	}
+	ids, err := a.CSM.Client.WithAPIs(api.CSM10.APIs()).BOSSessionIDs(context.Background())
+	if err != nil || len(ids) != 2 {
+		t.Errorf("BOS v1 sessions %v, %v: want the other one and exactly one shutdown", ids, err)
 	}
 }

@@ -1,4 +1,4 @@
-package activities_test
+package bos_test
 
 import (
 	"context"
@@ -8,17 +8,123 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
+	"github.com/csmops/etcd-repopulate/procedures/bos"
 )
+
+// n0 is a compute node of csmemu.ComputeNodes.
+const n0 = "x1000c0s0b0n0"
+
+// csmEmu serves an emulator with comps in HSM and returns the BOS
+// activities talking to it over HTTP.
+func csmEmu(t *testing.T, comps []csm.Component) (*csmemu.Emulator, *bos.Activities) {
+	t.Helper()
+	return csmEmuRelease(t, "", comps)
+}
+
+// csmEmuRelease is csmEmu serving rel's APIs ("": csmemu.DefaultRelease).
+func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *bos.Activities) {
+	t.Helper()
+	e := csmemu.New(csmemu.Options{Release: rel, Components: comps})
+	base, err := e.Start(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, &bos.Activities{CSM: &activities.CSM{Client: cl}}
+}
+
+// csmRun runs one BOS activity as Temporal would. details, if not nil, are
+// the heartbeat details of an earlier attempt; the heartbeats sent are
+// returned as JSON.
+func csmRun[T any](t *testing.T, a *bos.Activities, fn, arg, details any) (T, []string, error) {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	if details != nil {
+		env.SetHeartbeatDetails(details)
+	}
+	var mu sync.Mutex
+	var beats []string
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
+		var v json.RawMessage
+		if d.Get(&v) == nil {
+			mu.Lock()
+			beats = append(beats, string(v))
+			mu.Unlock()
+		}
+	})
+	var out T
+	var args []any
+	if arg != nil { // nil: an activity that takes no argument
+		args = append(args, arg)
+	}
+	v, err := env.ExecuteActivity(fn, args...)
+	if err == nil {
+		err = v.Get(&out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return out, slices.Clone(beats), err
+}
+
+func nonRetryable(t *testing.T, err error, typ string, words ...string) {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	if err == nil {
+		t.Fatalf("got no error, want a non-retryable %s", typ)
+	}
+	if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != typ {
+		t.Fatalf("got %v, want a non-retryable %s", err, typ)
+	}
+	for _, w := range words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+}
+
+func setTemplate(t *testing.T, e *csmemu.Emulator, name string, bs csm.BootSet) {
+	t.Helper()
+	bs.Path, bs.Type = "s3://boot-images/"+name+"/manifest.json", "s3"
+	if err := e.SetSessionTemplate(csm.SessionTemplate{Name: name, BootSets: map[string]csm.BootSet{"compute": bs}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// appMessage is the message of the ApplicationError in err, without the
+// SDK's "activity error (type: ...)" wrapping.
+func appMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
+}
 
 // bosTemplates: one of a tenant, one with every member BOS 2.0 (CSM 1.3,
 // the emulator's default) has, one whose boot set names no nodes (BOS
@@ -47,7 +153,7 @@ func bosSnapshot(t *testing.T) (*csmemu.Emulator, *csm.Client, []json.RawMessage
 			t.Fatal(err)
 		}
 	}
-	cl := acts.Client
+	cl := acts.CSM.Client
 	dir := filepath.Join(t.TempDir(), "snap")
 	if _, err := snapshot.Take(context.Background(), snapshot.Sources{CSM: cl}, dir); err != nil {
 		t.Fatal(err)
@@ -59,9 +165,10 @@ func bosSnapshot(t *testing.T) (*csmemu.Emulator, *csm.Client, []json.RawMessage
 	return e, cl, in.SessionTemplates
 }
 
-func restore(t *testing.T, c *activities.CSM, templates []json.RawMessage, heartbeat any) (activities.RestoreTemplatesResult, error) {
+func restore(t *testing.T, c *activities.CSM, templates []json.RawMessage, heartbeat any) (bos.RestoreTemplatesResult, error) {
 	t.Helper()
-	out, _, err := csmRun[activities.RestoreTemplatesResult](t, c, c.RestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: templates}, heartbeat)
+	a := &bos.Activities{CSM: c}
+	out, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates, bos.RestoreTemplatesRequest{Templates: templates}, heartbeat)
 	return out, err
 }
 
@@ -138,7 +245,7 @@ func TestRestoreSessionTemplatesResumesFromHeartbeat(t *testing.T) {
 	e.ResetCounters()
 	res, err := restore(t, &activities.CSM{Client: cl}, saved, map[string]any{
 		"progress": "1/3 templates", "done": 1, "restored": []string{"broken"},
-		"invalid": []activities.TemplateProblem{{Name: "broken", Message: "earlier verdict"}},
+		"invalid": []bos.TemplateProblem{{Name: "broken", Message: "earlier verdict"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +315,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	// The SDK throttles what reaches a test listener: count at the source.
 	recorded, stop := activities.CountHeartbeats()
 	defer stop()
-	first, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, activities.CheckTemplatesRequest{}, nil)
+	first, _, err := csmRun[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +325,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	}
 	e.ResetCounters()
 	// The attempt before was lost after validating t1 and t2.
-	got, _, err := csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, activities.CheckTemplatesRequest{},
+	got, _, err := csmRun[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{},
 		map[string]any{"done": 2, "last": first.Names[1], "names": first.Names[:2]})
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +339,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	}
 	e.ResetCounters()
 	// Details naming another template at that index: the list changed, start over.
-	got, _, err = csmRun[activities.TemplatesCheck](t, a, a.CheckSessionTemplates, activities.CheckTemplatesRequest{},
+	got, _, err = csmRun[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{},
 		map[string]any{"done": 2, "last": "gone", "names": []string{"gone", "x"}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,8 @@
-package workflows
+// Package bos is the runbook's BOS section: the session templates an etcd
+// rebuild wiped are restored from a snapshot, or rebuilt by a person behind
+// gate bos-templates and checked (restore-bos-templates); from CSM 1.3,
+// where they live outside etcd, they are only checked (check-bos-templates).
+package bos
 
 import (
 	"errors"
@@ -18,9 +22,10 @@ const (
 	StepCheckTemplates   = "check-bos-templates"
 )
 
-// restoreBOSTemplates: with a snapshot, restore; without, gate
-// bos-templates for a person to rebuild them, then check.
-var restoreBOSTemplates = procedure.Procedure{
+// RestoreProcedure: with a snapshot, restore; without, gate bos-templates
+// for a person to rebuild them, then check.
+var RestoreProcedure = procedure.Procedure{
+	Name: api.RestoreBOSTemplates,
 	Steps: func(in procedure.Input) []string {
 		if hasTemplates(in) {
 			return []string{StepRestoreTemplates}
@@ -33,34 +38,45 @@ var restoreBOSTemplates = procedure.Procedure{
 		}
 		return []string{api.GateBOSTemplates}
 	},
-	Run: restoreBOS,
+	Run:        restore,
+	Needs:      procedure.Needs{CSMAPI: true, Note: bosVersion},
+	Activities: namedRestore,
 }
 
-var checkBOSTemplates = procedure.Procedure{Steps: procedure.FixedSteps(StepCheckTemplates), Run: checkBOS}
+// CheckProcedure checks the templates BOS holds (CSM 1.3+).
+var CheckProcedure = procedure.Procedure{
+	Name:       api.CheckBOSTemplates,
+	Steps:      procedure.FixedSteps(StepCheckTemplates),
+	Run:        check,
+	Needs:      procedure.Needs{CSMAPI: true, Note: bosVersion},
+	Activities: namedCheck,
+}
 
-// restoreBOS is the runbook's BOS section. With a snapshot the templates
+func bosVersion(v api.APIVersions) string { return "BOS " + v.BOSVersion() }
+
+// restore is the runbook's BOS section. With a snapshot the templates
 // are put back as they were and validated; without one a person must
 // rebuild them from the product streams' procedures, so the service waits
 // at gate bos-templates and then checks what BOS holds.
-func restoreBOS(w *procedure.Run, ctx workflow.Context) error {
+func restore(w *procedure.Run, ctx workflow.Context) error {
 	plan := w.In.Plan
 	if hasTemplates(w.In) {
 		tmpls := w.In.Snapshot.SessionTemplates
 		if w.In.DryRun {
-			w.Finish(ctx, StepRestoreTemplates, api.Skipped, fmt.Sprintf("dry-Run: would restore %d session templates from the snapshot %s and validate each", len(tmpls), w.In.Snapshot.Dir), 0)
+			w.Finish(ctx, StepRestoreTemplates, api.Skipped, fmt.Sprintf("dry-run: would restore %d session templates from the snapshot %s and validate each", len(tmpls), w.In.Snapshot.Dir), 0)
 			return nil
 		}
-		var res activities.RestoreTemplatesResult
+		var res RestoreTemplatesResult
 		err := w.Step(ctx, StepRestoreTemplates, procedure.WaitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
-			err := workflow.ExecuteActivity(ctx, api.ActivityRestoreSessionTemplates, activities.RestoreTemplatesRequest{Templates: tmpls, APIs: plan.APIs, SnapshotAPIs: w.In.Snapshot.APIs}).Get(ctx, &res)
+			err := workflow.ExecuteActivity(ctx, api.ActivityRestoreSessionTemplates, RestoreTemplatesRequest{Templates: tmpls, APIs: plan.APIs, SnapshotAPIs: w.In.Snapshot.APIs}).Get(ctx, &res)
 			return res.Outcome, err
 		})
 		invalidTemplates(w, res.Invalid)
 		return err
 	}
 	if w.In.DryRun {
-		w.SkipGate(ctx, api.GateBOSTemplates, "dry-Run: no snapshot given, so a real run would wait here for the templates to be rebuilt by hand")
-		w.Finish(ctx, StepCheckTemplates, api.Skipped, "dry-Run: would list and validate the session templates", 0)
+		w.SkipGate(ctx, api.GateBOSTemplates, "dry-run: no snapshot given, so a real run would wait here for the templates to be rebuilt by hand")
+		w.Finish(ctx, StepCheckTemplates, api.Skipped, "dry-run: would list and validate the session templates", 0)
 		return nil
 	}
 	if err := w.Gate(ctx, api.GateBOSTemplates,
@@ -68,27 +84,27 @@ func restoreBOS(w *procedure.Run, ctx workflow.Context) error {
 		bosProductStreamInstructions); err != nil {
 		return err
 	}
-	var res activities.TemplatesCheck
+	var res TemplatesCheck
 	// Thousands of templates take longer than one read: the check heartbeats
 	// per template and a retry resumes from its index.
 	err := w.Step(ctx, StepCheckTemplates, procedure.WaitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates, activities.CheckTemplatesRequest{APIs: plan.APIs}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates, CheckTemplatesRequest{APIs: plan.APIs}).Get(ctx, &res)
 		return res.Outcome, err
 	})
 	invalidTemplates(w, res.Invalid)
 	return err
 }
 
-// checkBOS is the BOS section from CSM 1.3: session templates live in
+// check is the BOS section from CSM 1.3: session templates live in
 // Redis there, not in etcd, so the rebuild did not touch them; the service
 // checks that they exist and validate instead of restoring them.
-func checkBOS(w *procedure.Run, ctx workflow.Context) error {
+func check(w *procedure.Run, ctx workflow.Context) error {
 	plan := w.In.Plan
-	var res activities.TemplatesCheck
+	var res TemplatesCheck
 	err := w.Step(ctx, StepCheckTemplates, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates, activities.CheckTemplatesRequest{APIs: plan.APIs}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(ctx, api.ActivityCheckSessionTemplates, CheckTemplatesRequest{APIs: plan.APIs}).Get(ctx, &res)
 		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr.Type() == activities.ErrNoTemplates {
+		if errors.As(err, &appErr) && appErr.Type() == ErrNoTemplates {
 			return activities.Outcome{Message: bosInRedis + "; BOS holds no session template"}, nil
 		}
 		res.Message = bosInRedis + "; " + res.Message
@@ -100,7 +116,7 @@ func checkBOS(w *procedure.Run, ctx workflow.Context) error {
 
 const bosInRedis = "CSM 1.3+ keeps BOS session templates in Redis, not etcd: checked them instead of restoring"
 
-func invalidTemplates(w *procedure.Run, invalid []activities.TemplateProblem) {
+func invalidTemplates(w *procedure.Run, invalid []TemplateProblem) {
 	for _, p := range invalid {
 		w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("BOS session template %s is not valid (%s): fix it (cray bos v2 sessiontemplates describe %s) before booting with it", p.Name, p.Message, p.Name))
 	}

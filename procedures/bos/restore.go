@@ -1,4 +1,4 @@
-package activities
+package bos
 
 import (
 	"context"
@@ -10,9 +10,20 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 )
+
+// Activities restore and check BOS session templates.
+type Activities struct{ CSM *activities.CSM }
+
+// namedRestore maps restore-bos-templates's contract name (internal/api)
+// to its implementation; its check after the gate is check-bos-templates's
+// activity (namedCheck).
+func namedRestore(_ *activities.Kube, c *activities.CSM) map[string]any {
+	return map[string]any{api.ActivityRestoreSessionTemplates: (&Activities{CSM: c}).RestoreSessionTemplates}
+}
 
 // RestoreTemplatesRequest carries BOS session templates as BOS returned
 // them when the snapshot was taken.
@@ -58,7 +69,7 @@ type TemplateProblem struct {
 // validation endpoint, Invalid holds the templates that fail the checks
 // that need no other service (csm.CheckTemplate) and Unvalidated says so.
 type RestoreTemplatesResult struct {
-	Outcome
+	activities.Outcome
 	Restored    []string             `json:"restored,omitempty"`
 	Unchanged   []string             `json:"unchanged,omitempty"`
 	Invalid     []TemplateProblem    `json:"invalid,omitempty"`
@@ -111,8 +122,8 @@ const bosV1Unvalidated = "BOS v1 (CSM 1.0, 1.2) has no template validation endpo
 // Templates read through BOS v1 and restored through v2 (the release was
 // upgraded in between) are converted, and what was dropped is reported;
 // v2 templates are not restored into BOS v1: refused before anything changes.
-func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesRequest) (RestoreTemplatesResult, error) {
-	cl, err := c.APIClient()
+func (a *Activities) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesRequest) (RestoreTemplatesResult, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return RestoreTemplatesResult{}, err
 	}
@@ -155,7 +166,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 		tctx := csm.WithTenant(ctx, t.tenant)
 		changed, refused, err := restoreTemplate(tctx, cl, t)
 		if err != nil {
-			return RestoreTemplatesResult{}, CSMError(err)
+			return RestoreTemplatesResult{}, activities.CSMError(err)
 		}
 		switch {
 		case refused != "":
@@ -174,7 +185,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 			}
 			v, err := cl.ValidateSessionTemplate(tctx, t.name)
 			if err != nil {
-				return RestoreTemplatesResult{}, CSMError(err)
+				return RestoreTemplatesResult{}, activities.CSMError(err)
 			}
 			switch v.Verdict {
 			case csm.TemplateWarning:
@@ -185,7 +196,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 		}
 		p.Done = i + 1
 		p.Progress = fmt.Sprintf("%d/%d templates", p.Done, len(saved))
-		RecordHeartbeat(ctx, p)
+		activities.RecordHeartbeat(ctx, p)
 	}
 	msg := fmt.Sprintf("%d BOS session templates (BOS %s): %d restored, %d already as saved", len(saved), to, len(p.Restored), len(p.Unchanged))
 	if len(converted) > 0 {
@@ -214,7 +225,7 @@ func (c *CSM) RestoreSessionTemplates(ctx context.Context, req RestoreTemplatesR
 			"BOS refused to store %d of the snapshot's session templates, so they are not back: %s; %s; fix them as the product-stream procedures say and run the bos service again",
 			len(p.Refused), strings.Join(why, "; "), msg), ErrTemplatesRefused, nil)
 	}
-	res.Outcome = NewOutcome(ctx, "%s", msg)
+	res.Outcome = activities.NewOutcome(ctx, "%s", msg)
 	return res, nil
 }
 

@@ -1,4 +1,4 @@
-package activities
+package cps
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 )
@@ -34,6 +35,19 @@ const hsmIDBatch = 100
 // content mounted.
 var upStates = []string{"Ready", "On"}
 
+// Activities find the CPS nodes and power them through BOS, watching HSM.
+type Activities struct{ CSM *activities.CSM }
+
+// named maps each contract name (internal/api) to its implementation.
+func named(_ *activities.Kube, c *activities.CSM) map[string]any {
+	a := &Activities{CSM: c}
+	return map[string]any{
+		api.ActivityFindCPSNodes:    a.FindCPSNodes,
+		api.ActivityStartBOSSession: a.StartBOSSession,
+		api.ActivityWaitNodesState:  a.WaitNodesState,
+	}
+}
+
 // CPSNodesRequest names the nodes whose root file system CPS projects, as
 // configured (services.cps.nodes and services.cps.template); empty Nodes
 // means derive them from BOS and HSM.
@@ -53,7 +67,7 @@ type CPSNodeGroup struct {
 // CPSNodes is whether CPS is in use and which nodes must be shut down before
 // the rebuild and booted after it, grouped by the template that boots them.
 type CPSNodes struct {
-	Outcome
+	activities.Outcome
 	InUse  bool           `json:"inUse"`
 	Reason string         `json:"reason,omitempty"`
 	Groups []CPSNodeGroup `json:"groups,omitempty"`
@@ -62,8 +76,8 @@ type CPSNodes struct {
 // FindCPSNodes decides whether the runbook's CPS section applies: CPS with
 // no content and no transport has no client, so nothing is done. Otherwise
 // it lists the up nodes that use CPS for their root file system.
-func (c *CSM) FindCPSNodes(ctx context.Context, req CPSNodesRequest) (CPSNodes, error) {
-	cl, err := c.APIClient()
+func (a *Activities) FindCPSNodes(ctx context.Context, req CPSNodesRequest) (CPSNodes, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return CPSNodes{}, err
 	}
@@ -76,14 +90,14 @@ func (c *CSM) FindCPSNodes(ctx context.Context, req CPSNodesRequest) (CPSNodes, 
 	contents, err := cl.CPSContents(ctx)
 	if csm.KindOf(err) == csm.NotFound {
 		reason := "CPS is not installed (the API answered 404), so no client uses it"
-		return CPSNodes{Reason: reason, Outcome: NewOutcome(ctx, "%s", reason)}, nil
+		return CPSNodes{Reason: reason, Outcome: activities.NewOutcome(ctx, "%s", reason)}, nil
 	}
 	if err != nil {
-		return CPSNodes{}, CSMError(err)
+		return CPSNodes{}, activities.CSMError(err)
 	}
 	if len(contents) == 0 {
 		reason := "no client uses CPS: /apis/v2/cps/contents is empty, so nothing is projected"
-		return CPSNodes{Reason: reason, Outcome: NewOutcome(ctx, "%s", reason)}, nil
+		return CPSNodes{Reason: reason, Outcome: activities.NewOutcome(ctx, "%s", reason)}, nil
 	}
 	// CPS answers /transports for one content and one transport type.
 	transports, ready := 0, 0
@@ -95,7 +109,7 @@ func (c *CSM) FindCPSNodes(ctx context.Context, req CPSNodesRequest) (CPSNodes, 
 		for _, typ := range types {
 			ts, err := cl.CPSTransports(ctx, ct.S3Path, typ, ct.Etag)
 			if err != nil {
-				return CPSNodes{}, CSMError(err)
+				return CPSNodes{}, activities.CSMError(err)
 			}
 			transports += len(ts.Transports)
 			ready += ts.ReadyForMount()
@@ -112,7 +126,7 @@ func configuredCPSNodes(ctx context.Context, cl *csm.Client, req CPSNodesRequest
 	wanted := sortedXnames(req.Nodes)
 	comps, err := componentsByID(ctx, cl, wanted)
 	if err != nil {
-		return CPSNodes{}, CSMError(err)
+		return CPSNodes{}, activities.CSMError(err)
 	}
 	var unknown, up, down []string
 	for _, x := range wanted {
@@ -139,22 +153,22 @@ func configuredCPSNodes(ctx context.Context, cl *csm.Client, req CPSNodesRequest
 	}
 	if len(up) == 0 {
 		res.Reason = fmt.Sprintf("none of the %d configured CPS nodes is up (Ready or On) in HSM, so none has CPS content mounted", len(wanted))
-		res.Outcome = NewOutcome(ctx, "%s; %s%s", inUse, res.Reason, skipped)
+		res.Outcome = activities.NewOutcome(ctx, "%s; %s%s", inUse, res.Reason, skipped)
 		return res, nil
 	}
 	res.Groups = []CPSNodeGroup{{Template: req.Template, Xnames: up}}
-	res.Outcome = NewOutcome(ctx, "%s; %d configured nodes up, booted with template %s%s", inUse, len(up), req.Template, skipped)
+	res.Outcome = activities.NewOutcome(ctx, "%s; %d configured nodes up, booted with template %s%s", inUse, len(up), req.Template, skipped)
 	return res, nil
 }
 
 func derivedCPSNodes(ctx context.Context, cl *csm.Client, inUse string) (CPSNodes, error) {
 	templates, err := cl.SessionTemplates(ctx)
 	if err != nil {
-		return CPSNodes{}, CSMError(err)
+		return CPSNodes{}, activities.CSMError(err)
 	}
 	up, err := cl.Components(ctx, csm.ComponentQuery{Types: []string{"Node"}, States: upStates})
 	if err != nil {
-		return CPSNodes{}, CSMError(err)
+		return CPSNodes{}, activities.CSMError(err)
 	}
 	owners := map[string][]string{} // up xname -> cpss3 templates that boot it
 	var cpsTemplates []string
@@ -199,12 +213,12 @@ func derivedCPSNodes(ctx context.Context, cl *csm.Client, inUse string) (CPSNode
 	res := CPSNodes{InUse: true}
 	if len(cpsTemplates) == 0 {
 		res.Reason = "no BOS session template has a boot set with rootfs_provider cpss3, so no node boots its root file system from CPS; if some do, set services.cps.nodes and services.cps.template"
-		res.Outcome = NewOutcome(ctx, "%s; %s", inUse, res.Reason)
+		res.Outcome = activities.NewOutcome(ctx, "%s; %s", inUse, res.Reason)
 		return res, nil
 	}
 	if len(owners) == 0 {
 		res.Reason = fmt.Sprintf("no node of the CPS templates %s is up (Ready or On) in HSM", strings.Join(cpsTemplates, ", "))
-		res.Outcome = NewOutcome(ctx, "%s; %s", inUse, res.Reason)
+		res.Outcome = activities.NewOutcome(ctx, "%s; %s", inUse, res.Reason)
 		return res, nil
 	}
 	byTemplate := map[string][]string{}
@@ -231,7 +245,7 @@ func derivedCPSNodes(ctx context.Context, cl *csm.Client, inUse string) (CPSNode
 		total += len(xs)
 		parts = append(parts, fmt.Sprintf("%s: %d", name, len(xs)))
 	}
-	res.Outcome = NewOutcome(ctx, "%s; %d up nodes boot their root file system from CPS (%s)", inUse, total, strings.Join(parts, ", "))
+	res.Outcome = activities.NewOutcome(ctx, "%s; %d up nodes boot their root file system from CPS (%s)", inUse, total, strings.Join(parts, ", "))
 	return res, nil
 }
 
@@ -249,7 +263,7 @@ type BOSSessionRequest struct {
 
 // BOSSessionStarted names the session BOS has (its id on BOS v1).
 type BOSSessionStarted struct {
-	Outcome
+	activities.Outcome
 	Name string `json:"name"`
 }
 
@@ -270,8 +284,8 @@ type bosV1Start struct {
 // (whose earlier attempt may have started a session and lost the answer)
 // looks at the sessions BOS has that are not among them and adopts one
 // with this template, operation and limit instead of starting a second.
-func (c *CSM) StartBOSSession(ctx context.Context, req BOSSessionRequest) (BOSSessionStarted, error) {
-	cl, err := c.APIClient()
+func (a *Activities) StartBOSSession(ctx context.Context, req BOSSessionRequest) (BOSSessionStarted, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
 		return BOSSessionStarted{}, err
 	}
@@ -301,22 +315,22 @@ func (c *CSM) StartBOSSession(ctx context.Context, req BOSSessionRequest) (BOSSe
 	limit := strings.Join(req.Xnames, ",")
 	s, err := cl.CreateBOSSession(ctx, csm.BOSSessionRequest{Name: req.Name, TemplateName: req.Template, Operation: req.Operation, Limit: limit})
 	if err == nil {
-		return BOSSessionStarted{Name: s.Name, Outcome: NewOutcome(ctx, "started BOS session %s: %s of %d nodes with template %s", s.Name, req.Operation, len(req.Xnames), req.Template)}, nil
+		return BOSSessionStarted{Name: s.Name, Outcome: activities.NewOutcome(ctx, "started BOS session %s: %s of %d nodes with template %s", s.Name, req.Operation, len(req.Xnames), req.Template)}, nil
 	}
 	var ce *csm.Error
 	if !errors.As(err, &ce) || ce.Status != 409 {
-		return BOSSessionStarted{}, CSMError(err)
+		return BOSSessionStarted{}, activities.CSMError(err)
 	}
 	have, err := cl.BOSSession(ctx, req.Name)
 	if err != nil {
-		return BOSSessionStarted{}, CSMError(err)
+		return BOSSessionStarted{}, activities.CSMError(err)
 	}
 	if !sameSession(have, req) {
 		return BOSSessionStarted{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"BOS session %s already exists with template %s, operation %s and %d nodes in its limit, not this step's template %s, operation %s and %d nodes: delete it (cray bos v2 sessions delete %s) or start a new run",
 			req.Name, have.TemplateName, have.Operation, len(splitLimit(have.Limit)), req.Template, req.Operation, len(req.Xnames), req.Name), ErrBOSSessionConflict, nil)
 	}
-	return BOSSessionStarted{Name: have.Name, Outcome: NewOutcome(ctx, "BOS session %s (%s of %d nodes with template %s) was already started, by an earlier attempt; status %s",
+	return BOSSessionStarted{Name: have.Name, Outcome: activities.NewOutcome(ctx, "BOS session %s (%s of %d nodes with template %s) was already started, by an earlier attempt; status %s",
 		have.Name, req.Operation, len(req.Xnames), req.Template, have.Status.Status)}, nil
 }
 
@@ -331,7 +345,7 @@ func startBOSv1Session(ctx context.Context, cl *csm.Client, req BOSSessionReques
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil && prev.Before != nil {
 		ids, err := cl.BOSSessionIDs(ctx)
 		if err != nil {
-			return BOSSessionStarted{}, CSMError(err)
+			return BOSSessionStarted{}, activities.CSMError(err)
 		}
 		for _, id := range ids {
 			if slices.Contains(prev.Before, id) {
@@ -342,10 +356,10 @@ func startBOSv1Session(ctx context.Context, cl *csm.Client, req BOSSessionReques
 				continue // deleted meanwhile
 			}
 			if err != nil {
-				return BOSSessionStarted{}, CSMError(err)
+				return BOSSessionStarted{}, activities.CSMError(err)
 			}
 			if sameSession(have, req) {
-				return BOSSessionStarted{Name: id, Outcome: NewOutcome(ctx, "BOS v1 session %s (%s of %d nodes with template %s) was started by an earlier attempt whose answer was lost; status %s",
+				return BOSSessionStarted{Name: id, Outcome: activities.NewOutcome(ctx, "BOS v1 session %s (%s of %d nodes with template %s) was started by an earlier attempt whose answer was lost; status %s",
 					id, req.Operation, len(req.Xnames), req.Template, have.Status.Status)}, nil
 			}
 		}
@@ -356,17 +370,17 @@ func startBOSv1Session(ctx context.Context, cl *csm.Client, req BOSSessionReques
 	if before == nil {
 		ids, err := cl.BOSSessionIDs(ctx)
 		if err != nil {
-			return BOSSessionStarted{}, CSMError(err)
+			return BOSSessionStarted{}, activities.CSMError(err)
 		}
 		before = append([]string{}, ids...)
 	}
-	RecordHeartbeat(ctx, bosV1Start{Before: before})
+	activities.RecordHeartbeat(ctx, bosV1Start{Before: before})
 	limit := strings.Join(req.Xnames, ",")
 	s, err := cl.CreateBOSSession(ctx, csm.BOSSessionRequest{TemplateName: req.Template, Operation: req.Operation, Limit: limit})
 	if err != nil {
-		return BOSSessionStarted{}, CSMError(err)
+		return BOSSessionStarted{}, activities.CSMError(err)
 	}
-	return BOSSessionStarted{Name: s.Name, Outcome: NewOutcome(ctx, "started BOS v1 session %s: %s of %d nodes with template %s", s.Name, req.Operation, len(req.Xnames), req.Template)}, nil
+	return BOSSessionStarted{Name: s.Name, Outcome: activities.NewOutcome(ctx, "started BOS v1 session %s: %s of %d nodes with template %s", s.Name, req.Operation, len(req.Xnames), req.Template)}, nil
 }
 
 // WaitNodesRequest waits for xnames to reach one of States in HSM.
@@ -380,25 +394,25 @@ type WaitNodesRequest struct {
 // WaitNodesState polls HSM until every node is in one of the states. The
 // budget counts from the first attempt: the start is kept in the heartbeat
 // details, so a retried wait does not start over.
-func (c *CSM) WaitNodesState(ctx context.Context, req WaitNodesRequest) (Outcome, error) {
-	cl, err := c.APIClient()
+func (a *Activities) WaitNodesState(ctx context.Context, req WaitNodesRequest) (activities.Outcome, error) {
+	cl, err := a.CSM.APIClient()
 	if err != nil {
-		return Outcome{}, err
+		return activities.Outcome{}, err
 	}
 	if len(req.Xnames) == 0 || len(req.States) == 0 {
-		return Outcome{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		return activities.Outcome{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"wait for node states: got %d xnames and %d states, need at least one of each", len(req.Xnames), len(req.States)), api.InvalidRequestError, nil)
 	}
 	xnames := sortedXnames(req.Xnames)
 	want := strings.Join(req.States, " or ")
 	what := fmt.Sprintf("%d nodes to be %s in HSM", len(xnames), want)
-	msg, err := Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, what, func(ctx context.Context) (string, bool, error) {
+	msg, err := activities.Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, what, func(ctx context.Context) (string, bool, error) {
 		comps, err := componentsByID(ctx, cl, xnames)
 		if err != nil {
 			if csm.Retryable(err) {
 				return fmt.Sprintf("HSM not answering: %v", err), false, nil
 			}
-			return "", false, CSMError(err)
+			return "", false, activities.CSMError(err)
 		}
 		var notYet []string
 		for _, x := range xnames {
@@ -417,14 +431,14 @@ func (c *CSM) WaitNodesState(ctx context.Context, req WaitNodesRequest) (Outcome
 		return progress + "; not yet: " + xnameSample(notYet, 20), false, nil
 	})
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrWaitTimedOut {
-		return Outcome{}, temporal.NewNonRetryableApplicationError(
-			appErr.Message()+"; check those nodes' BOS session and consoles, then retry the step", ErrWaitTimedOut, nil)
+	if errors.As(err, &appErr) && appErr.Type() == activities.ErrWaitTimedOut {
+		return activities.Outcome{}, temporal.NewNonRetryableApplicationError(
+			appErr.Message()+"; check those nodes' BOS session and consoles, then retry the step", activities.ErrWaitTimedOut, nil)
 	}
 	if err != nil {
-		return Outcome{}, err
+		return activities.Outcome{}, err
 	}
-	return NewOutcome(ctx, "%s", msg), nil
+	return activities.NewOutcome(ctx, "%s", msg), nil
 }
 
 // componentsByID reads the HSM components of xnames, hsmIDBatch at a time.
@@ -433,7 +447,7 @@ func componentsByID(ctx context.Context, cl *csm.Client, xnames []string) (map[s
 	read := 0
 	for batch := range slices.Chunk(xnames, hsmIDBatch) {
 		if read > 0 {
-			HeartbeatBetweenCalls(ctx, fmt.Sprintf("reading HSM: %d of %d nodes", read, len(xnames)))
+			activities.HeartbeatBetweenCalls(ctx, fmt.Sprintf("reading HSM: %d of %d nodes", read, len(xnames)))
 		}
 		comps, err := cl.Components(ctx, csm.ComponentQuery{IDs: batch})
 		if err != nil {

@@ -1,4 +1,7 @@
-package workflows
+// Package cps is the runbook's CPS section: the compute nodes that mount
+// CPS content as their root file system are shut down through BOS before
+// CPS's etcd is rebuilt and booted again after, each behind a gate.
+package cps
 
 import (
 	"crypto/sha256"
@@ -25,23 +28,28 @@ const (
 	StepWaitCPSNodesReady = "wait-cps-nodes-ready"
 )
 
-var remountCPSProcedure = procedure.Procedure{
+// Procedure remounts CPS on the nodes that use it.
+var Procedure = procedure.Procedure{
+	Name:           api.RemountCPS,
 	RestoringGates: []string{api.GateCPSReboot},
 	Steps:          procedure.FixedSteps(StepFindCPSNodes, api.GateCPSUnmount, StepShutdownCPSNodes, StepWaitCPSNodesOff, api.GateCPSReboot, StepBootCPSNodes, StepWaitCPSNodesReady),
 	Gates:          func(procedure.Input) []string { return []string{api.GateCPSUnmount, api.GateCPSReboot} },
-	Run:            remountCPS,
+	Run:            Run,
+	Needs: procedure.Needs{CSMAPI: true,
+		Note: func(v api.APIVersions) string { return fmt.Sprintf("BOS %s sessions", v.BOSVersion()) }},
+	Activities: named,
 }
 
-// remountCPS is the runbook's CPS section: compute nodes that have CPS
+// Run is the runbook's CPS section: compute nodes that have CPS
 // content mounted as their root file system are shut down (unmount) and
 // booted again (re-mount from the rebuilt etcd). Both power steps wait for
 // a person at a gate; each wait on HSM heartbeats and resumes after a
 // worker restart.
-func remountCPS(w *procedure.Run, ctx workflow.Context) error {
+func Run(w *procedure.Run, ctx workflow.Context) error {
 	plan := w.In.Plan
-	var found activities.CPSNodes
+	var found CPSNodes
 	err := w.Step(ctx, StepFindCPSNodes, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityFindCPSNodes, activities.CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template, APIs: plan.APIs}).Get(ctx, &found)
+		err := workflow.ExecuteActivity(ctx, api.ActivityFindCPSNodes, CPSNodesRequest{Nodes: plan.CPS.Nodes, Template: plan.CPS.Template, APIs: plan.APIs}).Get(ctx, &found)
 		return found.Outcome, err
 	})
 	if err != nil {
@@ -62,12 +70,12 @@ func remountCPS(w *procedure.Run, ctx workflow.Context) error {
 	}
 	nodes := fmt.Sprintf("%d compute nodes (%s)", len(xnames), procedure.Sample(xnames, 8))
 	if w.In.DryRun {
-		w.SkipGate(ctx, api.GateCPSUnmount, "dry-Run: would wait for approval to shut down "+nodes)
-		w.Finish(ctx, StepShutdownCPSNodes, api.Skipped, "dry-Run: would create BOS sessions (operation shutdown) for "+groupList(found.Groups), 0)
-		w.Finish(ctx, StepWaitCPSNodesOff, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HSM to report them Off", plan.CPS.ShutdownTimeout), 0)
-		w.SkipGate(ctx, api.GateCPSReboot, "dry-Run: would wait for approval to boot them again")
-		w.Finish(ctx, StepBootCPSNodes, api.Skipped, "dry-Run: would create BOS sessions (operation boot) with the same templates", 0)
-		w.Finish(ctx, StepWaitCPSNodesReady, api.Skipped, fmt.Sprintf("dry-Run: would wait up to %s for HSM to report them Ready", plan.CPS.BootTimeout), 0)
+		w.SkipGate(ctx, api.GateCPSUnmount, "dry-run: would wait for approval to shut down "+nodes)
+		w.Finish(ctx, StepShutdownCPSNodes, api.Skipped, "dry-run: would create BOS sessions (operation shutdown) for "+groupList(found.Groups), 0)
+		w.Finish(ctx, StepWaitCPSNodesOff, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HSM to report them Off", plan.CPS.ShutdownTimeout), 0)
+		w.SkipGate(ctx, api.GateCPSReboot, "dry-run: would wait for approval to boot them again")
+		w.Finish(ctx, StepBootCPSNodes, api.Skipped, "dry-run: would create BOS sessions (operation boot) with the same templates", 0)
+		w.Finish(ctx, StepWaitCPSNodesReady, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HSM to report them Ready", plan.CPS.BootTimeout), 0)
 		return nil
 	}
 
@@ -96,18 +104,18 @@ func remountCPS(w *procedure.Run, ctx workflow.Context) error {
 // powerStep starts one BOS session per template group and waits until HSM
 // reports every node in state. Session names derive from the run, so a
 // retried start finds the session it created instead of starting another.
-func powerStep(w *procedure.Run, ctx workflow.Context, startStep, waitStep, operation, state string, groups []activities.CPSNodeGroup, xnames []string, budget time.Duration) error {
+func powerStep(w *procedure.Run, ctx workflow.Context, startStep, waitStep, operation, state string, groups []CPSNodeGroup, xnames []string, budget time.Duration) error {
 	plan := w.In.Plan
-	sessionName := func(group int) string { return bosSessionName(w.In.RunID, operation, group) }
-	if workflow.GetVersion(ctx, changeBOSSessionPerExecution, workflow.DefaultVersion, 1) == 1 {
+	sessionName := func(group int) string { return BOSSessionName(w.In.RunID, operation, group) }
+	if workflow.GetVersion(ctx, ChangeBOSSessionPerExecution, workflow.DefaultVersion, 1) == 1 {
 		id := workflow.GetInfo(ctx).FirstRunID
-		sessionName = func(group int) string { return bosSessionNameOf(id, w.In.Plan.Service, operation, group) }
+		sessionName = func(group int) string { return BOSSessionNameOf(id, w.In.Plan.Service, operation, group) }
 	}
 	err := w.Step(ctx, startStep, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
 		var names []string
 		for i, g := range groups {
-			var started activities.BOSSessionStarted
-			req := activities.BOSSessionRequest{Name: sessionName(i), Template: g.Template, Operation: operation, Xnames: g.Xnames, APIs: plan.APIs}
+			var started BOSSessionStarted
+			req := BOSSessionRequest{Name: sessionName(i), Template: g.Template, Operation: operation, Xnames: g.Xnames, APIs: plan.APIs}
 			if err := workflow.ExecuteActivity(ctx, api.ActivityStartBOSSession, req).Get(ctx, &started); err != nil {
 				return activities.Outcome{}, err
 			}
@@ -120,14 +128,14 @@ func powerStep(w *procedure.Run, ctx workflow.Context, startStep, waitStep, oper
 	}
 	return w.Step(ctx, waitStep, procedure.WaitOptions(plan.Timings, budget), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
-		err := workflow.ExecuteActivity(ctx, api.ActivityWaitNodesState, activities.WaitNodesRequest{Xnames: xnames, States: []string{state}, Budget: budget, Poll: plan.Timings.Poll}).Get(ctx, &out)
+		err := workflow.ExecuteActivity(ctx, api.ActivityWaitNodesState, WaitNodesRequest{Xnames: xnames, States: []string{state}, Budget: budget, Poll: plan.Timings.Poll}).Get(ctx, &out)
 		return out, err
 	})
 }
 
 // nodesLeftDown tells a person how to boot the nodes by hand when the run
 // stopped after they may have been shut down.
-func nodesLeftDown(w *procedure.Run, groups []activities.CPSNodeGroup) {
+func nodesLeftDown(w *procedure.Run, groups []CPSNodeGroup) {
 	if w.Find(StepShutdownCPSNodes).State == api.Pending {
 		return // nothing was shut down
 	}
@@ -159,17 +167,17 @@ func skipRest(w *procedure.Run, ctx workflow.Context, from, why string) {
 	}
 }
 
-// changeBOSSessionPerExecution: BOS session names come from the child's
+// ChangeBOSSessionPerExecution: BOS session names come from the child's
 // first Temporal run ID instead of an FNV-32 hash of the run ID, which a
 // reused run ID or a collision shared with an older run's session.
-const changeBOSSessionPerExecution = "bos-session-name-per-execution"
+const ChangeBOSSessionPerExecution = "bos-session-name-per-execution"
 
-// bosSessionNameOf is a BOS session name unique to one child execution
+// BOSSessionNameOf is a BOS session name unique to one child execution
 // (its first Temporal run ID: kept across resets and retries, never shared
 // by two executions), service, operation and group, within BOS v2's name
 // rules: at most 45 characters of [a-z0-9-] (V2SessionName).
 // "cps-shutdown-" + 25 base-36 digits of the 128-bit ID + "-" + group.
-func bosSessionNameOf(firstRunID string, service api.Service, operation string, group int) string {
+func BOSSessionNameOf(firstRunID string, service api.Service, operation string, group int) string {
 	id, err := hex.DecodeString(strings.ReplaceAll(firstRunID, "-", ""))
 	if err != nil || len(id) != 16 {
 		// Not a UUID (only the test environment): its 128-bit digest.
@@ -180,15 +188,15 @@ func bosSessionNameOf(firstRunID string, service api.Service, operation string, 
 	return fmt.Sprintf("%s-%s-%s%s-%d", service, operation, strings.Repeat("0", 25-len(digits)), digits, group)
 }
 
-// bosSessionName is the name runs started before
-// changeBOSSessionPerExecution gave their sessions.
-func bosSessionName(runID, operation string, group int) string {
+// BOSSessionName is the name runs started before
+// ChangeBOSSessionPerExecution gave their sessions.
+func BOSSessionName(runID, operation string, group int) string {
 	h := fnv.New32a()
 	h.Write([]byte(runID))
 	return fmt.Sprintf("repopulate-cps-%s-%08x-%d", operation, h.Sum32(), group)
 }
 
-func groupList(groups []activities.CPSNodeGroup) string {
+func groupList(groups []CPSNodeGroup) string {
 	parts := make([]string, len(groups))
 	for i, g := range groups {
 		parts[i] = fmt.Sprintf("%s: %s", g.Template, procedure.Sample(g.Xnames, 8))
