@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 	corev1 "k8s.io/api/core/v1"
@@ -18,10 +17,9 @@ import (
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/activities/preflight"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
-	"github.com/csmops/etcd-repopulate/internal/csm"
-	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/productcatalog"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 )
@@ -112,17 +110,8 @@ func TestDetectReleaseCatalogForbiddenNamesTheRule(t *testing.T) {
 // whose API gateway is an emulator of emulated and whose cluster is core.
 func detector(t *testing.T, emulated, release api.Release, core kubernetes.Interface) *preflight.Activities {
 	t.Helper()
-	e := csmemu.New(csmemu.Options{Release: emulated})
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := activitytest.CSM(t, emulated, nil)
 	cfg := testConfig()
 	cfg.Release = release
-	return &preflight.Activities{Config: cfg, Kube: &activities.Kube{Core: core}, CSM: &activities.CSM{Client: cl}}
+	return &preflight.Activities{Config: cfg, Kube: &activities.Kube{Core: core}, CSM: c}
 }

@@ -1,15 +1,14 @@
 package preflight_test
 
 import (
-	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/csmops/etcd-repopulate/activities"
 	"github.com/csmops/etcd-repopulate/activities/preflight"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/config"
@@ -21,9 +20,6 @@ import (
 	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -31,36 +27,13 @@ import (
 // kwok) serves the whole package; each test leaves it seeded as it found it.
 var cluster *simcluster.Cluster
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithCancel(context.Background())
-	dir := testenv.KeepDir("preflight-cluster-")
-	c, err := testenv.Cluster(ctx, dir, true)
-	if err != nil {
-		testenv.Fatalf("start the real control plane: %v", err)
-	}
-	cluster = c
-	code := m.Run()
-	cancel()
-	c.Stop()
-	if code == 0 {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { activitytest.ClusterMain(m, "preflight", &cluster) }
 
 func testConfig() config.Config {
 	cfg := config.Default()
 	cfg.PollInterval = config.Duration(200 * time.Millisecond)
 	cfg.HeartbeatTimeout = config.Duration(5 * time.Second)
 	return cfg
-}
-
-func errType(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Type()
-	}
-	return ""
 }
 
 // TestPreflightRefusesBadTargets: each missing or unreadable target is a
@@ -101,7 +74,7 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 		}), []api.Service{api.HMNFD}, activities.ErrPreflight, `no pods match "app.kubernetes.io/name=cray-hmnfdx"`},
 		{"run from before releases", "a run started before release detection whose preflight is retried on a worker with release: auto", missing(func(c *config.Config) {}), []api.Service{api.BSS}, activities.ErrPreflight, "start the run again, or set release: in the worker config"},
 	}
-	before := snapshotUIDs(t)
+	before := activitytest.Fingerprint(t, cluster)
 	var seen []badinput.Case
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,15 +83,15 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 				req.Release = ""
 			}
 			_, err := run[preflight.PreflightResult](t, tc.k, a.Preflight, req)
-			if errType(err) != tc.wantType || !strings.Contains(err.Error(), tc.wantText) {
+			if activitytest.ErrType(err) != tc.wantType || !strings.Contains(err.Error(), tc.wantText) {
 				t.Fatalf("error %v, want %s containing %q", err, tc.wantType, tc.wantText)
 			}
-			seen = append(seen, badinput.Case{Area: badinput.Cluster, Input: tc.input, Message: appMessage(err),
-				Exit:      "activity fails, type " + errType(err) + " (not retried): the run fails before any step",
+			seen = append(seen, badinput.Case{Area: badinput.Cluster, Input: tc.input, Message: activitytest.Message(err),
+				Exit:      "activity fails, type " + activitytest.ErrType(err) + " (not retried): the run fails before any step",
 				Unchanged: "UIDs and resourceVersions of every Job/EtcdCluster/pod unchanged"})
 		})
 	}
-	if after := snapshotUIDs(t); !testenv.EqualJSON(before, after) {
+	if after := activitytest.Fingerprint(t, cluster); !testenv.EqualJSON(before, after) {
 		t.Fatalf("preflight changed the cluster:\n%v\n%v", before, after)
 	}
 	// Recorded only now that the cluster is known to be unchanged.
@@ -154,16 +127,6 @@ func TestPreflightChoosesTheFASProcedure(t *testing.T) {
 	}
 }
 
-// appMessage is the message of the ApplicationError in err, without the
-// SDK's "activity error (type: ...)" wrapping.
-func appMessage(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	return err.Error()
-}
-
 // TestUnreachableAPIServerIsRetryableAndSaysWhere: a transient failure is
 // left to the retry policy, with the address in the message.
 func TestUnreachableAPIServerIsRetryableAndSaysWhere(t *testing.T) {
@@ -173,38 +136,21 @@ func TestUnreachableAPIServerIsRetryableAndSaysWhere(t *testing.T) {
 	var a *preflight.Activities
 	_, err := run[preflight.PreflightResult](t, checks(dead), a.Preflight, preflight.PreflightRequest{Services: []api.Service{api.BSS}, Release: api.CSM10})
 	var appErr *temporal.ApplicationError
-	if err == nil || errType(err) == activities.ErrPreflight || !strings.Contains(err.Error(), "127.0.0.1:1") || !errors.As(err, &appErr) || appErr.NonRetryable() {
+	if err == nil || activitytest.ErrType(err) == activities.ErrPreflight || !strings.Contains(err.Error(), "127.0.0.1:1") || !errors.As(err, &appErr) || appErr.NonRetryable() {
 		t.Fatalf("error %v, want a retryable error naming the address", err)
 	}
-	badinput.Record(t, badinput.Case{Area: badinput.Cluster, Input: "API server unreachable at preflight", Message: appMessage(err),
+	badinput.Record(t, badinput.Case{Area: badinput.Cluster, Input: "API server unreachable at preflight", Message: activitytest.Message(err),
 		Exit: "activity fails, retryable: the retry policy (activityAttempts) tries again", Unchanged: "nothing listens on 127.0.0.1:1, so no request reached any API server"})
-}
-
-// snapshotUIDs fingerprints the seeded cluster (UIDs and resourceVersions).
-func snapshotUIDs(t *testing.T) map[string]string {
-	t.Helper()
-	fp, err := cluster.Fingerprint(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fp
 }
 
 // checks are the preflight activities reading the cluster at cfg.
 func checks(cfg *rest.Config) *preflight.Activities {
-	return &preflight.Activities{Config: testConfig(), Kube: &activities.Kube{Core: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}, CSM: &activities.CSM{}}
+	return &preflight.Activities{Config: testConfig(), Kube: activitytest.Kube(cfg), CSM: &activities.CSM{}}
 }
 
-// run executes one activity method as Temporal would, against the real API server.
+// run executes one preflight activity as Temporal would, against the real API server.
 func run[T any](t *testing.T, a *preflight.Activities, fn any, arg any) (T, error) {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	var out T
-	v, err := env.ExecuteActivity(fn, arg)
-	if err == nil {
-		err = v.Get(&out)
-	}
+	out, _, err := activitytest.Run[T](t, a, fn, arg, nil)
 	return out, err
 }

@@ -8,16 +8,13 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
@@ -35,73 +32,6 @@ func csmEmu(t *testing.T, comps []csm.Component) (*csmemu.Emulator, *bos.Activit
 	return csmEmuRelease(t, "", comps)
 }
 
-// csmEmuRelease is csmEmu serving rel's APIs ("": csmemu.DefaultRelease).
-func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *bos.Activities) {
-	t.Helper()
-	e := csmemu.New(csmemu.Options{Release: rel, Components: comps})
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, &bos.Activities{CSM: &activities.CSM{Client: cl}}
-}
-
-// csmRun runs one BOS activity as Temporal would. details, if not nil, are
-// the heartbeat details of an earlier attempt; the heartbeats sent are
-// returned as JSON.
-func csmRun[T any](t *testing.T, a *bos.Activities, fn, arg, details any) (T, []string, error) {
-	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	if details != nil {
-		env.SetHeartbeatDetails(details)
-	}
-	var mu sync.Mutex
-	var beats []string
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-		var v json.RawMessage
-		if d.Get(&v) == nil {
-			mu.Lock()
-			beats = append(beats, string(v))
-			mu.Unlock()
-		}
-	})
-	var out T
-	var args []any
-	if arg != nil { // nil: an activity that takes no argument
-		args = append(args, arg)
-	}
-	v, err := env.ExecuteActivity(fn, args...)
-	if err == nil {
-		err = v.Get(&out)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return out, slices.Clone(beats), err
-}
-
-func nonRetryable(t *testing.T, err error, typ string, words ...string) {
-	t.Helper()
-	var appErr *temporal.ApplicationError
-	if err == nil {
-		t.Fatalf("got no error, want a non-retryable %s", typ)
-	}
-	if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != typ {
-		t.Fatalf("got %v, want a non-retryable %s", err, typ)
-	}
-	for _, w := range words {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %q", err, w)
-		}
-	}
-}
-
 func setTemplate(t *testing.T, e *csmemu.Emulator, name string, bs csm.BootSet) {
 	t.Helper()
 	bs.Path, bs.Type = "s3://boot-images/"+name+"/manifest.json", "s3"
@@ -114,16 +44,6 @@ func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
-}
-
-// appMessage is the message of the ApplicationError in err, without the
-// SDK's "activity error (type: ...)" wrapping.
-func appMessage(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	return err.Error()
 }
 
 // bosTemplates: one of a tenant, one with every member BOS 2.0 (CSM 1.3,
@@ -168,7 +88,7 @@ func bosSnapshot(t *testing.T) (*csmemu.Emulator, *csm.Client, []json.RawMessage
 func restore(t *testing.T, c *activities.CSM, templates []json.RawMessage, heartbeat any) (bos.RestoreTemplatesResult, error) {
 	t.Helper()
 	a := &bos.Activities{CSM: c}
-	out, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates, bos.RestoreTemplatesRequest{Templates: templates}, heartbeat)
+	out, _, err := activitytest.Run[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates, bos.RestoreTemplatesRequest{Templates: templates}, heartbeat)
 	return out, err
 }
 
@@ -315,7 +235,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	// The SDK throttles what reaches a test listener: count at the source.
 	recorded, stop := activities.CountHeartbeats()
 	defer stop()
-	first, _, err := csmRun[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{}, nil)
+	first, _, err := activitytest.Run[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +245,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	}
 	e.ResetCounters()
 	// The attempt before was lost after validating t1 and t2.
-	got, _, err := csmRun[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{},
+	got, _, err := activitytest.Run[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{},
 		map[string]any{"done": 2, "last": first.Names[1], "names": first.Names[:2]})
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +259,7 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	}
 	e.ResetCounters()
 	// Details naming another template at that index: the list changed, start over.
-	got, _, err = csmRun[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{},
+	got, _, err = activitytest.Run[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{},
 		map[string]any{"done": 2, "last": "gone", "names": []string{"gone", "x"}})
 	if err != nil {
 		t.Fatal(err)
@@ -347,4 +267,11 @@ func TestCheckSessionTemplatesResumesFromItsIndex(t *testing.T) {
 	if v := validated(); !slices.Equal(v, []int{1, 1, 1, 1, 1}) || !slices.Equal(got.Names, first.Names) {
 		t.Errorf("changed list: validations %v names %v, want all five checked again", v, got.Names)
 	}
+}
+
+// csmEmuRelease serves an emulator of rel's APIs ("": the default) with
+// comps in HSM and returns the bos activities talking to it.
+func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *bos.Activities) {
+	e, c := activitytest.CSM(t, rel, comps)
+	return e, &bos.Activities{CSM: c}
 }

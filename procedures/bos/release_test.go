@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/csm"
@@ -77,7 +78,7 @@ func TestRestoreTemplatesPerRelease(t *testing.T) {
 		}
 		e.ClearSessionTemplates()
 		e.ResetCounters()
-		res, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+		res, _, err := activitytest.Run[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
 			bos.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: rel.APIs(), SnapshotAPIs: in.APIs}, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", rel, err)
@@ -113,9 +114,9 @@ func TestRestoreRefusesAV2SnapshotIntoBOSv1(t *testing.T) {
 
 	e, a := csmEmuRelease(t, api.CSM10, nil)
 	e.ResetCounters()
-	_, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+	_, _, err := activitytest.Run[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
 		bos.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM10.APIs(), SnapshotAPIs: in.APIs}, nil)
-	nonRetryable(t, err, bos.ErrTemplateAPIMismatch, "read through BOS v2", "restores through BOS v1", "nothing was changed")
+	activitytest.NonRetryable(t, err, bos.ErrTemplateAPIMismatch, "read through BOS v2", "restores through BOS v1", "nothing was changed")
 	if names := e.SessionTemplateNames(); len(names) != 0 {
 		t.Errorf("templates stored after the refusal: %v", names)
 	}
@@ -125,7 +126,7 @@ func TestRestoreRefusesAV2SnapshotIntoBOSv1(t *testing.T) {
 		}
 	}
 	badinput.Record(t, badinput.Case{Area: badinput.Request, Input: "snapshot taken through BOS v2 (CSM 1.3+) restored on CSM 1.0 (BOS v1 only)",
-		Message: appMessage(err), Exit: "step fails, type " + bos.ErrTemplateAPIMismatch,
+		Message: activitytest.Message(err), Exit: "step fails, type " + bos.ErrTemplateAPIMismatch,
 		Unchanged: "no request reached the CSM APIs; BOS holds no template"})
 }
 
@@ -138,7 +139,7 @@ func TestRestoreConvertsAV1SnapshotForBOSv2(t *testing.T) {
 	in := takeSnapshot(t, a12.CSM.Client)
 
 	e, a := csmEmuRelease(t, api.CSM13, nil)
-	res, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+	res, _, err := activitytest.Run[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
 		bos.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM13.APIs(), SnapshotAPIs: in.APIs}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +164,7 @@ func TestRestoreReportsAWarningAsAWarning(t *testing.T) {
 	in := takeSnapshot(t, a.CSM.Client)
 	const warning = "Session template: 'cos-2' boot set: 'compute' could not locate its initrd. Warning: An error occurred (404) when calling the HeadObject operation: Not Found"
 	e.SetTemplateValidation("cos-2", warning)
-	res, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+	res, _, err := activitytest.Run[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
 		bos.RestoreTemplatesRequest{Templates: in.SessionTemplates, APIs: api.CSM15.APIs(), SnapshotAPIs: in.APIs}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func TestRestoreReportsAWarningAsAWarning(t *testing.T) {
 	if len(res.Invalid) != 0 || len(res.Warnings) != 1 || res.Warnings[0].Name != "cos-2" || res.Warnings[0].Message != warning {
 		t.Errorf("result %+v", res)
 	}
-	chk, _, err := csmRun[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{APIs: api.CSM15.APIs()}, nil)
+	chk, _, err := activitytest.Run[bos.TemplatesCheck](t, a, a.CheckSessionTemplates, bos.CheckTemplatesRequest{APIs: api.CSM15.APIs()}, nil)
 	if err != nil || len(chk.Invalid) != 0 || len(chk.Warnings) != 1 || len(chk.Names) != 2 {
 		t.Errorf("CheckSessionTemplates = %+v, %v", chk, err)
 	}
@@ -185,9 +186,9 @@ func TestRestoreFailsWhenBOSRefusesATemplate(t *testing.T) {
 	e, a := csmEmuRelease(t, api.CSM10, nil)
 	good := json.RawMessage(`{"name":"cos-ok","boot_sets":{"compute":{"path":"s3://boot-images/cos/manifest.json","type":"s3","node_list":["x1000c0s0b0n0"]}}}`)
 	refused := json.RawMessage(`{"name":"cos-arch","boot_sets":{"compute":{"path":"s3://boot-images/cos/manifest.json","type":"s3","arch":"X86","node_list":["x1000c0s1b0n0"]}}}`)
-	_, _, err := csmRun[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
+	_, _, err := activitytest.Run[bos.RestoreTemplatesResult](t, a, a.RestoreSessionTemplates,
 		bos.RestoreTemplatesRequest{Templates: []json.RawMessage{good, refused}, APIs: api.CSM10.APIs(), SnapshotAPIs: api.CSM10.APIs()}, nil)
-	nonRetryable(t, err, bos.ErrTemplatesRefused, "BOS refused to store 1 of the snapshot's session templates", "cos-arch", "arch")
+	activitytest.NonRetryable(t, err, bos.ErrTemplatesRefused, "BOS refused to store 1 of the snapshot's session templates", "cos-arch", "arch")
 	if names := e.SessionTemplateNames(); !slices.Equal(names, []string{"cos-ok"}) {
 		t.Errorf("templates stored: %v, want cos-ok only", names)
 	}

@@ -3,19 +3,12 @@ package cps_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
-
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
@@ -36,73 +29,6 @@ func csmEmu(t *testing.T, comps []csm.Component) (*csmemu.Emulator, *cps.Activit
 	return csmEmuRelease(t, "", comps)
 }
 
-// csmEmuRelease is csmEmu serving rel's APIs ("": csmemu.DefaultRelease).
-func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *cps.Activities) {
-	t.Helper()
-	e := csmemu.New(csmemu.Options{Release: rel, Components: comps})
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, &cps.Activities{CSM: &activities.CSM{Client: cl}}
-}
-
-// csmRun runs one CPS activity as Temporal would. details, if not nil, are
-// the heartbeat details of an earlier attempt; the heartbeats sent are
-// returned as JSON.
-func csmRun[T any](t *testing.T, a *cps.Activities, fn, arg, details any) (T, []string, error) {
-	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	if details != nil {
-		env.SetHeartbeatDetails(details)
-	}
-	var mu sync.Mutex
-	var beats []string
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-		var v json.RawMessage
-		if d.Get(&v) == nil {
-			mu.Lock()
-			beats = append(beats, string(v))
-			mu.Unlock()
-		}
-	})
-	var out T
-	var args []any
-	if arg != nil { // nil: an activity that takes no argument
-		args = append(args, arg)
-	}
-	v, err := env.ExecuteActivity(fn, args...)
-	if err == nil {
-		err = v.Get(&out)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return out, slices.Clone(beats), err
-}
-
-func nonRetryable(t *testing.T, err error, typ string, words ...string) {
-	t.Helper()
-	var appErr *temporal.ApplicationError
-	if err == nil {
-		t.Fatalf("got no error, want a non-retryable %s", typ)
-	}
-	if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != typ {
-		t.Fatalf("got %v, want a non-retryable %s", err, typ)
-	}
-	for _, w := range words {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %q", err, w)
-		}
-	}
-}
-
 func usesCPS(e *csmemu.Emulator) {
 	e.SetCPSContents([]csm.CPSContent{{S3Path: "s3://boot-images/k/rootfs", Etag: "e1"}})
 	e.SetCPSTransports([]csm.CPSTransport{{ReadyForMount: true}})
@@ -119,7 +45,7 @@ func setTemplate(t *testing.T, e *csmemu.Emulator, name string, bs csm.BootSet) 
 func TestFindCPSNodesUnused(t *testing.T) {
 	e, a := csmEmu(t, csmemu.ComputeNodes(2))
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n0}})
-	got, _, err := csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
+	got, _, err := activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,14 +63,14 @@ func TestFindCPSNodesDerived(t *testing.T) {
 
 	// No cpss3 template yet: in use, nothing to do, and why.
 	setTemplate(t, e, "ncn", csm.BootSet{RootfsProvider: "", NodeList: []string{n3}})
-	got, _, err := csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
+	got, _, err := activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
 	if err != nil || !got.InUse || len(got.Groups) != 0 || !strings.Contains(got.Reason, "cpss3") {
 		t.Fatalf("no cpss3 template: %+v, %v; want in use, no groups, a reason naming cpss3", got, err)
 	}
 
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n2, n1, n0}})
 	setTemplate(t, e, "uan", csm.BootSet{RootfsProvider: "CPSS3", NodeRolesGroups: []string{"Application"}})
-	got, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
+	got, _, err = activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,19 +81,19 @@ func TestFindCPSNodesDerived(t *testing.T) {
 
 	// A node two CPS templates boot: which to boot it with is unknown.
 	setTemplate(t, e, "cos-old", csm.BootSet{RootfsProvider: "cpss3", NodeRolesGroups: []string{"Compute"}})
-	_, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
-	nonRetryable(t, err, cps.ErrCPSAmbiguous, n0+" (cos, cos-old)", "services.cps.nodes")
+	_, _, err = activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
+	activitytest.NonRetryable(t, err, cps.ErrCPSAmbiguous, n0+" (cos, cos-old)", "services.cps.nodes")
 	e.ClearSessionTemplates()
 
 	// HSM groups are not resolved: say so rather than miss nodes.
 	setTemplate(t, e, "grp", csm.BootSet{RootfsProvider: "cpss3", NodeGroups: []string{"cps-computes"}})
-	_, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
-	nonRetryable(t, err, cps.ErrCPSConfig, "cps-computes", "services.cps.template")
+	_, _, err = activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
+	activitytest.NonRetryable(t, err, cps.ErrCPSConfig, "cps-computes", "services.cps.template")
 
 	// CPS in use, templates found, but none of their nodes is up.
 	e.ClearSessionTemplates()
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n2}})
-	got, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
+	got, _, err = activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{}, nil)
 	if err != nil || !got.InUse || len(got.Groups) != 0 || !strings.Contains(got.Reason, "cos") {
 		t.Errorf("no up node: %+v, %v; want in use, no groups, a reason naming cos", got, err)
 	}
@@ -178,13 +104,13 @@ func TestFindCPSNodesConfigured(t *testing.T) {
 	comps[1].State = "Off"
 	e, a := csmEmu(t, comps)
 	usesCPS(e)
-	_, _, err := csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n0}}, nil)
-	nonRetryable(t, err, cps.ErrCPSConfig, "services.cps.template")
+	_, _, err := activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n0}}, nil)
+	activitytest.NonRetryable(t, err, cps.ErrCPSConfig, "services.cps.template")
 
-	_, _, err = csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n0, "x9c0s0b0n0"}, Template: "cos"}, nil)
-	nonRetryable(t, err, cps.ErrCPSConfig, "x9c0s0b0n0", "services.cps.nodes")
+	_, _, err = activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n0, "x9c0s0b0n0"}, Template: "cos"}, nil)
+	activitytest.NonRetryable(t, err, cps.ErrCPSConfig, "x9c0s0b0n0", "services.cps.nodes")
 
-	got, _, err := csmRun[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n2, n1, n0}, Template: "cos"}, nil)
+	got, _, err := activitytest.Run[cps.CPSNodes](t, a, a.FindCPSNodes, cps.CPSNodesRequest{Nodes: []string{n2, n1, n0}, Template: "cos"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,13 +123,13 @@ func TestStartBOSSessionIdempotent(t *testing.T) {
 	e, a := csmEmu(t, csmemu.ComputeNodes(2))
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n0, n1}})
 	req := cps.BOSSessionRequest{Name: "run1-cps-shutdown", Template: "cos", Operation: "shutdown", Xnames: []string{n0, n1}}
-	first, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
+	first, _, err := activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
 	if err != nil || first.Name != req.Name {
 		t.Fatalf("first StartBOSSession = %+v, %v", first, err)
 	}
 	// The retry after a lost answer, with the xnames in another order.
 	req.Xnames = []string{n1, n0}
-	again, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
+	again, _, err := activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
 	if err != nil || again.Name != req.Name || !strings.Contains(again.Message, "already started") {
 		t.Fatalf("second StartBOSSession = %+v, %v; want success saying it was already started", again, err)
 	}
@@ -215,13 +141,13 @@ func TestStartBOSSessionIdempotent(t *testing.T) {
 		{Name: req.Name, Template: "cos", Operation: "boot", Xnames: req.Xnames},
 		{Name: req.Name, Template: "cos", Operation: "shutdown", Xnames: []string{n0}},
 	} {
-		_, _, err = csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, other, nil)
-		nonRetryable(t, err, cps.ErrBOSSessionConflict, req.Name, "already exists", "delete it")
+		_, _, err = activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, other, nil)
+		activitytest.NonRetryable(t, err, cps.ErrBOSSessionConflict, req.Name, "already exists", "delete it")
 	}
-	_, _, err = csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "r", Template: "cos", Operation: "reboot", Xnames: []string{n0}}, nil)
-	nonRetryable(t, err, api.InvalidRequestError, `operation "reboot"`)
-	_, _, err = csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "r", Template: "cos", Operation: "boot"}, nil)
-	nonRetryable(t, err, api.InvalidRequestError, "no xnames")
+	_, _, err = activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "r", Template: "cos", Operation: "reboot", Xnames: []string{n0}}, nil)
+	activitytest.NonRetryable(t, err, api.InvalidRequestError, `operation "reboot"`)
+	_, _, err = activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "r", Template: "cos", Operation: "boot"}, nil)
+	activitytest.NonRetryable(t, err, api.InvalidRequestError, "no xnames")
 	if n := len(e.BOSSessions()); n != 1 {
 		t.Errorf("%d sessions, want still 1", n)
 	}
@@ -232,10 +158,10 @@ func TestWaitNodesStateAfterShutdownSession(t *testing.T) {
 	e.SetBOSTiming(300 * time.Millisecond)
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeRolesGroups: []string{"Compute"}})
 	xs := []string{n0, n1}
-	if _, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "s", Template: "cos", Operation: "shutdown", Xnames: xs}, nil); err != nil {
+	if _, _, err := activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "s", Template: "cos", Operation: "shutdown", Xnames: xs}, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, beats, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: xs, States: []string{"Off"}, Budget: 20 * time.Second, Poll: 50 * time.Millisecond}, nil)
+	got, beats, err := activitytest.Run[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: xs, States: []string{"Off"}, Budget: 20 * time.Second, Poll: 50 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,11 +174,11 @@ func TestWaitNodesStateAfterShutdownSession(t *testing.T) {
 
 	// Boot: On is not enough when Ready is wanted.
 	e.SetBOSStuck(true, n1)
-	if _, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "b", Template: "cos", Operation: "boot", Xnames: xs}, nil); err != nil {
+	if _, _, err := activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "b", Template: "cos", Operation: "boot", Xnames: xs}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = csmRun[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: xs, States: []string{"Ready"}, Budget: time.Second, Poll: 50 * time.Millisecond}, nil)
-	nonRetryable(t, err, activities.ErrWaitTimedOut, "1/2 nodes Ready", n1+" (Off)")
+	_, _, err = activitytest.Run[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: xs, States: []string{"Ready"}, Budget: time.Second, Poll: 50 * time.Millisecond}, nil)
+	activitytest.NonRetryable(t, err, activities.ErrWaitTimedOut, "1/2 nodes Ready", n1+" (Off)")
 	if strings.Contains(err.Error(), n0) {
 		t.Errorf("error %q names %s, which is Ready", err, n0)
 	}
@@ -266,12 +192,12 @@ func TestWaitNodesStateStuckNodeListed(t *testing.T) {
 		all = append(all, c.ID)
 	}
 	e.SetBOSStuck(true, all...)
-	if _, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "s", Template: "cos", Operation: "shutdown", Xnames: all}, nil); err != nil {
+	if _, _, err := activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, cps.BOSSessionRequest{Name: "s", Template: "cos", Operation: "shutdown", Xnames: all}, nil); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: all, States: []string{"Off"}, Budget: 500 * time.Millisecond, Poll: 50 * time.Millisecond}, nil)
-	nonRetryable(t, err, activities.ErrWaitTimedOut, "0/25 nodes Off", n0+" (Ready)", "and 5 more")
+	_, _, err := activitytest.Run[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: all, States: []string{"Off"}, Budget: 500 * time.Millisecond, Poll: 50 * time.Millisecond}, nil)
+	activitytest.NonRetryable(t, err, activities.ErrWaitTimedOut, "0/25 nodes Off", n0+" (Ready)", "and 5 more")
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("gave up after %s, budget 500ms", d)
 	}
@@ -283,8 +209,8 @@ func TestWaitNodesStateResumesDeadline(t *testing.T) {
 	// An earlier attempt started waiting an hour ago: the budget is spent,
 	// so this attempt gives up at its first look instead of waiting a minute.
 	start := time.Now()
-	_, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, req, map[string]any{"since": time.Now().Add(-time.Hour), "last": "0/2 nodes Off"})
-	nonRetryable(t, err, activities.ErrWaitTimedOut, "0/2 nodes Off", n1+" (Ready)")
+	_, _, err := activitytest.Run[activities.Outcome](t, a, a.WaitNodesState, req, map[string]any{"since": time.Now().Add(-time.Hour), "last": "0/2 nodes Off"})
+	activitytest.NonRetryable(t, err, activities.ErrWaitTimedOut, "0/2 nodes Off", n1+" (Ready)")
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("resumed wait took %s, want an immediate time-out", d)
 	}
@@ -298,7 +224,7 @@ func TestWaitNodesStateResumesDeadline(t *testing.T) {
 		}
 		e.SetComponents(comps)
 	}()
-	got, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, req, map[string]any{"since": time.Now().Add(-time.Second)})
+	got, _, err := activitytest.Run[activities.Outcome](t, a, a.WaitNodesState, req, map[string]any{"since": time.Now().Add(-time.Second)})
 	if err != nil || got.Message != "2/2 nodes Off" {
 		t.Errorf("resumed wait = %+v, %v; want 2/2 nodes Off", got, err)
 	}
@@ -310,7 +236,7 @@ func TestWaitNodesStateBatchesIDs(t *testing.T) {
 	for _, c := range e.Components() {
 		all = append(all, c.ID)
 	}
-	got, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: all, States: []string{"Ready", "On"}, Budget: 10 * time.Second}, nil)
+	got, _, err := activitytest.Run[activities.Outcome](t, a, a.WaitNodesState, cps.WaitNodesRequest{Xnames: all, States: []string{"Ready", "On"}, Budget: 10 * time.Second}, nil)
 	if err != nil || got.Message != "250/250 nodes Ready or On" {
 		t.Fatalf("WaitNodesState = %+v, %v", got, err)
 	}
@@ -339,7 +265,7 @@ func TestWaitNodesStateHeartbeatsPerHSMCall(t *testing.T) {
 	// The SDK throttles what reaches a test listener: count at the source.
 	recorded, stop := activities.CountHeartbeats()
 	defer stop()
-	got, _, err := csmRun[activities.Outcome](t, a, a.WaitNodesState, req, map[string]any{"since": since, "last": "earlier attempt"})
+	got, _, err := activitytest.Run[activities.Outcome](t, a, a.WaitNodesState, req, map[string]any{"since": since, "last": "earlier attempt"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,18 +293,18 @@ func TestStartBOSv1SessionAdoptsALostSession(t *testing.T) {
 	e, a := csmEmuRelease(t, api.CSM10, csmemu.ComputeNodes(2))
 	setTemplate(t, e, "cos", csm.BootSet{RootfsProvider: "cpss3", NodeList: []string{n0, n1}})
 	// Someone else's session, there before the step.
-	other, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession,
+	other, _, err := activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession,
 		cps.BOSSessionRequest{Template: "cos", Operation: "boot", Xnames: []string{n0}, APIs: api.CSM10.APIs()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := cps.BOSSessionRequest{Name: "run1-cps-shutdown", Template: "cos", Operation: "shutdown", Xnames: []string{n1, n0}, APIs: api.CSM10.APIs()}
 	e.DropResponse("POST", csm.PathBOSv1Session, 1)
-	_, beats, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
+	_, beats, err := activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, nil)
 	if err == nil || len(beats) != 1 {
 		t.Fatalf("first attempt: %v, heartbeats %v", err, beats)
 	}
-	got, _, err := csmRun[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, json.RawMessage(beats[0]))
+	got, _, err := activitytest.Run[cps.BOSSessionStarted](t, a, a.StartBOSSession, req, json.RawMessage(beats[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,4 +315,11 @@ func TestStartBOSv1SessionAdoptsALostSession(t *testing.T) {
 	if err != nil || len(ids) != 2 {
 		t.Errorf("BOS v1 sessions %v, %v: want the other one and exactly one shutdown", ids, err)
 	}
+}
+
+// csmEmuRelease serves an emulator of rel's APIs ("": the default) with
+// comps in HSM and returns the cps activities talking to it.
+func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *cps.Activities) {
+	e, c := activitytest.CSM(t, rel, comps)
+	return e, &cps.Activities{CSM: c}
 }

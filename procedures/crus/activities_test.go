@@ -5,69 +5,18 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
 )
-
-// csmEmuRelease serves an emulator of rel's APIs and returns the CRUS
-// activities talking to it over HTTP.
-func csmEmuRelease(t *testing.T, rel api.Release) (*csmemu.Emulator, *crus.Activities) {
-	t.Helper()
-	e := csmemu.New(csmemu.Options{Release: rel})
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, &crus.Activities{CSM: &activities.CSM{Client: cl}}
-}
-
-// csmRun runs one activity as Temporal would. details, if not nil, are the
-// heartbeat details of an earlier attempt; the heartbeats sent are
-// returned as JSON.
-func csmRun[T any](t *testing.T, a *crus.Activities, fn, arg, details any) (T, []string, error) {
-	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	if details != nil {
-		env.SetHeartbeatDetails(details)
-	}
-	var mu sync.Mutex
-	var beats []string
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-		var v json.RawMessage
-		if d.Get(&v) == nil {
-			mu.Lock()
-			beats = append(beats, string(v))
-			mu.Unlock()
-		}
-	})
-	var out T
-	v, err := env.ExecuteActivity(fn, arg)
-	if err == nil {
-		err = v.Get(&out)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return out, slices.Clone(beats), err
-}
 
 func check(stuckAfter, budget time.Duration) crus.CRUSCheckRequest {
 	return crus.CRUSCheckRequest{Plan: api.CRUSPlan{Poll: 10 * time.Millisecond, StuckAfter: stuckAfter}, Budget: budget}
@@ -82,7 +31,7 @@ func TestCheckCRUSSessionsFollowsUntilCompleteOrStuck(t *testing.T) {
 	e.AddCRUSSession(stuck) // no script: never changes
 	progressing := e.AddCRUSSession(csm.CRUSSession{State: csm.CRUSUpdating}, csmemu.CRUSScript(1)...)
 
-	got, _, err := csmRun[crus.CRUSCheck](t, a, a.CheckCRUSSessions, check(500*time.Millisecond, 10*time.Second), nil)
+	got, _, err := activitytest.Run[crus.CRUSCheck](t, a, a.CheckCRUSSessions, check(500*time.Millisecond, 10*time.Second), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,13 +59,13 @@ func TestCheckCRUSSessionsRetryKeepsCountingTowardsStuck(t *testing.T) {
 	e.AddCRUSSession(stuck)
 	req := check(time.Second, 100*time.Millisecond)
 
-	first, beats, err := csmRun[crus.CRUSCheck](t, a, a.CheckCRUSSessions, req, nil)
+	first, beats, err := activitytest.Run[crus.CRUSCheck](t, a, a.CheckCRUSSessions, req, nil)
 	if err != nil || first.Sessions[0].Stuck || len(beats) == 0 || !strings.Contains(first.Message, "1 still progressing when the wait ended") {
 		t.Fatalf("first check = %+v, %v (heartbeats %d): want the session not yet stuck when the budget ends", first, err, len(beats))
 	}
 	time.Sleep(time.Second)
 	lists := e.Requests(csm.PathCRUSSession)
-	retry, _, err := csmRun[crus.CRUSCheck](t, a, a.CheckCRUSSessions, req, json.RawMessage(beats[len(beats)-1]))
+	retry, _, err := activitytest.Run[crus.CRUSCheck](t, a, a.CheckCRUSSessions, req, json.RawMessage(beats[len(beats)-1]))
 	if err != nil || !retry.Sessions[0].Stuck {
 		t.Fatalf("retry = %+v, %v: want the session stuck", retry, err)
 	}
@@ -129,7 +78,7 @@ func TestCheckCRUSSessionsRetryKeepsCountingTowardsStuck(t *testing.T) {
 // answers 404; the check says so instead of failing.
 func TestCheckCRUSSessionsNotInstalled(t *testing.T) {
 	_, a := csmEmuRelease(t, api.CSM15)
-	got, _, err := csmRun[crus.CRUSCheck](t, a, a.CheckCRUSSessions, check(time.Second, time.Second), nil)
+	got, _, err := activitytest.Run[crus.CRUSCheck](t, a, a.CheckCRUSSessions, check(time.Second, time.Second), nil)
 	if err != nil || !got.NotInstalled || !strings.Contains(got.Message, "CRUS is not installed") {
 		t.Fatalf("check = %+v, %v: want not installed", got, err)
 	}
@@ -140,14 +89,21 @@ func TestCheckCRUSSessionsNotInstalled(t *testing.T) {
 func TestConfirmCRUSSessions(t *testing.T) {
 	e, a := csmEmuRelease(t, api.CSM10)
 	id := e.AddCRUSSession(csmemu.ExampleCRUSSession())
-	got, _, err := csmRun[activities.Outcome](t, a, a.ConfirmCRUSSessions, crus.CRUSConfirmRequest{UpgradeIDs: []string{id}, Budget: time.Second, Poll: 10 * time.Millisecond}, nil)
+	got, _, err := activitytest.Run[activities.Outcome](t, a, a.ConfirmCRUSSessions, crus.CRUSConfirmRequest{UpgradeIDs: []string{id}, Budget: time.Second, Poll: 10 * time.Millisecond}, nil)
 	if err != nil || !strings.Contains(got.Message, "all 1 sessions listed again") {
 		t.Fatalf("confirm = %+v, %v", got, err)
 	}
 	const lost = "00000000-0000-4000-8000-000000000000"
-	_, _, err = csmRun[activities.Outcome](t, a, a.ConfirmCRUSSessions, crus.CRUSConfirmRequest{UpgradeIDs: []string{id, lost}, Budget: 200 * time.Millisecond, Poll: 10 * time.Millisecond}, nil)
+	_, _, err = activitytest.Run[activities.Outcome](t, a, a.ConfirmCRUSSessions, crus.CRUSConfirmRequest{UpgradeIDs: []string{id, lost}, Budget: 200 * time.Millisecond, Poll: 10 * time.Millisecond}, nil)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrWaitTimedOut || !strings.Contains(err.Error(), "missing "+lost) {
 		t.Fatalf("confirm with a session CRUS no longer lists: %v, want %s naming it", err, activities.ErrWaitTimedOut)
 	}
+}
+
+// csmEmuRelease serves an emulator of rel's APIs and returns the crus
+// activities talking to it.
+func csmEmuRelease(t *testing.T, rel api.Release) (*csmemu.Emulator, *crus.Activities) {
+	e, c := activitytest.CSM(t, rel, nil)
+	return e, &crus.Activities{CSM: c}
 }

@@ -3,25 +3,19 @@ package etcdcluster_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	kubelib "github.com/csmops/etcd-repopulate/internal/kube"
@@ -39,66 +33,10 @@ import (
 // kwok) serves the whole package; each test leaves it seeded as it found it.
 var cluster *simcluster.Cluster
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithCancel(context.Background())
-	dir := testenv.KeepDir("etcdcluster-cluster-")
-	c, err := testenv.Cluster(ctx, dir, true)
-	if err != nil {
-		testenv.Fatalf("start the real control plane: %v", err)
-	}
-	cluster = c
-	code := m.Run()
-	cancel()
-	c.Stop()
-	if code == 0 {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
-
-func kube(cfg *rest.Config) *activities.Kube {
-	return &activities.Kube{Core: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}
-}
-
-// run executes the shared activity named name (internal/api) on k as
-// Temporal would, against the real API server.
-func run[T any](t *testing.T, k *activities.Kube, name string, arg any) (T, error) {
-	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivityWithOptions(activities.Shared(k)[name], activity.RegisterOptions{Name: name})
-	var out T
-	v, err := env.ExecuteActivity(name, arg)
-	if err == nil {
-		err = v.Get(&out)
-	}
-	return out, err
-}
-
-func errType(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Type()
-	}
-	return ""
-}
-
-// appMessage is the message of the ApplicationError in err, without the
-// SDK's "activity error (type: ...)" wrapping.
-func appMessage(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	return err.Error()
-}
+func TestMain(m *testing.M) { activitytest.ClusterMain(m, "etcdcluster", &cluster) }
 
 func ref(name string) api.ObjectRef {
 	return api.ObjectRef{Namespace: simcluster.Namespace, Name: name}
-}
-
-func timings() api.Timings {
-	return api.Timings{Wait: time.Minute, Delete: time.Minute, Poll: 200 * time.Millisecond, Heartbeat: 5 * time.Second, Attempts: 3}
 }
 
 // TestJobRecreatedFromItsOwnJSON shows on the real API server why the runbook
@@ -152,8 +90,8 @@ func TestJobRecreatedFromItsOwnJSON(t *testing.T) {
 	if created.GetUID() == job.GetUID() {
 		t.Fatal("same UID")
 	}
-	if _, err := run[activities.Outcome](t, kube(cluster.Config), api.ActivityWaitJobComplete, activities.WaitRequest{
-		Kind: activities.JobKind, Ref: ref(job.GetName()), UID: created.GetUID(), Timings: timings(),
+	if _, err := run[activities.Outcome](t, activitytest.Kube(cluster.Config), api.ActivityWaitJobComplete, activities.WaitRequest{
+		Kind: activities.JobKind, Ref: ref(job.GetName()), UID: created.GetUID(), Timings: activitytest.Timings(),
 	}); err != nil {
 		t.Fatalf("re-created job did not complete: %v", err)
 	}
@@ -175,7 +113,7 @@ func waitGone(t *testing.T, r dynamic.ResourceInterface, name string) {
 // External DNS EtcdCluster, then repeats delete and create as a retry would:
 // nothing is deleted twice and a retried create recognises its own object.
 func TestRecreateStepsAreIdempotent(t *testing.T) {
-	k := kube(cluster.Config)
+	k := activitytest.Kube(cluster.Config)
 	saved, err := run[activities.SavedObject](t, k, api.ActivitySaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +122,7 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 		t.Errorf("stripped %v", saved.Stripped)
 	}
 	for range 2 { // the second delete is a retry after the object is gone
-		if _, err := run[activities.Outcome](t, k, api.ActivityDeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
+		if _, err := run[activities.Outcome](t, k, api.ActivityDeleteObject, activities.DeleteRequest{Saved: saved, Timings: activitytest.Timings()}); err != nil {
 			t.Fatalf("delete: %v", err)
 		}
 	}
@@ -199,11 +137,11 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 		}
 		created = c
 	}
-	if _, err := run[activities.Outcome](t, k, api.ActivityWaitEtcdClusterRunning, activities.WaitRequest{Kind: activities.EtcdClusterKind, Ref: saved.Ref, UID: created.UID, Timings: timings()}); err != nil {
+	if _, err := run[activities.Outcome](t, k, api.ActivityWaitEtcdClusterRunning, activities.WaitRequest{Kind: activities.EtcdClusterKind, Ref: saved.Ref, UID: created.UID, Timings: activitytest.Timings()}); err != nil {
 		t.Fatal(err)
 	}
 	// A delete retried with the old generation's UID must not touch the new object.
-	if _, err := run[activities.Outcome](t, k, api.ActivityDeleteObject, activities.DeleteRequest{Saved: saved, Timings: timings()}); err != nil {
+	if _, err := run[activities.Outcome](t, k, api.ActivityDeleteObject, activities.DeleteRequest{Saved: saved, Timings: activitytest.Timings()}); err != nil {
 		t.Fatal(err)
 	}
 	now, err := cluster.Dynamic.Resource(kubelib.EtcdClusterGVR).Namespace(simcluster.Namespace).Get(context.Background(), simcluster.ExternalDNSEtcd, metav1.GetOptions{})
@@ -218,7 +156,7 @@ func TestRecreateStepsAreIdempotent(t *testing.T) {
 	// Someone else's object of the same name is refused, not overwritten.
 	other := saved
 	other.UID = "someone-else"
-	if _, err := run[activities.Created](t, k, api.ActivityCreateObject, activities.CreateRequest{Saved: other, RunID: "another-run"}); errType(err) != activities.ErrObjectExists {
+	if _, err := run[activities.Created](t, k, api.ActivityCreateObject, activities.CreateRequest{Saved: other, RunID: "another-run"}); activitytest.ErrType(err) != activities.ErrObjectExists {
 		t.Fatalf("create over an object of another run: %v, want %s", err, activities.ErrObjectExists)
 	}
 }
@@ -236,15 +174,15 @@ func TestCRDNotInstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := namespaceState(t, bare)
-	_, err = run[activities.SavedObject](t, kube(bare.Config), api.ActivitySaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
-	if errType(err) != activities.ErrCRDNotInstalled || !strings.Contains(err.Error(), "etcd-operator") {
+	_, err = run[activities.SavedObject](t, activitytest.Kube(bare.Config), api.ActivitySaveObject, activities.ObjectRequest{Kind: activities.EtcdClusterKind, Ref: ref(simcluster.ExternalDNSEtcd)})
+	if activitytest.ErrType(err) != activities.ErrCRDNotInstalled || !strings.Contains(err.Error(), "etcd-operator") {
 		t.Fatalf("error %v, want %s", err, activities.ErrCRDNotInstalled)
 	}
 	if after := namespaceState(t, bare); after != before {
 		t.Fatalf("the namespace changed: %s -> %s", before, after)
 	}
-	badinput.Record(t, badinput.Case{Area: badinput.Cluster, Input: "EtcdCluster CRD not installed (no etcd-operator)", Message: appMessage(err),
-		Exit: "activity fails, type " + errType(err) + " (not retried)", Unchanged: "namespace resourceVersion and its Jobs and pods unchanged"})
+	badinput.Record(t, badinput.Case{Area: badinput.Cluster, Input: "EtcdCluster CRD not installed (no etcd-operator)", Message: activitytest.Message(err),
+		Exit: "activity fails, type " + activitytest.ErrType(err) + " (not retried)", Unchanged: "namespace resourceVersion and its Jobs and pods unchanged"})
 }
 
 // namespaceState sums up the services namespace of c: its resourceVersion
@@ -272,4 +210,12 @@ func namespaceState(t *testing.T, c *simcluster.Cluster) string {
 		out += " pod/" + p.Name + "@" + string(p.UID)
 	}
 	return out
+}
+
+// run executes the shared activity named name (internal/api) on k as
+// Temporal would, against the real API server.
+func run[T any](t *testing.T, k *activities.Kube, name string, arg any) (T, error) {
+	t.Helper()
+	out, _, err := activitytest.Run[T](t, activities.Shared(k), name, arg, nil)
+	return out, err
 }

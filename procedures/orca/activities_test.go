@@ -2,16 +2,13 @@ package orca_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
-
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
@@ -26,23 +23,6 @@ const (
 	n2 = "x1000c0s2b0n0"
 )
 
-// csmEmuRelease serves an emulator of rel's APIs with comps in HSM and
-// returns the orca activities talking to it over HTTP.
-func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *orca.Activities) {
-	t.Helper()
-	e := csmemu.New(csmemu.Options{Release: rel, Components: comps})
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, &orca.Activities{CSM: &activities.CSM{Client: cl}}
-}
-
 // csmRun runs one orca activity as Temporal would.
 func csmRun[T any](t *testing.T, a *orca.Activities, fn, arg any) (T, error) {
 	t.Helper()
@@ -53,17 +33,7 @@ func csmRun[T any](t *testing.T, a *orca.Activities, fn, arg any) (T, error) {
 // nil, are the heartbeat details of the attempt before.
 func retried[T any](t *testing.T, a *orca.Activities, fn, arg, details any) (T, error) {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	if details != nil {
-		env.SetHeartbeatDetails(details)
-	}
-	var out T
-	v, err := env.ExecuteActivity(fn, arg)
-	if err == nil {
-		err = v.Get(&out)
-	}
+	out, _, err := activitytest.Run[T](t, a, fn, arg, details)
 	return out, err
 }
 
@@ -80,21 +50,6 @@ func TestVerifySubscriptionsOnCSM10(t *testing.T) {
 	}
 	if e.Requests(csm.PathHMNFDv1Subscriptions) == 0 || e.Requests(csm.PathHMNFDSubscriptions) != 0 {
 		t.Errorf("requests %v: want /hmi/v1 only", e.RequestCounts())
-	}
-}
-
-// nonRetryable fails t unless err is a non-retryable error of type typ whose
-// text has every word.
-func nonRetryable(t *testing.T, err error, typ string, words ...string) {
-	t.Helper()
-	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != typ {
-		t.Fatalf("got %v, want a non-retryable %s", err, typ)
-	}
-	for _, w := range words {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %q", err, w)
-		}
 	}
 }
 
@@ -133,11 +88,11 @@ func TestDiscoverOrcaTargets(t *testing.T) {
 func TestDiscoverOrcaTargetsRefusesBadInput(t *testing.T) {
 	_, a := csmEmuRelease(t, "", csmemu.ComputeNodes(2))
 	_, err := csmRun[orca.OrcaTargets](t, a, a.DiscoverOrcaTargets, orca.OrcaTargetsRequest{NCNGroups: []string{"ncn-w00[4-1]"}})
-	nonRetryable(t, err, activities.ErrBadHostRange, "ncn-w00[4-1]")
+	activitytest.NonRetryable(t, err, activities.ErrBadHostRange, "ncn-w00[4-1]")
 
 	_, a = csmEmuRelease(t, "", nil)
 	_, err = csmRun[orca.OrcaTargets](t, a, a.DiscoverOrcaTargets, orca.OrcaTargetsRequest{})
-	nonRetryable(t, err, orca.ErrEmptyTargets, "no Ready compute node", "services.hmnfd.ncnGroups")
+	activitytest.NonRetryable(t, err, orca.ErrEmptyTargets, "no Ready compute node", "services.hmnfd.ncnGroups")
 }
 
 // TestCheckHMNFDReady: after its etcd is wiped HMNFD answers not ready
@@ -155,7 +110,7 @@ func TestCheckHMNFDReady(t *testing.T) {
 		t.Fatalf("wiped HMNFD asked once: %+v, %v", got, err)
 	}
 	_, err = csmRun[orca.HMNFDReadiness](t, a, a.CheckHMNFDReady, orca.HMNFDReadyRequest{Budget: 300 * time.Millisecond, Poll: 50 * time.Millisecond})
-	nonRetryable(t, err, activities.ErrWaitTimedOut, "HMNFD to report ready")
+	activitytest.NonRetryable(t, err, activities.ErrWaitTimedOut, "HMNFD to report ready")
 
 	restarted := time.AfterFunc(300*time.Millisecond, e.RestartHMNFD)
 	defer restarted.Stop()
@@ -238,9 +193,16 @@ func TestRestartOrcaRefusesAUnitThatIsNoUnitName(t *testing.T) {
 		{Hosts: f.NodeNames, Unit: " "}, // as recorded before units
 	} {
 		_, err := csmRun[orca.BatchResult](t, a, a.RestartOrca, req)
-		nonRetryable(t, err, api.InvalidRequestError, "is not a systemd unit name")
+		activitytest.NonRetryable(t, err, api.InvalidRequestError, "is not a systemd unit name")
 	}
 	if runs, err := f.Restarts(); err != nil || len(runs) != 0 {
 		t.Errorf("commands run %v, %v; want none", runs, err)
 	}
+}
+
+// csmEmuRelease serves an emulator of rel's APIs ("": the default) with
+// comps in HSM and returns the orca activities talking to it.
+func csmEmuRelease(t *testing.T, rel api.Release, comps []csm.Component) (*csmemu.Emulator, *orca.Activities) {
+	e, c := activitytest.CSM(t, rel, comps)
+	return e, &orca.Activities{CSM: c}
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
@@ -83,19 +84,19 @@ func TestAPIServerDownMidStep(t *testing.T) {
 	cfg := rest.CopyConfig(cluster.Config)
 	cfg.Host = "https://" + p.addr() // the serving certificate is for 127.0.0.1, any port
 	cfg.Timeout = 2 * time.Second
-	k := kube(cfg)
+	k := pods(cfg)
 	var a *restartpods.Activities
 	set := api.PodSet{Namespace: simcluster.Namespace, Selector: simcluster.NameLabel + "=cray-meds"}
 	snap, err := run[restartpods.PodSnapshot](t, k, a.SnapshotPods, set)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := snapshotUIDs(t)
+	before := activitytest.Fingerprint(t, cluster)
 	// The pods are not deleted, so the wait would poll for its whole budget
 	// (a minute); the API server disappears a second into it.
 	cutAt := time.Now().Add(time.Second)
 	time.AfterFunc(time.Second, p.cut)
-	_, err = run[activities.Outcome](t, k, a.WaitPodsReplaced, restartpods.WaitPodsRequest{Pods: set, Snapshot: snap, Timings: timings()})
+	_, err = run[activities.Outcome](t, k, a.WaitPodsReplaced, restartpods.WaitPodsRequest{Pods: set, Snapshot: snap, Timings: activitytest.Timings()})
 	failedAfter := time.Since(cutAt)
 	var appErr *temporal.ApplicationError
 	if err == nil || !errors.As(err, &appErr) || appErr.NonRetryable() || !strings.Contains(err.Error(), p.addr()) {
@@ -104,10 +105,10 @@ func TestAPIServerDownMidStep(t *testing.T) {
 	if failedAfter < 0 || failedAfter > 15*time.Second {
 		t.Errorf("the wait failed %s after the API server went away, want soon after", failedAfter)
 	}
-	if after := snapshotUIDs(t); !testenv.EqualJSON(before, after) {
+	if after := activitytest.Fingerprint(t, cluster); !testenv.EqualJSON(before, after) {
 		t.Fatalf("the cluster changed:\n%v\n%v", before, after)
 	}
-	badinput.Record(t, badinput.Case{Area: badinput.Cluster, Input: "API server goes away mid-step (while waiting for pods)", Message: appMessage(err),
+	badinput.Record(t, badinput.Case{Area: badinput.Cluster, Input: "API server goes away mid-step (while waiting for pods)", Message: activitytest.Message(err),
 		Exit:      "activity fails, retryable: the retry policy (activityAttempts) tries again",
 		Unchanged: "UIDs and resourceVersions of every Job/EtcdCluster/pod unchanged"})
 }
