@@ -107,7 +107,10 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		plans[plan.Service] = plan
 	}
 	// Versioned orderings: runs started before them replay as they ran.
-	cpsNeedsBOSDone := workflow.GetVersion(ctx, changeCPSNeedsBOSDone, workflow.DefaultVersion, 1) == 1
+	needsDone := map[string]bool{}
+	for _, change := range catalog.NeedsDoneChanges() {
+		needsDone[change] = workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == 1
+	}
 	orderings := map[string]bool{}
 	for _, change := range catalog.OrderingChanges() {
 		orderings[change] = workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == 1
@@ -135,9 +138,12 @@ func (w *repopulate) run(ctx workflow.Context) (api.Report, error) {
 		}
 		started[s] = true
 		plan := plans[s]
-		if s == api.CPS && cpsNeedsBOSDone && plans[api.BOS].Service != "" {
-			if bos := w.service(api.BOS); bos.State != api.Done {
-				w.update(cpsWithoutBOS(bos))
+		for _, dep := range deps[s] {
+			if dep.DoneSince == "" || !needsDone[dep.DoneSince] || plans[dep.Service].Service == "" {
+				continue
+			}
+			if st := w.service(dep.Service); st.State != api.Done {
+				w.update(notStarted(s, dep, st))
 				finished(s)
 				return
 			}
@@ -337,9 +343,6 @@ func Register(r Registry) {
 
 // Change IDs of workflow.GetVersion in the parent.
 const (
-	// changeCPSNeedsBOSDone: cps starts only when bos ended done; before,
-	// it started whatever bos's outcome and found no CPS template.
-	changeCPSNeedsBOSDone = "cps-needs-bos-done"
 	// changeStartEachServiceOnce: a service whose prerequisites finish
 	// is started once; before, a prerequisite's result arriving after its
 	// final status started the dependant a second time, which failed it
@@ -359,27 +362,24 @@ func waitingMessage(dep catalog.Prerequisite) string {
 	return msg
 }
 
-// cpsWithoutBOS ends cps unstarted when bos did not end done: cps finds
-// its nodes in the templates bos restores, and without them it would find
-// none and report nothing to remount while CPS clients stay mounted.
-func cpsWithoutBOS(bos api.ServiceStatus) api.ServiceStatus {
-	// A person said no to bos, or bos was skipped: cps is skipped with it.
-	// bos failing on its own fails cps too.
-	state, outcome := api.Failed, string(bos.State)
-	if bos.Message != "" {
-		outcome += " (" + bos.Message + ")"
+// notStarted ends s unstarted when dep, which it needs done, did not end
+// done. A person said no to dep, or dep was skipped: s is skipped with it;
+// dep failing on its own fails s too.
+func notStarted(s api.Service, dep catalog.Prerequisite, st api.ServiceStatus) api.ServiceStatus {
+	state, outcome := api.Failed, string(st.State)
+	if st.Message != "" {
+		outcome += " (" + st.Message + ")"
 	}
-	if bos.State == api.Skipped {
+	if st.State == api.Skipped {
 		state = api.Skipped
 	}
-	for _, g := range bos.Gates {
+	for _, g := range st.Gates {
 		if g.State == api.GateRejected {
-			state, outcome = api.Skipped, fmt.Sprintf("%s: gate %s was rejected by %s%s", bos.State, g.Name, procedure.OrSomeone(g.By), procedure.NoteSuffix(g.Note))
+			state, outcome = api.Skipped, fmt.Sprintf("%s: gate %s was rejected by %s%s", st.State, g.Name, procedure.OrSomeone(g.By), procedure.NoteSuffix(g.Note))
 		}
 	}
-	msg := fmt.Sprintf("not started: bos ended %s, and cps finds its nodes in the BOS session templates bos restores", outcome)
-	return api.ServiceStatus{Service: api.CPS, State: state, Message: msg, FollowUps: []string{
-		"CPS clients were not shut down and may still have CPS content mounted from the old etcd: once the BOS session templates are back, run cps again (repopulate start --services cps)"}}
+	msg := fmt.Sprintf("not started: %s ended %s, and %s", dep.Service, outcome, dep.NotDone)
+	return api.ServiceStatus{Service: s, State: state, Message: msg, FollowUps: []string{dep.FollowUp}}
 }
 
 // service is a service's current status in the run.

@@ -600,7 +600,7 @@ func TestOrderingsBeforeTheirVersion(t *testing.T) {
 			p.Gates = api.GatePolicy{Deadline: time.Hour, OnDeadline: api.OnDeadlineSkip}
 		}
 	})
-	env.OnGetVersion(changeCPSNeedsBOSDone, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnGetVersion(catalog.ChangeCPSNeedsBOSDone, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	env.OnGetVersion(catalog.ChangeCPSAfterHMNFD, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bos", "cps", "hmnfd"}})
 	if err := env.GetWorkflowError(); err != nil {

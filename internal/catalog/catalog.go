@@ -61,6 +61,11 @@ type Prerequisite struct {
 	Since string
 	// Why is shown while the service waits.
 	Why string
+	// DoneSince, when set, is the change ID (workflow.GetVersion) from
+	// which the service starts only when this prerequisite ended done; it
+	// is not started otherwise, and NotDone says why and FollowUp what a
+	// person must do. Empty: the prerequisite's finishing is enough.
+	DoneSince, NotDone, FollowUp string
 }
 
 // Services lists every service in the runbook's order.
@@ -163,6 +168,22 @@ func Prerequisites(has func(since string) bool) map[api.Service][]Prerequisite {
 
 // KnownRelease reports whether r is a release the table describes (not auto).
 func KnownRelease(r api.Release) bool { return slices.Contains(api.Releases, r) }
+
+// NeedsDoneChanges lists the change IDs of prerequisites that must end
+// done (DoneSince), in the order the catalog names them: the parent
+// workflow asks workflow.GetVersion for each, in this order, before the
+// ordering changes.
+func NeedsDoneChanges() []string {
+	var out []string
+	for _, e := range entries {
+		for _, p := range e.After {
+			if p.DoneSince != "" && !slices.Contains(out, p.DoneSince) {
+				out = append(out, p.DoneSince)
+			}
+		}
+	}
+	return out
+}
 
 // OrderingChanges lists the change IDs of versioned prerequisites, in
 // the order the catalog names them: the parent workflow asks

@@ -24,6 +24,9 @@ const (
 	// (minutes) is never held behind cps's gates (possibly days), and the
 	// nodes cps reboots start orca, which subscribes them, as they boot.
 	ChangeCPSAfterHMNFD = "cps-after-hmnfd"
+	// ChangeCPSNeedsBOSDone: cps starts only when bos ended done; before,
+	// it started whatever bos's outcome and found no CPS template.
+	ChangeCPSNeedsBOSDone = "cps-needs-bos-done"
 )
 
 // entries are the services in the runbook's order (CSM-APIS.md §8–§10 for
@@ -78,7 +81,9 @@ var entries = []Entry{
 			{Since: api.CSM15, Procedure: api.NotInRelease, Reason: "not in this release: the CSM 1.5 runbook has no CPS section (CPS ships with COS/USS)"},
 		},
 		After: []Prerequisite{
-			{Service: api.BOS}, // cps finds its nodes in the BOS session templates bos restores
+			{Service: api.BOS, DoneSince: ChangeCPSNeedsBOSDone,
+				NotDone:  "cps finds its nodes in the BOS session templates bos restores",
+				FollowUp: "CPS clients were not shut down and may still have CPS content mounted from the old etcd: once the BOS session templates are back, run cps again (repopulate start --services cps)"},
 			{Service: api.HMNFD, Since: ChangeCPSAfterHMNFD, Why: "the compute nodes cps shuts down must not count as hmnfd failures"},
 		},
 		Etcd: []Etcd{operatorEtcd(api.CPS), unconfirmed(bitnamiEtcd(api.CPS), api.CSM15, "CSM-APIS.md §10 does not confirm CPS's etcd cluster from CSM 1.5 (CPS ships with COS/USS)")},
