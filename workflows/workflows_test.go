@@ -645,7 +645,7 @@ func TestOldPlanZeroTimingsAreDefaulted(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.nodeWaits) != 2 || f.nodeWaits[0].Budget != defaultCPSShutdown || f.nodeWaits[1].Budget != defaultCPSBoot || f.nodeWaits[0].Poll != defaultPoll {
+	if len(f.nodeWaits) != 2 || f.nodeWaits[0].Budget != cps.DefaultShutdown || f.nodeWaits[1].Budget != cps.DefaultBoot || f.nodeWaits[0].Poll != defaultPoll {
 		t.Errorf("HSM waits %+v: zero budgets and polls must be defaulted", f.nodeWaits)
 	}
 	if len(heartbeats) != 2 || heartbeats[0] != defaultHeartbeat {

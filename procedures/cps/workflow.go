@@ -30,6 +30,7 @@ const (
 
 // Procedure remounts CPS on the nodes that use it.
 var Procedure = procedure.Procedure{
+	Defaults:       defaults,
 	Name:           api.RemountCPS,
 	RestoringGates: []string{api.GateCPSReboot},
 	Steps:          procedure.FixedSteps(StepFindCPSNodes, api.GateCPSUnmount, StepShutdownCPSNodes, StepWaitCPSNodesOff, api.GateCPSReboot, StepBootCPSNodes, StepWaitCPSNodesReady),
@@ -202,4 +203,21 @@ func groupList(groups []CPSNodeGroup) string {
 		parts[i] = fmt.Sprintf("%s: %s", g.Template, procedure.Sample(g.Xnames, 8))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// Defaults of budgets an older run's plan may lack.
+const (
+	DefaultShutdown = 15 * time.Minute
+	DefaultBoot     = 45 * time.Minute
+)
+
+// defaults fills an older plan's zero shutdown and boot budgets.
+func defaults(p *api.ServicePlan) {
+	if p.CPS == nil {
+		return
+	}
+	c := *p.CPS
+	procedure.OrDefault(&c.ShutdownTimeout, DefaultShutdown)
+	procedure.OrDefault(&c.BootTimeout, DefaultBoot)
+	p.CPS = &c
 }

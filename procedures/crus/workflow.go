@@ -6,6 +6,7 @@ package crus
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -23,6 +24,7 @@ const (
 
 // Procedure follows the CRUS sessions and restarts the CRUS pods.
 var Procedure = procedure.Procedure{
+	Defaults:   defaults,
 	Name:       api.RestartCRUS,
 	Steps:      procedure.FixedSteps(StepCheckCRUS, restartpods.StepSnapshotPods, restartpods.StepDeletePods, restartpods.StepWaitPods, StepConfirmCRUS),
 	Run:        Run,
@@ -74,4 +76,21 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 		err := workflow.ExecuteActivity(ctx, api.ActivityConfirmCRUSSessions, CRUSConfirmRequest{UpgradeIDs: ids, Budget: plan.Timings.Wait, Poll: plan.Timings.Poll}).Get(ctx, &out)
 		return out, err
 	})
+}
+
+// Defaults of fields an older run's plan may lack.
+const (
+	defaultPoll  = 10 * time.Second
+	defaultStuck = 15 * time.Minute
+)
+
+// defaults fills an older plan's zero poll interval and stuck limit.
+func defaults(p *api.ServicePlan) {
+	if p.CRUS == nil {
+		return
+	}
+	c := *p.CRUS
+	procedure.OrDefault(&c.Poll, defaultPoll)
+	procedure.OrDefault(&c.StuckAfter, defaultStuck)
+	p.CRUS = &c
 }

@@ -31,9 +31,10 @@ const (
 
 // Procedure restarts orca and checks the subscriptions.
 var Procedure = procedure.Procedure{
-	Name:  api.RestartOrca,
-	Steps: steps,
-	Run:   Run,
+	Defaults: defaults,
+	Name:     api.RestartOrca,
+	Steps:    steps,
+	Run:      Run,
 	Needs: procedure.Needs{Kube: procedure.HMNFDPods, CSMAPI: true, SSH: true,
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("HMNFD %s", v.HMNFDVersion()) }},
 	Activities: named,
@@ -307,4 +308,25 @@ func problemHosts(problems []api.NodeProblem, n int) string {
 		return strings.Join(hosts, ",")
 	}
 	return procedure.Sample(hosts, n)
+}
+
+// Defaults of fields an older run's plan may lack.
+const (
+	defaultBatchSize     = 1000
+	defaultBatchTimeout  = 30 * time.Minute
+	defaultVerifyTimeout = 5 * time.Minute
+)
+
+// defaults fills an older plan's zero batch size and timeouts.
+func defaults(p *api.ServicePlan) {
+	if p.HMNFD == nil {
+		return
+	}
+	h := *p.HMNFD
+	if h.BatchSize <= 0 {
+		h.BatchSize = defaultBatchSize
+	}
+	procedure.OrDefault(&h.BatchTimeout, defaultBatchTimeout)
+	procedure.OrDefault(&h.VerifyTimeout, defaultVerifyTimeout)
+	p.HMNFD = &h
 }

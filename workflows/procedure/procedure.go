@@ -2,6 +2,7 @@ package procedure
 
 import (
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -24,6 +25,10 @@ type Procedure struct {
 	// the service whatever gates.onDeadline says.
 	RestoringGates []string
 	Run            func(*Run, workflow.Context) error
+	// Defaults fills the procedure's zero plan fields: a plan read from an
+	// older run's history has zero in every field added since, and a zero
+	// timeout, budget or batch size must never be used as one.
+	Defaults func(*api.ServicePlan)
 	// Needs is what preflight checks before a run starts.
 	Needs Needs
 	// Activities are the procedure's own activities by contract name
@@ -45,6 +50,13 @@ func (p Procedure) GatesOf(in Input) []string {
 		return nil
 	}
 	return p.Gates(in)
+}
+
+// OrDefault sets *d to def when it is not positive.
+func OrDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
 }
 
 // FixedSteps is Steps for a procedure whose steps never vary.
