@@ -90,7 +90,9 @@ line is the command that repopulates exactly the services that lost data:
 review it, then run it as printed (it passes --snapshot on). Without one it
 says "nothing to do: every service is intact", or "nothing to start" when no
 service is known to have lost data but some cannot tell; those are listed
-for a person to check, never added to the line.
+for a person to check, never added to the line. repopulate start
+--services auto makes this same plan and starts exactly the services that
+lost data.
 
 Exit codes: 0 the plan was made (even if some services cannot tell),
 1 no service could be decided (every verdict is cannot tell), 2 bad input.`,
