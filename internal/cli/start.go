@@ -133,7 +133,7 @@ func (o *startOptions) validate() error {
 	case o.auto && len(o.services) > 1:
 		return badInput("--services %s: auto lets repopulate plan choose the services and takes no names with it: give --services auto alone, or the names without auto", strings.Join(o.services, ","))
 	case !o.auto && len(o.planFlagsGiven) > 0:
-		return badInput("%s: only --services auto reads it (repopulate plan's input): add --services auto, or leave it out", strings.Join(o.planFlagsGiven, ", "))
+		return badInput("%s: repopulate plan's inputs, read only with --services auto: add --services auto, or leave them out", strings.Join(o.planFlagsGiven, ", "))
 	case !o.auto:
 		if _, err := catalog.Parse(o.services); err != nil {
 			return badInput("--services: %v", err)
