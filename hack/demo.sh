@@ -8,7 +8,10 @@
 #   1. repopulate snapshot   of the healthy system, before the rebuild;
 #   2. the "rebuild"         wipes what etcd held: BOS session templates and
 #                            HMNFD subscriptions;
-#   3. repopulate start --snapshot   all nine services; the cps gates are
+#   3. repopulate plan       which services lost data (bos and hmnfd), and
+#                            the start line for exactly those; shown only:
+#                            the demo goes on whatever it says;
+#   4. repopulate start --snapshot   all nine services; the cps gates are
 #                            approved for you (DEMO_AUTO_APPROVE=1, the
 #                            default) or left to you (DEMO_AUTO_APPROVE=0).
 # Everything keeps running until `make demo-stop` (hack/demo.sh stop), so the
@@ -286,10 +289,19 @@ start() {
   bin/csmemu control -url-file "$state/csm-url" -ca "$abs/csmemu-ca.pem" clear-templates clear-subscriptions |
     sed 's/^/     /' || fail "could not wipe the emulator's BOS and HMNFD: see $state/csmemu.log"
 
+  echo
+  say "3. what did the rebuild lose? repopulate plan --snapshot $state/snapshot (changes nothing)"
+  # Shown, not obeyed: the demo runs all nine services whatever plan says
+  # (repopulate start --services auto would start only its "lost data" ones).
+  local plan_code=0
+  "${cli[@]}" plan --snapshot "$state/snapshot" --config "$state/worker.yaml" --kubeconfig "$kubeconfig" 2>&1 |
+    sed 's/^/     /' || plan_code=$?
+  [[ $plan_code -eq 0 ]] || say "   repopulate plan exited $plan_code (output above); the demo goes on with all nine services"
+
   local run_id
   run_id=demo-$(date -u +%Y%m%d-%H%M%S)
   echo
-  say "3. after the rebuild: repopulate start --snapshot $state/snapshot --id $run_id"
+  say "4. the run, for all nine services: repopulate start --snapshot $state/snapshot --id $run_id"
   "${cli[@]}" start --snapshot "$state/snapshot" --id "$run_id" | sed 's/^/     /' ||
     fail "repopulate start failed (output above; worker log $state/worker.log)"
   say "   following it with repopulate watch $run_id (one line per change):"
@@ -330,6 +342,8 @@ demo: still running for you to explore:
   watch:       ${cli_hint[*]} watch $run_id
   approve:     ${cli_hint[*]} approve $run_id GATE --note TEXT   (gates: cps-unmount, cps-reboot; bos-templates without --snapshot)
   another run: ${cli_hint[*]} start --snapshot $state/snapshot --wait
+  plan:        ${cli_hint[*]} plan --snapshot $state/snapshot --config $state/worker.yaml --kubeconfig $kubeconfig
+  only lost:   ${cli_hint[*]} start --services auto --snapshot $state/snapshot --config $state/worker.yaml --kubeconfig $kubeconfig --dry-run --wait
   dry-run:     ${cli_hint[*]} start --dry-run --wait
   kubectl:     KUBECONFIG=$kubeconfig kubectl -n services get jobs,pods,etcdclusters   (kubectl is not among the tools)
   logs:        $state/*.log (worker.log, csmemu.log, sshnodes.log, simcluster.log, temporal.log)

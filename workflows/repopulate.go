@@ -47,6 +47,7 @@ func (w *repopulate) setup(ctx workflow.Context) error {
 	if w.req.Snapshot != nil {
 		w.status.Snapshot = w.req.Snapshot.Dir
 	}
+	w.status.ChosenByPlan = w.req.Plan
 	if err := workflow.SetQueryHandlerWithOptions(ctx, api.StatusQuery, func() (api.RunStatus, error) { return w.status, nil },
 		workflow.QueryHandlerOptions{Description: api.StatusQueryDescription}); err != nil {
 		return err

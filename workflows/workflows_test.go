@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -848,5 +849,25 @@ func TestATenthServiceIsOneCatalogEntry(t *testing.T) {
 	}
 	if !slices.Contains(f.podSelectors(), "app.kubernetes.io/name=cray-sls") {
 		t.Errorf("pods restarted by selector %v: sls's pods are not among them", f.podSelectors())
+	}
+}
+
+// TestChosenByPlanReachesTheReport: the verdicts start --services auto
+// records in the request are the run's status and report, unchanged.
+func TestChosenByPlanReachesTheReport(t *testing.T) {
+	env, _ := newEnv(t)
+	chosen := &api.PlanVerdicts{Release: api.CSM10, Reference: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC), ReferenceFrom: "the snapshot /snap",
+		Services: []api.PlanVerdict{{Service: api.BSS, Verdict: "lost data", Reason: "BSS boot parameters: 0 now, 4 in the snapshot"},
+			{Service: api.FAS, Verdict: "intact", Reason: "FAS images: 3 now, 3 in the snapshot"}}}
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bss"}, Plan: chosen})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow failed: %v", err)
+	}
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(report.ChosenByPlan, chosen) {
+		t.Errorf("chosen by plan in the report: %+v, want %+v", report.ChosenByPlan, chosen)
 	}
 }

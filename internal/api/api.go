@@ -90,6 +90,29 @@ type Request struct {
 	// Snapshot is what `repopulate snapshot` saved before the rebuild, when
 	// the run was started with --snapshot.
 	Snapshot *SnapshotInput `json:"snapshot,omitempty"`
+	// Plan is what repopulate plan decided when the run was started with
+	// --services auto: Services are the ones it found lost data.
+	Plan *PlanVerdicts `json:"plan,omitempty"`
+}
+
+// PlanVerdicts are repopulate plan's verdicts a run was chosen by (start
+// --services auto). Reasons are a sentence each: small enough for history.
+type PlanVerdicts struct {
+	// Release is the release plan decided for; the run detects its own.
+	Release Release `json:"release,omitempty"`
+	// Reference is when the data was known good (--since, else the
+	// snapshot's time; zero without either), named by ReferenceFrom.
+	Reference     time.Time     `json:"reference,omitzero"`
+	ReferenceFrom string        `json:"referenceFrom,omitempty"`
+	Services      []PlanVerdict `json:"services"`
+}
+
+// PlanVerdict is one service's verdict: "lost data", "intact" or "cannot
+// tell" (internal/plan), and why.
+type PlanVerdict struct {
+	Service Service `json:"service"`
+	Verdict string  `json:"verdict"`
+	Reason  string  `json:"reason"`
 }
 
 // SnapshotInput is the part of a pre-rebuild snapshot a run uses. It holds
@@ -278,6 +301,9 @@ type RunStatus struct {
 	// RefusedDecisions are the latest gate decisions the run refused, with
 	// the reason, newest last (at most RefusedDecisionsKept).
 	RefusedDecisions []RefusedDecision `json:"refusedDecisions,omitempty"`
+
+	// ChosenByPlan is the request's Plan: why these services (start --services auto).
+	ChosenByPlan *PlanVerdicts `json:"chosenByPlan,omitempty"`
 }
 
 // Report is the parent's result: the final RunStatus. When any service failed

@@ -323,6 +323,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "--services", ""}, `--services "": no service named`},
 		{[]string{"start", "--services", ","}, "--services: no service named"},
 		{[]string{"start", "--services="}, `--services "": no service named`},
+		// --services auto lets plan choose: no names with it, plan's inputs only with it.
+		{[]string{"start", "--services", "auto,bss"}, "--services auto,bss: auto lets repopulate plan choose the services and takes no names with it"},
+		{[]string{"start", "--services", "bss", "--since", "6h", "--config", "c.yaml"}, "--since, --config: repopulate plan's inputs, read only with --services auto"},
+		{[]string{"start", "--services", "auto", "--since", "yesterday"}, `--since "yesterday": want an RFC 3339 time`},
+		{[]string{"start", "--services", "auto", "--release", "csm-9"}, "--release: "},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer

@@ -98,8 +98,9 @@ func (g *globals) waitingGates(ctx context.Context, id string) []cobra.Completio
 	return out
 }
 
-// completeServiceList completes a comma-separated --services list: after a
-// comma it offers the names not given yet, keeping what was typed before.
+// completeServiceList completes start's comma-separated --services list:
+// after a comma it offers the names not given yet, keeping what was typed
+// before; first, also auto (it stands alone).
 func completeServiceList(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 	done := toComplete[:strings.LastIndex(toComplete, ",")+1]
 	given := map[string]bool{}
@@ -107,6 +108,9 @@ func completeServiceList(_ *cobra.Command, _ []string, toComplete string) ([]cob
 		given[s] = true
 	}
 	var out []cobra.Completion
+	if done == "" {
+		out = append(out, cobra.CompletionWithDesc(servicesAuto, "the services repopulate plan finds lost data"))
+	}
 	for _, s := range catalog.Services() {
 		if !given[string(s)] {
 			out = append(out, done+string(s))

@@ -25,12 +25,33 @@ import (
 
 type planOptions struct {
 	*globals
+	planInputs
+}
+
+// planInputs are what plan reads to decide; start --services auto takes
+// the same and decides with the same code (makePlan).
+type planInputs struct {
 	configFile  string
 	kubeconfig  string
 	kubeContext string
 	release     string
 	snapshotDir string
 	since       string
+}
+
+// addPlanFlags registers plan's inputs but --snapshot, whose meaning each
+// command words itself; for names the command they serve start with.
+func (in *planInputs) addPlanFlags(cmd *cobra.Command, prefix string) {
+	cmd.Flags().StringVar(&in.since, "since", "", prefix+"when the rebuild started (RFC 3339 time, or a duration ago such as 6h): an etcd cluster created after it was rebuilt")
+	cmd.Flags().StringVar(&in.release, "release", "", prefix+"the CSM release (default: the config's release:, auto: the product catalog confirmed by API probes)")
+	cmd.Flags().StringVar(&in.configFile, "config", "", prefix+"the worker's YAML config file, for csm.baseURL and csm.clientSecret")
+	cmd.Flags().StringVar(&in.kubeconfig, "kubeconfig", "", prefix+"kubeconfig file (default: $KUBECONFIG, else in-cluster config, else no etcd cluster is read)")
+	cmd.Flags().StringVar(&in.kubeContext, "context", "", prefix+"kubeconfig context (default: the file's current context)")
+	releases := make([]cobra.Completion, len(api.Releases))
+	for i, r := range api.Releases {
+		releases[i] = string(r)
+	}
+	_ = cmd.RegisterFlagCompletionFunc("release", cobra.FixedCompletions(releases, cobra.ShellCompDirectiveNoFileComp))
 }
 
 func newPlanCommand(g *globals) *cobra.Command {
@@ -69,7 +90,9 @@ line is the command that repopulates exactly the services that lost data:
 review it, then run it as printed (it passes --snapshot on). Without one it
 says "nothing to do: every service is intact", or "nothing to start" when no
 service is known to have lost data but some cannot tell; those are listed
-for a person to check, never added to the line.
+for a person to check, never added to the line. repopulate start
+--services auto makes this same plan and starts exactly the services that
+lost data.
 
 Exit codes: 0 the plan was made (even if some services cannot tell),
 1 no service could be decided (every verdict is cannot tell), 2 bad input.`,
@@ -82,16 +105,7 @@ Exit codes: 0 the plan was made (even if some services cannot tell),
 		},
 	}
 	cmd.Flags().StringVar(&o.snapshotDir, "snapshot", "", "a snapshot taken before the rebuild (repopulate snapshot --out): compare with what it held, and with its time")
-	cmd.Flags().StringVar(&o.since, "since", "", "when the rebuild started (RFC 3339 time, or a duration ago such as 6h): an etcd cluster created after it was rebuilt")
-	cmd.Flags().StringVar(&o.release, "release", "", "the CSM release (default: the config's release:, auto: the product catalog confirmed by API probes)")
-	cmd.Flags().StringVar(&o.configFile, "config", "", "the worker's YAML config file, for csm.baseURL and csm.clientSecret")
-	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster config, else no etcd cluster is read)")
-	cmd.Flags().StringVar(&o.kubeContext, "context", "", "kubeconfig context (default: the file's current context)")
-	releases := make([]cobra.Completion, len(api.Releases))
-	for i, r := range api.Releases {
-		releases[i] = string(r)
-	}
-	_ = cmd.RegisterFlagCompletionFunc("release", cobra.FixedCompletions(releases, cobra.ShellCompDirectiveNoFileComp))
+	o.addPlanFlags(cmd, "")
 	_ = cmd.MarkFlagDirname("snapshot")
 	return cmd
 }
@@ -126,41 +140,61 @@ func (o *planOptions) run(ctx context.Context) error {
 	if err := o.validateOutput(); err != nil {
 		return err
 	}
+	rep, err := o.makePlan(ctx)
+	if err != nil {
+		return err
+	}
+	if o.output == "json" {
+		if err := writeJSON(o.streams.Out, rep); err != nil {
+			return err
+		}
+	} else {
+		printPlan(o.streams.Out, rep)
+	}
+	if rep.noneDecided() {
+		return &ExitError{Code: ExitFailed, Err: errors.New("no service could be decided: every verdict is cannot tell (the reasons are above)")}
+	}
+	return nil
+}
+
+// makePlan gathers the evidence for every service of the release and
+// decides each; errors are bad input (nothing was read that matters).
+func (in planInputs) makePlan(ctx context.Context) (planReport, error) {
 	var rep planReport
 	var then map[catalog.Data]snapshot.Part
 	var snapshotURL string
-	if o.snapshotDir != "" {
-		in, m, err := snapshot.Load(o.snapshotDir)
+	if in.snapshotDir != "" {
+		loaded, m, err := snapshot.Load(in.snapshotDir)
 		if err != nil {
-			return badInput("--snapshot: %v", err)
+			return rep, badInput("--snapshot: %v", err)
 		}
-		rep.Snapshot, rep.Reference = in.Dir, m.Taken
+		rep.Snapshot, rep.Reference = loaded.Dir, m.Taken
 		rep.RefWhat = "the snapshot"
 		then = snapshotCounts(m)
 		snapshotURL = m.CSMBaseURL
 	}
-	if o.since != "" {
-		t, err := parseSince(o.since, time.Now())
+	if in.since != "" {
+		t, err := parseSince(in.since, time.Now())
 		if err != nil {
-			return badInput("--since %q: %v", o.since, err)
+			return rep, badInput("--since %q: %v", in.since, err)
 		}
 		rep.Reference, rep.RefWhat = t, "--since "+t.UTC().Format(time.RFC3339)
 	}
-	cfg, err := config.Load(o.configFile)
+	cfg, err := config.Load(in.configFile)
 	if err != nil {
-		return badInput("--config: %v", err)
+		return rep, badInput("--config: %v", err)
 	}
-	if o.release != "" {
-		if cfg.Release, err = api.ParseRelease(o.release); err != nil {
-			return badInput("--release: %v", err)
+	if in.release != "" {
+		if cfg.Release, err = api.ParseRelease(in.release); err != nil {
+			return rep, badInput("--release: %v", err)
 		}
 	}
 	if cfg.CSM.BaseURL == "" {
-		return badInput("csm.baseURL is not set (--config %q): plan counts what BSS, HMNFD, BOS, FAS and CRUS hold through the CSM API gateway; give the worker's config file", o.configFile)
+		return rep, badInput("csm.baseURL is not set (--config %q): plan counts what BSS, HMNFD, BOS, FAS and CRUS hold through the CSM API gateway; give the worker's config file", in.configFile)
 	}
-	cl, err := newClients(cfg, o.kubeconfig, o.kubeContext)
+	cl, err := newClients(cfg, in.kubeconfig, in.kubeContext)
 	if err != nil {
-		return err
+		return rep, err
 	}
 	if snapshotURL != "" && snapshotURL != cl.csm.BaseURL() {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the snapshot was read from %s, the config reaches %s: make sure both are this system", snapshotURL, cl.csm.BaseURL()))
@@ -169,10 +203,10 @@ func (o *planOptions) run(ctx context.Context) error {
 		rep.Notes = append(rep.Notes, "no Kubernetes credentials: no etcd cluster was read (give --kubeconfig)")
 	}
 	if rep.Release, err = planRelease(ctx, cfg.Release, cl); err != nil {
-		if o.release != "" {
-			return badInput("--release %s: %v", o.release, err)
+		if in.release != "" {
+			return rep, badInput("--release %s: %v", in.release, err)
 		}
-		return badInput("%v; or give --release", err)
+		return rep, badInput("%v; or give --release", err)
 	}
 	r := rep.Release.Release
 	counter := &counter{csm: cl.csm.WithAPIs(r.APIs())}
@@ -196,25 +230,27 @@ func (o *planOptions) run(ctx context.Context) error {
 		rep.Services = append(rep.Services, sp)
 	}
 	decided := map[api.Service]plan.Decision{}
-	undecided := 0
 	for _, sp := range rep.Services {
 		decided[sp.Service] = sp.Decision
-		if sp.Verdict == plan.CannotTell {
-			undecided++
-		}
 	}
 	rep.Start = plan.StartLine(decided, catalog.Services(), rep.Snapshot)
-	if o.output == "json" {
-		if err := writeJSON(o.streams.Out, rep); err != nil {
-			return err
+	return rep, nil
+}
+
+// with are the services whose verdict is v, in the catalog's order.
+func (rep planReport) with(v plan.Verdict) []api.Service {
+	var out []api.Service
+	for _, sp := range rep.Services {
+		if sp.Verdict == v {
+			out = append(out, sp.Service)
 		}
-	} else {
-		printPlan(o.streams.Out, rep)
 	}
-	if len(rep.Services) > 0 && undecided == len(rep.Services) {
-		return &ExitError{Code: ExitFailed, Err: errors.New("no service could be decided: every verdict is cannot tell (the reasons are above)")}
-	}
-	return nil
+	return out
+}
+
+// noneDecided: there were services to decide and every verdict is cannot tell.
+func (rep planReport) noneDecided() bool {
+	return len(rep.Services) > 0 && len(rep.with(plan.CannotTell)) == len(rep.Services)
 }
 
 // snapshotCounts are the manifest's item counts of the data plan counts;
@@ -428,24 +464,45 @@ func printPlan(w io.Writer, rep planReport) {
 	for _, n := range rep.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
-	var unsure []string
-	for _, sp := range rep.Services {
-		if sp.Verdict == plan.CannotTell {
-			unsure = append(unsure, string(sp.Service))
-		}
-	}
 	fmt.Fprintln(w)
-	switch {
-	case rep.Start != "":
+	if rep.Start != "" {
 		fmt.Fprintf(w, "to repopulate exactly the services that lost data:\n  %s\n", rep.Start)
-	case len(unsure) == 0:
-		fmt.Fprintln(w, "nothing to do: every service is intact")
-	default:
-		fmt.Fprintln(w, "nothing to start: no service is known to have lost data")
+		if unsure := rep.with(plan.CannotTell); len(unsure) > 0 {
+			fmt.Fprintf(w, "cannot tell for %s: check them by hand (reasons above)\n", joinServices(unsure))
+		}
+		return
 	}
-	if len(unsure) > 0 {
-		fmt.Fprintf(w, "cannot tell for %s: check them by hand (reasons above)\n", strings.Join(unsure, ", "))
+	fmt.Fprintln(w, nothingToStart(rep))
+}
+
+// nothingToStart is what plan says when no service lost data.
+func nothingToStart(rep planReport) string {
+	unsure := rep.with(plan.CannotTell)
+	if len(unsure) == 0 {
+		return "nothing to do: every service is intact"
 	}
+	return fmt.Sprintf("nothing to start: no service is known to have lost data\ncannot tell for %s: check them by hand (reasons above)", joinServices(unsure))
+}
+
+func joinServices(ss []api.Service) string {
+	names := make([]string, len(ss))
+	for i, s := range ss {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// verdicts are the plan as a run records it (start --services auto).
+func (rep planReport) verdicts() *api.PlanVerdicts {
+	from := rep.RefWhat
+	if from == "the snapshot" {
+		from += " " + rep.Snapshot
+	}
+	out := &api.PlanVerdicts{Release: rep.Release.Release, Reference: rep.Reference, ReferenceFrom: from}
+	for _, sp := range rep.Services {
+		out.Services = append(out.Services, api.PlanVerdict{Service: sp.Service, Verdict: string(sp.Verdict), Reason: sp.Reason})
+	}
+	return out
 }
 
 // shortWhat drops the service's name from a count's label for the table.

@@ -70,6 +70,7 @@ same Temporal server and task queue.
   repopulate plan --snapshot DIR      # after it: which services lost data; changes nothing
   repopulate start --dry-run          # print every action, change nothing
   repopulate start --wait             # run all services, wait for the report
+  repopulate start --services auto    # only the services plan finds lost data
   repopulate watch RUN_ID             # live table until the run ends
   repopulate status RUN_ID            # where a run stands, per service and step
   repopulate approve RUN_ID GATE      # let a run past a gate (reject: stop there)

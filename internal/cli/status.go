@@ -312,6 +312,9 @@ func writeText(w io.Writer, st api.RunStatus) {
 	if st.Snapshot != "" {
 		fmt.Fprintf(w, "snapshot %s\n", st.Snapshot)
 	}
+	if st.ChosenByPlan != nil {
+		writeChosenByPlan(w, st.ChosenByPlan)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTEP\tSTATE\tATTEMPT\tTIME\tMESSAGE")
 	for _, s := range st.Services {
@@ -353,6 +356,24 @@ func writeText(w io.Writer, st api.RunStatus) {
 	if len(follow) > 0 {
 		fmt.Fprintf(w, "\nFollow-ups for people:\n%s\n", strings.Join(follow, "\n"))
 	}
+}
+
+// writeChosenByPlan lists repopulate plan's verdicts a run was started
+// from (--services auto): the services that lost data are the run's.
+func writeChosenByPlan(w io.Writer, p *api.PlanVerdicts) {
+	ref := "none"
+	if p.ReferenceFrom != "" {
+		ref = p.ReferenceFrom
+		if !p.Reference.IsZero() {
+			ref += ", " + p.Reference.UTC().Format(time.RFC3339)
+		}
+	}
+	fmt.Fprintf(w, "Chosen by plan (--services auto; release %s, reference: %s):\n", p.Release, ref)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, v := range p.Services {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Service, v.Verdict, oneLine(v.Reason))
+	}
+	_ = tw.Flush()
 }
 
 // writeOrcaUnits says which orca unit each node restarted.

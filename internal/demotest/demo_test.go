@@ -69,6 +69,13 @@ func TestDemo(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+	// repopulate plan is shown before the run: the rebuild wiped BOS's
+	// templates and HMNFD's subscriptions, so it names exactly bos and hmnfd.
+	plan := regexp.MustCompile(`(?s)demo: 3\. what did the rebuild lose\?.*demo: 4\. the run`).FindString(out.String())
+	t.Logf("the plan step:\n%s", plan)
+	if !strings.Contains(plan, "to repopulate exactly the services that lost data:") || !strings.Contains(plan, "repopulate start --services bos,hmnfd --snapshot ") {
+		t.Errorf("the plan step does not name exactly bos and hmnfd:\n%s", out.String())
+	}
 
 	// The report, read back through the CLI as a person would.
 	rep := exec.CommandContext(ctx, filepath.Join(root, "bin", "repopulate"), "--address", address, "report", m[1], "-o", "json")
