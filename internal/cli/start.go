@@ -59,8 +59,9 @@ it ends, and exits 1 if any service failed or the run was canceled.
 
 --snapshot DIR gives the run what repopulate snapshot saved before the
 rebuild (BOS session templates to restore, HMNFD subscriptions and FAS actions
-to check against). A snapshot whose files do not match their checksums is
-refused and nothing starts.`,
+to check against, and from CSM 1.5 the BSS boot parameters that bss offers to
+restore behind gate bss-restore). A snapshot whose files do not match their
+checksums is refused and nothing starts.`,
 		Example: `  repopulate start --dry-run
   repopulate start --services bss,fas,meds,reds,externaldns,crus --wait
   repopulate start --id rebuild-2026-11-23 -o json`,
@@ -107,6 +108,10 @@ func (o *startOptions) validate() error {
 	if o.snapshotDir != "" {
 		snap, err := loadSnapshot(o.snapshotDir)
 		if err != nil {
+			return err
+		}
+		services, _ := catalog.Parse(o.services) // validated above
+		if err := addBootParameters(snap, services); err != nil {
 			return err
 		}
 		o.snap = snap

@@ -11,8 +11,8 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/procedures/bssrestore"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
-	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 )
 
 func TestDefaultsAreTheRunbooks(t *testing.T) {
@@ -113,7 +113,7 @@ func TestFileOverridesOnlyWhatItNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bss := SettingsOf[*rerunjob.JobSettings](cfg, api.BSS)
+	bss := SettingsOf[*bssrestore.BSSSettings](cfg, api.BSS)
 	if bss.Job != "reds-init-v2" || time.Duration(bss.CompleteTimeout) != 45*time.Minute || bss.Namespace != "services" {
 		t.Errorf("bss %+v", bss)
 	}
@@ -180,7 +180,7 @@ func TestLoadNamesTheFile(t *testing.T) {
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("bad file: %v", err)
 	}
-	if cfg, err := Load(""); err != nil || SettingsOf[*rerunjob.JobSettings](cfg, api.BSS).Job != "cray-reds-init" {
+	if cfg, err := Load(""); err != nil || SettingsOf[*bssrestore.BSSSettings](cfg, api.BSS).Job != "cray-reds-init" {
 		t.Errorf("no file: %v", err)
 	}
 }
