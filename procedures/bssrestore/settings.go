@@ -40,4 +40,6 @@ func (s *BSSSettings) Plan(c settings.PlanContext) api.ServicePlan {
 // ${cluster}-bitnami-etcd-snapshotter). The copies in S3 (bucket
 // etcd-backup, CronJob etcd-backup-pvc-snapshots-to-s3) are made from these
 // snapshots and are not readable through Kubernetes.
-func EtcdBackupCronJob(svc api.Service) string { return "cray-" + string(svc) + "-bitnami-etcd-snapshotter" }
+func EtcdBackupCronJob(svc api.Service) string {
+	return "cray-" + string(svc) + "-bitnami-etcd-snapshotter"
+}
