@@ -66,8 +66,12 @@ var Procedure = procedure.Procedure{
 		return []string{api.GateBSSRestore}
 	},
 	Run:        restore,
-	Needs:      procedure.Needs{CSMAPI: true},
+	Needs:      procedure.Needs{CSMAPI: true, Note: note},
 	Activities: named,
+}
+
+func note(api.APIVersions) string {
+	return "with a snapshot holding BSS boot parameters, behind gate " + api.GateBSSRestore + "; without one, follow-up: etcd_restore_rebuild.sh -s cray-bss"
 }
 
 // sampleSize is how many hosts the gate lists by name; the compare step's
