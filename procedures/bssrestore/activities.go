@@ -17,6 +17,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/kube"
 	"github.com/csmops/etcd-repopulate/internal/snapshot"
+	"github.com/csmops/etcd-repopulate/workflows/procedure"
 )
 
 // Activities compare and restore BSS boot parameters and read the age of
@@ -79,8 +80,15 @@ func (a *Activities) CompareBootParameters(ctx context.Context, req CompareReque
 			out.Equal++
 		}
 	}
-	out.Outcome = activities.NewOutcome(ctx, "BSS holds %d host entries; of the snapshot's %d hosts %d are missing, %d differ, %d are as saved",
+	msg := fmt.Sprintf("BSS holds %d host entries; of the snapshot's %d hosts %d are missing, %d differ, %d are as saved",
 		len(now), out.Hosts, len(out.Missing), len(out.Differing), out.Equal)
+	if len(out.Missing) > 0 {
+		msg += "; missing: " + procedure.Sample(out.Missing, sampleSize)
+	}
+	if len(out.Differing) > 0 {
+		msg += "; different: " + procedure.Sample(out.Differing, sampleSize)
+	}
+	out.Outcome = activities.NewOutcome(ctx, "%s", msg)
 	return out, nil
 }
 
@@ -224,6 +232,17 @@ func (b EtcdBackup) Describe(now time.Time) string {
 		s += "; the CronJob is suspended"
 	}
 	return s
+}
+
+// Age says in a few words how old the newest backup is at now.
+func (b EtcdBackup) Age(now time.Time) string {
+	switch {
+	case !b.Found:
+		return fmt.Sprintf("unknown (no CronJob %s)", b.CronJob)
+	case b.LastSuccess.IsZero():
+		return fmt.Sprintf("unknown (CronJob %s never succeeded)", b.CronJob)
+	}
+	return fmt.Sprintf("%s old (CronJob %s)", age(now, b.LastSuccess), b.CronJob)
 }
 
 // ReadEtcdBackupAge reads when BSS's etcd cluster was last backed up: the

@@ -117,7 +117,10 @@ func restore(w *procedure.Run, ctx workflow.Context) error {
 		return err
 	}
 	now := workflow.Now(ctx)
-	action := fmt.Sprintf("write the boot parameters of %d hosts from the snapshot (%d missing, %d different); nothing else in BSS changes", len(toWrite), len(cmp.Missing), len(cmp.Differing))
+	// The action is what status and watch print of the gate: it carries
+	// both ages; the details (Web UI) add the hosts.
+	action := fmt.Sprintf("write the boot parameters of %d hosts (%d missing, %d different) from the snapshot taken %s ago; the newest etcd backup of BSS is %s; nothing else in BSS changes",
+		len(toWrite), len(cmp.Missing), len(cmp.Differing), age(now, snap.Taken), backup.Age(now))
 	details := gateDetails(cmp, backup, snap, now)
 	if w.In.DryRun {
 		w.SkipGate(ctx, api.GateBSSRestore, "dry-run: a real run would wait here for approval to "+action)

@@ -144,6 +144,9 @@ func TestApprovedRestoreWritesAndListsTheMissingEntries(t *testing.T) {
 			t.Errorf("gate details do not say %q:\n%s", want, details)
 		}
 	}
+	if a := st.Gates[0].Action; !strings.Contains(a, "from the snapshot taken 26h0m0s ago") || !strings.Contains(a, "the newest etcd backup of BSS is 5h0m0s old") {
+		t.Errorf("gate action (what status prints) lacks an age: %s", a)
+	}
 	if st.Gates[0].State != api.GateApproved || len(st.FollowUps) != 0 {
 		t.Errorf("gate %+v, follow-ups %v", st.Gates[0], st.FollowUps)
 	}
