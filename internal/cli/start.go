@@ -48,7 +48,7 @@ reads the product catalog and probes the APIs; docs/csm-releases.md);
 services that release does not have are reported as skipped, with the reason.
 
 Approval gates (cps-unmount, cps-reboot, bos-templates when no snapshot is
-given) wait for a person; status, watch and the Web UI show the exact
+given, bss-restore on CSM 1.5+ with a snapshot) wait for a person; status, watch and the Web UI show the exact
 approve command.
 
 --dry-run reads every target and reports each action it would take (object
