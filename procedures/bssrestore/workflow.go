@@ -91,7 +91,8 @@ func restore(w *procedure.Run, ctx workflow.Context) error {
 		return temporal.NewNonRetryableApplicationError(msg, ErrNoBootParameters, nil)
 	}
 	var cmp Comparison
-	err := w.Step(ctx, StepCompare, procedure.WaitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
+	// One GET and a comparison in memory: a read, not a wait (it sends no heartbeats).
+	err := w.Step(ctx, StepCompare, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
 		err := workflow.ExecuteActivity(ctx, api.ActivityCompareBootParameters, CompareRequest{Saved: snap.BootParameters}).Get(ctx, &cmp)
 		return cmp.Outcome, err
 	})
@@ -156,7 +157,7 @@ func restore(w *procedure.Run, ctx workflow.Context) error {
 		return err
 	}
 	var check Comparison
-	return w.Step(ctx, StepCheck, procedure.WaitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
+	return w.Step(ctx, StepCheck, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
 		err := workflow.ExecuteActivity(ctx, api.ActivityCompareBootParameters, CompareRequest{Saved: snap.BootParameters}).Get(ctx, &check)
 		if err != nil {
 			return check.Outcome, err

@@ -212,3 +212,23 @@ func TestSnapshotWithoutBootParametersOnCSM15(t *testing.T) {
 	badinput.Record(t, badinput.Case{Area: badinput.Request, Input: "bss on CSM 1.5 with a snapshot that has no bss-bootparameters.json (the run's input carries none)",
 		Message: msg, Exit: "service bss fails at step " + bssrestore.StepCompare + " (" + bssrestore.ErrNoBootParameters + ")", Unchanged: "no request to BSS (emulator's request count 0)"})
 }
+
+// TestDryRunReadsAndWritesNothing: a dry-run compares and reads the
+// backup's age, then says what approval would write, and writes nothing.
+func TestDryRunReadsAndWritesNothing(t *testing.T) {
+	r := newBSSRun(t, true, true)
+	r.in.DryRun = true
+	st, err := r.run(t, "")
+	if err != nil || st.State != api.Done {
+		t.Fatalf("status %+v, err %v", st, err)
+	}
+	if n := r.puts(t); n != 1 {
+		t.Errorf("%d requests to BSS, want the comparison's GET only", n)
+	}
+	if s := step(st, bssrestore.StepRestore); s.State != api.Skipped || !strings.Contains(s.Message, "dry-run: would write the boot parameters of 3 hosts") {
+		t.Errorf("restore step: %+v", s)
+	}
+	if s := step(st, bssrestore.StepEtcdBackupAge); s.State != api.Done {
+		t.Errorf("backup age step: %+v", s)
+	}
+}
