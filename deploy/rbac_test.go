@@ -35,6 +35,13 @@ var exercisedBy = map[string]string{
 	"secrets":                    "crus",
 }
 
+// exercisedElsewhere names, for a resource only a CSM 1.5+ run uses (this
+// stack is CSM 1.0), the test that proves the worker needs it and says so
+// when it is refused.
+var exercisedElsewhere = map[string]string{
+	"cronjobs": "procedures/bssrestore TestEtcdBackupAgeForbidden (bss reads its etcd backup CronJob on CSM 1.5+ with a snapshot only)",
+}
+
 func TestWorkerRunsAsTheServiceAccount(t *testing.T) {
 	s := env(t)
 	queue := "rbac-full"
@@ -107,6 +114,9 @@ func TestEveryVerbIsNeeded(t *testing.T) {
 					n++
 					name := fmt.Sprintf("%s:%s:%s:%s", role.Namespace, role.Name, resource, verb)
 					t.Run(name, func(t *testing.T) {
+						if where, ok := exercisedElsewhere[resource]; ok {
+							t.Skipf("%s on %s: exercised by %s", verb, resource, where)
+						}
 						services, ok := exercisedBy[resource]
 						if !ok {
 							t.Fatalf("rbac.yaml grants %s on %s but no service here uses it: drop it from the Role, or add the service that needs it to exercisedBy", verb, resource)

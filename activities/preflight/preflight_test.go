@@ -14,10 +14,10 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
+	"github.com/csmops/etcd-repopulate/procedures/bssrestore"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
-	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 	"go.temporal.io/sdk/temporal"
 	"k8s.io/client-go/rest"
@@ -55,7 +55,9 @@ func TestPreflightRefusesBadTargets(t *testing.T) {
 		wantType string
 		wantText string
 	}{
-		{"job missing", "services.bss.job names a Job that does not exist", missing(func(c *config.Config) { config.SettingsOf[*rerunjob.JobSettings](*c, api.BSS).Job = "cray-reds-init-x" }), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
+		{"job missing", "services.bss.job names a Job that does not exist", missing(func(c *config.Config) {
+			config.SettingsOf[*bssrestore.BSSSettings](*c, api.BSS).Job = "cray-reds-init-x"
+		}), []api.Service{api.BSS, api.MEDS}, activities.ErrPreflight, "Job services/cray-reds-init-x not found"},
 		{"cluster missing", "services.externaldns.etcdCluster names an EtcdCluster that does not exist", missing(func(c *config.Config) {
 			config.SettingsOf[*etcdcluster.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "nope"
 		}), []api.Service{api.ExternalDNS}, activities.ErrPreflight, "EtcdCluster services/nope not found"},

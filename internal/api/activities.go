@@ -16,6 +16,7 @@ const (
 	ActivitySnapshotPods           = "SnapshotPods"
 	ActivityDeletePods             = "DeletePods"
 	ActivityWaitPodsReplaced       = "WaitPodsReplaced"
+	ActivityReadEtcdBackupAge      = "ReadEtcdBackupAge"
 
 	// CSM API and SSH (activities.CSM).
 	ActivityCheckAccess             = "CheckAccess"
@@ -31,6 +32,8 @@ const (
 	ActivityWaitNodesState          = "WaitNodesState"
 	ActivityRestoreSessionTemplates = "RestoreSessionTemplates"
 	ActivityCheckSessionTemplates   = "CheckSessionTemplates"
+	ActivityCompareBootParameters   = "CompareBootParameters"
+	ActivityRestoreBootParameters   = "RestoreBootParameters"
 	ActivityDetectRelease           = "DetectRelease"
 	ActivityCheckHMNFDReady         = "CheckHMNFDReady"
 )

@@ -132,6 +132,15 @@ type SnapshotInput struct {
 	SubscribedXnames []string `json:"subscribedXnames,omitempty"`
 	// FASActions are the FAS actions that had not finished.
 	FASActions []SavedFASAction `json:"fasActions,omitempty"`
+	// BootParameters are the snapshot's BSS boot parameters of named hosts,
+	// grouped: one entry (csm.BootParams) per distinct kernel, initrd,
+	// params and cloud-init, whose hosts are every host that had them.
+	// repopulate start carries them only for a run of bss on a release
+	// that restores BSS from the snapshot (restore-bss-from-snapshot).
+	BootParameters []json.RawMessage `json:"bootParameters,omitempty"`
+	// BootParametersSaved: the snapshot held BSS boot parameters and
+	// BootParameters carries them (it may still be empty: BSS was).
+	BootParametersSaved bool `json:"bootParametersSaved,omitempty"`
 }
 
 // SavedFASAction is a FAS action that was in progress when the snapshot was taken.
@@ -146,6 +155,7 @@ const (
 	GateCPSUnmount   = "cps-unmount"
 	GateCPSReboot    = "cps-reboot"
 	GateBOSTemplates = "bos-templates"
+	GateBSSRestore   = "bss-restore"
 )
 
 // Decision is what a person says at a gate.
@@ -365,6 +375,11 @@ const (
 	// CheckBOSTemplates lists the BOS session templates and validates each:
 	// from CSM 1.3 they live in Redis, not etcd, so there is nothing to restore.
 	CheckBOSTemplates Procedure = "check-bos-templates"
+	// RestoreBSSFromSnapshot compares BSS's boot parameters with the
+	// snapshot's and, behind gate bss-restore, writes the entries that are
+	// missing or differ (CSM 1.5+, where the runbook restores BSS from its
+	// etcd backup instead of re-running cray-reds-init).
+	RestoreBSSFromSnapshot Procedure = "restore-bss-from-snapshot"
 	// NotInRelease marks a service the CSM release does not have (or, with
 	// FollowUps, one whose procedure is left to a person).
 	NotInRelease Procedure = "not-in-release"
@@ -385,6 +400,10 @@ type ServicePlan struct {
 	CRUS  *CRUSPlan  `json:"crus,omitempty"`
 	HMNFD *HMNFDPlan `json:"hmnfd,omitempty"`
 	CPS   *CPSPlan   `json:"cps,omitempty"`
+	// EtcdBackup is the CronJob whose last successful run is the newest
+	// periodic backup of the service's etcd cluster
+	// (restore-bss-from-snapshot shows its age at its gate).
+	EtcdBackup ObjectRef `json:"etcdBackup,omitzero"`
 	// Gates bounds the service's approval gates, if it has any.
 	Gates GatePolicy `json:"gates,omitzero"`
 	// Reason explains a NotInRelease procedure.

@@ -7,6 +7,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/settings"
 	"github.com/csmops/etcd-repopulate/procedures/bos"
+	"github.com/csmops/etcd-repopulate/procedures/bssrestore"
 	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
@@ -52,20 +53,22 @@ var entries = []Entry{
 	{
 		Service: api.BSS,
 		Title:   "Boot Script Service (BSS)",
-		Does:    "re-runs the cray-reds-init Job",
+		Does:    "re-runs the cray-reds-init Job (up to 1.4); restores boot parameters from the snapshot behind gate bss-restore (1.5+)",
 		Settings: func() settings.Settings {
-			return &rerunjob.JobSettings{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: settings.Duration(30 * time.Minute)}
+			return &bssrestore.BSSSettings{JobSettings: rerunjob.JobSettings{Namespace: "services", Job: "cray-reds-init", CompleteTimeout: settings.Duration(30 * time.Minute)}}
 		},
 		Variants: []Variant{
 			{Since: api.CSM10, Procedure: api.RerunJob},
 			// The CSM 1.5 runbook's BSS section: "Restore BSS from the ETCD
 			// backup", whose procedure (Restore_an_etcd_Cluster_from_a_Backup.md,
-			// docs-csm release/1.5 and 1.6) is this script on a master or worker NCN.
-			{Since: api.CSM15, Procedure: api.NotInRelease,
-				Reason: "from CSM 1.5 REDS is gone and BSS is restored from its own etcd backup, a step this worker leaves to a person",
-				FollowUps: []string{
-					"restore BSS from its etcd backup (CSM 1.5+ runbook, BSS section; docs-csm operations/kubernetes/Restore_an_etcd_Cluster_from_a_Backup.md): on a master or worker NCN run /opt/cray/platform-utils/etcd/etcd_restore_rebuild.sh -s cray-bss",
-				}},
+			// docs-csm release/1.5 and 1.6) is a script on a master or worker
+			// NCN. With a snapshot that holds BSS boot parameters the run
+			// offers to restore them instead (gate bss-restore); without one
+			// the service is left to that script (bssrestore.EtcdBackupFollowUp).
+			{Since: api.CSM15, Procedure: api.RestoreBSSFromSnapshot},
+		},
+		SnapshotPart: func(full, part *api.SnapshotInput) {
+			part.BootParameters, part.BootParametersSaved = full.BootParameters, full.BootParametersSaved
 		},
 		Etcd: []Etcd{operatorEtcd(api.BSS, DataBootParameters), bitnamiEtcd(api.BSS, DataBootParameters)},
 	},

@@ -3,6 +3,7 @@ package catalog
 import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/procedures/bos"
+	"github.com/csmops/etcd-repopulate/procedures/bssrestore"
 	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
@@ -26,6 +27,7 @@ var procedures = []procedure.Procedure{
 	cps.Procedure,
 	bos.RestoreProcedure,
 	bos.CheckProcedure,
+	bssrestore.Procedure,
 }
 
 // Procedures lists every procedure.
@@ -53,4 +55,11 @@ func NeedsOf(p api.Procedure) procedure.Needs {
 		panic("catalog: no procedure " + string(p)) // a procedure was named in api without its folder in the list
 	}
 	return proc.Needs
+}
+
+// RestoresBSSFromSnapshot reports whether bss on release r restores BSS
+// boot parameters from a snapshot (repopulate start carries them then).
+func RestoresBSSFromSnapshot(r api.Release) bool {
+	e, _ := Lookup(api.BSS)
+	return e.Variant(r).Procedure == api.RestoreBSSFromSnapshot
 }

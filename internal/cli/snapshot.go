@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
+	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/config"
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/kube"
@@ -209,10 +212,68 @@ func loadSnapshot(dir string) (*api.SnapshotInput, error) {
 	return in, nil
 }
 
+// addBootParameters carries the snapshot's BSS boot parameters, grouped
+// (snapshot.GroupBootParameters), in the run's input when the run includes
+// bss and the snapshot may come from a release where bss restores them
+// (restore-bss-from-snapshot; the snapshot's API probes tell releases
+// apart only partly, so the run's procedure refuses what this cannot).
+// A snapshot without them is refused here when every release its probes
+// fit restores BSS from it; a grouped form still too large for a run's
+// input is refused with its size.
+func addBootParameters(in *api.SnapshotInput, services []api.Service) error {
+	if !slices.Contains(services, api.BSS) {
+		return nil
+	}
+	bs, m, err := snapshot.LoadBootParameters(in.Dir)
+	fits := api.Releases
+	if m.Probes != nil {
+		fits = m.Probes.Matching()
+	}
+	var restoring []api.Release
+	for _, r := range fits {
+		if catalog.RestoresBSSFromSnapshot(r) {
+			restoring = append(restoring, r)
+		}
+	}
+	switch {
+	case len(restoring) == 0:
+		return nil
+	case errors.Is(err, snapshot.ErrNoBootParameters):
+		if len(restoring) < len(fits) {
+			return nil // maybe a release that re-runs cray-reds-init: the run decides
+		}
+		return badInput("--snapshot %s: the snapshot has no %s.json (BSS boot parameters; taken %s by a version that did not save them), and on %s, the release its API probes point to, bss restores BSS from the snapshot: take a new snapshot with this version before the next rebuild (repopulate snapshot --out DIR), or leave bss out of --services here and run it without --snapshot (BSS is then left to its etcd backup, as the runbook says)",
+			in.Dir, snapshot.PartBootParameters, m.Taken.Format(time.RFC3339), releaseList(restoring))
+	case err != nil:
+		return badInput("--snapshot: %v", err)
+	}
+	groups, err := snapshot.GroupBootParameters(bs)
+	if err != nil {
+		return badInput("--snapshot %s: %s.json: %v; take the snapshot again", in.Dir, snapshot.PartBootParameters, err)
+	}
+	in.BootParameters, in.BootParametersSaved = groups, true
+	if err := snapshot.CheckSize(in); err != nil {
+		return badInput("--snapshot: %v", err)
+	}
+	return nil
+}
+
+func releaseList(rs []api.Release) string {
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = string(r)
+	}
+	return strings.Join(names, " or ")
+}
+
 // describeSnapshot says what a run will restore or check from the snapshot.
 func describeSnapshot(in *api.SnapshotInput) string {
-	return fmt.Sprintf("snapshot %s (taken %s): %d BOS session templates to restore, %d subscribed xnames to check in HMNFD, %d unfinished FAS actions to report",
+	s := fmt.Sprintf("snapshot %s (taken %s): %d BOS session templates to restore, %d subscribed xnames to check in HMNFD, %d unfinished FAS actions to report",
 		in.Dir, in.Taken.Format(time.RFC3339), len(in.SessionTemplates), len(in.SubscribedXnames), len(in.FASActions))
+	if in.BootParametersSaved {
+		s += fmt.Sprintf(", BSS boot parameters in %d groups of identical entries to offer at gate %s (CSM 1.5+)", len(in.BootParameters), api.GateBSSRestore)
+	}
+	return s
 }
 
 // snapshotRelease is the release whose External DNS the snapshot saves: the

@@ -64,7 +64,7 @@ reads the product catalog and probes the APIs; docs/csm-releases.md);
 services that release does not have are reported as skipped, with the reason.
 
 Approval gates (cps-unmount, cps-reboot, bos-templates when no snapshot is
-given) wait for a person; status, watch and the Web UI show the exact
+given, bss-restore on CSM 1.5+ with a snapshot) wait for a person; status, watch and the Web UI show the exact
 approve command.
 
 --dry-run reads every target and reports each action it would take (object
@@ -75,8 +75,9 @@ it ends, and exits 1 if any service failed or the run was canceled.
 
 --snapshot DIR gives the run what repopulate snapshot saved before the
 rebuild (BOS session templates to restore, HMNFD subscriptions and FAS actions
-to check against). A snapshot whose files do not match their checksums is
-refused and nothing starts.
+to check against, and from CSM 1.5 the BSS boot parameters that bss offers to
+restore behind gate bss-restore). A snapshot whose files do not match their
+checksums is refused and nothing starts.
 
 --services auto runs repopulate plan first, here, with the same inputs
 (--snapshot, --since, --release, --config, --kubeconfig, --context; see
@@ -151,6 +152,10 @@ func (o *startOptions) validate() error {
 	if o.snapshotDir != "" {
 		snap, err := loadSnapshot(o.snapshotDir)
 		if err != nil {
+			return err
+		}
+		services, _ := catalog.Parse(o.services) // validated above
+		if err := addBootParameters(snap, services); err != nil {
 			return err
 		}
 		o.snap = snap

@@ -11,8 +11,8 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/procedures/bssrestore"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
-	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 )
 
 func TestDefaultsAreTheRunbooks(t *testing.T) {
@@ -62,8 +62,8 @@ func TestReleasesChooseWhatDrifted(t *testing.T) {
 		api.CSM10: {[]string{"cray-dvs-orca", "cray-orca"}, []string{workers, storage}, nil, api.RestoreBOSTemplates, api.APIVersions{BOS: "v1", HMNFD: "v1"}},
 		api.CSM12: {[]string{"cray-orca"}, []string{workers, storage}, []api.Service{api.ExternalDNS}, api.RestoreBOSTemplates, api.APIVersions{BOS: "v1", HMNFD: "v2"}},
 		api.CSM13: {[]string{"cray-orca"}, []string{workers}, []api.Service{api.ExternalDNS}, api.CheckBOSTemplates, api.APIVersions{BOS: "v2", HMNFD: "v2"}},
-		api.CSM15: {[]string{"cray-orca"}, []string{workers}, []api.Service{api.ExternalDNS, api.CRUS, api.REDS, api.CPS, api.BSS}, api.CheckBOSTemplates, api.APIVersions{BOS: "v2", HMNFD: "v2"}},
-		api.CSM16: {[]string{"cray-orca"}, []string{workers}, []api.Service{api.ExternalDNS, api.CRUS, api.REDS, api.CPS, api.BSS}, api.CheckBOSTemplates, api.APIVersions{BOS: "v2", HMNFD: "v2"}},
+		api.CSM15: {[]string{"cray-orca"}, []string{workers}, []api.Service{api.ExternalDNS, api.CRUS, api.REDS, api.CPS}, api.CheckBOSTemplates, api.APIVersions{BOS: "v2", HMNFD: "v2"}},
+		api.CSM16: {[]string{"cray-orca"}, []string{workers}, []api.Service{api.ExternalDNS, api.CRUS, api.REDS, api.CPS}, api.CheckBOSTemplates, api.APIVersions{BOS: "v2", HMNFD: "v2"}},
 	}
 	for r, w := range cases {
 		h := cfg.Plan(r, api.HMNFD)
@@ -80,9 +80,11 @@ func TestReleasesChooseWhatDrifted(t *testing.T) {
 			}
 		}
 	}
+	// From 1.5 bss restores from a snapshot behind gate bss-restore, and
+	// shows the age of its etcd backup CronJob there.
 	bss := cfg.Plan(api.CSM15, api.BSS)
-	if len(bss.FollowUps) != 1 || !strings.Contains(bss.FollowUps[0], "/opt/cray/platform-utils/etcd/etcd_restore_rebuild.sh -s cray-bss") {
-		t.Errorf("csm-1.5 bss must be a follow-up with the restore command: %+v", bss)
+	if bss.Procedure != api.RestoreBSSFromSnapshot || bss.EtcdBackup != (api.ObjectRef{Namespace: "services", Name: "cray-bss-bitnami-etcd-snapshotter"}) {
+		t.Errorf("csm-1.5 bss: %+v", bss)
 	}
 	if err := Parse([]byte("release: csm-1.4\nservices:\n  hmnfd:\n    unit: my-orca\n    ncnGroups: []\n"), &cfg); err != nil {
 		t.Fatal(err)
@@ -113,7 +115,7 @@ func TestFileOverridesOnlyWhatItNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bss := SettingsOf[*rerunjob.JobSettings](cfg, api.BSS)
+	bss := SettingsOf[*bssrestore.BSSSettings](cfg, api.BSS)
 	if bss.Job != "reds-init-v2" || time.Duration(bss.CompleteTimeout) != 45*time.Minute || bss.Namespace != "services" {
 		t.Errorf("bss %+v", bss)
 	}
@@ -180,7 +182,7 @@ func TestLoadNamesTheFile(t *testing.T) {
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("bad file: %v", err)
 	}
-	if cfg, err := Load(""); err != nil || SettingsOf[*rerunjob.JobSettings](cfg, api.BSS).Job != "cray-reds-init" {
+	if cfg, err := Load(""); err != nil || SettingsOf[*bssrestore.BSSSettings](cfg, api.BSS).Job != "cray-reds-init" {
 		t.Errorf("no file: %v", err)
 	}
 }

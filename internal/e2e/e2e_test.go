@@ -41,8 +41,8 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 	"github.com/csmops/etcd-repopulate/internal/workerconfig"
+	"github.com/csmops/etcd-repopulate/procedures/bssrestore"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
-	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 )
 
 var (
@@ -565,7 +565,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}{
 		{"unknown service", badinput.CLI, "", testConfig, cluster.Kubeconfig, nil, []string{"start", "--services", "bss,dns"}, 2, `unknown service "dns": valid services are ` + catalog.Names()},
 		{"job missing", badinput.Cluster, "services.bss.job: cray-reds-init-gone (no such Job)", testConfigWith(func(c *config.Config) {
-			config.SettingsOf[*rerunjob.JobSettings](*c, api.BSS).Job = "cray-reds-init-gone"
+			config.SettingsOf[*bssrestore.BSSSettings](*c, api.BSS).Job = "cray-reds-init-gone"
 		}), cluster.Kubeconfig, nil, []string{"start", "--services", "bss,meds", "--wait"}, 1, "Job services/cray-reds-init-gone not found"},
 		{"etcdcluster missing", badinput.Cluster, "services.externaldns.etcdCluster: gone (no such EtcdCluster)", testConfigWith(func(c *config.Config) {
 			config.SettingsOf[*etcdcluster.EtcdClusterSettings](*c, api.ExternalDNS).EtcdCluster = "gone"

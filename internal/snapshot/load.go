@@ -251,6 +251,7 @@ func CheckSize(in *api.SnapshotInput) error {
 		{fmt.Sprintf("%d BOS session templates", len(in.SessionTemplates)), size(in.SessionTemplates)},
 		{fmt.Sprintf("%d subscribed xnames", len(in.SubscribedXnames)), size(in.SubscribedXnames)},
 		{fmt.Sprintf("%d unfinished FAS actions", len(in.FASActions)), size(in.FASActions)},
+		{fmt.Sprintf("%d BSS boot parameter entries (hosts with identical parameters grouped)", len(in.BootParameters)), size(in.BootParameters)},
 	}
 	big := slices.MaxFunc(parts, func(a, b struct {
 		what string
@@ -258,8 +259,12 @@ func CheckSize(in *api.SnapshotInput) error {
 	}) int {
 		return a.n - b.n
 	})
-	return fmt.Errorf("snapshot %s is %s as a run's input, above the %s a workflow start can carry: %s take %s; start without --snapshot and restore those by hand from %s",
-		in.Dir, kib(len(b)), kib(MaxInputBytes), big.what, kib(big.n), in.Dir)
+	fix := fmt.Sprintf("start without --snapshot and restore those by hand from %s", in.Dir)
+	if big.n == size(in.BootParameters) {
+		fix = fmt.Sprintf("run the other services with --snapshot and leave bss out of --services, then restore BSS from its etcd backup (CSM 1.5+ runbook) or by hand from %s (PUT /apis/bss/boot/v1/bootparameters, one request per entry)", filepath.Join(in.Dir, PartBootParameters+".json"))
+	}
+	return fmt.Errorf("snapshot %s is %s as a run's input, above the %s a workflow start can carry: %s take %s; %s",
+		in.Dir, kib(len(b)), kib(MaxInputBytes), big.what, kib(big.n), fix)
 }
 
 func kib(n int) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -19,12 +19,12 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/config"
+	"github.com/csmops/etcd-repopulate/procedures/bssrestore"
 	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
-	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
 	"github.com/csmops/etcd-repopulate/procedures/restartpods"
 )
 
@@ -97,7 +97,7 @@ func Short(s System, wait time.Duration) config.Config {
 	w := config.Duration(wait)
 	for _, settings := range c.Services {
 		switch s := settings.(type) {
-		case *rerunjob.JobSettings:
+		case *bssrestore.BSSSettings:
 			s.CompleteTimeout = w
 		case *fasloader.FASSettings:
 			s.Job, s.CompleteTimeout = FASLoaderJob, w
