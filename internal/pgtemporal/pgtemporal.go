@@ -99,15 +99,15 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		Address:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		PostgresLog: filepath.Join(dir, "postgres.log"), ServerLog: filepath.Join(dir, "temporal-server.log")}
 	if err := s.startPostgres(ctx); err != nil {
-		s.Stop()
+		s.Remove()
 		return nil, err
 	}
 	if err := s.setup(ctx, "schema"); err != nil {
-		s.Stop()
+		s.Remove()
 		return nil, err
 	}
 	if err := s.StartServer(ctx); err != nil {
-		s.Stop()
+		s.Remove()
 		return nil, err
 	}
 	// Retried as the compose stack's restart policy does: the namespace
@@ -125,7 +125,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 		if exited || time.Now().After(deadline) {
 			err = fmt.Errorf("%w\nthe server's log ends:\n%s", err, tail(s.ServerLog))
-			s.Stop()
+			s.Remove()
 			return nil, err
 		}
 	}
@@ -305,11 +305,16 @@ func (s *Server) StartServer(ctx context.Context) error {
 // StopServer ends the Temporal server (SIGTERM, SIGKILL after 20 s).
 func (s *Server) StopServer() { stop(s.temporal, 20*time.Second); s.temporal = nil }
 
-// Stop ends the server and PostgreSQL and removes the scratch directory.
+// Stop ends the server and PostgreSQL and keeps Dir, its logs included.
 func (s *Server) Stop() {
 	s.StopServer()
 	stop(s.postgres, 20*time.Second) // SIGTERM: postgres's smart shutdown; the server is gone
 	s.postgres = nil
+}
+
+// Remove is Stop, then removes Dir.
+func (s *Server) Remove() {
+	s.Stop()
 	os.RemoveAll(s.Dir)
 }
 

@@ -27,7 +27,7 @@ func TestServerOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Stop()
+	defer s.Remove()
 	t.Logf("PostgreSQL + schema + server + namespace ready in %s (%s)", time.Since(began).Round(100*time.Millisecond), s.Address)
 	describe := func() {
 		t.Helper()

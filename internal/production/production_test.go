@@ -43,7 +43,7 @@ import (
 const (
 	computeNodes = 24
 	orcaBatch    = 8
-	restartDelay = 2 * time.Second
+	restartDelay = 6 * time.Second
 	cpsNodes     = 4
 	clientSecret = "production-client-secret-81d0"
 )
@@ -90,10 +90,10 @@ func TestMain(m *testing.M) {
 	cancel()
 	cluster.Stop()
 	if code == 0 {
-		temporal.Stop()
+		temporal.Remove()
 		os.RemoveAll(scratch)
 	} else {
-		temporal.StopServer()
+		temporal.Stop()
 		fmt.Fprintf(os.Stderr, "production: logs kept in %s and %s\n", scratch, temporal.Dir)
 	}
 	os.Exit(code)
@@ -179,10 +179,10 @@ func gateWaiting(name string) func(api.RunStatus) bool {
 	}
 }
 
-// approveGates approves CPS's two gates as they come.
-func approveGates(t *testing.T, queue, run string) {
+// approveGates approves gates as they come, in order.
+func approveGates(t *testing.T, queue, run string, gates ...string) {
 	t.Helper()
-	for _, g := range []string{api.GateCPSUnmount, api.GateCPSReboot} {
+	for _, g := range gates {
 		waitFor(t, run, "gate "+g+" waiting", 4*time.Minute, gateWaiting(g))
 		repopulate(t, queue, "approve", run, g, "--note", "production test")
 	}
@@ -211,9 +211,10 @@ func checkDone(t *testing.T, report api.Report, services int) {
 	}
 }
 
-// runningActivity waits until workflow id has a started attempt of an
-// activity of type activityType and returns the identity of its worker.
-func runningActivity(t *testing.T, id, activityType string, limit time.Duration) string {
+// midActivity waits until workflow id has an attempt of an activity of
+// type activityType that has been running for at least after, and returns
+// the activity's id and the identity of the worker running it.
+func midActivity(t *testing.T, id, activityType string, after, limit time.Duration) (activityID, worker string) {
 	t.Helper()
 	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		d, err := tc.DescribeWorkflowExecution(context.Background(), id, "")
@@ -221,20 +222,21 @@ func runningActivity(t *testing.T, id, activityType string, limit time.Duration)
 			continue
 		}
 		for _, a := range d.PendingActivities {
-			if a.ActivityType.GetName() == activityType && a.State == enumspb.PENDING_ACTIVITY_STATE_STARTED && a.LastWorkerIdentity != "" {
-				return a.LastWorkerIdentity
+			if a.ActivityType.GetName() == activityType && a.State == enumspb.PENDING_ACTIVITY_STATE_STARTED &&
+				a.LastWorkerIdentity != "" && time.Since(a.LastStartedTime.AsTime()) >= after {
+				return a.ActivityId, a.LastWorkerIdentity
 			}
 		}
 	}
-	t.Fatalf("%s never ran an activity %s within %s", id, activityType, limit)
-	return ""
+	t.Fatalf("%s never ran an activity %s for %s within %s", id, activityType, after, limit)
+	return "", ""
 }
 
-// completedBy is the identity of the worker whose attempt completed the
-// activity of type activityType in workflow id.
-func completedBy(t *testing.T, id, activityType string) string {
+// completedBy is the identity of the worker whose attempt completed
+// activity activityID of workflow id.
+func completedBy(t *testing.T, id, activityID string) string {
 	t.Helper()
-	types := map[int64]string{}
+	scheduled := map[int64]string{}
 	iter := tc.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for iter.HasNext() {
 		ev, err := iter.Next()
@@ -242,13 +244,13 @@ func completedBy(t *testing.T, id, activityType string) string {
 			t.Fatal(err)
 		}
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
-			types[ev.EventId] = a.ActivityType.GetName()
+			scheduled[ev.EventId] = a.ActivityId
 		}
-		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && types[a.ScheduledEventId] == activityType {
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.ScheduledEventId] == activityID {
 			return a.Identity
 		}
 	}
-	t.Fatalf("%s: no completed %s activity", id, activityType)
+	t.Fatalf("%s: activity %s never completed", id, activityID)
 	return ""
 }
 
@@ -274,8 +276,9 @@ func TestTwoWorkersOneKilledMidStep(t *testing.T) {
 	repopulate(t, queue, "start", "--services", strings.Join(names, ","), "--id", run)
 
 	hmnfd := api.ServiceWorkflowID(run, api.HMNFD)
-	holder := runningActivity(t, hmnfd, api.ActivityRestartOrca, 3*time.Minute)
-	time.Sleep(restartDelay + restartDelay/2) // into the second batch: the middle of the step
+	// Half-way through a batch of orca restarts: in the middle of the
+	// activity, not between two.
+	activityID, holder := midActivity(t, hmnfd, api.ActivityRestartOrca, restartDelay/2, 3*time.Minute)
 	var killed, survivor *testenv.Worker
 	for i, w := range workers {
 		if strings.HasPrefix(holder, identity(w)) {
@@ -286,9 +289,11 @@ func TestTwoWorkersOneKilledMidStep(t *testing.T) {
 		t.Fatalf("restart-orca runs on %q, neither worker (%s, %s)", holder, identity(workers[0]), identity(workers[1]))
 	}
 	killed.Kill()
-	t.Logf("SIGKILLed worker %s in the middle of hmnfd/restart-orca (%s after start)", holder, time.Since(began).Round(time.Second))
+	t.Logf("SIGKILLed worker %s in the middle of hmnfd/restart-orca's activity %s (%s after start)", holder, activityID, time.Since(began).Round(time.Second))
 
-	approveGates(t, queue, run)
+	// No snapshot: BOS waits for its templates to be checked by hand; CPS
+	// waits for BOS.
+	approveGates(t, queue, run, api.GateBOSTemplates, api.GateCPSUnmount, api.GateCPSReboot)
 	report := waitRun(t, run, 5*time.Minute)
 	checkDone(t, report, len(services))
 	select {
@@ -296,8 +301,8 @@ func TestTwoWorkersOneKilledMidStep(t *testing.T) {
 		t.Fatal("the surviving worker exited")
 	default:
 	}
-	if by := completedBy(t, hmnfd, api.ActivityRestartOrca); !strings.HasPrefix(by, identity(survivor)) {
-		t.Errorf("restart-orca completed by %q, want the survivor %s", by, identity(survivor))
+	if by := completedBy(t, hmnfd, activityID); !strings.HasPrefix(by, identity(survivor)) {
+		t.Errorf("restart-orca's activity %s completed by %q, want the survivor %s", activityID, by, identity(survivor))
 	}
 	time.Sleep(time.Second) // let the watches deliver the last events
 	for _, dup := range led.Stop() {
@@ -355,7 +360,7 @@ func TestRollingRestartAtAGate(t *testing.T) {
 		waitPolling(t, queue, workers[i])
 		t.Logf("worker %d replaced: %s -> %s", i+1, identity(old), identity(workers[i]))
 	}
-	approveGates(t, queue, run)
+	approveGates(t, queue, run, api.GateCPSUnmount, api.GateCPSReboot)
 	checkDone(t, waitRun(t, run, 5*time.Minute), 1)
 	t.Logf("run %s done after a rolling restart at its gate, in %s", run, time.Since(began).Round(time.Second))
 }
