@@ -103,3 +103,25 @@ func TestOneTemporalVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeRunsTheSetupScript: the compose stack's schema and namespace
+// jobs run hack/temporal-setup.sh, the script these tests run, and nothing
+// else, so the two set-ups cannot drift.
+func TestComposeRunsTheSetupScript(t *testing.T) {
+	compose, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"schema", "namespace"} {
+		service := regexp.MustCompile(`(?ms)^  temporal-` + step + `:\n(.*?)\n(?:  )?\S`).FindSubmatch(compose)
+		if service == nil {
+			t.Errorf("docker-compose.yml has no service temporal-%s", step)
+			continue
+		}
+		body := string(service[1])
+		if !strings.Contains(body, "- ./hack/temporal-setup.sh:/etc/etcd-repopulate/temporal-setup.sh:ro") ||
+			!strings.Contains(body, `entrypoint: ["/bin/sh", "/etc/etcd-repopulate/temporal-setup.sh", "`+step+`"]`) || strings.Contains(body, "command:") {
+			t.Errorf("docker-compose.yml's temporal-%s does not run hack/temporal-setup.sh %s alone:\n%s", step, step, body)
+		}
+	}
+}
