@@ -305,14 +305,15 @@ func TestTwoWorkersOneKilledMidStep(t *testing.T) {
 		t.Errorf("restart-orca's activity %s completed by %q, want the survivor %s", activityID, by, identity(survivor))
 	}
 	time.Sleep(time.Second) // let the watches deliver the last events
-	for _, dup := range led.Stop() {
+	dups := led.Stop()
+	for _, dup := range dups {
 		t.Errorf("duplicate destructive step: %s", dup)
 	}
 	lost := led.Lost(context.Background(), run)
 	for _, l := range lost {
 		t.Errorf("object lost or not restored: %s", l)
 	}
-	t.Logf("run %s done on the survivor in %s; ledger: %d lost, 0 repeated", run, time.Since(began).Round(time.Second), len(lost))
+	t.Logf("run %s done on the survivor in %s; ledger: %d lost, %d repeated", run, time.Since(began).Round(time.Second), len(lost), len(dups))
 }
 
 // pollers is the identities polling queue's workflow tasks.
