@@ -214,7 +214,10 @@ install_postgresql() {
   local dir=/usr/lib/postgresql/$POSTGRESQL_MAJOR/bin
   if [[ ! -x $dir/postgres || ! -x $dir/initdb ]]; then
     local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    if [[ $(id -u) -ne 0 ]]; then
+      command -v sudo >/dev/null || { log "postgresql: need root or sudo to apt-get install postgresql-$POSTGRESQL_MAJOR"; return 1; }
+      sudo=(sudo)
+    fi
     local policy=/usr/sbin/policy-rc.d made_policy=
     if [[ ! -e $policy ]]; then
       printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
