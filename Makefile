@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/... ./procedures/...
 
-.PHONY: all build tools lint test test-unit chaos demo demo-stop clean bench-fanout bad-input-doc histories
+.PHONY: all build tools lint test test-unit test-production chaos demo demo-stop clean bench-fanout bad-input-doc histories
 
 all: build
 
@@ -14,7 +14,7 @@ build:
 	$(GO) build -o $(BIN)/repopulate ./starter
 	$(GO) build -o $(BIN)/repopulate-worker ./worker
 
-## tools: pinned Temporal CLI, kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck, staticcheck; apt: OpenSSH, pdsh, chromium
+## tools: pinned Temporal CLI and server (+ temporal-sql-tool), kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck, staticcheck; apt: OpenSSH, pdsh, chromium, PostgreSQL
 tools:
 	hack/install-tools.sh
 
@@ -28,10 +28,19 @@ lint: tools
 
 ## test: the whole suite against the real parts (README's test command, run by CI).
 ## Explicit timeouts: the chaos package alone takes 7-9 minutes on 2 cores,
-## close to go test's default 10-minute limit per package.
+## close to go test's default 10-minute limit per package; the production
+## shape (Temporal on PostgreSQL, two workers) takes about 2 minutes.
 test: tools lint
 	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -e /workflows -e /activities -e /procedures)
+	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -e /workflows -e /activities -e /procedures -e /internal/production -e /internal/pgtemporal)
+	$(MAKE) test-production
+
+## test-production: the production shape alone: the Temporal server on
+## PostgreSQL with two workers, one SIGKILLed mid-step, a rolling restart at
+## a gate (internal/pgtemporal, internal/production; docs/testing-production.md)
+test-production: tools
+	$(GO) test -count=1 -timeout 3m ./internal/pgtemporal/
+	$(GO) test -count=1 -v -timeout 10m ./internal/production/
 
 ## chaos: the full chaos suite: SIGKILL the worker at every step boundary of
 ## every service and in long steps, restart Temporal; make test runs the

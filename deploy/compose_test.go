@@ -69,8 +69,9 @@ func TestComposeStack(t *testing.T) {
 			t.Errorf("%s has no healthcheck: the services after it wait on service_healthy", name)
 		}
 	}
-	// Pinned images: a tag that names a release, never latest.
-	pinned := regexp.MustCompile(`^[a-z0-9./-]+:[0-9]+(\.[0-9]+)+$`)
+	// Pinned images: a tag that names a release, never latest; admin-tools
+	// tags add the releases of the tools they bundle (-tctl-1.18.4-cli-1.5.0).
+	pinned := regexp.MustCompile(`^[a-z0-9./-]+:[0-9]+(\.[0-9]+)+(-[a-z]+-[0-9]+(\.[0-9]+)+)*$`)
 	for name, s := range p.Services {
 		if s.Build == nil && !pinned.MatchString(s.Image) {
 			t.Errorf("service %s: image %q is not pinned to a release tag", name, s.Image)

@@ -10,6 +10,12 @@
 # pdsh); it needs root or sudo and never leaves a system sshd running. The tool
 # 'chromium' installs Debian's chromium the same way (the Web UI tests in
 # internal/webui render the Temporal UI in it, headless).
+# The tool 'temporal-server' builds the Temporal server and its SQL schema
+# tool (temporal-sql-tool) at the server version the Temporal CLI embeds, in
+# hack/temporaltools, whose build list is the CLI's: with the CLI built, most
+# of its packages come from Go's build cache. The tool 'postgresql' installs
+# Debian's PostgreSQL with apt (no cluster is started; internal/pgtemporal
+# starts its own on loopback) and links postgres and initdb into bin/.
 #
 # Usage: hack/install-tools.sh [tool...]   (default: all)
 set -euo pipefail
@@ -20,6 +26,9 @@ bin=$root/bin
 mkdir -p "$cache" "$bin"
 
 TEMPORAL_CLI_VERSION=v1.5.1
+# The server the CLI above embeds (`temporal --version`); docker-compose.yml
+# runs its images (internal/pgtemporal's test holds them equal).
+TEMPORAL_SERVER_VERSION=v1.29.1
 KUBE_VERSION=v1.37.2
 KWOK_VERSION=v0.8.0
 WORKFLOWCHECK_VERSION=v0.6.0
@@ -31,10 +40,14 @@ PDSH_DEB_VERSION='2.34-0.2'
 # bookworm-security's build; its --headless=new and DevTools protocol are what
 # internal/browser drives.
 CHROMIUM_DEB_VERSION='156.0.8078.79-1~deb12u1'
+POSTGRESQL_MAJOR=15
+POSTGRESQL_DEB_VERSION='15.18-0+deb12u1'
 kubetools=$root/hack/kubetools
 # The kube tools are keyed by their module's go.sum so that a pin change
 # rebuilds them instead of silently reusing old binaries.
 kubetools_key=$(cat "$kubetools/go.mod" "$kubetools/go.sum" | sha256sum | cut -c1-12)
+temporaltools=$root/hack/temporaltools
+temporaltools_key=$(cat "$temporaltools/go.mod" "$temporaltools/go.sum" | sha256sum | cut -c1-12)
 
 log() { printf 'install-tools: %s\n' "$*" >&2; }
 
@@ -75,6 +88,13 @@ go_build_kube() { # $1: binary name, $2: package
 go_build_apiserver() { go_build_kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver; }
 go_build_controller_manager() { go_build_kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager; }
 go_build_etcd() { (cd "$kubetools" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3); }
+# No -trimpath and no compile flags: the packages must compile exactly as in
+# the CLI's `go install` for Go's build cache to serve them.
+go_build_temporaltool() { # $1: binary name, $2: package
+  (cd "$temporaltools" && go build -ldflags "-s -w" -o "$out/$1" "$2")
+}
+go_build_temporal_server() { go_build_temporaltool temporal-server go.temporal.io/server/cmd/server; }
+go_build_temporal_sql_tool() { go_build_temporaltool temporal-sql-tool go.temporal.io/server/cmd/tools/sql; }
 go_install_workflowcheck() { GOBIN=$out go install "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"; }
 go_install_staticcheck() { GOBIN=$out go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"; }
 go_install_kwok() { GOBIN=$out go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
@@ -186,13 +206,50 @@ install_chromium() {
   log "chromium: $("$browser" --version)"
 }
 
+# install_postgresql: apt-get installs Debian's PostgreSQL server when its
+# binaries are missing, with policy-rc.d keeping the package's own cluster
+# from starting; the tests run postgres as the 'postgres' system user the
+# package creates (postgres refuses to run as root).
+install_postgresql() {
+  local dir=/usr/lib/postgresql/$POSTGRESQL_MAJOR/bin
+  if [[ ! -x $dir/postgres || ! -x $dir/initdb ]]; then
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+      command -v sudo >/dev/null || { log "postgresql: need root or sudo to apt-get install postgresql-$POSTGRESQL_MAJOR"; return 1; }
+      sudo=(sudo)
+    fi
+    local policy=/usr/sbin/policy-rc.d made_policy=
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+      "${sudo[@]}" chmod 755 "$policy"
+      made_policy=1
+    fi
+    local rc=0
+    apt_install postgresql "postgresql-$POSTGRESQL_MAJOR=$POSTGRESQL_DEB_VERSION" \
+      "postgresql-client-$POSTGRESQL_MAJOR=$POSTGRESQL_DEB_VERSION" || rc=$?
+    [[ -n $made_policy ]] && "${sudo[@]}" rm -f "$policy"
+    [[ $rc -eq 0 ]] || return "$rc"
+    [[ -x $dir/postgres ]] || { log "postgresql: $dir/postgres still missing after apt-get install"; return 1; }
+    getent passwd postgres >/dev/null || { log "postgresql: the package created no 'postgres' user"; return 1; }
+    log "postgresql: $("$dir/postgres" --version)"
+  fi
+  link "$dir/postgres"
+  link "$dir/initdb"
+}
+
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck ssh-peers chromium)
+[[ ${#want[@]} -gt 0 ]] || want=(temporal temporal-server kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck ssh-peers chromium postgresql)
 for tool in "${want[@]}"; do
   case $tool in
     temporal)
       build_once "$cache/temporal-$TEMPORAL_CLI_VERSION" temporal go_install_temporal
       link "$cache/temporal-$TEMPORAL_CLI_VERSION/temporal" ;;
+    temporal-server)
+      d=$cache/temporal-server-$TEMPORAL_SERVER_VERSION-$temporaltools_key
+      build_once "$d" temporal-server go_build_temporal_server
+      build_once "$d" temporal-sql-tool go_build_temporal_sql_tool
+      link "$d/temporal-server"
+      link "$d/temporal-sql-tool" ;;
     kube-apiserver)
       build_once "$cache/kube-$KUBE_VERSION-$kubetools_key" kube-apiserver go_build_apiserver
       link "$cache/kube-$KUBE_VERSION-$kubetools_key/kube-apiserver" ;;
@@ -217,7 +274,9 @@ for tool in "${want[@]}"; do
       install_ssh_peers ;;
     chromium)
       install_chromium ;;
-    *) log "unknown tool '$tool' (known: temporal kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck ssh-peers chromium)"; exit 2 ;;
+    postgresql)
+      install_postgresql ;;
+    *) log "unknown tool '$tool' (known: temporal temporal-server kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck ssh-peers chromium postgresql)"; exit 2 ;;
   esac
 done
 log "tools ready in $bin"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
+	"github.com/csmops/etcd-repopulate/internal/ledger"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -278,7 +279,7 @@ func runScenario(t *testing.T, sc scenario, all *tally) (missed []*point) {
 	for _, s := range emu.BOSSessions() {
 		sessionsBefore[s.Name] = true
 	}
-	led := startLedger(t, sc.services)
+	led := ledger.Start(t, cluster, sc.services)
 	if sc.freezeKCM {
 		if err := cluster.Signal("kube-controller-manager", syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
@@ -299,8 +300,8 @@ func runScenario(t *testing.T, sc scenario, all *tally) (missed []*point) {
 	report, runErr := d.drive()
 	thawKCM()
 	time.Sleep(time.Second) // let the watches deliver the last events
-	duplicates := led.stop()
-	lost := led.lost(context.Background(), d.run)
+	duplicates := led.Stop()
+	lost := led.Lost(context.Background(), d.run)
 
 	row := struct {
 		ok                    bool
@@ -851,7 +852,7 @@ func TestLedgerCountsAnExtraDelete(t *testing.T) {
 	if err := cluster.WaitSeeded(ctx, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	led := startLedger(t, []api.Service{api.REDS})
+	led := ledger.Start(t, cluster, []api.Service{api.REDS})
 	pods := cluster.Core.CoreV1().Pods(simcluster.Namespace)
 	sel := metav1.ListOptions{LabelSelector: simcluster.NameLabel + "=cray-reds"}
 	list, err := pods.List(ctx, sel)
@@ -880,20 +881,17 @@ func TestLedgerCountsAnExtraDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	for time.Now().Before(deadline) {
-		led.mu.Lock()
-		n := len(led.duplicates)
-		led.mu.Unlock()
-		if n > 0 {
+		if led.DuplicatesSoFar() > 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	dups := led.stop()
+	dups := led.Stop()
 	if len(dups) != 1 || !strings.Contains(dups[0], replacement) {
 		t.Fatalf("duplicates %v, want exactly the deletion of the replacement %s", dups, replacement)
 	}
-	if led.deletes[old.UID] != 1 {
-		t.Fatalf("the target pod's delete counted %d times, want 1", led.deletes[old.UID])
+	if n := led.Deletes(old.UID); n != 1 {
+		t.Fatalf("the target pod's delete counted %d times, want 1", n)
 	}
 	t.Logf("ledger caught the extra delete: %s", dups[0])
 	if err := cluster.WaitSeeded(ctx, 2*time.Minute); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/kube"
+	"github.com/csmops/etcd-repopulate/internal/ledger"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 )
@@ -37,7 +38,7 @@ func TestParentTerminatedDuringDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unhold()
-	led := startLedger(t, []api.Service{api.ExternalDNS})
+	led := ledger.Start(t, cluster, []api.Service{api.ExternalDNS})
 	queue, run := "chaos-terminate", fmt.Sprintf("chaos-terminate-%d", time.Now().UnixNano())
 	w, err := testenv.LaunchWorker(testenv.WorkerOptions{BinDir: binDir, LogDir: scratch, Address: temporal.Address, Queue: queue, Config: workerConfig, Kubeconfig: kubeconfig})
 	if err != nil {
@@ -73,10 +74,10 @@ func TestParentTerminatedDuringDelete(t *testing.T) {
 		t.Errorf("cluster not healthy after the terminated run: %v", err)
 	}
 	time.Sleep(time.Second) // let the watches deliver the last events
-	for _, dup := range led.stop() {
+	for _, dup := range led.Stop() {
 		t.Errorf("duplicate destructive step: %s", dup)
 	}
-	for _, l := range led.lost(ctx, run) {
+	for _, l := range led.Lost(ctx, run) {
 		t.Errorf("object lost or not restored after the run was terminated: %s", l)
 	}
 }

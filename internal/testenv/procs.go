@@ -81,6 +81,21 @@ func StartWorker(t testing.TB, o WorkerOptions) *Worker {
 // Exited is closed once the process has exited.
 func (w *Worker) Exited() <-chan struct{} { return w.done }
 
+// Pid is the worker's process id; Temporal names the worker "<pid>@<host>@".
+func (w *Worker) Pid() int { return w.cmd.Process.Pid }
+
+// Stop is SIGTERM, as a rolling restart stops a replica: the worker stops
+// polling and lets running activities end. It returns once the process is
+// gone (SIGKILL after grace).
+func (w *Worker) Stop(grace time.Duration) {
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(grace):
+		w.Kill()
+	}
+}
+
 // Kill is SIGKILL: no graceful shutdown, as when a node dies. It returns
 // once the process is gone; killing a dead worker does nothing.
 func (w *Worker) Kill() {

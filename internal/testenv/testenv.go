@@ -18,6 +18,7 @@ import (
 
 	"github.com/csmops/etcd-repopulate/internal/browser"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
+	"github.com/csmops/etcd-repopulate/internal/pgtemporal"
 	"github.com/csmops/etcd-repopulate/internal/simcluster"
 )
 
@@ -70,6 +71,12 @@ func Cluster(ctx context.Context, dir string, controllers bool) (*simcluster.Clu
 // Temporal starts a dev server with its database in dir.
 func Temporal(ctx context.Context, dir string) (*devserver.Server, error) {
 	return devserver.Start(ctx, filepath.Join(BinDir(), "temporal"), filepath.Join(dir, "temporal.db"), 0, 0)
+}
+
+// TemporalOnPostgres starts PostgreSQL and the Temporal server on it, set up
+// by hack/temporal-setup.sh as the compose stack is.
+func TemporalOnPostgres(ctx context.Context) (*pgtemporal.Server, error) {
+	return pgtemporal.Start(ctx, pgtemporal.Options{BinDir: BinDir(), SetupScript: filepath.Join(RepoRoot(), "hack", "temporal-setup.sh")})
 }
 
 // BuildCommands builds the repopulate CLI and the repopulate-worker into

@@ -1,4 +1,8 @@
-package chaos
+// Package ledger proves, against the API server rather than the tool's own
+// report, that a run under faults lost nothing and repeated no destructive
+// step: the chaos tests and the production-shaped tests (internal/production)
+// watch their runs with it.
+package ledger
 
 import (
 	"context"
@@ -31,13 +35,14 @@ var (
 	clusterOf = map[api.Service]string{api.ExternalDNS: simcluster.ExternalDNSEtcd}
 )
 
-// ledger watches the API server from just before a run starts and counts
+// Ledger watches the API server from just before a run starts and counts
 // every DELETED event of a Job, an EtcdCluster or a Deployment's pod in
 // namespace services. Each target generation may be deleted once; deleting
 // an object created after the baseline (a re-created Job or EtcdCluster, a
 // replacement pod) or an object that is not a target is a duplicate
 // destructive step.
-type ledger struct {
+type Ledger struct {
+	cluster  *simcluster.Cluster
 	baseline map[types.UID]string // uid -> kind/name of every tracked object at the start
 	targets  map[types.UID]bool   // baseline objects the run's services may delete once
 	// What the targets looked like, to check they were restored.
@@ -53,12 +58,12 @@ type ledger struct {
 	done       sync.WaitGroup
 }
 
-// startLedger records the baseline of the services' targets and starts
+// Start records the baseline of the services' targets on cluster and starts
 // watching from the baseline's resourceVersions, so no event is missed.
-func startLedger(t *testing.T, services []api.Service) *ledger {
+func Start(t testing.TB, cluster *simcluster.Cluster, services []api.Service) *Ledger {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &ledger{baseline: map[types.UID]string{}, targets: map[types.UID]bool{}, jobSpecs: map[string]any{}, clusterSpecs: map[string]any{},
+	l := &Ledger{cluster: cluster, baseline: map[types.UID]string{}, targets: map[types.UID]bool{}, jobSpecs: map[string]any{}, clusterSpecs: map[string]any{},
 		podsBefore: map[string]map[types.UID]bool{}, readyBefore: map[string]int{}, deletes: map[types.UID]int{}, cancel: cancel}
 	jobs := cluster.Dynamic.Resource(kube.JobGVR).Namespace(simcluster.Namespace)
 	ecs := cluster.Dynamic.Resource(kube.EtcdClusterGVR).Namespace(simcluster.Namespace)
@@ -173,7 +178,7 @@ func ownedByJob(o metav1.Object) bool {
 	return slices.ContainsFunc(o.GetOwnerReferences(), func(r metav1.OwnerReference) bool { return r.Kind == string(kube.Job) })
 }
 
-func (l *ledger) deleted(obj any) {
+func (l *Ledger) deleted(obj any) {
 	m, err := meta.Accessor(obj)
 	if err != nil || ownedByJob(m) {
 		return // a Job's pods go with their Job: the Job's delete is what counts
@@ -202,8 +207,8 @@ func (l *ledger) deleted(obj any) {
 	}
 }
 
-// stop ends the watches and returns the duplicate destructive steps seen.
-func (l *ledger) stop() []string {
+// Stop ends the watches and returns the duplicate destructive steps seen.
+func (l *Ledger) Stop() []string {
 	l.cancel()
 	l.done.Wait()
 	l.mu.Lock()
@@ -211,11 +216,12 @@ func (l *ledger) stop() []string {
 	return slices.Clone(l.duplicates)
 }
 
-// lost checks every target against the cluster now: each Job and
+// Lost checks every target against the cluster now: each Job and
 // EtcdCluster exists with a new UID, the saved spec, marked as re-created by
 // run and healthy; each Deployment has as many Ready pods as before and
 // none of the old ones. It returns what is missing or wrong.
-func (l *ledger) lost(ctx context.Context, run string) []string {
+func (l *Ledger) Lost(ctx context.Context, run string) []string {
+	cluster := l.cluster
 	var out []string
 	for name, spec := range l.jobSpecs {
 		j, err := cluster.Dynamic.Resource(kube.JobGVR).Namespace(simcluster.Namespace).Get(ctx, name, metav1.GetOptions{})
@@ -258,4 +264,18 @@ func (l *ledger) lost(ctx context.Context, run string) []string {
 		}
 	}
 	return out
+}
+
+// DuplicatesSoFar is how many duplicate destructive steps were seen until now.
+func (l *Ledger) DuplicatesSoFar() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.duplicates)
+}
+
+// Deletes is how many DELETED events the object uid had until now.
+func (l *Ledger) Deletes(uid types.UID) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deletes[uid]
 }
