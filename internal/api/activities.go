@@ -33,4 +33,8 @@ const (
 	ActivityCheckSessionTemplates   = "CheckSessionTemplates"
 	ActivityDetectRelease           = "DetectRelease"
 	ActivityCheckHMNFDReady         = "CheckHMNFDReady"
+
+	// Data checks (procedures/datacheck).
+	ActivityCheckBootParameters = "CheckBootParameters"
+	ActivityCheckFASImages      = "CheckFASImages"
 )

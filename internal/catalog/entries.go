@@ -65,6 +65,9 @@ var entries = []Entry{
 				}},
 		},
 		Etcd: []Etcd{operatorEtcd(api.BSS, DataBootParameters), bitnamiEtcd(api.BSS, DataBootParameters)},
+		// The Job completing says nothing of what BSS holds.
+		DataCheck:    api.CheckBootParameters,
+		SnapshotPart: func(full, part *api.SnapshotInput) { part.BootParamDigests = full.BootParamDigests },
 	},
 	{
 		Service: api.CPS,
@@ -122,9 +125,11 @@ var entries = []Entry{
 			return &fasloader.FASSettings{Namespace: "services", CompleteTimeout: settings.Duration(30 * time.Minute)}
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RunFASLoaderAPI}},
-		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions = full.FASActions },
+		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions, part.FASImages = full.FASActions, full.FASImages },
 		FollowUps:    fasFollowUps,
 		Etcd:         []Etcd{operatorEtcd(api.FAS, DataFASImages, DataFASActions), bitnamiEtcd(api.FAS, DataFASImages, DataFASActions)},
+		// The loader finishing says nothing of how many images came back.
+		DataCheck: api.CheckFASImages,
 	},
 	{
 		Service: api.HMNFD,
