@@ -197,7 +197,7 @@ func ServicesHelp() string {
 	var b strings.Builder
 	for _, e := range entries {
 		var uses []string
-		if n := NeedsOf(e.Variants[0].Procedure); n.CSMAPI {
+		if n := NeedsOf(e.Variants[0].Procedure); n.CSMAPI || e.DataCheck != "" {
 			uses = append(uses, "CSM API")
 		}
 		if n := NeedsOf(e.Variants[0].Procedure); n.SSH {
