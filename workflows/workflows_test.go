@@ -943,3 +943,25 @@ func TestDryRunSkipsTheDataCheck(t *testing.T) {
 		t.Errorf("last step %+v (order %v); want the data check skipped", last, f.order)
 	}
 }
+
+// TestUnknownDataCheckFailsTheService: a plan naming a data check this
+// worker does not know (made by a newer one) fails the service at that
+// check, saying so, rather than ending done unchecked.
+func TestUnknownDataCheckFailsTheService(t *testing.T) {
+	env, _ := newEnv(t, func(f *kubeFake) {
+		f.planHook = func(p *api.ServicePlan) { p.DataCheck = "bss-from-the-future" }
+	})
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bss"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) {
+		t.Fatalf("error %v, want the run failed", err)
+	}
+	var report api.Report
+	if err := appErr.Details(&report); err != nil {
+		t.Fatal(err)
+	}
+	bss := serviceState(t, report, api.BSS)
+	if bss.State != api.Failed || !strings.Contains(bss.Message, `service bss has no data check "bss-from-the-future"`) {
+		t.Errorf("bss %s: %q", bss.State, bss.Message)
+	}
+}

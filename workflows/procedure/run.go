@@ -136,7 +136,10 @@ func (w *Run) run(ctx workflow.Context, followUps []string) (api.ServiceStatus, 
 func (w *Run) closeWithEvidence(ctx workflow.Context) error {
 	switch {
 	case w.check != nil && w.check.Run == nil:
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("service %s has no data check %q", w.In.Plan.Service, w.In.Plan.DataCheck), api.InvalidRequestError, nil)
+		// A plan made by a newer worker: fail at the check, not done unchecked.
+		msg := fmt.Sprintf("service %s has no data check %q on this worker", w.In.Plan.Service, w.In.Plan.DataCheck)
+		w.Finish(ctx, w.check.Step, api.Failed, msg, 0)
+		return temporal.NewNonRetryableApplicationError(msg, api.InvalidRequestError, nil)
 	case w.check != nil && w.In.DryRun:
 		w.Finish(ctx, w.check.Step, api.Skipped, "dry-run: would check "+w.check.Checked(w.In), 0)
 		return nil
