@@ -79,6 +79,8 @@ type kubeFake struct {
 	selectors []string
 	// bssEmpty: BSS holds nothing after the Job, so bss's data check fails.
 	bssEmpty bool
+	// podsNotReady: replacement pods never get Ready.
+	podsNotReady bool
 }
 
 func (f *kubeFake) podSelectors() []string {
@@ -140,7 +142,12 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.order = append(f.order, "delete-pods")
 		return activities.Outcome{Message: "deleted pods"}, nil
 	})
-	env.OnActivity(pods.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
+	env.OnActivity(pods.WaitPodsReplaced, mock.Anything, mock.Anything).Return(func(context.Context, restartpods.WaitPodsRequest) (activities.Outcome, error) {
+		if f.podsNotReady {
+			return activities.Outcome{}, temporal.NewNonRetryableApplicationError("1 of 1 replacement pods not Ready after 10m0s", activities.ErrWaitTimedOut, nil)
+		}
+		return activities.Outcome{Message: "ready"}, nil
+	})
 	env.OnActivity(pre.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, preflight.DetectReleaseRequest) (api.ReleaseDetection, error) {
 		if f.detectErr != nil {
 			return api.ReleaseDetection{}, f.detectErr
@@ -963,5 +970,24 @@ func TestUnknownDataCheckFailsTheService(t *testing.T) {
 	bss := serviceState(t, report, api.BSS)
 	if bss.State != api.Failed || !strings.Contains(bss.Message, `service bss has no data check "bss-from-the-future"`) {
 		t.Errorf("bss %s: %q", bss.State, bss.Message)
+	}
+}
+
+// TestFailedProofIsTheEvidence: pods that never get Ready fail meds at its
+// proof step, and the evidence says what was checked and what was found.
+func TestFailedProofIsTheEvidence(t *testing.T) {
+	env, _ := newEnv(t, func(f *kubeFake) { f.podsNotReady = true })
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"meds"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) {
+		t.Fatalf("error %v, want the run failed", err)
+	}
+	var report api.Report
+	if err := appErr.Details(&report); err != nil {
+		t.Fatal(err)
+	}
+	meds := serviceState(t, report, api.MEDS)
+	if e := meds.Evidence; meds.State != api.Failed || e == nil || e.OK || !strings.HasPrefix(e.Checked, "replacement pods Ready (services pods") || e.Found != "1 of 1 replacement pods not Ready after 10m0s" {
+		t.Errorf("meds %s, evidence %+v", meds.State, meds.Evidence)
 	}
 }

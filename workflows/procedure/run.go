@@ -91,6 +91,8 @@ func (w *Run) run(ctx workflow.Context, followUps []string) (api.ServiceStatus, 
 	}
 	if err == nil && w.Status.State != api.Skipped {
 		err = w.closeWithEvidence(ctx)
+	} else if err != nil {
+		w.failedProof()
 	}
 	w.Status.FollowUps = append(w.Status.FollowUps, followUps...)
 	if err == ErrGateSkipped {
@@ -155,6 +157,17 @@ func (w *Run) closeWithEvidence(ctx workflow.Context) error {
 		}
 	}
 	return nil
+}
+
+// failedProof keeps, as evidence, the proof step that failed the service.
+func (w *Run) failedProof() {
+	if w.Status.Evidence != nil || w.proc.Proof == nil || w.In.DryRun {
+		return
+	}
+	step, checked := w.proc.Proof(w.In)
+	if s := w.Find(step); s.State == api.Failed {
+		w.Status.Evidence = &api.Evidence{Checked: checked, Found: s.Message}
+	}
 }
 
 // sample lists up to n items and how many more there are.
