@@ -281,6 +281,13 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 	if code != 0 || !strings.Contains(text, "Run e2e-full: done") || !strings.Contains(text, "Follow-ups for people") {
 		t.Errorf("report exit %d:\n%s", code, text)
 	}
+	// It ends with the evidence: every service passed its last check.
+	evidence := text[max(strings.Index(text, "\nEvidence:"), 0):]
+	for _, s := range report.Services {
+		if !strings.HasPrefix(evidence, "\nEvidence:") || !regexp.MustCompile(`(?m)^`+string(s.Service)+` +passed +`).MatchString(evidence) {
+			t.Errorf("the report's evidence has no passed row for %s:\n%s", s.Service, text)
+		}
+	}
 	if _, _, code := repopulate(t, queue, "status", "e2e-full", "-o", "json"); code != 0 {
 		t.Errorf("status exit %d", code)
 	}
