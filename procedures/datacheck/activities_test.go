@@ -151,3 +151,20 @@ func TestFASImagesCheck(t *testing.T) {
 		t.Errorf("fewer than the snapshot: %q", msg)
 	}
 }
+
+// TestFASLoaderErrorFailsItsDataCheck: a loader run that logged an error
+// fails the check, quoting the line, even with FAS's images all there.
+func TestFASLoaderErrorFailsItsDataCheck(t *testing.T) {
+	e, cl, a := emulated(t, api.CSM13, 2)
+	e.SetFASImages(csmemu.DefaultFASImages())
+	e.FailFASLoads("cannot reach Nexus at packages.local: connection refused")
+	id, err := cl.FASLoadNexus(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = check(t, a, a.CheckFASImages, datacheck.FASImagesRequest{LoaderRunID: id})
+	msg := failedWith(t, err)
+	if !strings.HasPrefix(msg, "loader run "+id+" logged 1 errors, the first: ") || !strings.HasSuffix(msg, " ERROR: cannot reach Nexus at packages.local: connection refused") {
+		t.Errorf("%q, want the loader's error line", msg)
+	}
+}
