@@ -52,5 +52,8 @@ func NamedActivities(w Workers) map[string]any {
 			add(string(p.Name), p.Activities(w.Kube, w.CSM))
 		}
 	}
+	for _, c := range catalog.DataChecks() {
+		add(string(c.Name), c.Activities(w.Kube, w.CSM))
+	}
 	return named
 }

@@ -15,9 +15,27 @@ func procedureOf(name api.Procedure) procedure.Procedure {
 	return procedure.Procedure{Name: name}
 }
 
+// checkOf returns the data check a plan names (nil: none), or one
+// without Run that fails the service when this worker does not know it.
+func checkOf(name api.DataCheck) *procedure.Check {
+	if name == "" {
+		return nil
+	}
+	if c, ok := catalog.DataCheckOf(name); ok {
+		return &c
+	}
+	return &procedure.Check{Name: name, Step: "data-check"}
+}
+
 // Steps lists the steps of a service in order, gates included, so that
 // status shows what is still to come before it starts.
-func Steps(in ServiceInput) []string { return procedureOf(in.Plan.Procedure).StepsOf(in) }
+func Steps(in ServiceInput) []string {
+	steps := procedureOf(in.Plan.Procedure).StepsOf(in)
+	if c := checkOf(in.Plan.DataCheck); c != nil {
+		steps = append(steps, c.Step)
+	}
+	return steps
+}
 
 // Gates lists the approval gates of a service, in the order they are reached.
 func Gates(in ServiceInput) []string { return procedureOf(in.Plan.Procedure).GatesOf(in) }

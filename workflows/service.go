@@ -15,7 +15,7 @@ type ServiceInput = procedure.Input
 // procedure the service's plan names (the catalog has each).
 func RepopulateService(ctx workflow.Context, in ServiceInput) (api.ServiceStatus, error) {
 	in.Plan = withDefaults(in.Plan)
-	return procedure.Walk(ctx, in, procedureOf(in.Plan.Procedure), followUps(in))
+	return procedure.Walk(ctx, in, procedureOf(in.Plan.Procedure), checkOf(in.Plan.DataCheck), followUps(in))
 }
 
 // followUps are what the runbook leaves to a person once the steps are done.

@@ -30,6 +30,7 @@ import (
 	"github.com/csmops/etcd-repopulate/procedures/bos"
 	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/datacheck"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
 	"github.com/csmops/etcd-repopulate/procedures/rerunjob"
@@ -77,6 +78,10 @@ type kubeFake struct {
 	hmnfdChecks   int
 	// selectors are the pod sets snapshotted before a restart.
 	selectors []string
+	// bssEmpty: BSS holds nothing after the Job, so bss's data check fails.
+	bssEmpty bool
+	// podsNotReady: replacement pods never get Ready.
+	podsNotReady bool
 }
 
 func (f *kubeFake) podSelectors() []string {
@@ -138,7 +143,12 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.order = append(f.order, "delete-pods")
 		return activities.Outcome{Message: "deleted pods"}, nil
 	})
-	env.OnActivity(pods.WaitPodsReplaced, mock.Anything, mock.Anything).Return(activities.Outcome{Message: "ready"}, nil)
+	env.OnActivity(pods.WaitPodsReplaced, mock.Anything, mock.Anything).Return(func(context.Context, restartpods.WaitPodsRequest) (activities.Outcome, error) {
+		if f.podsNotReady {
+			return activities.Outcome{}, temporal.NewNonRetryableApplicationError("1 of 1 replacement pods not Ready after 10m0s", activities.ErrWaitTimedOut, nil)
+		}
+		return activities.Outcome{Message: "ready"}, nil
+	})
 	env.OnActivity(pre.DetectRelease, mock.Anything, mock.Anything).Return(func(context.Context, preflight.DetectReleaseRequest) (api.ReleaseDetection, error) {
 		if f.detectErr != nil {
 			return api.ReleaseDetection{}, f.detectErr
@@ -203,7 +213,7 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.verified = v.Xnames
-		return orca.VerifyResult{}, nil
+		return orca.VerifyResult{Outcome: activities.Outcome{Message: fmt.Sprintf("HMNFD lists subscriptions for all %d compute nodes", len(v.Xnames))}}, nil
 	})
 	cpsActs := &cps.Activities{}
 	env.OnActivity(cpsActs.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, cps.CPSNodesRequest) (cps.CPSNodes, error) {
@@ -239,6 +249,17 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return bos.RestoreTemplatesResult{Outcome: activities.Outcome{Message: "restored"}}, nil
 	})
+	checks := &datacheck.Activities{}
+	env.OnActivity(checks.CheckBootParameters, mock.Anything, mock.Anything).Return(func(context.Context, datacheck.BootParametersRequest) (datacheck.Result, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.order = append(f.order, "check-boot-parameters")
+		if f.bssEmpty {
+			return datacheck.Result{}, temporal.NewNonRetryableApplicationError("BSS holds no boot parameters for 3 of the 3 nodes HSM lists (x1000c0s1b0n0, x1000c0s2b0n0, x1000c0s3b0n0)", datacheck.ErrDataCheckFailed, nil)
+		}
+		return datacheck.Result{Outcome: activities.Outcome{Message: "BSS holds boot parameters for all 3 nodes HSM lists", Attempt: 1}}, nil
+	})
+	env.OnActivity(checks.CheckFASImages, mock.Anything, mock.Anything).Return(datacheck.Result{Outcome: activities.Outcome{Message: "FAS lists 3 images (at least one expected without a snapshot)", Attempt: 1}}, nil)
 	env.OnActivity(bosActs.CheckSessionTemplates, mock.Anything, mock.Anything).After(f.checkTakes).Return(func(context.Context, bos.CheckTemplatesRequest) (bos.TemplatesCheck, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -299,6 +320,12 @@ func TestAllServicesRun(t *testing.T) {
 		}
 		if ss.WorkflowID != "default-test-workflow-id/"+string(s) {
 			t.Errorf("%s: child ID %q", s, ss.WorkflowID)
+		}
+	}
+	// Every service closes with evidence: what was checked, what was found.
+	for _, s := range report.Services {
+		if e := s.Evidence; e == nil || e.Checked == "" || e.Found == "" || !e.OK {
+			t.Errorf("%s: evidence %+v, want what was checked and found, passed", s.Service, e)
 		}
 	}
 	crusStatus := serviceState(t, report, api.CRUS)
@@ -422,7 +449,7 @@ func TestStatusQueryShowsSteps(t *testing.T) {
 	var report api.Report
 	_ = env.GetWorkflowResult(&report)
 	steps := report.Services[0].Steps
-	want := []string{rerunjob.StepSaveJob, rerunjob.StepDeleteJob, rerunjob.StepCreateJob, rerunjob.StepWaitJob}
+	want := []string{rerunjob.StepSaveJob, rerunjob.StepDeleteJob, rerunjob.StepCreateJob, rerunjob.StepWaitJob, datacheck.StepDataCheck}
 	if len(steps) != len(want) {
 		t.Fatalf("steps %+v", steps)
 	}
@@ -869,5 +896,119 @@ func TestChosenByPlanReachesTheReport(t *testing.T) {
 	}
 	if !reflect.DeepEqual(report.ChosenByPlan, chosen) {
 		t.Errorf("chosen by plan in the report: %+v, want %+v", report.ChosenByPlan, chosen)
+	}
+}
+
+// TestBSSDataCheckFailsWhenBSSStaysEmpty: the Job completes but BSS holds
+// nothing: bss fails at its data check, which says so in the message and
+// the evidence.
+func TestBSSDataCheckFailsWhenBSSStaysEmpty(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) { f.bssEmpty = true })
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bss"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != api.ServicesFailedError {
+		t.Fatalf("error %v, want %s", err, api.ServicesFailedError)
+	}
+	var report api.Report
+	if err := appErr.Details(&report); err != nil {
+		t.Fatal(err)
+	}
+	bss := serviceState(t, report, api.BSS)
+	last := bss.Steps[len(bss.Steps)-1]
+	if bss.State != api.Failed || last.Name != datacheck.StepDataCheck || last.State != api.Failed ||
+		!strings.Contains(bss.Message, "at step data-check: BSS holds no boot parameters for 3 of the 3 nodes") {
+		t.Errorf("bss %s (%s), last step %+v; want failed at its data check", bss.State, bss.Message, last)
+	}
+	if e := bss.Evidence; e == nil || e.OK || !strings.Contains(e.Found, "no boot parameters") || !strings.Contains(e.Checked, "every node HSM lists") {
+		t.Errorf("evidence %+v, want the failed check and what it found", e)
+	}
+	if f.creates != 1 {
+		t.Errorf("creates %d: the Job runs before the check", f.creates)
+	}
+}
+
+// TestRecordedPlansRunNoDataCheck: a plan recorded before data checks
+// names none: the service ends at its last procedure step, without the
+// check's step or activity, as the run did then.
+func TestRecordedPlansRunNoDataCheck(t *testing.T) {
+	env, f := newEnv(t, func(f *kubeFake) { f.planHook = func(p *api.ServicePlan) { p.DataCheck = "" } })
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bss", "fas"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range report.Services {
+		if last := s.Steps[len(s.Steps)-1]; last.Name == datacheck.StepDataCheck || s.State != api.Done {
+			t.Errorf("%s: %s, steps %+v; want done without a data check", s.Service, s.State, s.Steps)
+		}
+		if s.Evidence == nil || !strings.Contains(s.Evidence.Checked, "Complete") {
+			t.Errorf("%s: evidence %+v, want the Job's completion", s.Service, s.Evidence)
+		}
+	}
+	if slices.Contains(f.order, "check-boot-parameters") {
+		t.Errorf("order %v: the check ran", f.order)
+	}
+}
+
+// TestDryRunSkipsTheDataCheck: a dry run changes nothing, so there is no
+// result to check: the step says what it would check.
+func TestDryRunSkipsTheDataCheck(t *testing.T) {
+	env, f := newEnv(t)
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{DryRun: true, Services: []string{"bss"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var report api.Report
+	if err := env.GetWorkflowResult(&report); err != nil {
+		t.Fatal(err)
+	}
+	bss := serviceState(t, report, api.BSS)
+	last := bss.Steps[len(bss.Steps)-1]
+	if last.Name != datacheck.StepDataCheck || last.State != api.Skipped || !strings.HasPrefix(last.Message, "dry-run: would check BSS boot parameters") || slices.Contains(f.order, "check-boot-parameters") {
+		t.Errorf("last step %+v (order %v); want the data check skipped", last, f.order)
+	}
+}
+
+// TestUnknownDataCheckFailsTheService: a plan naming a data check this
+// worker does not know (made by a newer one) fails the service at that
+// check, saying so, rather than ending done unchecked.
+func TestUnknownDataCheckFailsTheService(t *testing.T) {
+	env, _ := newEnv(t, func(f *kubeFake) {
+		f.planHook = func(p *api.ServicePlan) { p.DataCheck = "bss-from-the-future" }
+	})
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"bss"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) {
+		t.Fatalf("error %v, want the run failed", err)
+	}
+	var report api.Report
+	if err := appErr.Details(&report); err != nil {
+		t.Fatal(err)
+	}
+	bss := serviceState(t, report, api.BSS)
+	if bss.State != api.Failed || !strings.Contains(bss.Message, `service bss has no data check "bss-from-the-future"`) {
+		t.Errorf("bss %s: %q", bss.State, bss.Message)
+	}
+}
+
+// TestFailedProofIsTheEvidence: pods that never get Ready fail meds at its
+// proof step, and the evidence says what was checked and what was found.
+func TestFailedProofIsTheEvidence(t *testing.T) {
+	env, _ := newEnv(t, func(f *kubeFake) { f.podsNotReady = true })
+	env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"meds"}})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) {
+		t.Fatalf("error %v, want the run failed", err)
+	}
+	var report api.Report
+	if err := appErr.Details(&report); err != nil {
+		t.Fatal(err)
+	}
+	meds := serviceState(t, report, api.MEDS)
+	if e := meds.Evidence; meds.State != api.Failed || e == nil || e.OK || !strings.HasPrefix(e.Checked, "replacement pods Ready (services pods") || e.Found != "1 of 1 replacement pods not Ready after 10m0s" {
+		t.Errorf("meds %s, evidence %+v", meds.State, meds.Evidence)
 	}
 }

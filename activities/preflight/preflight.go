@@ -32,7 +32,8 @@ func (a *Activities) CheckAccess(ctx context.Context, req CSMPreflightRequest) (
 	var needAPI, needSSH []string
 	for _, p := range req.Plans {
 		needs := catalog.NeedsOf(p.Procedure)
-		if needs.CSMAPI {
+		// A data check reads the service through the CSM API.
+		if needs.CSMAPI || p.DataCheck != "" {
 			needAPI = append(needAPI, string(p.Service))
 		}
 		if needs.SSH {

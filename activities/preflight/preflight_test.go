@@ -156,3 +156,30 @@ func run[T any](t *testing.T, a *preflight.Activities, fn any, arg any) (T, erro
 	out, _, err := activitytest.Run[T](t, a, fn, arg, nil)
 	return out, err
 }
+
+// TestDataCheckNeedsTheCSMAPI: bss re-runs a Kubernetes Job, but its data
+// check reads BSS and HSM: a worker without csm.baseURL is refused before
+// anything changes, naming the service and the setting.
+func TestDataCheckNeedsTheCSMAPI(t *testing.T) {
+	a := checks(cluster.Config) // CSM: no client, as without csm.baseURL
+	plan := a.Config.Plan(api.CSM10, api.BSS)
+	if plan.DataCheck != api.CheckBootParameters {
+		t.Fatalf("bss plan names data check %q", plan.DataCheck)
+	}
+	before := activitytest.Fingerprint(t, cluster)
+	_, err := run[activities.Outcome](t, a, a.CheckAccess, preflight.CSMPreflightRequest{Plans: []api.ServicePlan{plan}})
+	if activitytest.ErrType(err) != activities.ErrPreflight || !strings.Contains(err.Error(), "bss: the CSM API gateway is not configured: set csm.baseURL") {
+		t.Fatalf("error %v, want %s naming bss and csm.baseURL", err, activities.ErrPreflight)
+	}
+	// The same plan recorded before data checks needed no API.
+	plan.DataCheck = ""
+	if _, err := run[activities.Outcome](t, a, a.CheckAccess, preflight.CSMPreflightRequest{Plans: []api.ServicePlan{plan}}); err != nil {
+		t.Fatalf("a plan without a data check: %v", err)
+	}
+	if after := activitytest.Fingerprint(t, cluster); !testenv.EqualJSON(before, after) {
+		t.Fatalf("preflight changed the cluster:\n%v\n%v", before, after)
+	}
+	badinput.Record(t, badinput.Case{Area: badinput.Config, Input: "worker config without csm.baseURL, run of bss (its data check reads BSS)", Message: activitytest.Message(err),
+		Exit:      "activity fails, type " + activitytest.ErrType(err) + " (not retried): the run fails before any step",
+		Unchanged: "UIDs and resourceVersions of every Job/EtcdCluster/pod unchanged"})
+}

@@ -36,4 +36,8 @@ const (
 	ActivityRestoreBootParameters   = "RestoreBootParameters"
 	ActivityDetectRelease           = "DetectRelease"
 	ActivityCheckHMNFDReady         = "CheckHMNFDReady"
+
+	// Data checks (procedures/datacheck).
+	ActivityCheckBootParameters = "CheckBootParameters"
+	ActivityCheckFASImages      = "CheckFASImages"
 )

@@ -141,6 +141,12 @@ type SnapshotInput struct {
 	// BootParametersSaved: the snapshot held BSS boot parameters and
 	// BootParameters carries them (it may still be empty: BSS was).
 	BootParametersSaved bool `json:"bootParametersSaved,omitempty"`
+	// FASImages is how many firmware images FAS listed (nil: not known).
+	FASImages *int `json:"fasImages,omitempty"`
+	// BootParamDigests are BSS's node and tag entries as host → digest
+	// (csm.BootParams.Digest), not the entries themselves (~850 B a node):
+	// what the bss data check compares BSS against. Nil: not saved.
+	BootParamDigests map[string]string `json:"bootParamDigests,omitempty"`
 }
 
 // SavedFASAction is a FAS action that was in progress when the snapshot was taken.
@@ -287,7 +293,32 @@ type ServiceStatus struct {
 	// SavedManifest is the saved copy of an object that was deleted and may
 	// not have been created again; empty when nothing is missing.
 	SavedManifest json.RawMessage `json:"savedManifest,omitempty"`
+	// Evidence is what the service's last check looked at and found.
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
+
+// Evidence is what the check closing a service looked at and what it
+// found, a line each, for the report's evidence table.
+type Evidence struct {
+	Checked string `json:"checked"`
+	Found   string `json:"found"`
+	// OK: the check passed.
+	OK bool `json:"ok"`
+}
+
+// DataCheck names a check that closes a service whose procedure alone
+// does not show that its data is back (the catalog entry names it).
+type DataCheck string
+
+// The data checks.
+const (
+	// CheckBootParameters: BSS holds boot parameters for every node HSM
+	// lists, equal to the snapshot's where one was given.
+	CheckBootParameters DataCheck = "bss-boot-parameters"
+	// CheckFASImages: FAS lists at least the snapshot's number of images
+	// (some, without one) and the loader run logged no error.
+	CheckFASImages DataCheck = "fas-images"
+)
 
 // RunStatus is the parent's answer to StatusQuery.
 type RunStatus struct {
@@ -416,6 +447,9 @@ type ServicePlan struct {
 	// recorded before releases were modelled spoke).
 	Release Release     `json:"release,omitempty"`
 	APIs    APIVersions `json:"apis,omitzero"`
+	// DataCheck is the check run as the service's last step; empty in
+	// plans recorded before data checks existed, which never run one.
+	DataCheck DataCheck `json:"dataCheck,omitempty"`
 }
 
 // Timings bound a service's activities.

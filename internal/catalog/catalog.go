@@ -40,6 +40,9 @@ type Entry struct {
 	// Etcd is the service's etcd cluster per release, oldest first, as
 	// CSM-APIS.md §10 has it (repopulate plan reads it).
 	Etcd []Etcd
+	// DataCheck closes the service on every release that runs a procedure
+	// for it, where the procedure alone does not show the data is back.
+	DataCheck api.DataCheck
 }
 
 // Variant is the procedure a service runs from a release on.
@@ -215,7 +218,7 @@ func ServicesHelp() string {
 	var b strings.Builder
 	for _, e := range entries {
 		var uses []string
-		if n := NeedsOf(e.Variants[0].Procedure); n.CSMAPI {
+		if n := NeedsOf(e.Variants[0].Procedure); n.CSMAPI || e.DataCheck != "" {
 			uses = append(uses, "CSM API")
 		}
 		if n := NeedsOf(e.Variants[0].Procedure); n.SSH {

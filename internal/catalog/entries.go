@@ -69,8 +69,11 @@ var entries = []Entry{
 		},
 		SnapshotPart: func(full, part *api.SnapshotInput) {
 			part.BootParameters, part.BootParametersSaved = full.BootParameters, full.BootParametersSaved
+			part.BootParamDigests = full.BootParamDigests
 		},
 		Etcd: []Etcd{operatorEtcd(api.BSS, DataBootParameters), bitnamiEtcd(api.BSS, DataBootParameters)},
+		// The Job completing says nothing of what BSS holds.
+		DataCheck: api.CheckBootParameters,
 	},
 	{
 		Service: api.CPS,
@@ -130,9 +133,11 @@ var entries = []Entry{
 			return &fasloader.FASSettings{Namespace: "services", CompleteTimeout: settings.Duration(30 * time.Minute)}
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RunFASLoaderAPI}},
-		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions = full.FASActions },
+		SnapshotPart: func(full, part *api.SnapshotInput) { part.FASActions, part.FASImages = full.FASActions, full.FASImages },
 		FollowUps:    fasFollowUps,
 		Etcd:         []Etcd{operatorEtcd(api.FAS, DataFASImages, DataFASActions), bitnamiEtcd(api.FAS, DataFASImages, DataFASActions)},
+		// The loader finishing says nothing of how many images came back.
+		DataCheck: api.CheckFASImages,
 	},
 	{
 		Service: api.HMNFD,

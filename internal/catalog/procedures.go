@@ -6,6 +6,7 @@ import (
 	"github.com/csmops/etcd-repopulate/procedures/bssrestore"
 	"github.com/csmops/etcd-repopulate/procedures/cps"
 	"github.com/csmops/etcd-repopulate/procedures/crus"
+	"github.com/csmops/etcd-repopulate/procedures/datacheck"
 	"github.com/csmops/etcd-repopulate/procedures/etcdcluster"
 	"github.com/csmops/etcd-repopulate/procedures/fasloader"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
@@ -28,6 +29,25 @@ var procedures = []procedure.Procedure{
 	bos.RestoreProcedure,
 	bos.CheckProcedure,
 	bssrestore.Procedure,
+}
+
+// dataChecks are every data check an entry can name (procedures/datacheck).
+var dataChecks = []procedure.Check{
+	datacheck.BootParameters,
+	datacheck.FASImages,
+}
+
+// DataChecks lists every data check.
+func DataChecks() []procedure.Check { return dataChecks }
+
+// DataCheckOf returns the data check named c.
+func DataCheckOf(c api.DataCheck) (procedure.Check, bool) {
+	for _, dc := range dataChecks {
+		if dc.Name == c {
+			return dc, true
+		}
+	}
+	return procedure.Check{}, false
 }
 
 // Procedures lists every procedure.

@@ -356,6 +356,32 @@ func writeText(w io.Writer, st api.RunStatus) {
 	if len(follow) > 0 {
 		fmt.Fprintf(w, "\nFollow-ups for people:\n%s\n", strings.Join(follow, "\n"))
 	}
+	writeEvidence(w, st)
+}
+
+// writeEvidence ends the report with what each service's last check
+// looked at and found: the evidence that its data is back, or is not.
+func writeEvidence(w io.Writer, st api.RunStatus) {
+	var rows []string
+	for _, s := range st.Services {
+		if e := s.Evidence; e != nil {
+			result := "passed"
+			if !e.OK {
+				result = "FAILED"
+			}
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s", s.Service, result, oneLine(e.Checked), oneLine(e.Found)))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nEvidence:")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tCHECK\tCHECKED\tFOUND")
+	for _, r := range rows {
+		fmt.Fprintln(tw, r)
+	}
+	_ = tw.Flush()
 }
 
 // writeChosenByPlan lists repopulate plan's verdicts a run was started

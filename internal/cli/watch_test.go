@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +160,30 @@ func TestStatusListsRefusedDecisions(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// The report ends with the evidence table: each service, whether its last
+// check passed, what it checked and what it found.
+func TestReportEndsWithTheEvidence(t *testing.T) {
+	st := api.RunStatus{RunID: "r", State: api.Failed, Services: []api.ServiceStatus{
+		{Service: api.BSS, State: api.Failed, Message: "failed at step data-check: BSS holds no boot parameters for 3 of the 3 nodes HSM lists",
+			FollowUps: []string{"look at BSS"},
+			Evidence:  &api.Evidence{Checked: "BSS boot parameters for every node HSM lists", Found: "BSS holds no boot parameters for 3 of the 3 nodes HSM lists (x1,x2,x3)"}},
+		{Service: api.MEDS, State: api.Done, Evidence: &api.Evidence{Checked: "replacement pods Ready (services pods app=cray-meds)", Found: "1 pods Ready", OK: true}},
+		{Service: api.CPS, State: api.Skipped, Message: "not in this release"},
+	}}
+	var b strings.Builder
+	writeText(&b, st)
+	out := b.String()
+	i := strings.Index(out, "\nEvidence:\n")
+	if i < 0 || i < strings.Index(out, "Follow-ups for people:") {
+		t.Fatalf("no evidence table at the end:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(out[i:]), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[1], "SERVICE") ||
+		!regexp.MustCompile(`^bss +FAILED +BSS boot parameters for every node HSM lists +BSS holds no boot parameters for 3 of the 3 nodes HSM lists \(x1,x2,x3\)$`).MatchString(lines[2]) ||
+		!regexp.MustCompile(`^meds +passed +replacement pods Ready \(services pods app=cray-meds\) +1 pods Ready$`).MatchString(lines[3]) {
+		t.Errorf("evidence table:\n%s", strings.Join(lines, "\n"))
 	}
 }

@@ -347,6 +347,7 @@ func (c Config) Plan(r api.Release, s api.Service) api.ServicePlan {
 		SSH:   settings.SSHBounds{Concurrency: c.SSH.Concurrency, Connect: time.Duration(c.SSH.ConnectTimeout), Command: time.Duration(c.SSH.CommandTimeout)},
 	})
 	p.Release, p.APIs = r, r.APIs()
+	p.DataCheck = e.DataCheck
 	return p
 }
 

@@ -3,6 +3,8 @@ package csm
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -140,4 +142,25 @@ func (c *Client) checkBootParams(op string, b BootParams) error {
 		return bad(fmt.Sprintf("cloud-init of %s is not JSON", strings.Join(b.Hosts, ",")))
 	}
 	return nil
+}
+
+// Digest is a short fingerprint of how b boots: equal entries (Equal)
+// have equal digests. A run carries digests, not entries, to compare BSS
+// with a snapshot.
+func (b BootParams) Digest() string {
+	ci, err := cloudInitValue(b.CloudInit)
+	if err != nil {
+		ci = string(b.CloudInit)
+	}
+	// json.Marshal writes map keys sorted: one encoding per value; an
+	// empty list is as Equal has it, no list.
+	orNil := func(n int, v any) any {
+		if n == 0 {
+			return nil
+		}
+		return v
+	}
+	raw, _ := json.Marshal([]any{orNil(len(b.Hosts), b.Hosts), orNil(len(b.Macs), b.Macs), orNil(len(b.Nids), b.Nids), b.Params, b.Kernel, b.Initrd, ci}) //nolint:errcheck // plain values
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:8])
 }

@@ -96,6 +96,7 @@ type Emulator struct {
 	crusOrder          []string
 	crusDisabled       bool
 	fasBusy            int
+	fasLoadFailure     string
 	fasRuns            map[string][]string
 	fasRunOrder        []string
 	fasImages          []csm.FASImage

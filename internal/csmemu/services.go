@@ -350,6 +350,15 @@ func (e *Emulator) SetFASLoaderBusy(n int) {
 	e.fasBusy = max(n, 0)
 }
 
+// FailFASLoads makes every later Nexus load fail as a loader that cannot
+// reach Nexus does: it still starts (200), logs reason as an ERROR line and
+// loads nothing; "" lets loads succeed again.
+func (e *Emulator) FailFASLoads(reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fasLoadFailure = reason
+}
+
 // SetFASImages replaces the image list.
 func (e *Emulator) SetFASImages(imgs []csm.FASImage) {
 	e.mu.Lock()
@@ -416,6 +425,17 @@ func (e *Emulator) postLoaderNexus(w http.ResponseWriter, r *http.Request) {
 	}
 	id := newUUID()
 	now := time.Now().UTC().Format(time.RFC3339)
+	if e.fasLoadFailure != "" {
+		e.fasRuns[id] = []string{
+			now + " INFO: loader run " + id + " started: loading firmware from Nexus",
+			now + " ERROR: " + e.fasLoadFailure,
+			now + " INFO: finished: 0 images loaded",
+		}
+		e.fasRunOrder = append(e.fasRunOrder, id)
+		e.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]string{"loaderRunID": id})
+		return
+	}
 	n := len(e.fasImages)
 	if e.fasImagesAfterLoad != nil {
 		e.fasImages = slices.Clone(e.fasImagesAfterLoad)

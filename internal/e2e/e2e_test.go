@@ -281,6 +281,13 @@ func TestEndToEndKubernetesServices(t *testing.T) {
 	if code != 0 || !strings.Contains(text, "Run e2e-full: done") || !strings.Contains(text, "Follow-ups for people") {
 		t.Errorf("report exit %d:\n%s", code, text)
 	}
+	// It ends with the evidence: every service passed its last check.
+	evidence := text[max(strings.Index(text, "\nEvidence:"), 0):]
+	for _, s := range report.Services {
+		if !strings.HasPrefix(evidence, "\nEvidence:") || !regexp.MustCompile(`(?m)^`+string(s.Service)+` +passed +`).MatchString(evidence) {
+			t.Errorf("the report's evidence has no passed row for %s:\n%s", s.Service, text)
+		}
+	}
 	if _, _, code := repopulate(t, queue, "status", "e2e-full", "-o", "json"); code != 0 {
 		t.Errorf("status exit %d", code)
 	}
@@ -997,5 +1004,59 @@ func TestWorkerKilledMidFanout(t *testing.T) {
 	t.Logf("child history: %d events for %d nodes (%.1f per 100 nodes)", events, nodes, float64(events)*100/nodes)
 	if events*100 > 10*nodes {
 		t.Errorf("history has %d events: more than 10 per 100 nodes", events)
+	}
+}
+
+// TestBSSDataCheckNeedsBootParametersBack is issue 12's acceptance: a bss
+// run whose cray-reds-init Job completes but leaves BSS empty fails its
+// data check and says so, in status and in the report's evidence; the
+// same run with BSS refilled passes.
+func TestBSSDataCheckNeedsBootParametersBack(t *testing.T) {
+	healthy(t)
+	queue := "e2e-bss-check"
+	startWorker(t, queue, testConfig, cluster.Kubeconfig)
+	refill := func() {
+		if err := emu.SetBootParams(csmemu.DefaultBootParams(emu.Components())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(refill)
+
+	emu.WipeBSS() // the rebuild; the simulated Job refills nothing
+	out, stderr, code := repopulate(t, queue, "start", "--services", "bss", "--wait", "--id", "e2e-bss-empty", "-o", "json")
+	if code == 0 {
+		t.Fatalf("a run that left BSS empty exited 0:\n%s", out)
+	}
+	var report api.Report
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s\n%s", err, out, stderr)
+	}
+	bss := service(report, api.BSS)
+	wantFound := fmt.Sprintf("BSS holds no boot parameters for %d of the %d nodes HSM lists", computeNodes, computeNodes)
+	steps := bss.Steps
+	if bss.State != api.Failed || len(steps) != 5 || steps[3].Name != "wait-job-complete" || steps[3].State != api.Done ||
+		steps[4].Name != "data-check" || steps[4].State != api.Failed || !strings.Contains(bss.Message, wantFound) {
+		t.Fatalf("bss with BSS empty: %s %q, steps %+v; want the Job complete and the data check failed", bss.State, bss.Message, steps)
+	}
+	if e := bss.Evidence; e == nil || e.OK || !strings.HasPrefix(e.Found, wantFound+" (x1000c0s0b0n0,") {
+		t.Errorf("evidence %+v, want the failed check naming the nodes", e)
+	}
+	text, _, _ := repopulate(t, queue, "report", "e2e-bss-empty")
+	if !regexp.MustCompile(`(?m)^Evidence:\n.*\nbss +FAILED +BSS boot parameters for every node HSM lists +` + regexp.QuoteMeta(wantFound)).MatchString(text) {
+		t.Errorf("the report does not end with the failed evidence:\n%s", text)
+	}
+
+	refill()
+	out, stderr, code = repopulate(t, queue, "start", "--services", "bss", "--wait", "--id", "e2e-bss-refilled", "-o", "json")
+	if code != 0 {
+		t.Fatalf("with BSS refilled: exit %d\n%s\n%s", code, out, stderr)
+	}
+	report = api.Report{}
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatal(err)
+	}
+	bss = service(report, api.BSS)
+	if e := bss.Evidence; bss.State != api.Done || e == nil || !e.OK || e.Found != fmt.Sprintf("BSS holds boot parameters for all %d nodes HSM lists", computeNodes) {
+		t.Errorf("bss with BSS refilled: %s %q, evidence %+v", bss.State, bss.Message, e)
 	}
 }

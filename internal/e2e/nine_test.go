@@ -267,7 +267,7 @@ func TestFASLoaderThroughTheAPI(t *testing.T) {
 		t.Fatalf("loader runs started: %v, want exactly one", runs)
 	}
 	fas := service(report, api.FAS)
-	if fas.State != api.Done || len(fas.Steps) != 2 || fas.Steps[0].Name != "start-fas-loader" {
+	if fas.State != api.Done || len(fas.Steps) != 3 || fas.Steps[0].Name != "start-fas-loader" || fas.Steps[2].Name != "data-check" {
 		t.Fatalf("fas: %s %s %+v", fas.State, fas.Message, fas.Steps)
 	}
 	if !strings.Contains(fas.Steps[0].Message, "started loader run "+runs[0]) {
@@ -275,6 +275,9 @@ func TestFASLoaderThroughTheAPI(t *testing.T) {
 	}
 	if !strings.Contains(fas.Steps[1].Message, "loader run "+runs[0]+": ") || !strings.Contains(fas.Steps[1].Message, "images loaded") {
 		t.Errorf("wait step should end with the run's own output: %q", fas.Steps[1].Message)
+	}
+	if e := fas.Evidence; e == nil || !e.OK || !strings.Contains(e.Found, "loader run "+runs[0]+" logged no error") {
+		t.Errorf("fas evidence %+v, want the images counted and the run's log read", e)
 	}
 	if n := emu.Requests("/apis/fas/v1/loader/nexus"); n < 3 {
 		t.Errorf("%d POSTs to the loader, want the two 429s and the accepted one", n)

@@ -184,10 +184,21 @@ func use(in *api.SnapshotInput, p Part, items []json.RawMessage) error {
 		slices.Sort(in.SubscribedXnames)
 	case PartBootParameters:
 		// Checked here so that start --snapshot refuses a broken file;
-		// read by LoadBootParameters (too large for a run's input).
-		if _, err := bootParams(items); err != nil {
+		// read whole by LoadBootParameters (too large for a run's input):
+		// the run carries a digest per host for the bss data check.
+		bs, err := bootParams(items)
+		if err != nil {
 			return err
 		}
+		in.BootParamDigests = map[string]string{}
+		for _, b := range bs {
+			if h := b.Host(); h != "" {
+				in.BootParamDigests[h] = b.Digest()
+			}
+		}
+	case PartFASImages:
+		n := len(items)
+		in.FASImages = &n
 	case PartFASActions:
 		for i, raw := range items {
 			var a csm.FASAction
@@ -252,6 +263,7 @@ func CheckSize(in *api.SnapshotInput) error {
 		{fmt.Sprintf("%d subscribed xnames", len(in.SubscribedXnames)), size(in.SubscribedXnames)},
 		{fmt.Sprintf("%d unfinished FAS actions", len(in.FASActions)), size(in.FASActions)},
 		{fmt.Sprintf("%d BSS boot parameter entries (hosts with identical parameters grouped)", len(in.BootParameters)), size(in.BootParameters)},
+		{fmt.Sprintf("digests of %d BSS boot parameters", len(in.BootParamDigests)), size(in.BootParamDigests)},
 	}
 	big := slices.MaxFunc(parts, func(a, b struct {
 		what string

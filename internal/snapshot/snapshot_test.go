@@ -418,6 +418,17 @@ func TestBootParametersSavedAndReloaded(t *testing.T) {
 	if got[2].Host() != "x1000c0s0b0n0" || !strings.HasPrefix(got[2].Kernel, "s3://boot-images/") || len(got[2].CloudInit) == 0 {
 		t.Errorf("node entry %+v", got[2])
 	}
+	// A run carries a digest per host (start --snapshot), not the entries.
+	in, _, err := snapshot.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.BootParamDigests) != 2 || in.BootParamDigests["x1000c0s0b0n0"] != want[2].Digest() || in.BootParamDigests["x1000c0s1b0n0"] != want[3].Digest() {
+		t.Errorf("digests %v, want one per node entry", in.BootParamDigests)
+	}
+	if in.FASImages == nil {
+		t.Errorf("FAS image count not loaded")
+	}
 
 	file := filepath.Join(dir, snapshot.PartBootParameters+".json")
 	orig, _ := os.ReadFile(file)

@@ -42,6 +42,10 @@ type CSM struct {
 // dir; the System names its URL and CA.
 func Emulator(dir string, o CSMOptions) (*csmemu.Emulator, workerconfig.System, error) {
 	emu := csmemu.New(csmemu.Options{Release: o.Release, ClientSecret: o.ClientSecret, Components: csmemu.ComputeNodes(o.Computes)})
+	// FAS holds its images, as on a running system (BSS its boot
+	// parameters): fas's data check counts them after a loader Job, which
+	// here loads nothing. A test that plays FAS's rebuild empties them.
+	emu.SetFASImages(csmemu.DefaultFASImages())
 	base, err := emu.Start(true)
 	if err != nil {
 		return nil, workerconfig.System{}, err

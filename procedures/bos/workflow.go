@@ -41,6 +41,12 @@ var RestoreProcedure = procedure.Procedure{
 	Run:        restore,
 	Needs:      procedure.Needs{CSMAPI: true, Note: bosVersion},
 	Activities: namedRestore,
+	Proof: func(in procedure.Input) (string, string) {
+		if hasTemplates(in) {
+			return StepRestoreTemplates, "BOS session templates equal to the snapshot's, and valid"
+		}
+		return StepCheckTemplates, "BOS session templates listed and valid"
+	},
 }
 
 // CheckProcedure checks the templates BOS holds (CSM 1.3+).
@@ -50,6 +56,9 @@ var CheckProcedure = procedure.Procedure{
 	Run:        check,
 	Needs:      procedure.Needs{CSMAPI: true, Note: bosVersion},
 	Activities: namedCheck,
+	Proof: func(procedure.Input) (string, string) {
+		return StepCheckTemplates, "BOS session templates listed and valid"
+	},
 }
 
 func bosVersion(v api.APIVersions) string { return "BOS " + v.BOSVersion() }

@@ -22,7 +22,7 @@ import (
 
 // walk is bss's child workflow walking restore-bss-from-snapshot.
 func walk(ctx workflow.Context, in procedure.Input) (api.ServiceStatus, error) {
-	return procedure.Walk(ctx, in, bssrestore.Procedure, nil)
+	return procedure.Walk(ctx, in, bssrestore.Procedure, nil, nil)
 }
 
 // bssRun is one child run of bss on CSM 1.5 against an emulator whose BSS

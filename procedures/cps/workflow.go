@@ -39,6 +39,9 @@ var Procedure = procedure.Procedure{
 	Needs: procedure.Needs{CSMAPI: true,
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("BOS %s sessions", v.BOSVersion()) }},
 	Activities: named,
+	Proof: func(procedure.Input) (string, string) {
+		return StepWaitCPSNodesReady, "the nodes that mount CPS Ready again (HSM)"
+	},
 }
 
 // Run is the runbook's CPS section: compute nodes that have CPS

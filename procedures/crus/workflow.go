@@ -30,6 +30,9 @@ var Procedure = procedure.Procedure{
 	Run:        Run,
 	Needs:      procedure.Needs{Kube: procedure.PlanPods, CSMAPI: true},
 	Activities: named,
+	Proof: func(in procedure.Input) (string, string) {
+		return StepConfirmCRUS, fmt.Sprintf("CRUS sessions listed again after the replacement pods were Ready (%s)", in.Plan.Pods)
+	},
 }
 
 // Run looks at the sessions (follows unfinished ones until they complete or

@@ -29,6 +29,9 @@ var Procedure = procedure.Procedure{
 	Steps: procedure.FixedSteps(steps.Names()...),
 	Run:   Run,
 	Needs: procedure.Needs{Kube: procedure.PlanEtcdCluster},
+	Proof: func(in procedure.Input) (string, string) {
+		return StepWaitClusterActive, "EtcdCluster " + in.Plan.Object.String() + " Running with every member ready"
+	},
 }
 
 // Run re-creates the EtcdCluster from its saved copy and waits until it runs.

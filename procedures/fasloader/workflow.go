@@ -28,6 +28,9 @@ var Procedure = procedure.Procedure{
 	Needs: procedure.Needs{Kube: procedure.LoaderJobIfNamed, CSMAPI: true,
 		Note: func(api.APIVersions) string { return "or `rerun-job` where services.fas.job names a Job that exists" }},
 	Activities: named,
+	Proof: func(procedure.Input) (string, string) {
+		return StepWaitFASLoader, "the FAS loader finished"
+	},
 }
 
 // Run runs the FAS loader through the API (CSM 1.2 and later).
@@ -47,6 +50,7 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
+	w.LoaderRunID = started.LoaderRunID
 	return w.Step(ctx, StepWaitFASLoader, procedure.WaitOptions(plan.Timings, plan.Timings.Wait), func(ctx workflow.Context) (activities.Outcome, error) {
 		var out activities.Outcome
 		wait := req

@@ -38,6 +38,12 @@ var Procedure = procedure.Procedure{
 	Needs: procedure.Needs{Kube: procedure.HMNFDPods, CSMAPI: true, SSH: true,
 		Note: func(v api.APIVersions) string { return fmt.Sprintf("HMNFD %s", v.HMNFDVersion()) }},
 	Activities: named,
+	Proof: func(in procedure.Input) (string, string) {
+		if slices.Contains(steps(in), StepCompareSubs) {
+			return StepCompareSubs, "HMNFD subscriptions listed again, against the snapshot's subscribed xnames"
+		}
+		return StepVerifySubs, "HMNFD subscriptions listed again for every restarted compute node"
+	},
 }
 
 // steps: HMNFD's readiness is checked on plans that name its pods, and the

@@ -29,6 +29,9 @@ var Procedure = procedure.Procedure{
 	Steps: procedure.FixedSteps(steps.Names()...),
 	Run:   Run,
 	Needs: procedure.Needs{Kube: procedure.PlanJob},
+	Proof: func(in procedure.Input) (string, string) {
+		return StepWaitJob, "Job " + in.Plan.Object.String() + " Complete"
+	},
 }
 
 // Run re-creates the Job from its saved copy and waits for it to complete.

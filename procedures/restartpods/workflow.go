@@ -28,6 +28,9 @@ var Procedure = procedure.Procedure{
 	Run:        Run,
 	Needs:      procedure.Needs{Kube: procedure.PlanPods},
 	Activities: named,
+	Proof: func(in procedure.Input) (string, string) {
+		return StepWaitPods, fmt.Sprintf("replacement pods Ready (%s)", in.Plan.Pods)
+	},
 }
 
 // restartPods deletes the service's pods and waits for Ready replacements.

@@ -34,6 +34,25 @@ type Procedure struct {
 	// Activities are the procedure's own activities by contract name
 	// (internal/api); nil: it uses only shared ones.
 	Activities func(k *activities.Kube, c *activities.CSM) map[string]any
+	// Proof names the step whose message shows the service's data is back
+	// and says what that step checked: the evidence of a service without
+	// a data check of its own. Nil: the procedure proves nothing.
+	Proof func(Input) (step, checked string)
+}
+
+// Check is a data check: the last step of a service whose procedure
+// alone does not show that the data is back (a catalog entry names it;
+// a plan names it in DataCheck). Its folder is procedures/datacheck.
+type Check struct {
+	Name api.DataCheck
+	// Step is the name of the check's step.
+	Step string
+	// Run runs the step and sets the run's evidence, passed or not.
+	Run func(*Run, workflow.Context) error
+	// Checked says what the check looks at, for a dry run's step.
+	Checked func(Input) string
+	// Activities are the check's activities by contract name (internal/api).
+	Activities func(k *activities.Kube, c *activities.CSM) map[string]any
 }
 
 // StepsOf lists p's steps for in; none for a procedure not known.

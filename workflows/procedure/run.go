@@ -39,18 +39,24 @@ type Run struct {
 	Result string
 	// LeftOff, when set, names the nodes a failed service left powered off.
 	LeftOff string
+	// LoaderRunID is the FAS loader run the procedure started, for fas's
+	// data check.
+	LoaderRunID string
 
-	proc   Procedure
+	proc Procedure
+	// check, when not nil, runs after the procedure as the last step.
+	check  *Check
 	parent *workflow.Execution
 	gates  *gates
 	// lastRefused is the latest gate decision this child refused, for its details.
 	lastRefused string
 }
 
-// Walk runs procedure p as the child workflow of in's service; followUps
-// are what the runbook leaves to a person once its steps are done.
-func Walk(ctx workflow.Context, in Input, p Procedure, followUps []string) (api.ServiceStatus, error) {
-	w := &Run{In: in, proc: p}
+// Walk runs procedure p as the child workflow of in's service, then its
+// data check when the plan names one (check); followUps are what the
+// runbook leaves to a person once its steps are done.
+func Walk(ctx workflow.Context, in Input, p Procedure, check *Check, followUps []string) (api.ServiceStatus, error) {
+	w := &Run{In: in, proc: p, check: check}
 	if err := w.setup(ctx); err != nil {
 		return api.ServiceStatus{}, err
 	}
@@ -63,6 +69,9 @@ func (w *Run) setup(ctx workflow.Context) error {
 	w.Status = api.ServiceStatus{Service: w.In.Plan.Service, WorkflowID: info.WorkflowExecution.ID, State: api.Pending}
 	for _, name := range w.proc.StepsOf(w.In) {
 		w.Status.Steps = append(w.Status.Steps, api.StepStatus{Name: name, State: api.Pending})
+	}
+	if w.check != nil {
+		w.Status.Steps = append(w.Status.Steps, api.StepStatus{Name: w.check.Step, State: api.Pending})
 	}
 	for _, name := range w.proc.GatesOf(w.In) {
 		w.Status.Gates = append(w.Status.Gates, api.GateStatus{Name: name, State: api.GatePending})
@@ -79,6 +88,16 @@ func (w *Run) run(ctx workflow.Context, followUps []string) (api.ServiceStatus, 
 		err = w.proc.Run(w, ctx)
 	} else {
 		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("service %s has no procedure %q", w.In.Plan.Service, w.In.Plan.Procedure), api.InvalidRequestError, nil)
+	}
+	switch {
+	case err == nil && w.Status.State != api.Skipped:
+		err = w.closeWithEvidence(ctx)
+	case (err == nil || err == ErrGateSkipped) && w.check != nil:
+		// Skipped (absent, a gate's deadline, or a person chose the
+		// runbook's way): there is no result to check.
+		w.Record(ctx, w.check.Step, api.Skipped, "not checked: the service was skipped", 0)
+	case err != nil && err != ErrGateSkipped:
+		w.failedProof()
 	}
 	w.Status.FollowUps = append(w.Status.FollowUps, followUps...)
 	if err == ErrGateSkipped {
@@ -117,6 +136,43 @@ func (w *Run) run(ctx workflow.Context, followUps []string) (api.ServiceStatus, 
 	}
 	return w.Status, temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("%s: %s", w.In.Plan.Service, w.Status.Message), api.ServiceFailedError, err, w.Status)
+}
+
+// closeWithEvidence runs the plan's data check as the last step, or takes
+// the evidence from the step the procedure names as its proof.
+func (w *Run) closeWithEvidence(ctx workflow.Context) error {
+	switch {
+	case w.check != nil && w.check.Run == nil:
+		// A plan made by a newer worker: fail at the check, not done unchecked.
+		msg := fmt.Sprintf("service %s has no data check %q on this worker", w.In.Plan.Service, w.In.Plan.DataCheck)
+		w.Finish(ctx, w.check.Step, api.Failed, msg, 0)
+		return temporal.NewNonRetryableApplicationError(msg, api.InvalidRequestError, nil)
+	case w.check != nil && w.In.DryRun:
+		w.Finish(ctx, w.check.Step, api.Skipped, "dry-run: would check "+w.check.Checked(w.In), 0)
+		return nil
+	case w.check != nil:
+		return w.check.Run(w, ctx)
+	case w.proc.Proof != nil && !w.In.DryRun:
+		step, checked := w.proc.Proof(w.In)
+		if s := w.Find(step); s.State == api.Done {
+			w.Status.Evidence = &api.Evidence{Checked: checked, Found: s.Message, OK: true}
+		} else if w.Result != "" {
+			// The procedure found nothing to do and said why.
+			w.Status.Evidence = &api.Evidence{Checked: checked, Found: w.Result, OK: true}
+		}
+	}
+	return nil
+}
+
+// failedProof keeps, as evidence, the proof step that failed the service.
+func (w *Run) failedProof() {
+	if w.Status.Evidence != nil || w.proc.Proof == nil || w.In.DryRun {
+		return
+	}
+	step, checked := w.proc.Proof(w.In)
+	if s := w.Find(step); s.State == api.Failed {
+		w.Status.Evidence = &api.Evidence{Checked: checked, Found: s.Message}
+	}
 }
 
 // sample lists up to n items and how many more there are.
