@@ -99,7 +99,8 @@ go_build_temporal_server() { go_build_temporaltool temporal-server go.temporal.i
 go_build_temporal_sql_tool() { go_build_temporaltool temporal-sql-tool go.temporal.io/server/cmd/tools/sql; }
 go_install_workflowcheck() { GOBIN=$out go install "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"; }
 go_install_staticcheck() { GOBIN=$out go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"; }
-go_install_helm() { GOBIN=$out go install -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
+# The version flag as helm's own Makefile sets it (else `helm version` says v3.22).
+go_install_helm() { GOBIN=$out go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
 go_install_kwok() { GOBIN=$out go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
 
 # kwok alone loads no stages; take the ones kwokctl uses from kwok's own
