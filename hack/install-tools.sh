@@ -4,7 +4,7 @@
 # workflowcheck and staticcheck linters and helm into a cache
 # outside the clone, and links them into bin/. A fresh clone on the same
 # machine reuses the cache; a fresh machine builds everything from the Go
-# module proxy (about 35 minutes on 2 cores, see README).
+# module proxy (about 35 minutes on 2 cores, see README; helm alone about 6).
 # The tool 'ssh-peers' instead installs Debian's OpenSSH server and client and
 # pdsh with apt-get (the sshfan tests and hack/bench-fanout run real sshd and
 # pdsh); it needs root or sudo and never leaves a system sshd running. The tool
