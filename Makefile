@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/... ./procedures/...
 
-.PHONY: all build tools lint test test-unit test-production chaos demo demo-stop clean bench-fanout bad-input-doc histories
+.PHONY: all build tools manifests lint test test-unit test-production chaos demo demo-stop clean bench-fanout bad-input-doc histories
 
 all: build
 
@@ -14,9 +14,15 @@ build:
 	$(GO) build -o $(BIN)/repopulate ./starter
 	$(GO) build -o $(BIN)/repopulate-worker ./worker
 
-## tools: pinned Temporal CLI and server (+ temporal-sql-tool), kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck, staticcheck; apt: OpenSSH, pdsh, chromium, PostgreSQL
+## tools: pinned Temporal CLI and server (+ temporal-sql-tool), kube-apiserver, etcd, kube-controller-manager, kwok, workflowcheck, staticcheck, helm; apt: OpenSSH, pdsh, chromium, PostgreSQL
 tools:
 	hack/install-tools.sh
+
+## manifests: render deploy/chart (default values) into deploy/*.yaml, their
+## one source; deploy's TestManifestsAreTheChart fails when they differ
+manifests:
+	hack/install-tools.sh helm
+	hack/render-manifests.sh deploy
 
 ## lint: gofmt, go vet, Temporal's workflowcheck and staticcheck must all be clean
 lint: tools

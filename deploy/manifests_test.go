@@ -12,18 +12,27 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/csmops/etcd-repopulate/internal/config"
 )
 
-// TestManifestsServerSideDryRun sends every object of deploy/ to the real
-// API server as a server-side apply with dryRun=All: schema, defaulting and
-// validation (probes, security context, volumes) run, nothing is stored.
+// TestManifestsServerSideDryRun sends every object of deploy/ (the chart
+// with its default values) and of the chart with every value set
+// (testdata/chart-values.yaml) to the real API server as a server-side apply
+// with dryRun=All: schema, defaulting and validation (probes, security
+// context, volumes) run, nothing is stored.
 func TestManifestsServerSideDryRun(t *testing.T) {
 	s := env(t)
+	for what, objs := range map[string][]*unstructured.Unstructured{"deploy": manifests(t), "chart-values": renderChart(t, siteValues)} {
+		t.Run(what, func(t *testing.T) { s.dryRun(t, objs) })
+	}
+}
+
+func (s *stack) dryRun(t *testing.T, objs []*unstructured.Unstructured) {
 	ctx := context.Background()
-	for _, u := range manifests(t) {
+	for _, u := range objs {
 		s.ensureNamespace(t, u.GetNamespace())
 		m, err := s.resource(u)
 		if err != nil {
@@ -62,7 +71,7 @@ func TestConfigFilesLoad(t *testing.T) {
 
 	pod := dep.Spec.Template.Spec
 	if pod.ServiceAccountName != workerSA {
-		t.Errorf("Deployment runs as ServiceAccount %q, want %q (the one rbac.yaml binds)", pod.ServiceAccountName, workerSA)
+		t.Errorf("Deployment runs as ServiceAccount %q, want %q (the one the Role is bound to)", pod.ServiceAccountName, workerSA)
 	}
 	worker := pod.Containers[0]
 	// mounted maps each file the container sees to "volume/key".

@@ -12,7 +12,6 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/kube"
@@ -23,7 +22,7 @@ import (
 // the API server.
 const allKube = "bss,fas,meds,reds,externaldns,crus"
 
-// exercisedBy names, for each resource rbac.yaml grants, the services whose
+// exercisedBy names, for each resource the chart's Roles grant, the services whose
 // run uses it. A rule for a resource not listed here fails the table test:
 // the Role must grant nothing the code does not use.
 var exercisedBy = map[string]string{
@@ -48,7 +47,7 @@ func TestWorkerRunsAsTheServiceAccount(t *testing.T) {
 	s.startWorker(t, queue)
 	out, code := s.repopulate(t, queue, "start", "--services", allKube, "--wait", "--id", "rbac-full", "-o", "json")
 	if code != 0 {
-		t.Fatalf("run as %s with deploy/rbac.yaml: exit %d\n%s", saUser, code, out)
+		t.Fatalf("run as %s with the chart's Roles: exit %d\n%s", saUser, code, out)
 	}
 	var report api.Report
 	if err := json.Unmarshal([]byte(out[max(strings.Index(out, "{"), 0):]), &report); err != nil {
@@ -64,18 +63,19 @@ func TestWorkerRunsAsTheServiceAccount(t *testing.T) {
 	}
 }
 
-// roles reads the Roles of rbac.yaml.
-func roles(t *testing.T) []rbacv1.Role {
+// roles reads the Roles the chart installed (release etcd-repopulate), in
+// every namespace.
+func (s *stack) roles(t *testing.T) []rbacv1.Role {
 	t.Helper()
-	var out []rbacv1.Role
-	for _, u := range ofKind(t, "Role") {
-		var r rbacv1.Role
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r); err != nil {
-			t.Fatalf("Role %s: %v", u.GetName(), err)
-		}
-		out = append(out, r)
+	list, err := s.cluster.Core.RbacV1().Roles("").List(context.Background(),
+		metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	if len(list.Items) == 0 {
+		t.Fatalf("the chart's release %s installed no Role", release)
+	}
+	return list.Items
 }
 
 // without returns role less one verb on one resource of rule i; the rule's
@@ -107,7 +107,7 @@ func TestEveryVerbIsNeeded(t *testing.T) {
 	queue := "rbac-table"
 	s.startWorker(t, queue)
 	n := 0
-	for _, role := range roles(t) {
+	for _, role := range s.roles(t) {
 		for i, rule := range role.Rules {
 			for _, resource := range rule.Resources {
 				for _, verb := range rule.Verbs {
@@ -119,7 +119,7 @@ func TestEveryVerbIsNeeded(t *testing.T) {
 						}
 						services, ok := exercisedBy[resource]
 						if !ok {
-							t.Fatalf("rbac.yaml grants %s on %s but no service here uses it: drop it from the Role, or add the service that needs it to exercisedBy", verb, resource)
+							t.Fatalf("the chart's Role grants %s on %s but no service here uses it: drop it from the Role, or add the service that needs it to exercisedBy", verb, resource)
 						}
 						attrs := authorizationv1.ResourceAttributes{Namespace: role.Namespace, Verb: verb, Group: first(rule.APIGroups), Resource: resource, Name: first(rule.ResourceNames)}
 						s.setRole(t, without(role, i, resource, verb), attrs, false)
@@ -196,7 +196,7 @@ func (s *stack) setRole(t *testing.T, role *rbacv1.Role, attrs authorizationv1.R
 	}
 }
 
-// restore puts the Role back as rbac.yaml has it and re-seeds what a failed
+// restore puts the Role back as the chart installed it and re-seeds what a failed
 // run left deleted (a create that was forbidden after its delete).
 func (s *stack) restore(t *testing.T, role rbacv1.Role, attrs authorizationv1.ResourceAttributes) {
 	t.Helper()

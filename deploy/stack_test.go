@@ -1,8 +1,8 @@
-// Package deploy holds no code: its tests prove the manifests in this
-// directory and the repository's docker-compose.yml against real parts. The
-// RBAC tests run the real worker binary as the ServiceAccount of
-// serviceaccount.yaml, with only the rules of rbac.yaml, on a real
-// kube-apiserver and Temporal dev server.
+// Package deploy holds no code: its tests prove the Helm chart in chart/,
+// the manifests in this directory (the chart's rendering) and the
+// repository's docker-compose.yml against real parts. The RBAC tests run the
+// real worker binary as the ServiceAccount the chart installed, with only
+// the chart's Role rules, on a real kube-apiserver and Temporal dev server.
 package deploy
 
 import (
@@ -42,8 +42,10 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
 
-// The worker's identity, as serviceaccount.yaml and rbac.yaml name it.
+// The worker's identity, as the chart names it for release etcd-repopulate
+// (deploy/serviceaccount.yaml, deploy/rbac.yaml).
 const (
+	release    = "etcd-repopulate"
 	workerSA   = "etcd-repopulate-worker"
 	workerNS   = simcluster.Namespace
 	saUser     = "system:serviceaccount:" + workerNS + ":" + workerSA
@@ -66,25 +68,51 @@ func loadManifests() ([]*unstructured.Unstructured, error) {
 		if err != nil {
 			return nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			var obj map[string]any
-			if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				return nil, fmt.Errorf("deploy/%s: %w", f, err)
-			}
-			if obj == nil {
-				continue // an empty document between two ---
-			}
-			u := &unstructured.Unstructured{Object: obj}
-			if u.GetKind() == "" || u.GetName() == "" || u.GetNamespace() == "" {
-				return nil, fmt.Errorf("deploy/%s: every object needs kind, metadata.name and metadata.namespace: %v", f, obj)
-			}
-			out = append(out, u)
+		objs, err := decodeObjects("deploy/"+f, data)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, objs...)
 	}
 	return out, nil
+}
+
+// decodeObjects reads the objects of a multi-document YAML stream (a
+// manifest file, helm's output) named what in errors.
+func decodeObjects(what string, data []byte) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if obj == nil {
+			continue // an empty document between two ---
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if u.GetKind() == "" || u.GetName() == "" || u.GetNamespace() == "" {
+			return nil, fmt.Errorf("%s: every object needs kind, metadata.name and metadata.namespace: %v", what, obj)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// helmPath is the pinned helm of hack/install-tools.sh.
+func helmPath() string { return filepath.Join(testenv.BinDir(), "helm") }
+
+// runHelm runs helm and returns its stdout; the error carries its stderr.
+func runHelm(args ...string) (string, error) {
+	cmd := exec.Command(helmPath(), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("helm %v: %w (run hack/install-tools.sh helm if it is missing)\n%s%s", args, err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
 }
 
 func manifests(t testing.TB) []*unstructured.Unstructured {
@@ -181,7 +209,7 @@ func startStack() (_ *stack, err error) {
 	if _, err := s.emu.Start(false); err != nil {
 		return nil, err
 	}
-	// The Keycloak client secret where CSM keeps it and rbac.yaml grants it.
+	// The Keycloak client secret where CSM keeps it and the chart's Role grants it.
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: secretNS},
 		Data:       map[string][]byte{"client-secret": []byte(csmSecret)},
@@ -193,18 +221,11 @@ func startStack() (_ *stack, err error) {
 	if err := s.cluster.SeedProductCatalog(ctx, simcluster.CatalogVersions[api.CSM10]); err != nil {
 		return nil, fmt.Errorf("product catalog: %w", err)
 	}
-	// The identity and its rules exactly as deploy/ has them.
-	objs, err := loadManifests()
-	if err != nil {
+	// The identity and its rules as a site gets them: the chart installed
+	// with its default values (deploy/*.yaml are its rendering, see
+	// TestManifestsAreTheChart, and TestInstalledReleaseIsTheManifests).
+	if _, err := runHelm("install", release, "chart", "--namespace", workerNS, "--kubeconfig", s.cluster.Kubeconfig); err != nil {
 		return nil, err
-	}
-	for _, u := range objs {
-		switch u.GetKind() {
-		case "ServiceAccount", "Role", "RoleBinding":
-			if err := s.create(ctx, u); err != nil {
-				return nil, err
-			}
-		}
 	}
 	if s.saKubeconfig, err = s.serviceAccountKubeconfig(ctx); err != nil {
 		return nil, err
@@ -241,17 +262,6 @@ func (s *stack) resource(u *unstructured.Unstructured) (*meta.RESTMapping, error
 		return nil, fmt.Errorf("%s %s: %w", gvk, u.GetName(), err)
 	}
 	return m, nil
-}
-
-func (s *stack) create(ctx context.Context, u *unstructured.Unstructured) error {
-	m, err := s.resource(u)
-	if err != nil {
-		return err
-	}
-	if _, err := s.cluster.Dynamic.Resource(m.Resource).Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-	}
-	return nil
 }
 
 // serviceAccountKubeconfig asks the TokenRequest API for a token of the

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the pinned real parts the tests and the demo run — Temporal CLI dev
 # server, kube-apiserver, kube-controller-manager, etcd and kwok — and the
-# workflowcheck and staticcheck linters into a cache
+# workflowcheck and staticcheck linters and helm into a cache
 # outside the clone, and links them into bin/. A fresh clone on the same
 # machine reuses the cache; a fresh machine builds everything from the Go
-# module proxy (about 35 minutes on 2 cores, see README).
+# module proxy (about 35 minutes on 2 cores, see README; helm alone about 6).
 # The tool 'ssh-peers' instead installs Debian's OpenSSH server and client and
 # pdsh with apt-get (the sshfan tests and hack/bench-fanout run real sshd and
 # pdsh); it needs root or sudo and never leaves a system sshd running. The tool
@@ -33,6 +33,8 @@ KUBE_VERSION=v1.37.2
 KWOK_VERSION=v0.8.0
 WORKFLOWCHECK_VERSION=v0.6.0
 STATICCHECK_VERSION=v0.8.2
+# Renders and installs deploy/chart (make manifests; the deploy tests).
+HELM_VERSION=v3.22.0
 # Debian bookworm's versions; a newer point release (deb12uN) that replaces
 # them in the archive is installed instead, with a warning.
 OPENSSH_DEB_VERSION='1:9.2p1-2+deb12u10'
@@ -97,6 +99,8 @@ go_build_temporal_server() { go_build_temporaltool temporal-server go.temporal.i
 go_build_temporal_sql_tool() { go_build_temporaltool temporal-sql-tool go.temporal.io/server/cmd/tools/sql; }
 go_install_workflowcheck() { GOBIN=$out go install "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"; }
 go_install_staticcheck() { GOBIN=$out go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"; }
+# The version flag as helm's own Makefile sets it (else `helm version` says v3.22).
+go_install_helm() { GOBIN=$out go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
 go_install_kwok() { GOBIN=$out go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
 
 # kwok alone loads no stages; take the ones kwokctl uses from kwok's own
@@ -238,7 +242,7 @@ install_postgresql() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(temporal temporal-server kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck ssh-peers chromium postgresql)
+[[ ${#want[@]} -gt 0 ]] || want=(temporal temporal-server kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck helm ssh-peers chromium postgresql)
 for tool in "${want[@]}"; do
   case $tool in
     temporal)
@@ -270,13 +274,16 @@ for tool in "${want[@]}"; do
     staticcheck)
       build_once "$cache/staticcheck-$STATICCHECK_VERSION" staticcheck go_install_staticcheck
       link "$cache/staticcheck-$STATICCHECK_VERSION/staticcheck" ;;
+    helm)
+      build_once "$cache/helm-$HELM_VERSION" helm go_install_helm
+      link "$cache/helm-$HELM_VERSION/helm" ;;
     ssh-peers)
       install_ssh_peers ;;
     chromium)
       install_chromium ;;
     postgresql)
       install_postgresql ;;
-    *) log "unknown tool '$tool' (known: temporal temporal-server kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck ssh-peers chromium postgresql)"; exit 2 ;;
+    *) log "unknown tool '$tool' (known: temporal temporal-server kube-apiserver etcd kube-controller-manager kwok workflowcheck staticcheck helm ssh-peers chromium postgresql)"; exit 2 ;;
   esac
 done
 log "tools ready in $bin"
