@@ -100,9 +100,21 @@ func TestRunPageListsServiceWorkflows(t *testing.T) {
 		t.Fatal(err)
 	}
 	const queue = "webui"
-	// No CSM API here: the release is named rather than detected, and FAS
-	// re-runs the simulated cluster's loader Job.
-	cfg := workerconfig.Endpoints(workerconfig.System{Release: api.CSM10})
+	// The release is named rather than detected, and FAS re-runs the
+	// simulated cluster's loader Job; the CSM API emulator is there for
+	// the data checks that close bss and fas (skipped in a dry run, but
+	// preflight checks that they could run).
+	const secret = "webui-client-secret"
+	emu, sys, err := testenv.Emulator(scratch, testenv.CSMOptions{Release: api.CSM10, ClientSecret: secret, Computes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	sys.Release, sys.SecretFile = api.CSM10, filepath.Join(scratch, "client-secret")
+	if err := os.WriteFile(sys.SecretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := workerconfig.Endpoints(sys)
 	workerconfig.FAS(cfg).Job = workerconfig.FASLoaderJob
 	testenv.StartWorker(t, testenv.WorkerOptions{BinDir: filepath.Dir(workerBin), LogDir: artifacts, LogFile: filepath.Join(artifacts, "worker.log"),
 		Address: srv.Address, Queue: queue, Config: cfg, Kubeconfig: cluster.Kubeconfig})
