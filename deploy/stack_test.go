@@ -206,6 +206,9 @@ func startStack() (_ *stack, err error) {
 	}
 	s.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(s.cluster.Core.Discovery()))
 	s.emu = csmemu.New(csmemu.Options{Release: api.CSM10, ClientSecret: csmSecret})
+	// FAS holds its images, as on a running system: the simulated loader
+	// Job loads nothing, and fas's data check counts them.
+	s.emu.SetFASImages(csmemu.DefaultFASImages())
 	if _, err := s.emu.Start(false); err != nil {
 		return nil, err
 	}
