@@ -85,7 +85,7 @@ func (w *Run) refuse(d api.GateDecision) string {
 // parent, whose Update waits for that answer.
 const ChangeGateDecisionAck = "gate-decision-ack"
 
-// gate waits at a named gate until a person approves or rejects it, or its
+// Gate waits at a named gate until a person approves or rejects it, or its
 // deadline passes. Approved: nil. Rejected, or expired with onDeadline
 // fail: a non-retryable error that ends the service as failed. Expired
 // with onDeadline skip: ErrGateSkipped.
@@ -173,7 +173,7 @@ func (w *Run) closeGate(ctx workflow.Context, name string, state api.GateState, 
 	return err
 }
 
-// skipGate marks a gate that will not be reached (dry-run, nothing to do).
+// SkipGate marks a gate that will not be reached (dry-run, nothing to do).
 func (w *Run) SkipGate(ctx workflow.Context, name, why string) {
 	w.FindGate(name).State = api.GateSkipped
 	w.Finish(ctx, name, api.Skipped, why, 0)

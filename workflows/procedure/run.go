@@ -175,7 +175,7 @@ func (w *Run) failedProof() {
 	}
 }
 
-// sample lists up to n items and how many more there are.
+// Sample lists up to n items and how many more there are.
 func Sample(items []string, n int) string {
 	if len(items) <= n {
 		return strings.Join(items, ",")
@@ -183,7 +183,7 @@ func Sample(items []string, n int) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ","), len(items)-n)
 }
 
-// step runs one activity as a named step and keeps its status.
+// Step runs one activity as a named step and keeps its status.
 func (w *Run) Step(ctx workflow.Context, name string, opts workflow.ActivityOptions, run func(workflow.Context) (activities.Outcome, error)) error {
 	s := w.Find(name)
 	s.State = api.Running
@@ -207,7 +207,7 @@ func (w *Run) Finish(ctx workflow.Context, name string, state api.State, message
 	w.Publish(ctx)
 }
 
-// record ends a step without telling the parent: the next report carries it.
+// Record ends a step without telling the parent: the next report carries it.
 func (w *Run) Record(ctx workflow.Context, name string, state api.State, message string, attempt int32) {
 	s := w.Find(name)
 	if s.Started.IsZero() {
@@ -225,7 +225,7 @@ func (w *Run) Find(name string) *api.StepStatus {
 	panic("step " + name + " is not in the plan") // a programming error: Steps() and the procedure disagree
 }
 
-// publish sends the status to the parent, if there is one, and waits until
+// Publish sends the status to the parent, if there is one, and waits until
 // it is delivered so that the parent has it before this child's result.
 func (w *Run) Publish(ctx workflow.Context) {
 	workflow.SetCurrentDetails(ctx, w.details())
