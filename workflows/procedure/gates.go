@@ -179,6 +179,7 @@ func (w *Run) SkipGate(ctx workflow.Context, name, why string) {
 	w.Finish(ctx, name, api.Skipped, why, 0)
 }
 
+// FindGate is the service's gate named name; nil when it has none.
 func (w *Run) FindGate(name string) *api.GateStatus {
 	for i := range w.Status.Gates {
 		if w.Status.Gates[i].Name == name {
@@ -188,6 +189,7 @@ func (w *Run) FindGate(name string) *api.GateStatus {
 	return nil
 }
 
+// OrSomeone names who decided, or says that nobody gave a name.
 func OrSomeone(by string) string {
 	if by == "" {
 		return "an unnamed operator"
@@ -195,6 +197,7 @@ func OrSomeone(by string) string {
 	return by
 }
 
+// NoteSuffix is ": note", or nothing without one.
 func NoteSuffix(note string) string {
 	if note == "" {
 		return ""

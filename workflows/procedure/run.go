@@ -202,6 +202,7 @@ func (w *Run) Step(ctx workflow.Context, name string, opts workflow.ActivityOpti
 	return nil
 }
 
+// Finish ends a step and tells the parent.
 func (w *Run) Finish(ctx workflow.Context, name string, state api.State, message string, attempt int32) {
 	w.Record(ctx, name, state, message, attempt)
 	w.Publish(ctx)
@@ -216,6 +217,8 @@ func (w *Run) Record(ctx workflow.Context, name string, state api.State, message
 	s.State, s.Ended, s.Message, s.Attempt = state, workflow.Now(ctx), message, attempt
 }
 
+// Find is the step named name; it panics when the procedure's Steps do
+// not list it.
 func (w *Run) Find(name string) *api.StepStatus {
 	for i := range w.Status.Steps {
 		if w.Status.Steps[i].Name == name {
