@@ -2,8 +2,10 @@ package procedure
 
 import (
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/csmops/etcd-repopulate/internal/api"
@@ -22,6 +24,9 @@ func TestASkippedServiceIsNotChecked(t *testing.T) {
 	check := &Check{Name: "c", Step: "data-check", Run: func(*Run, workflow.Context) error { checked = true; return nil }}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
+	// Under -race on a loaded machine a workflow task can take over the
+	// default second of wall time without any deadlock.
+	env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: time.Minute})
 	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in Input) (api.ServiceStatus, error) {
 		return Walk(ctx, in, skips, check, nil)
 	}, workflow.RegisterOptions{Name: "walk"})
