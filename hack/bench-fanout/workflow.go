@@ -18,7 +18,6 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
-	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"github.com/csmops/etcd-repopulate/internal/wiring"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
 	"github.com/csmops/etcd-repopulate/workflows"
@@ -35,7 +34,7 @@ type workflowBench struct {
 	worker sdkworker.Worker
 }
 
-func startWorkflowBench(ctx context.Context, dir string, f *sshtest.Fleet, nodes, width, batch int, connectTimeout time.Duration) (*workflowBench, error) {
+func startWorkflowBench(ctx context.Context, dir string, f fleet, nodes, width, batch int, connectTimeout time.Duration) (*workflowBench, error) {
 	b := &workflowBench{}
 	var err error
 	if b.server, err = devserver.Start(ctx, filepath.Join("bin", "temporal"), filepath.Join(dir, "temporal.db"), 0, 0); err != nil {
@@ -51,7 +50,7 @@ func startWorkflowBench(ctx context.Context, dir string, f *sshtest.Fleet, nodes
 	cfg := config.Default()
 	hmnfd := config.SettingsOf[*orca.HMNFDSettings](cfg, api.HMNFD)
 	hmnfd.NCNGroups, hmnfd.BatchSize = nil, batch
-	cfg.SSH = config.SSH{Config: f.ConfigFile, KnownHosts: []string{f.KnownHosts}, Concurrency: width,
+	cfg.SSH = config.SSH{Config: f.configFile(), KnownHosts: []string{f.knownHosts()}, Concurrency: width,
 		ConnectTimeout: config.Duration(connectTimeout), CommandTimeout: config.Duration(2 * time.Minute)}
 	csmClient, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret)})
 	if err != nil {
