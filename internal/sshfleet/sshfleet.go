@@ -181,6 +181,9 @@ func Start(opts Options) (*Fleet, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkNofile(opts.Nodes); err != nil {
+		return nil, err
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, err
@@ -288,6 +291,25 @@ func (f *Fleet) listen(ips []string) error {
 		}
 	}
 	return fmt.Errorf("sshfleet: %w", lastErr)
+}
+
+// connectionHeadroom is the number of file descriptors Start keeps free
+// beyond one listener per node, for connections (a fan-out of width 256
+// holds 256) and files.
+const connectionHeadroom = 512
+
+// checkNofile checks the open-file limit holds a listener per node and
+// the connections. (Go raises the soft limit to the hard one at start.)
+func checkNofile(nodes int) error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return fmt.Errorf("sshfleet: reading the open-file limit: %w", err)
+	}
+	if need := uint64(nodes) + connectionHeadroom; l.Cur < need {
+		return fmt.Errorf("sshfleet: %d nodes need %d file descriptors (a listener per node plus %d for connections) but the open-file limit is %d (hard %d): raise it, e.g. `ulimit -n %d`, or run fewer nodes",
+			nodes, need, connectionHeadroom, l.Cur, l.Max, need)
+	}
+	return nil
 }
 
 func (f *Fleet) writeClientFiles(ips []string, hostPub ssh.PublicKey) error {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,6 +230,29 @@ func TestBadOptions(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Start(%+v): %v, want an error containing %q", c.opts, err, c.want)
 		}
+	}
+}
+
+// TestTooFewFileDescriptors: a fleet the open-file limit cannot hold is
+// refused up front, naming the limit and how to raise it.
+func TestTooFewFileDescriptors(t *testing.T) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		t.Fatal(err)
+	}
+	low := l
+	low.Cur = 1000
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	_, err := Start(Options{Dir: t.TempDir(), Nodes: 600})
+	if err == nil || !strings.Contains(err.Error(), "600 nodes need 1112 file descriptors") || !strings.Contains(err.Error(), "ulimit -n 1112") {
+		t.Errorf("600 nodes under a limit of 1000: %v", err)
 	}
 }
 
