@@ -298,16 +298,16 @@ func runSSHFan(ctx context.Context, f fleet, hosts []string, width int, connectT
 	return note, nil
 }
 
-// ideal is the remote fleet's lower bound for a fan-out of width W whose
-// batches of W run one after another: ⌈N/W⌉ restarts, plus the stragglers'
-// extra time once. 0 for the OpenSSH fleet, whose bound is its CPU.
+// ideal is issue 14's reference wall for the remote fleet at width W:
+// ⌈N/W⌉ × the restart delay, plus the stragglers' delay once when there
+// are stragglers. 0 for the OpenSSH fleet, whose bound is its CPU.
 func ideal(fo fleetOptions, nodes, width int, delay time.Duration) time.Duration {
 	if fo.kind != "remote" {
 		return 0
 	}
 	d := time.Duration((nodes+width-1)/width) * delay
-	if fo.stragglers > 0 && fo.stragglerDelay > delay {
-		d += fo.stragglerDelay - delay
+	if fo.stragglers > 0 {
+		d += fo.stragglerDelay
 	}
 	return d
 }
@@ -343,7 +343,7 @@ func printTable(results []result, nodes int, delay, idealWall time.Duration) {
 	}
 	tw.Flush()
 	if idealWall > 0 {
-		fmt.Printf("(ideal: batches of W one after another, ⌈N/W⌉ × restart delay, plus the stragglers' extra delay once = %v)\n", idealWall)
+		fmt.Printf("(ideal, every row against width W: ⌈N/W⌉ × restart delay, plus the stragglers' delay once = %v)\n", idealWall)
 	}
 	fmt.Println("(ratios: this tool / pdsh with OpenSSH's default key exchange; below 1 is better. CPU of the fan-out code: pdsh plus its ssh children, or this process for sshfan; server CPU is the fleet's share, paid whichever client connects (sshd processes and their sessions, or the one sshfleet process); conns: TCP connections the remote fleet accepted, or *: restarts on the OpenSSH fleet, one connection each. \"curve25519\": ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
 }
