@@ -10,8 +10,7 @@
 //     on a real system where each node's sshd runs on that node. It can
 //     make stragglers, failing and unreachable nodes.
 //
-// It
-// measures wall time and CPU time (user+sys) of the fan-out code alone:
+// It measures wall time and CPU time (user+sys) of the fan-out code alone:
 // for pdsh, pdsh and the ssh processes it forks (wait4 rusage); for sshfan,
 // this process's own rusage across New+Run. The servers' CPU is shown
 // apart (and per connection for the remote fleet, which counts them): it
