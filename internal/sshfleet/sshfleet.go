@@ -115,6 +115,8 @@ type Fleet struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	mu        sync.Mutex
+	conns     map[net.Conn]struct{} // open connections, closed by Close; nil once closed
 }
 
 // Validate checks every option; its errors name the option and the fix.
@@ -204,6 +206,7 @@ func Start(opts Options) (*Fleet, error) {
 		byIP:   map[string]int{},
 		ledger: make([]atomic.Int64, opts.Nodes),
 		closed: make(chan struct{}),
+		conns:  map[net.Conn]struct{}{},
 	}
 	hostSigner, hostPub, err := newKey(filepath.Join(dir, "ssh_host_ed25519_key"), "sshfleet host key")
 	if err != nil {
@@ -402,9 +405,10 @@ func (f *Fleet) serve(c net.Conn) {
 	defer f.wg.Done()
 	defer c.Close()
 	node, ok := f.byIP[c.LocalAddr().(*net.TCPAddr).IP.String()]
-	if !ok {
+	if !ok || !f.track(c) {
 		return
 	}
+	defer f.untrack(c)
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // handshake only
 	conn, chans, reqs, err := ssh.NewServerConn(c, f.server)
 	if err != nil {
@@ -414,15 +418,6 @@ func (f *Fleet) serve(c net.Conn) {
 	f.stats.handshakes.Add(1)
 	defer conn.Close()
 	go ssh.DiscardRequests(reqs)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-f.closed:
-			conn.Close()
-		case <-done:
-		}
-	}()
 	var wg sync.WaitGroup
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
@@ -437,6 +432,23 @@ func (f *Fleet) serve(c net.Conn) {
 		go func() { defer wg.Done(); f.session(node, ch, chReqs) }()
 	}
 	wg.Wait()
+}
+
+// track records an open connection for Close; false once closed.
+func (f *Fleet) track(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		return false
+	}
+	f.conns[c] = struct{}{}
+	return true
+}
+
+func (f *Fleet) untrack(c net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.conns, c)
 }
 
 // session answers a session's requests; the first exec runs the stand-in.
@@ -520,6 +532,12 @@ func (f *Fleet) Close() {
 		for _, l := range f.listeners {
 			l.Close()
 		}
+		f.mu.Lock()
+		for c := range f.conns {
+			c.Close()
+		}
+		f.conns = nil
+		f.mu.Unlock()
 	})
 	f.wg.Wait()
 }

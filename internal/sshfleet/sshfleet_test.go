@@ -3,6 +3,7 @@ package sshfleet
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -316,5 +317,32 @@ func TestProcess(t *testing.T) {
 	// A missing binary is named with the command that builds it.
 	if _, err := StartProcess(ctx, filepath.Join(t.TempDir(), "nope"), Options{Dir: t.TempDir(), Nodes: 1}); err == nil || !strings.Contains(err.Error(), "go build -o") {
 		t.Errorf("missing binary: %v", err)
+	}
+}
+
+// TestCloseEndsSessions: Close does not wait for running restarts or for
+// clients that never finish their handshake.
+func TestCloseEndsSessions(t *testing.T) {
+	f, err := Start(Options{Dir: t.TempDir(), Nodes: 2, RestartDelay: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Dial("tcp", net.JoinHostPort("127.1.0.2", strconv.Itoa(f.Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	done := make(chan map[string]sshfan.Result, 1)
+	go func() { done <- runAll(t, f.Files, f.KnownHosts, f.NodeNames[:1], "systemctl restart cray-dvs-orca") }()
+	for f.Stats().Restarts == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	f.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v with a restart running and a silent client", d)
+	}
+	if r := (<-done)[f.NodeNames[0]]; r.Status == sshfan.StatusOK {
+		t.Errorf("restart cut short by Close reported ok: %+v", r)
 	}
 }
