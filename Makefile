@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/... ./procedures/...
 
-.PHONY: all build tools manifests lint test test-unit test-production chaos demo demo-stop clean bench-fanout bad-input-doc histories
+.PHONY: all build tools manifests lint test test-unit test-production chaos demo demo-stop clean bench-fanout bench-fanout-remote bad-input-doc histories
 
 all: build
 
@@ -86,6 +86,18 @@ bench-fanout: tools
 	$(GO) build -o $(BIN)/bench-fanout ./hack/bench-fanout
 	$(BIN)/bench-fanout -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 1s
 	$(BIN)/bench-fanout -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 0s
+
+## bench-fanout-remote: the same tools on a fleet that behaves like remote nodes (one x/crypto/ssh server process,
+## internal/sshfleet): 1 s restarts, then 1 s with BENCH_STRAGGLERS of the nodes taking BENCH_STRAGGLER_DELAY, then 0 s
+BENCH_STRAGGLERS ?= 0.01
+BENCH_STRAGGLER_DELAY ?= 10s
+bench-fanout-remote: tools
+	$(GO) build -o $(BIN)/bench-fanout ./hack/bench-fanout
+	$(GO) build -o $(BIN)/sshfleet ./hack/sshfleet
+	$(BIN)/bench-fanout -fleet remote -fleet-bin $(BIN)/sshfleet -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 1s
+	$(BIN)/bench-fanout -fleet remote -fleet-bin $(BIN)/sshfleet -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 1s \
+		-stragglers $(BENCH_STRAGGLERS) -straggler-delay $(BENCH_STRAGGLER_DELAY)
+	$(BIN)/bench-fanout -fleet remote -fleet-bin $(BIN)/sshfleet -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 0s
 
 ## demo: local Temporal dev server + simulated CSM system + worker: snapshot, "rebuild", a full run with its gates
 ## (hack/demo.sh builds what it runs)

@@ -1,10 +1,20 @@
-// Command bench-fanout compares the HMNFD step's fan-out tools on a fleet
-// of real sshd processes on loopback (internal/sshtest): pdsh -f 32 (pdsh's
-// default), pdsh -f W, and the in-process sshfan library at width W. It
-// measures wall time and CPU time (user+sys) of the fan-out code alone:
+// Command bench-fanout compares the HMNFD step's fan-out tools on a test
+// fleet on loopback: pdsh -f 32 (pdsh's default), pdsh -f W, and the
+// in-process sshfan library at width W. Two fleets (-fleet):
+//
+//   - openssh (default): real sshd processes (internal/sshtest), a process
+//     tree per connection on the client's cores, the realism check;
+//   - remote: one x/crypto/ssh server process for every node
+//     (internal/sshfleet, bin/sshfleet), whose per-connection CPU is small
+//     enough that the client's cost and the restarts bound the result, as
+//     on a real system where each node's sshd runs on that node. It can
+//     make stragglers, failing and unreachable nodes.
+//
+// It measures wall time and CPU time (user+sys) of the fan-out code alone:
 // for pdsh, pdsh and the ssh processes it forks (wait4 rusage); for sshfan,
 // this process's own rusage across New+Run. The servers' CPU is shown
-// apart: it is the same work whichever client connects.
+// apart (and per connection for the remote fleet, which counts them): it
+// is the same work whichever client connects.
 //
 // OpenSSH 9.2's ssh negotiates the post-quantum hybrid key exchange
 // sntrup761x25519-sha512 with sshd; x/crypto/ssh does not implement it and
@@ -13,10 +23,12 @@
 // -tools, on by default) makes pdsh -f W with ssh forced to
 // curve25519-sha256 too.
 //
-// Every run must restart every node exactly once; the command exits 1 if
-// any node was missed or restarted twice. All traffic stays on 127.0.0.0/8.
+// Every run must restart every node exactly once (an unreachable node
+// never); the command exits 1 if any node was missed or restarted twice.
+// All traffic stays on 127.0.0.0/8.
 //
 //	go run ./hack/bench-fanout -nodes 1000 -delay 1s -width 256
+//	go build -o bin/sshfleet ./hack/sshfleet && go run ./hack/bench-fanout -fleet remote -stragglers 0.01 -straggler-delay 10s
 package main
 
 import (
@@ -31,7 +43,6 @@ import (
 	"time"
 
 	"github.com/csmops/etcd-repopulate/internal/sshfan"
-	"github.com/csmops/etcd-repopulate/internal/sshtest"
 )
 
 const command = "systemctl restart cray-dvs-orca"
@@ -41,8 +52,12 @@ type result struct {
 	width     int
 	wall, cpu time.Duration
 	server    time.Duration
-	missed    []string // nodes not restarted exactly once
-	note      string
+	conns     int64 // connections the fleet accepted
+	// connsFromLedger: the fleet does not count connections; conns is the
+	// number of restarts, one connection each.
+	connsFromLedger bool
+	missed          []string // nodes not restarted exactly once
+	note            string
 }
 
 func main() {
@@ -55,14 +70,34 @@ func main() {
 	tools := flag.String("tools", "pdsh-32,pdsh-W,pdsh-W-curve25519,sshfan,workflow",
 		"which runs to make, in order (pdsh-W-curve25519: pdsh -f W with ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
 	flag.IntVar(&workflowBatch, "batch", 1000, "with the workflow tool, nodes per durable batch (services.hmnfd.batchSize)")
+	var fo fleetOptions
+	flag.StringVar(&fo.kind, "fleet", "openssh", "the test fleet: openssh (sshd processes, internal/sshtest) or remote (one x/crypto/ssh server process, internal/sshfleet)")
+	flag.StringVar(&fo.binary, "fleet-bin", "bin/sshfleet", "with -fleet remote, the fleet binary (go build -o bin/sshfleet ./hack/sshfleet)")
+	flag.Float64Var(&fo.stragglers, "stragglers", 0, "with -fleet remote, share of nodes (0..1) whose restart takes -straggler-delay")
+	flag.DurationVar(&fo.stragglerDelay, "straggler-delay", 10*time.Second, "with -fleet remote, the stragglers' restart time")
+	flag.Float64Var(&fo.failures, "failures", 0, "with -fleet remote, share of nodes whose restart exits 1")
+	flag.Float64Var(&fo.unreachable, "unreachable", 0, "with -fleet remote, share of nodes nothing listens for")
+	flag.Uint64Var(&fo.seed, "seed", 1, "with -fleet remote, chooses which nodes straggle, fail or are unreachable")
 	flag.Parse()
-	os.Exit(run(*nodes, *delay, *width, *connectTimeout, *timeout, *dir, strings.Split(*tools, ",")))
+	if err := fo.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-fanout:", err)
+		os.Exit(2)
+	}
+	toolsSet := false
+	flag.Visit(func(f *flag.Flag) { toolsSet = toolsSet || f.Name == "tools" })
+	if fo.kind == "remote" && !toolsSet {
+		// x/crypto/ssh's server offers no sntrup761x25519: OpenSSH's ssh
+		// negotiates curve25519-sha256 with it anyway, so the run forcing
+		// it would repeat pdsh-W.
+		*tools = "pdsh-32,pdsh-W,sshfan,workflow"
+	}
+	os.Exit(run(fo, *nodes, *delay, *width, *connectTimeout, *timeout, *dir, strings.Split(*tools, ",")))
 }
 
 // workflowBatch is the HMNFD batch size of the workflow tool.
 var workflowBatch int
 
-func run(nodes int, delay time.Duration, width int, connectTimeout, timeout time.Duration, dir string, tools []string) int {
+func run(fo fleetOptions, nodes int, delay time.Duration, width int, connectTimeout, timeout time.Duration, dir string, tools []string) int {
 	for _, t := range tools {
 		switch t {
 		case "pdsh-32", "pdsh-W", "pdsh-W-curve25519", "sshfan", "workflow":
@@ -87,18 +122,17 @@ func run(nodes int, delay time.Duration, width int, connectTimeout, timeout time
 		dir = d
 	}
 	started := time.Now()
-	f, err := sshtest.Start(ctx, sshtest.Options{Dir: dir, Nodes: nodes, RestartDelay: delay})
+	f, desc, err := startFleet(ctx, fo, dir, nodes, delay)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-fanout:", err)
 		return 2
 	}
-	defer f.Stop()
-	fmt.Printf("fleet: %d nodes on 127.1.0.0/16, %d sshd processes (%s), restart delay %v, started in %v\n",
-		nodes, (nodes+sshtest.MaxNodesPerSSHD-1)/sshtest.MaxNodesPerSSHD, sshtest.SSHD, delay, time.Since(started).Round(time.Millisecond))
+	defer f.stop()
+	fmt.Println(desc)
 
 	// Warm caches (binaries, keys) with a few hosts, unmeasured.
-	warm := f.NodeNames[:min(4, len(f.NodeNames))]
-	if out, err := f.PdshCommand(ctx, 4, warm, command).CombinedOutput(); err != nil {
+	warm := f.nodeNames()[:min(4, len(f.nodeNames()))]
+	if out, err := f.pdshCommand(ctx, 4, warm, command).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-fanout: warm-up pdsh: %v\n%s", err, out)
 		return 2
 	}
@@ -122,7 +156,7 @@ func run(nodes int, delay time.Duration, width int, connectTimeout, timeout time
 			})
 		case "sshfan":
 			r, err = measure(f, "sshfan", width, func() (string, error) {
-				return runSSHFan(ctx, f, f.NodeNames, width, connectTimeout)
+				return runSSHFan(ctx, f, f.nodeNames(), width, connectTimeout)
 			})
 		case "workflow":
 			var wb *workflowBench
@@ -142,7 +176,7 @@ func run(nodes int, delay time.Duration, width int, connectTimeout, timeout time
 		results = append(results, r)
 	}
 
-	printTable(results, nodes, delay)
+	printTable(results, nodes, delay, ideal(fo, nodes, width, delay))
 	bad := false
 	for _, r := range results {
 		if len(r.missed) > 0 {
@@ -153,18 +187,22 @@ func run(nodes int, delay time.Duration, width int, connectTimeout, timeout time
 	if bad {
 		return 1
 	}
-	fmt.Printf("every node restarted exactly once per tool run; total %v\n", time.Since(started).Round(time.Second))
+	fmt.Printf("every node restarted exactly once per tool run (unreachable ones never); total %v\n", time.Since(started).Round(time.Second))
 	return 0
 }
 
 // measure runs fn once between empty logs and checks every node ran the
 // command exactly once. fn reports its own CPU via the rusage it reads.
-func measure(f *sshtest.Fleet, name string, width int, fn func() (string, error)) (result, error) {
+func measure(f fleet, name string, width int, fn func() (string, error)) (result, error) {
 	r := result{name: name, width: width}
-	if err := f.ResetRestarts(); err != nil {
+	if err := f.resetRestarts(); err != nil {
 		return r, err
 	}
-	srv0, err := f.ServerCPU()
+	srv0, err := f.serverCPU()
+	if err != nil {
+		return r, err
+	}
+	conns0, err := f.connections()
 	if err != nil {
 		return r, err
 	}
@@ -184,17 +222,30 @@ func measure(f *sshtest.Fleet, name string, width int, fn func() (string, error)
 	r.note = note
 	// The last sessions' sshd processes may still be exiting.
 	time.Sleep(300 * time.Millisecond)
-	srv1, err := f.ServerCPU()
+	srv1, err := f.serverCPU()
 	if err != nil {
 		return r, err
 	}
 	r.server = srv1 - srv0
-	counts, err := f.Restarts()
+	conns1, err := f.connections()
 	if err != nil {
 		return r, err
 	}
-	for _, n := range f.NodeNames {
-		if counts[n] != 1 {
+	counts, err := f.restarts()
+	if err != nil {
+		return r, err
+	}
+	r.conns = conns1 - conns0
+	if conns0 < 0 {
+		// The OpenSSH fleet does not count connections; every tool opens
+		// one per restart.
+		r.conns, r.connsFromLedger = 0, true
+		for _, c := range counts {
+			r.conns += int64(c)
+		}
+	}
+	for _, n := range f.nodeNames() {
+		if counts[n] != f.wantRestarts(n) {
 			r.missed = append(r.missed, fmt.Sprintf("%s=%d", n, counts[n]))
 		}
 	}
@@ -202,8 +253,8 @@ func measure(f *sshtest.Fleet, name string, width int, fn func() (string, error)
 	return r, nil
 }
 
-func runPdsh(ctx context.Context, f *sshtest.Fleet, fanout int, sshArgs ...string) (string, error) {
-	cmd := f.PdshCommand(ctx, fanout, f.NodeNames, command, sshArgs...)
+func runPdsh(ctx context.Context, f fleet, fanout int, sshArgs ...string) (string, error) {
+	cmd := f.pdshCommand(ctx, fanout, f.nodeNames(), command, sshArgs...)
 	out, err := cmd.CombinedOutput()
 	lines := strings.Count(string(out), "\n")
 	if err != nil {
@@ -216,10 +267,10 @@ func runPdsh(ctx context.Context, f *sshtest.Fleet, fanout int, sshArgs ...strin
 	return fmt.Sprintf("(pdsh exit 0, %d output lines, wait4 rusage %.2fs)", lines, w4.Seconds()), nil
 }
 
-func runSSHFan(ctx context.Context, f *sshtest.Fleet, hosts []string, width int, connectTimeout time.Duration) (string, error) {
+func runSSHFan(ctx context.Context, f fleet, hosts []string, width int, connectTimeout time.Duration) (string, error) {
 	r, err := sshfan.New(sshfan.Options{
-		ConfigFile:     f.ConfigFile,
-		KnownHosts:     []string{f.KnownHosts},
+		ConfigFile:     f.configFile(),
+		KnownHosts:     []string{f.knownHosts()},
 		Concurrency:    width,
 		ConnectTimeout: connectTimeout,
 		CommandTimeout: 5 * time.Minute,
@@ -246,7 +297,21 @@ func runSSHFan(ctx context.Context, f *sshtest.Fleet, hosts []string, width int,
 	return note, nil
 }
 
-func printTable(results []result, nodes int, delay time.Duration) {
+// ideal is issue 14's reference wall for the remote fleet at width W:
+// ⌈N/W⌉ × the restart delay, plus the stragglers' delay once when there
+// are stragglers. 0 for the OpenSSH fleet, whose bound is its CPU.
+func ideal(fo fleetOptions, nodes, width int, delay time.Duration) time.Duration {
+	if fo.kind != "remote" {
+		return 0
+	}
+	d := time.Duration((nodes+width-1)/width) * delay
+	if fo.stragglers > 0 {
+		d += fo.stragglerDelay
+	}
+	return d
+}
+
+func printTable(results []result, nodes int, delay, idealWall time.Duration) {
 	var base32, baseW *result
 	for i, r := range results {
 		if r.name == "pdsh -f 32" {
@@ -258,15 +323,28 @@ func printTable(results []result, nodes int, delay time.Duration) {
 	}
 	fmt.Printf("\n%d nodes, restart delay %v, %d CPUs\n", nodes, delay, runtime.NumCPU())
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tool\twidth\twall\tCPU user+sys\twall vs pdsh-32\tCPU vs pdsh-32\twall vs pdsh-W\tCPU vs pdsh-W\tsshd CPU\trestarted once\t")
+	fmt.Fprintln(tw, "tool\twidth\twall\tCPU user+sys\twall vs pdsh-32\tCPU vs pdsh-32\twall vs pdsh-W\tCPU vs pdsh-W\twall vs ideal\tserver CPU\tconns\tserver CPU/conn\trestarted as due\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%s\t%s\t%.2fs\t%d/%d\t\n",
+		vsIdeal, conns, perConn := "-", fmt.Sprint(r.conns), "-"
+		if idealWall > 0 {
+			vsIdeal = fmt.Sprintf("%.3fx", float64(r.wall)/float64(idealWall))
+		}
+		if r.connsFromLedger {
+			conns += "*"
+		}
+		if r.conns > 0 {
+			perConn = fmt.Sprintf("%.2fms", float64(r.server)/float64(r.conns)/1e6)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%s\t%s\t%s\t%.2fs\t%s\t%s\t%d/%d\t\n",
 			r.name, r.width, r.wall.Seconds(), r.cpu.Seconds(),
 			ratio(r.wall, base32, wallOf), ratio(r.cpu, base32, cpuOf), ratio(r.wall, baseW, wallOf), ratio(r.cpu, baseW, cpuOf),
-			r.server.Seconds(), nodes-len(r.missed), nodes)
+			vsIdeal, r.server.Seconds(), conns, perConn, nodes-len(r.missed), nodes)
 	}
 	tw.Flush()
-	fmt.Println("(ratios: this tool / pdsh with OpenSSH's default key exchange; below 1 is better. CPU of the fan-out code: pdsh plus its ssh children, or this process for sshfan; sshd CPU is the servers' share, paid whichever client connects. \"curve25519\": ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
+	if idealWall > 0 {
+		fmt.Printf("(ideal, every row against width W: ⌈N/W⌉ × restart delay, plus the stragglers' delay once = %v)\n", idealWall)
+	}
+	fmt.Println("(ratios: this tool / pdsh with OpenSSH's default key exchange; below 1 is better. CPU of the fan-out code: pdsh plus its ssh children, or this process for sshfan; server CPU is the fleet's share, paid whichever client connects (sshd processes and their sessions, or the one sshfleet process); conns: TCP connections the remote fleet accepted, or *: restarts on the OpenSSH fleet, one connection each. \"curve25519\": ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
 }
 
 func wallOf(r *result) time.Duration { return r.wall }
