@@ -42,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/csmops/etcd-repopulate/internal/sshtest"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -315,34 +316,22 @@ func checkNofile(nodes int) error {
 	return nil
 }
 
+// writeClientFiles writes the fleet's client config and known_hosts as
+// sshtest's fleet has them, so that one client config reaches either.
 func (f *Fleet) writeClientFiles(ips []string, hostPub ssh.PublicKey) error {
 	u, err := user.Current()
 	if err != nil {
 		return fmt.Errorf("sshfleet: current user: %w", err)
 	}
-	var cfg, kh strings.Builder
-	cfg.WriteString("# sshfleet: ssh -F this-file NODE\n")
-	hostLine := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostPub)))
+	nodes := make([]sshtest.Node, len(ips))
 	for i, ip := range ips {
-		fmt.Fprintf(&cfg, "Host %s\n  HostName %s\n  Port %d\n  User %s\n  IdentityFile %s\n", f.NodeNames[i], ip, f.Port, u.Username, f.IdentityFile)
-		fmt.Fprintf(&kh, "[%s]:%d %s\n", ip, f.Port, hostLine)
+		nodes[i] = sshtest.Node{Name: f.NodeNames[i], IP: ip, Port: f.Port}
 	}
-	fmt.Fprintf(&cfg, `Host *
-  IdentitiesOnly yes
-  UserKnownHostsFile %s
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  UpdateHostKeys no
-  CheckHostIP no
-  BatchMode yes
-  ControlMaster no
-  ControlPath none
-  LogLevel ERROR
-`, f.KnownHosts)
-	if err := os.WriteFile(f.ConfigFile, []byte(cfg.String()), 0o644); err != nil {
+	cfg, kh := sshtest.ClientFiles("sshfleet", nodes, u.Username, f.IdentityFile, f.KnownHosts, hostPub)
+	if err := os.WriteFile(f.ConfigFile, cfg, 0o644); err != nil {
 		return fmt.Errorf("sshfleet: %w", err)
 	}
-	if err := os.WriteFile(f.KnownHosts, []byte(kh.String()), 0o644); err != nil {
+	if err := os.WriteFile(f.KnownHosts, kh, 0o644); err != nil {
 		return fmt.Errorf("sshfleet: %w", err)
 	}
 	return nil

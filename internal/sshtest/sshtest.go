@@ -461,12 +461,24 @@ func (p *sshdProc) kill() {
 // writeClientFiles rewrites the client config and known_hosts from f.nodes.
 // Callers hold f.mu.
 func (f *Fleet) writeClientFiles() error {
+	cfg, kh := ClientFiles("sshtest", f.nodes, f.user, f.IdentityFile, f.KnownHosts, f.hostPub)
+	if err := writeAtomic(f.ConfigFile, cfg); err != nil {
+		return err
+	}
+	return writeAtomic(f.KnownHosts, kh)
+}
+
+// ClientFiles renders an OpenSSH client config naming every node (user,
+// identity, strict host key checking against knownHosts, no prompts, no
+// multiplexing) and the known_hosts that expects hostPub at each node's
+// address: what pdsh, ssh -F and sshfan reach a test fleet through.
+func ClientFiles(fleet string, nodes []Node, user, identity, knownHosts string, hostPub ssh.PublicKey) (config, knownHostsFile []byte) {
 	var cfg, kh bytes.Buffer
-	cfg.WriteString("# sshtest fleet: ssh -F this-file NODE\n")
-	hostLine := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(f.hostPub)))
-	for _, n := range f.nodes {
+	fmt.Fprintf(&cfg, "# %s fleet: ssh -F this-file NODE\n", fleet)
+	hostLine := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostPub)))
+	for _, n := range nodes {
 		fmt.Fprintf(&cfg, "Host %s\n  HostName %s\n  Port %d\n  User %s\n  IdentityFile %s\n",
-			n.Name, n.IP, n.Port, f.user, f.IdentityFile)
+			n.Name, n.IP, n.Port, user, identity)
 		fmt.Fprintf(&kh, "[%s]:%d %s\n", n.IP, n.Port, hostLine)
 	}
 	fmt.Fprintf(&cfg, `Host *
@@ -480,11 +492,8 @@ func (f *Fleet) writeClientFiles() error {
   ControlMaster no
   ControlPath none
   LogLevel ERROR
-`, f.KnownHosts)
-	if err := writeAtomic(f.ConfigFile, cfg.Bytes()); err != nil {
-		return err
-	}
-	return writeAtomic(f.KnownHosts, kh.Bytes())
+`, knownHosts)
+	return cfg.Bytes(), kh.Bytes()
 }
 
 func writeAtomic(path string, data []byte) error {
