@@ -12,15 +12,13 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/csmops/etcd-repopulate/activities"
+	"github.com/csmops/etcd-repopulate/internal/activitytest"
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/badinput"
 	"github.com/csmops/etcd-repopulate/internal/csm"
@@ -34,36 +32,16 @@ import (
 // emu serves a CSM 1.5 emulator whose BSS holds the boot parameters of n
 // compute nodes, and returns the activities talking to it over HTTP.
 func emu(t *testing.T, n int) (*csmemu.Emulator, *bssrestore.Activities) {
-	t.Helper()
-	e := csmemu.New(csmemu.Options{Release: api.CSM15, Components: csmemu.ComputeNodes(n)})
-	base, err := e.Start(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	cl, err := csm.New(csm.Config{BaseURL: base, Secret: csm.SecretValue(csmemu.DefaultClientSecret), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, &bssrestore.Activities{CSM: &activities.CSM{Client: cl}}
+	e, c := activitytest.CSM(t, api.CSM15, csmemu.ComputeNodes(n))
+	return e, &bssrestore.Activities{CSM: c}
 }
 
 // run executes one activity as Temporal would; details, if not nil, are
 // an earlier attempt's heartbeat details.
 func run[T any](t *testing.T, a *bssrestore.Activities, fn, arg, details any) (T, error) {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	if details != nil {
-		env.SetHeartbeatDetails(details)
-	}
-	var out T
-	v, err := env.ExecuteActivity(fn, arg)
-	if err != nil {
-		return out, err
-	}
-	return out, v.Get(&out)
+	out, _, err := activitytest.Run[T](t, a, fn, arg, details)
+	return out, err
 }
 
 // saved is what repopulate start carries of e's BSS now.
@@ -287,7 +265,7 @@ func snapshotter(t *testing.T, c *simcluster.Cluster, lastSuccess time.Time) api
 }
 
 func kubeActs(cfg *rest.Config) *bssrestore.Activities {
-	return &bssrestore.Activities{Kube: &activities.Kube{Core: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}}
+	return &bssrestore.Activities{Kube: activitytest.Kube(cfg)}
 }
 
 // TestEtcdBackupAge reads the snapshotter CronJob's last success; a
