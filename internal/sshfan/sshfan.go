@@ -92,8 +92,9 @@ type Options struct {
 	// User is the remote user when the config names none; empty: the local
 	// user.
 	User string
-	// Concurrency is the number of hosts in flight at once (the worker pool
-	// size), e.g. DefaultConcurrency.
+	// Concurrency is the number of hosts in flight at once, e.g.
+	// DefaultConcurrency: the Runner's width, shared by all its concurrent
+	// Runs.
 	Concurrency int
 	// MaxStartups bounds how many of those hosts may be setting up their
 	// connection at once (TCP connect, SSH handshake, authentication): a
@@ -122,6 +123,16 @@ type Runner struct {
 	agentConn   net.Conn        // nil without UseAgent
 	mu          sync.Mutex      // guards keys
 	keys        map[string]keys // private keys by expanded path, loaded once
+	// The width is the Runner's, shared by concurrent Runs (one batch per
+	// activity, several in flight on a worker): slots holds one token per
+	// host being worked on, startups one per connection being set up.
+	slots    chan struct{}
+	startups chan struct{}
+	// dispatch is held by the one Run handing its hosts to free slots;
+	// the others queue for it in arrival order (a channel's senders are
+	// served first come, first served), so an earlier batch's hosts get
+	// slots before a later batch's.
+	dispatch chan struct{}
 }
 
 type keys struct {
@@ -159,7 +170,8 @@ func New(opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sshfan: known_hosts %s: %w; fix or remove the bad line", strings.Join(opts.KnownHosts, ", "), err)
 	}
-	r := &Runner{opts: opts, hostKeys: hostKeys, keys: map[string]keys{}}
+	r := &Runner{opts: opts, hostKeys: hostKeys, keys: map[string]keys{},
+		slots: make(chan struct{}, opts.Concurrency), startups: make(chan struct{}, opts.MaxStartups), dispatch: make(chan struct{}, 1)}
 	pub, _, _ := ed25519.GenerateKey(nil)
 	r.probeKey, _ = ssh.NewPublicKey(pub)
 
@@ -341,17 +353,21 @@ func (r *Runner) hostKeyAlgorithms(addr string) []string {
 	return algs
 }
 
-// Run runs command on every host, at most Options.Concurrency at a time
-// (of which at most Options.MaxStartups setting up their connection), and
-// calls onResult once per host, as each finishes. Calls to onResult
-// are serialised (never concurrent; they come from the worker goroutines,
-// so a slow onResult slows the fan-out). onResult may be nil.
+// Run runs command on every host and calls onResult once per host, as each
+// finishes. At most Options.Concurrency hosts are worked on at once (of
+// which at most Options.MaxStartups setting up their connection) across
+// all the Runs in progress on r: concurrent Runs share the width, and a
+// Run's hosts get free slots before those of a Run that started later.
+// Calls to onResult are serialised within a Run (never concurrent; they
+// come from the goroutines working on hosts, so a slow onResult slows the
+// fan-out). onResult may be nil.
 //
-// Cancelling ctx stops dispatching: hosts not started yet are reported
-// failed with "not started", and in-flight sessions are closed and
-// reported failed with "aborted"; Run then returns ctx.Err(). Otherwise it
-// returns nil once every host is reported, whatever their outcomes. It
-// returns an error without contacting any host if command is empty.
+// Cancelling ctx stops dispatching: hosts not started yet (including those
+// waiting for a slot) are reported failed with "not started", and
+// in-flight sessions are closed and reported failed with "aborted"; Run
+// then returns ctx.Err(). Otherwise it returns nil once every host is
+// reported, whatever their outcomes. It returns an error without
+// contacting any host if command is empty.
 func (r *Runner) Run(ctx context.Context, hosts []string, command string, onResult func(Result)) error {
 	if strings.TrimSpace(command) == "" {
 		return errors.New("sshfan: empty command")
@@ -365,33 +381,51 @@ func (r *Runner) Run(ctx context.Context, hosts []string, command string, onResu
 		defer mu.Unlock()
 		onResult(res)
 	}
-	var next atomic.Int64
 	var interrupted atomic.Bool
-	startups := make(chan struct{}, r.opts.MaxStartups)
-	workers := min(r.opts.Concurrency, len(hosts))
+	notStarted := func(rest []string, err error) {
+		interrupted.Store(true)
+		for _, h := range rest {
+			report(Result{Host: h, Status: StatusFailed, Reason: "not started: " + err.Error(), ExitStatus: -1})
+		}
+	}
+	if len(hosts) == 0 {
+		return nil
+	}
+	select {
+	case r.dispatch <- struct{}{}:
+	case <-ctx.Done():
+		notStarted(hosts, ctx.Err())
+		return ctx.Err()
+	}
 	var wg sync.WaitGroup
-	wg.Add(workers)
-	for range workers {
+	for i, host := range hosts {
+		slot := false
+		if ctx.Err() == nil {
+			select {
+			case r.slots <- struct{}{}:
+				slot = true
+			case <-ctx.Done():
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			if slot { // taken in the same instant as the cancel
+				<-r.slots
+			}
+			notStarted(hosts[i:], err)
+			break
+		}
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(hosts) {
-					return
-				}
-				if err := ctx.Err(); err != nil {
-					interrupted.Store(true)
-					report(Result{Host: hosts[i], Status: StatusFailed, Reason: "not started: " + err.Error()})
-					continue
-				}
-				res := r.runOne(ctx, startups, hosts[i], command)
-				if res.Status != StatusOK && ctx.Err() != nil {
-					interrupted.Store(true)
-				}
-				report(res)
+			res := r.runOne(ctx, host, command)
+			<-r.slots
+			if res.Status != StatusOK && ctx.Err() != nil {
+				interrupted.Store(true)
 			}
+			report(res)
 		}()
 	}
+	<-r.dispatch
 	wg.Wait()
 	if interrupted.Load() {
 		return ctx.Err()
@@ -439,7 +473,7 @@ func (t *tail) String() string {
 	return strings.TrimSpace(strings.ToValidUTF8(string(b), "?"))
 }
 
-func (r *Runner) runOne(ctx context.Context, startups chan struct{}, host, command string) Result {
+func (r *Runner) runOne(ctx context.Context, host, command string) Result {
 	start := time.Now()
 	res := Result{Host: host, ExitStatus: -1}
 	done := func(s Status, reason string) Result {
@@ -459,7 +493,7 @@ func (r *Runner) runOne(ctx context.Context, startups chan struct{}, host, comma
 	// banner within ConnectTimeout (counted from the slot); then key
 	// exchange, authentication and the command within CommandTimeout.
 	select {
-	case startups <- struct{}{}:
+	case r.startups <- struct{}{}:
 	case <-ctx.Done():
 		return done(StatusFailed, "aborted before connecting: "+ctx.Err().Error())
 	}
@@ -467,7 +501,7 @@ func (r *Runner) runOne(ctx context.Context, startups chan struct{}, host, comma
 	release := func() {
 		if !released {
 			released = true
-			<-startups
+			<-r.startups
 		}
 	}
 	defer release()

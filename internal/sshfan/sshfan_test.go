@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -590,4 +591,222 @@ func TestConnectAndHandshakeTimeouts(t *testing.T) {
 	silent.Close()
 	bannerOnly.Close()
 	conns.Wait()
+}
+
+// countingProxy forwards one listener per node of f to its sshd and
+// records when each connection opened and when the client closed it.
+type countingProxy struct {
+	mu    sync.Mutex
+	spans [][2]time.Time
+}
+
+func (p *countingProxy) record(opened, closed time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.spans = append(p.spans, [2]time.Time{opened, closed})
+}
+
+// peak is the most connections open at once, not counting overlaps
+// shorter than grace: the proxy sees a client's close and the next
+// connect in two goroutines, in either order, when a slot changes hands.
+func (p *countingProxy) peak(grace time.Duration) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	type event struct {
+		at time.Time
+		d  int
+	}
+	var events []event
+	for _, s := range p.spans {
+		if s[1].Sub(s[0]) > grace {
+			events = append(events, event{s[0].Add(grace), 1}, event{s[1], -1})
+		}
+	}
+	slices.SortFunc(events, func(a, b event) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.d - b.d // a close before an open at the same instant
+	})
+	open, peak := 0, 0
+	for _, e := range events {
+		open += e.d
+		peak = max(peak, open)
+	}
+	return peak
+}
+
+// proxied starts a countingProxy in front of every good node of f and
+// returns Options reaching the nodes through it (same names, same host key).
+func proxied(t *testing.T, f *sshtest.Fleet) (Options, *countingProxy) {
+	t.Helper()
+	p := &countingProxy{}
+	good := map[string]bool{}
+	for _, n := range f.NodeNames {
+		good[n] = true
+	}
+	var nodes []sshtest.Node
+	for _, n := range f.Nodes() {
+		if !good[n.Name] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		target := net.JoinHostPort(n.IP, strconv.Itoa(n.Port))
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				opened := time.Now()
+				go func() {
+					defer c.Close()
+					s, err := net.Dial("tcp", target)
+					if err != nil {
+						return
+					}
+					defer s.Close()
+					go func() { io.Copy(c, s); c.Close() }()
+					io.Copy(s, c) // until the client closes
+					p.record(opened, time.Now())
+				}()
+			}
+		}()
+		nodes = append(nodes, sshtest.Node{Name: n.Name, IP: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
+	}
+	direct := newRunner(t, fleetOptions(f))
+	target, err := direct.Resolve(f.NodeNames[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, hostPub, _, _, err := ssh.ParseKnownHosts(mustRead(t, f.KnownHosts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts := fleetOptions(f)
+	opts.ConfigFile, opts.KnownHosts = filepath.Join(dir, "config"), []string{filepath.Join(dir, "known_hosts")}
+	cfg, kh := sshtest.ClientFiles("proxied", nodes, target.User, f.IdentityFile, opts.KnownHosts[0], hostPub)
+	if err := os.WriteFile(opts.ConfigFile, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(opts.KnownHosts[0], kh, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return opts, p
+}
+
+// TestConcurrentRunsShareTheWidth: three Runs at once on one Runner (three
+// batches in flight on a worker) never hold more than Concurrency
+// connections together, and each reports each of its hosts once.
+func TestConcurrentRunsShareTheWidth(t *testing.T) {
+	const width, runs, perRun = 3, 3, 4
+	f := startFleet(t, runs*perRun, 500*time.Millisecond)
+	opts, proxy := proxied(t, f)
+	opts.Concurrency = width
+	r := newRunner(t, opts)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := collect(t, context.Background(), r, f.NodeNames[i*perRun:(i+1)*perRun], restartCmd)
+			if err != nil {
+				t.Error(err)
+			}
+			for h, res := range got {
+				if res.Status != StatusOK {
+					t.Errorf("%s: %+v", h, res)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if p := proxy.peak(100 * time.Millisecond); p > width || p == 0 {
+		t.Errorf("%d connections open at once for %d concurrent Runs, want at most Concurrency %d", p, runs, width)
+	}
+	rs, _ := f.Restarts()
+	for _, n := range f.NodeNames {
+		if rs[n] != 1 {
+			t.Errorf("%s restarted %d times", n, rs[n])
+		}
+	}
+}
+
+// TestEarlierRunGetsSlotsFirst: a Run that starts while another holds the
+// width waits for it; its hosts start only once the earlier Run's hosts
+// have all had a slot, so batches finish in the order they started.
+func TestEarlierRunGetsSlotsFirst(t *testing.T) {
+	f := startFleet(t, 6, 400*time.Millisecond)
+	opts := fleetOptions(f)
+	opts.Concurrency = 2
+	r := newRunner(t, opts)
+	var mu sync.Mutex
+	var order []string
+	record := func(res Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, res.Host)
+	}
+	first, second := f.NodeNames[:4], f.NodeNames[4:]
+	done := make(chan error)
+	go func() { done <- r.Run(context.Background(), first, restartCmd, record) }()
+	for { // the first Run holds both slots
+		if rs, _ := f.Restarts(); len(rs) == 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	go func() { done <- r.Run(context.Background(), second, restartCmd, record) }()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(order) != 6 {
+		t.Fatalf("%d results, want 6: %v", len(order), order)
+	}
+	for _, h := range order[:4] {
+		if !slices.Contains(first, h) {
+			t.Errorf("results in order %v: %s of the later Run finished before the earlier Run's hosts", order, h)
+		}
+	}
+}
+
+// TestCancelWhileWaitingForSlots: a Run waiting for slots another Run
+// holds reports its hosts "not started" when canceled, contacting none.
+func TestCancelWhileWaitingForSlots(t *testing.T) {
+	f := startFleet(t, 3, 2*time.Second)
+	opts := fleetOptions(f)
+	opts.Concurrency = 1
+	r := newRunner(t, opts)
+	busy := make(chan error)
+	go func() { busy <- r.Run(context.Background(), f.NodeNames[:1], restartCmd, nil) }()
+	for {
+		if rs, _ := f.Restarts(); len(rs) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	got, err := collect(t, ctx, r, f.NodeNames[1:], restartCmd)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Run returned %v, want context.DeadlineExceeded", err)
+	}
+	for h, res := range got {
+		if res.Status != StatusFailed || !strings.HasPrefix(res.Reason, "not started") {
+			t.Errorf("%s: %+v, want not started", h, res)
+		}
+	}
+	if err := <-busy; err != nil {
+		t.Error(err)
+	}
+	if rs, _ := f.Restarts(); len(rs) != 1 {
+		t.Errorf("restarts %v: the canceled Run's hosts must not be contacted", rs)
+	}
 }
