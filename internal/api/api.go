@@ -493,6 +493,10 @@ type HMNFDPlan struct {
 	NCNGroups []string `json:"ncnGroups"`
 	// BatchSize is the number of nodes one activity restarts.
 	BatchSize int `json:"batchSize"`
+	// BatchesInFlight is how many batch activities run at once; plans
+	// made before batches overlapped lack it (the procedure's defaults
+	// fill it).
+	BatchesInFlight int `json:"batchesInFlight,omitempty"`
 	// MaxFailedPercent: the service fails only when more nodes than this
 	// share failed or were unreachable.
 	MaxFailedPercent float64 `json:"maxFailedPercent"`

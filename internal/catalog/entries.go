@@ -144,7 +144,7 @@ var entries = []Entry{
 		Title:   "Hardware Management Notification Fanout Daemon (HMNFD)",
 		Does:    "restarts orca on computes and NCNs to resubscribe",
 		Settings: func() settings.Settings {
-			return &orca.HMNFDSettings{BatchSize: orca.MaxBatchSize, MaxFailedPercent: 2, VerifyTimeout: settings.Duration(5 * time.Minute),
+			return &orca.HMNFDSettings{BatchSize: orca.MaxBatchSize, BatchesInFlight: orca.DefaultBatchesInFlight, MaxFailedPercent: 2, VerifyTimeout: settings.Duration(5 * time.Minute),
 				Pods: restartpods.PodSettings{Namespace: "services", Selector: "app.kubernetes.io/name=cray-hmnfd", ReadyTimeout: settings.Duration(10 * time.Minute)}}
 		},
 		Variants:     []Variant{{Since: api.CSM10, Procedure: api.RestartOrca}},

@@ -143,6 +143,7 @@ func TestBadConfigIsRefusedWithTheKeyAndTheFix(t *testing.T) {
 		// The old defaults: one token fetch inside a wait outlasted the heartbeat.
 		"csm timeout vs heartbeat": {"csm:\n  timeout: 30s\nheartbeatTimeout: 30s\n", "csm.timeout (30s) must be under a third of heartbeatTimeout (30s)"},
 		"batch too big":            {"services:\n  hmnfd:\n    batchSize: 5000\n", "services.hmnfd.batchSize: must be 1 to 1000 nodes"},
+		"batches in flight":        {"services:\n  hmnfd:\n    batchesInFlight: 0\n", "services.hmnfd.batchesInFlight: must be 1 to 16 batches running at once"},
 		"heartbeat too short":      {"heartbeatTimeout: 4s\n", "set csm.timeout to 1.333s or less, or heartbeatTimeout above 24s"},
 		"unknown release":          {"release: csm-2.0\n", `release: "csm-2.0" is not one of auto, csm-1.0, csm-1.2, csm-1.3, csm-1.5, csm-1.6 (csm-1.4 is csm-1.3)`},
 		"unknown profile":          {"profile: csm-1.1\n", `release: "csm-1.1" is not one of auto`},

@@ -30,6 +30,10 @@ type HMNFDSettings struct {
 	Pods restartpods.PodSettings `json:"pods" doc:"restarted before orca when HMNFD reports not ready"`
 	// BatchSize is the number of nodes one durable step restarts.
 	BatchSize int `json:"batchSize" doc:"nodes per durable step, at most 1000"`
+	// BatchesInFlight is how many batches run at once, so that a batch's
+	// slowest nodes do not leave the SSH width idle; they share the
+	// worker's ssh.concurrency connections.
+	BatchesInFlight int `json:"batchesInFlight" doc:"batches running at once, sharing ssh.concurrency; 1 to 16"`
 	// MaxFailedPercent of nodes may fail or be unreachable before the
 	// service is reported failed.
 	MaxFailedPercent float64 `json:"maxFailedPercent" doc:"more failed/unreachable nodes than this fails the service"`
@@ -41,6 +45,14 @@ type HMNFDSettings struct {
 // with its reason, and past 1,000 nodes it outgrows what one Temporal
 // payload should carry.
 const MaxBatchSize = 1000
+
+// MaxBatchesInFlight bounds batchesInFlight: each batch in flight holds
+// up to MaxBatchSize nodes' results in its heartbeat details.
+const MaxBatchesInFlight = 16
+
+// DefaultBatchesInFlight is enough to keep the width busy past one batch's
+// stragglers without many batches' results pending at once.
+const DefaultBatchesInFlight = 4
 
 // Placement is where orca runs on one release.
 type Placement struct {
@@ -103,6 +115,9 @@ func (h *HMNFDSettings) Validate(field string) []error {
 	if h.BatchSize < 1 || h.BatchSize > MaxBatchSize {
 		errs = append(errs, fmt.Errorf("%s.batchSize: must be 1 to %d nodes (one batch's result lists each failed node and must stay a small Temporal payload), got %d", field, MaxBatchSize, h.BatchSize))
 	}
+	if h.BatchesInFlight < 1 || h.BatchesInFlight > MaxBatchesInFlight {
+		errs = append(errs, fmt.Errorf("%s.batchesInFlight: must be 1 to %d batches running at once (1 runs them one after another), got %d", field, MaxBatchesInFlight, h.BatchesInFlight))
+	}
 	if h.MaxFailedPercent < 0 || h.MaxFailedPercent > 100 {
 		errs = append(errs, fmt.Errorf("%s.maxFailedPercent: must be 0 to 100, got %g", field, h.MaxFailedPercent))
 	}
@@ -123,9 +138,14 @@ func (h *HMNFDSettings) Plan(c settings.PlanContext) api.ServicePlan {
 	if h.NCNGroups != nil {
 		ncns = h.NCNGroups
 	}
-	perBatch := (h.BatchSize + c.SSH.Concurrency - 1) / c.SSH.Concurrency
+	// A batch shares the width with the batches in flight before it, whose
+	// nodes get connections first (sshfan.Runner serves batches in the
+	// order they started): at worst it waits for all their nodes, so its
+	// waves count every node in flight.
+	perBatch := (h.BatchSize*max(h.BatchesInFlight, 1) + c.SSH.Concurrency - 1) / c.SSH.Concurrency
 	return api.ServicePlan{Service: c.Service, Procedure: api.RestartOrca, Timings: c.Timings(h.VerifyTimeout), HMNFD: &api.HMNFDPlan{
-		Units: slices.Clone(units), NCNGroups: slices.Clone(ncns), BatchSize: h.BatchSize, MaxFailedPercent: h.MaxFailedPercent, VerifyTimeout: time.Duration(h.VerifyTimeout),
+		Units: slices.Clone(units), NCNGroups: slices.Clone(ncns), BatchSize: h.BatchSize, BatchesInFlight: h.BatchesInFlight,
+		MaxFailedPercent: h.MaxFailedPercent, VerifyTimeout: time.Duration(h.VerifyTimeout),
 		// Each unit tried is one more command per node.
 		BatchTimeout:     time.Duration(perBatch)*(c.SSH.Connect+time.Duration(len(units))*c.SSH.Command) + time.Minute,
 		Pods:             h.Pods.PodSet(),

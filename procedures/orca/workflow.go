@@ -100,52 +100,29 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 		return nil
 	}
 
-	counts := api.NodeCounts{Total: len(hosts)}
-	restarted := map[string][]string{}
-	var ok []string
-	var problems []api.NodeProblem
 	batchOpts := procedure.WaitOptions(plan.Timings, h.BatchTimeout)
-	lastReport := workflow.Now(ctx)
-	err = w.Step(ctx, StepRestartOrca, batchOpts, func(ctx workflow.Context) (activities.Outcome, error) {
-		for start, batch := 0, 1; start < len(hosts); start, batch = start+h.BatchSize, batch+1 {
-			end := min(start+h.BatchSize, len(hosts))
-			var res BatchResult
-			req := RestartBatch{Batch: batch, Hosts: hosts[start:end], Units: units}
-			if len(h.Units) == 0 {
-				req = RestartBatch{Batch: batch, Hosts: hosts[start:end], Unit: h.Unit} // as recorded
-			}
-			if err := workflow.ExecuteActivity(ctx, api.ActivityRestartOrca, req).Get(ctx, &res); err != nil {
-				return activities.Outcome{}, err
-			}
-			ok = append(ok, res.OK...)
-			for _, u := range units {
-				if hs := res.Restarted[u]; len(hs) > 0 {
-					restarted[u] = append(restarted[u], hs...)
-				}
-			}
-			problems = append(problems, res.Problems...)
-			counts.OK = len(ok)
-			for _, p := range res.Problems {
-				if p.Status == "unreachable" {
-					counts.Unreachable++
-				} else {
-					counts.Failed++
-				}
-			}
-			// Status crosses Temporal as signal, query answer and result:
-			// counts and the first problems only, whatever the node count.
-			// Every problem is in this child's RestartOrca results, which
-			// repopulate report --nodes reads from history.
-			w.Status.Nodes, w.Status.NodeProblems = &counts, slices.Clone(problems[:min(len(problems), api.NodeProblemsInStatus)])
-			s := w.Find(StepRestartOrca)
-			s.Message = fmt.Sprintf("%d/%d nodes done (%d ok, %d failed, %d unreachable)", end, len(hosts), counts.OK, counts.Failed, counts.Unreachable)
-			// Tell the parent at most every progressInterval: each report
-			// costs history events, and thousands of nodes make many batches.
-			if now := workflow.Now(ctx); now.Sub(lastReport) >= progressInterval {
-				lastReport = now
-				w.Publish(ctx)
-			}
+	batches := (len(hosts) + h.BatchSize - 1) / h.BatchSize
+	tally := newRestartTally(w, workflow.Now(ctx), len(hosts), batches, units)
+	batch := func(i int) RestartBatch {
+		start, end := i*h.BatchSize, min((i+1)*h.BatchSize, len(hosts))
+		if len(h.Units) == 0 {
+			return RestartBatch{Batch: i + 1, Hosts: hosts[start:end], Unit: h.Unit} // as recorded
 		}
+		return RestartBatch{Batch: i + 1, Hosts: hosts[start:end], Units: units}
+	}
+	err = w.Step(ctx, StepRestartOrca, batchOpts, func(ctx workflow.Context) (activities.Outcome, error) {
+		if workflow.GetVersion(ctx, ChangeBatchesInFlight, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			for i := range batches { // one batch after another, as recorded
+				var res BatchResult
+				if err := workflow.ExecuteActivity(ctx, api.ActivityRestartOrca, batch(i)).Get(ctx, &res); err != nil {
+					return activities.Outcome{}, err
+				}
+				tally.fold(ctx, i, len(batch(i).Hosts), res)
+			}
+		} else if err := restartInFlight(ctx, batches, h.BatchesInFlight, batch, tally); err != nil {
+			return activities.Outcome{}, err
+		}
+		counts, problems, restarted := tally.counts, tally.problems(), tally.restarted()
 		msg := fmt.Sprintf("restarted %s on %d of %d nodes", unitText, counts.OK, counts.Total)
 		if len(units) > 1 {
 			var per []string
@@ -172,7 +149,7 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 		}
 		return activities.Outcome{Message: msg + fmt.Sprintf(" (within the %g%% allowed)", h.MaxFailedPercent)}, nil
 	})
-	if len(restarted) > 0 {
+	if restarted := tally.restarted(); len(restarted) > 0 {
 		// Which unit each node took, small whatever the node count.
 		w.Status.OrcaUnits, w.Status.OrcaUnitCounts = map[string][]string{}, map[string]int{}
 		for _, u := range units {
@@ -187,7 +164,7 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 	}
 
 	var verify []string
-	for _, host := range ok {
+	for _, host := range tally.ok() {
 		if x, isCompute := xnames[host]; isCompute {
 			verify = append(verify, x)
 		}
@@ -323,7 +300,9 @@ const (
 	defaultVerifyTimeout = 5 * time.Minute
 )
 
-// defaults fills an older plan's zero batch size and timeouts.
+// defaults fills an older plan's zero batch size, batches in flight and
+// timeouts. An older plan's BatchTimeout was computed for one batch at a
+// time with the whole SSH width, so its batches still run one at a time.
 func defaults(p *api.ServicePlan) {
 	if p.HMNFD == nil {
 		return
@@ -331,6 +310,9 @@ func defaults(p *api.ServicePlan) {
 	h := *p.HMNFD
 	if h.BatchSize <= 0 {
 		h.BatchSize = defaultBatchSize
+	}
+	if h.BatchesInFlight <= 0 {
+		h.BatchesInFlight = 1
 	}
 	procedure.OrDefault(&h.BatchTimeout, defaultBatchTimeout)
 	procedure.OrDefault(&h.VerifyTimeout, defaultVerifyTimeout)
