@@ -460,6 +460,14 @@ func TestStatusQueryShowsSteps(t *testing.T) {
 	}
 }
 
+// sortBatches puts the batches restarted in batch order: several run at
+// once and reach the fake in any order.
+func (f *kubeFake) sortBatches() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	slices.SortFunc(f.batches, func(a, b orca.RestartBatch) int { return a.Batch - b.Batch })
+}
+
 // TestHMNFDBatchesAndThreshold: nodes go in batches; failures within the
 // threshold are reported, past it they fail the service with the node list;
 // only compute nodes that restarted are verified.
@@ -489,6 +497,7 @@ func TestHMNFDBatchesAndThreshold(t *testing.T) {
 			if h.State != tc.wantState {
 				t.Fatalf("state %s (%s), want %s", h.State, h.Message, tc.wantState)
 			}
+			f.sortBatches()
 			if len(f.batches) != 3 || len(f.batches[0].Hosts) != 1000 || len(f.batches[2].Hosts) != 501 || strings.Join(f.batches[0].Units, ",") != "cray-dvs-orca,cray-orca" {
 				t.Errorf("batches: %d, sizes %d..%d", len(f.batches), len(f.batches[0].Hosts), len(f.batches[len(f.batches)-1].Hosts))
 			}
@@ -717,6 +726,7 @@ func TestOrcaTargetsOldAndCompactForms(t *testing.T) {
 			t.Fatal(err)
 		}
 		var hosts []string
+		f.sortBatches()
 		for _, b := range f.batches {
 			hosts = append(hosts, b.Hosts...)
 		}
