@@ -46,7 +46,10 @@ type kubeFake struct {
 	restoreErr                   error
 	deleteTakes                  time.Duration
 	orcaTakes                    time.Duration // each orca batch
-	checkTakes                   time.Duration
+	// orcaBatch, when set, runs first in each RestartOrca call (outside
+	// mu, in real time); its error is the batch's.
+	orcaBatch  func(context.Context, orca.RestartBatch) error
+	checkTakes time.Duration
 	// CSM side: the nodes HSM lists, the hosts that fail, CRUS answers.
 	nodes        int
 	failingHosts map[string]bool
@@ -187,7 +190,12 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return t, nil
 	})
-	env.OnActivity(fanout.RestartOrca, mock.Anything, mock.Anything).After(f.orcaTakes).Return(func(_ context.Context, b orca.RestartBatch) (orca.BatchResult, error) {
+	env.OnActivity(fanout.RestartOrca, mock.Anything, mock.Anything).After(f.orcaTakes).Return(func(ctx context.Context, b orca.RestartBatch) (orca.BatchResult, error) {
+		if f.orcaBatch != nil {
+			if err := f.orcaBatch(ctx, b); err != nil {
+				return orca.BatchResult{}, err
+			}
+		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.batches = append(f.batches, b)
