@@ -1,6 +1,16 @@
 // Package orca is the runbook's HMNFD section: restart the orca daemon on
 // the compute nodes and NCNs so that they subscribe to HMNFD again, after
 // restarting HMNFD's own pods (through restartpods) when it is not ready.
+//
+// The fan-out is split into batches (services.hmnfd.batchSize nodes), one
+// durable RestartOrca activity each, whose heartbeats carry the nodes done
+// so a retried batch skips them. Up to services.hmnfd.batchesInFlight
+// batches run at once and the next starts as soon as one ends; on a worker
+// they share one sshfan.Runner, whose ssh.concurrency connections go to
+// the batches in the order they started. So the width stays busy across
+// batch boundaries: a batch's slowest node holds one connection, not the
+// start of the next batch, and a node taking 10 s costs about 10 s once
+// rather than once per batch.
 package orca
 
 import (
