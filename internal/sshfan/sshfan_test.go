@@ -778,35 +778,57 @@ func TestEarlierRunGetsSlotsFirst(t *testing.T) {
 }
 
 // TestCancelWhileWaitingForSlots: a Run waiting for slots another Run
-// holds reports its hosts "not started" when canceled, contacting none.
+// holds, or for its turn behind a Run still handing out its hosts, reports
+// its hosts "not started" when canceled, contacting none.
 func TestCancelWhileWaitingForSlots(t *testing.T) {
-	f := startFleet(t, 3, 2*time.Second)
-	opts := fleetOptions(f)
-	opts.Concurrency = 1
-	r := newRunner(t, opts)
-	busy := make(chan error)
-	go func() { busy <- r.Run(context.Background(), f.NodeNames[:1], restartCmd, nil) }()
-	for {
-		if rs, _ := f.Restarts(); len(rs) == 1 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	got, err := collect(t, ctx, r, f.NodeNames[1:], restartCmd)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Run returned %v, want context.DeadlineExceeded", err)
-	}
-	for h, res := range got {
-		if res.Status != StatusFailed || !strings.HasPrefix(res.Reason, "not started") {
-			t.Errorf("%s: %+v, want not started", h, res)
-		}
-	}
-	if err := <-busy; err != nil {
-		t.Error(err)
-	}
-	if rs, _ := f.Restarts(); len(rs) != 1 {
-		t.Errorf("restarts %v: the canceled Run's hosts must not be contacted", rs)
+	for _, tc := range []struct {
+		name string
+		busy int // hosts of the Run holding the one slot
+	}{{"waiting for a slot", 1}, {"waiting for its turn", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFleet(t, tc.busy+2, time.Second)
+			opts := fleetOptions(f)
+			opts.Concurrency = 1
+			r := newRunner(t, opts)
+			busyHosts, canceledHosts := f.NodeNames[:tc.busy], f.NodeNames[tc.busy:]
+			busy := make(chan error)
+			go func() { busy <- r.Run(context.Background(), busyHosts, restartCmd, nil) }()
+			for {
+				if rs, _ := f.Restarts(); len(rs) == 1 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			got, err := collect(t, ctx, r, canceledHosts, restartCmd)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Run returned %v, want context.DeadlineExceeded", err)
+			}
+			// The busy Run holds the slot (and its turn) for a second.
+			if d := time.Since(start); d > 700*time.Millisecond {
+				t.Errorf("the canceled Run returned after %v: it waited past its 200ms", d)
+			}
+			for h, res := range got {
+				if res.Status != StatusFailed || !strings.HasPrefix(res.Reason, "not started") {
+					t.Errorf("%s: %+v, want not started", h, res)
+				}
+			}
+			if err := <-busy; err != nil {
+				t.Error(err)
+			}
+			rs, _ := f.Restarts()
+			for _, h := range busyHosts {
+				if rs[h] != 1 {
+					t.Errorf("%s of the busy Run restarted %d times", h, rs[h])
+				}
+			}
+			for _, h := range canceledHosts {
+				if rs[h] != 0 {
+					t.Errorf("%s of the canceled Run was contacted", h)
+				}
+			}
+		})
 	}
 }
