@@ -146,12 +146,20 @@ func run(ctx context.Context, o options) error {
 	defer c.Close()
 
 	fatal := make(chan error, 1)
-	w := sdkworker.New(c, o.conn.TaskQueue, sdkworker.Options{OnFatalError: func(err error) {
-		select {
-		case fatal <- err:
-		default: // the first one is enough to stop
-		}
-	}})
+	w := sdkworker.New(c, o.conn.TaskQueue, sdkworker.Options{
+		// The SDK sends heartbeat details at most every 0.8 heartbeatTimeout
+		// by default (24 s at 30 s). A RestartOrca batch retried after a
+		// worker is lost redoes the nodes its last sent details lack, and
+		// several batches run at once: details sent each second keep that
+		// to about the nodes in flight.
+		MaxHeartbeatThrottleInterval: time.Second,
+		OnFatalError: func(err error) {
+			select {
+			case fatal <- err:
+			default: // the first one is enough to stop
+			}
+		},
+	})
 	kubeActs := &activities.Kube{Core: core, Dynamic: dyn}
 	for _, w := range cfg.Warnings {
 		log.Warn("config file: " + w)
