@@ -165,6 +165,10 @@ type CRUSStep struct {
 type crusEntry struct {
 	s      csm.CRUSSession
 	script []CRUSStep
+	// step paces the script (Options.CRUSStepDelay); due is when its next
+	// step is due.
+	step time.Duration
+	due  time.Time
 }
 
 // CRUSScript is what a healthy CRUS session posts for an upgrade of steps
@@ -207,7 +211,8 @@ func ExampleCRUSSession() csm.CRUSSession {
 }
 
 // AddCRUSSession adds (or replaces) a session. Each GET that returns it
-// (list or describe) applies the next step of script; with no script the
+// (list or describe) applies the next step of script (with
+// Options.CRUSStepDelay: every step due by then); with no script the
 // session is stuck and never changes. An empty UpgradeID gets a random one;
 // the ID is returned.
 func (e *Emulator) AddCRUSSession(s csm.CRUSSession, script ...CRUSStep) string {
@@ -229,7 +234,8 @@ func (e *Emulator) AddCRUSSession(s csm.CRUSSession, script ...CRUSStep) string 
 	if _, ok := e.crus[s.UpgradeID]; !ok {
 		e.crusOrder = append(e.crusOrder, s.UpgradeID)
 	}
-	e.crus[s.UpgradeID] = &crusEntry{s: s, script: slices.Clone(script)}
+	step := max(e.opts.CRUSStepDelay, 0)
+	e.crus[s.UpgradeID] = &crusEntry{s: s, script: slices.Clone(script), step: step, due: time.Now().Add(step)}
 	return s.UpgradeID
 }
 
@@ -242,6 +248,7 @@ func (e *Emulator) SetCRUSScript(upgradeID string, script ...CRUSStep) bool {
 	c, ok := e.crus[upgradeID]
 	if ok {
 		c.script = slices.Clone(script)
+		c.due = time.Now().Add(c.step)
 	}
 	return ok
 }
@@ -276,8 +283,21 @@ func cloneCRUS(s csm.CRUSSession) csm.CRUSSession {
 	return s
 }
 
-// advance applies c's next step. Callers hold e.mu.
-func (c *crusEntry) advance() {
+// advance applies c's next step, or with a paced script every step due by
+// now. Callers hold e.mu.
+func (c *crusEntry) advance(now time.Time) {
+	if c.step == 0 {
+		c.apply()
+		return
+	}
+	for len(c.script) > 0 && !now.Before(c.due) {
+		c.apply()
+		c.due = c.due.Add(c.step)
+	}
+}
+
+// apply applies c's next step, if any.
+func (c *crusEntry) apply() {
 	if len(c.script) == 0 {
 		return
 	}
@@ -297,9 +317,10 @@ func (c *crusEntry) advance() {
 func (e *Emulator) listCRUS(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	out := make([]csm.CRUSSession, 0, len(e.crusOrder))
+	now := time.Now()
 	for _, id := range e.crusOrder {
 		c := e.crus[id]
-		c.advance()
+		c.advance(now)
 		out = append(out, cloneCRUS(c.s))
 	}
 	e.mu.Unlock()
@@ -312,7 +333,7 @@ func (e *Emulator) getCRUS(w http.ResponseWriter, r *http.Request) {
 	c, ok := e.crus[id]
 	var s csm.CRUSSession
 	if ok {
-		c.advance()
+		c.advance(time.Now())
 		s = cloneCRUS(c.s)
 	}
 	e.mu.Unlock()
