@@ -29,6 +29,10 @@ type execution struct {
 	Activities     []activity
 	// Gates are the intervals the service's gates waited for a person.
 	Gates []interval
+	// Signals are the signals this execution sent (a child's status to
+	// its parent, the parent's gate decisions to a child): initiated →
+	// delivered.
+	Signals []interval
 }
 
 type interval struct{ From, To time.Time }
@@ -41,6 +45,7 @@ func parseHistory(events []*historypb.HistoryEvent) (execution, error) {
 	var x execution
 	byScheduled := map[int64]*activity{}
 	var order []int64
+	signals := map[int64]time.Time{}
 	for _, e := range events {
 		at := e.GetEventTime().AsTime()
 		switch e.GetEventType() {
@@ -50,6 +55,12 @@ func parseHistory(events []*historypb.HistoryEvent) (execution, error) {
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
 			x.Ended = at
+		case enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+			signals[e.GetEventId()] = at
+		case enumspb.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
+			if from, ok := signals[e.GetExternalWorkflowExecutionSignaledEventAttributes().GetInitiatedEventId()]; ok {
+				x.Signals = append(x.Signals, interval{from, at})
+			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 			a := e.GetActivityTaskScheduledEventAttributes()
 			byScheduled[e.GetEventId()] = &activity{Name: a.GetActivityType().GetName(), Scheduled: at}
@@ -102,6 +113,45 @@ func (x execution) gateWait() time.Duration {
 		d += g.length()
 	}
 	return d
+}
+
+// edges are the times from the execution's start to its first activity
+// being scheduled and from its last activity closing to its end (0 and 0
+// without activities).
+func (x execution) edges() (before, after time.Duration) {
+	if len(x.Activities) == 0 {
+		return 0, 0
+	}
+	first, last := x.Activities[0].Scheduled, x.Activities[0].Closed
+	for _, a := range x.Activities {
+		if a.Scheduled.Before(first) {
+			first = a.Scheduled
+		}
+		if a.Closed.After(last) {
+			last = a.Closed
+		}
+	}
+	return first.Sub(x.Started), x.Ended.Sub(last)
+}
+
+// lastClosed is when the execution's last activity closed (its start
+// without activities).
+func (x execution) lastClosed() time.Time {
+	last := x.Started
+	for _, a := range x.Activities {
+		if a.Closed.After(last) {
+			last = a.Closed
+		}
+	}
+	return last
+}
+
+func lengths(is []interval) []time.Duration {
+	out := make([]time.Duration, 0, len(is))
+	for _, i := range is {
+		out = append(out, i.length())
+	}
+	return out
 }
 
 // queueLatencies are the activities' scheduled → started times.

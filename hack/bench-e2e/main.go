@@ -348,20 +348,29 @@ func (b *bench) analyse(ctx context.Context, run string, report api.Report) erro
 		return err
 	}
 	wall := parent.Ended.Sub(parent.Started)
-	var gates time.Duration
-	for _, s := range chain {
-		gates += children[s].gateWait()
+	// A service could start once the parent's own steps and its
+	// prerequisites were over; the start lag is what passed from then.
+	startLag := map[api.Service]time.Duration{}
+	for _, s := range order {
+		ready := parent.lastClosed()
+		for _, p := range after[s] {
+			if x, ok := children[p]; ok && x.Ended.After(ready) {
+				ready = x.Ended
+			}
+		}
+		startLag[s] = children[s].Started.Sub(ready)
 	}
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 	rel := func(t time.Time) string { return fmt.Sprintf("%.2f s", t.Sub(parent.Started).Seconds()) }
 
 	fmt.Printf("\nper service (times from the run's start; span = activities started → closed + gate waits):\n\n")
-	fmt.Println("| service | after | started | closed | activities | span | of which gates | chain ending here | sched → started, sum | gaps between steps, sum |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| service | after | started | closed | activities | span | of which gates | chain ending here | start lag | sched → started, sum | gaps between steps, sum | before first + after last step | signals to the parent: n, initiated → delivered, sum |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	pb, _ := parent.edges()
+	fmt.Printf("| (run: release, preflight, access) | | %s | %s | %d | %s | | %s | | %s | %s | %s | |\n", rel(parent.Started), rel(parent.Ended), len(parent.Activities), sec(prefix), sec(prefix),
+		sec(summarize(parent.queueLatencies()).Sum), sec(summarize(parent.gaps()).Sum), sec(pb))
 	q := parent.queueLatencies()
-	fmt.Printf("| (run: release, preflight, access) | | %s | | %d | %s | | %s | %s | %s |\n", rel(parent.Started), len(parent.Activities), sec(prefix), sec(prefix),
-		sec(summarize(parent.queueLatencies()).Sum), sec(summarize(parent.gaps()).Sum))
-	var allGaps []time.Duration
+	var allGaps, lags, signals []time.Duration
 	for _, s := range order {
 		x := children[s]
 		var deps []string
@@ -372,16 +381,53 @@ func (b *bench) analyse(ctx context.Context, run string, report api.Report) erro
 		}
 		q = append(q, x.queueLatencies()...)
 		allGaps = append(allGaps, x.gaps()...)
-		fmt.Printf("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", s, strings.Join(deps, ", "), rel(x.Started), rel(x.Ended), len(x.Activities),
-			sec(spans[s]), sec(x.gateWait()), sec(ends[s]), sec(summarize(x.queueLatencies()).Sum), sec(summarize(x.gaps()).Sum))
+		lags = append(lags, startLag[s])
+		signals = append(signals, lengths(x.Signals)...)
+		before, afterLast := x.edges()
+		fmt.Printf("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %d, %s |\n", s, strings.Join(deps, ", "), rel(x.Started), rel(x.Ended), len(x.Activities),
+			sec(spans[s]), sec(x.gateWait()), sec(ends[s]), sec(startLag[s]), sec(summarize(x.queueLatencies()).Sum), sec(summarize(x.gaps()).Sum),
+			sec(before+afterLast), len(x.Signals), sec(summarize(lengths(x.Signals)).Sum))
 	}
 	names := []string{"run"}
+	var gates time.Duration
 	for _, s := range chain {
 		names = append(names, string(s))
+		gates += children[s].gateWait()
 	}
 	fmt.Printf("\n| wall | critical path | ratio | chain | gate waits on the chain | ratio without gate waits |\n|---|---|---|---|---|---|\n")
 	fmt.Printf("| %s | %s | %.3f | %s | %s | %.3f |\n", sec(wall), sec(cp), wall.Seconds()/cp.Seconds(), strings.Join(names, " → "), sec(gates),
 		(wall-gates).Seconds()/(cp-gates).Seconds())
+
+	// Where the wall goes beyond the critical path, along the chain.
+	fmt.Printf("\nwall beyond the critical path, along the chain (%s):\n\n| part | time |\n|---|---|\n", sec(wall-cp))
+	var lag, queue, gaps, edges time.Duration
+	queue, gaps, edges = summarize(parent.queueLatencies()).Sum, summarize(parent.gaps()).Sum, pb
+	for _, s := range chain {
+		x := children[s]
+		b, a := x.edges()
+		lag += startLag[s]
+		queue += summarize(x.queueLatencies()).Sum
+		gaps += summarize(x.gaps()).Sum
+		edges += b + a
+	}
+	tail := parent.Ended.Sub(parent.lastClosed())
+	if len(chain) > 0 {
+		tail = parent.Ended.Sub(children[chain[len(chain)-1]].Ended)
+	}
+	rest := wall - cp - lag - queue - gaps - edges - tail
+	for _, row := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"services' start lag (parent: prerequisite over → child started)", lag},
+		{"activities scheduled → started", queue},
+		{"gaps between consecutive activities (workflow tasks, status signals)", gaps},
+		{"child started → first activity scheduled, last activity closed → child closed; the run's start → its first activity", edges},
+		{"last service closed → run closed", tail},
+		{"rest (other services ended after the chain, or steps overlapped)", rest},
+	} {
+		fmt.Printf("| %s | %s |\n", row.name, sec(row.d))
+	}
 
 	retried := 0
 	for _, x := range append(slices.Collect(maps.Values(children)), parent) {
@@ -391,12 +437,16 @@ func (b *bench) analyse(ctx context.Context, run string, report api.Report) erro
 			}
 		}
 	}
-	qs, gs := summarize(q), summarize(allGaps)
-	fmt.Printf("\norchestration overhead:\n\n| | n | min | median | p95 | max | sum |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("\norchestration overhead, all services:\n\n| | n | min | median | p95 | max | sum |\n|---|---|---|---|---|---|---|\n")
 	for _, row := range []struct {
 		name string
 		st   stats
-	}{{"activity scheduled → started", qs}, {"gap between a service's consecutive activities", gs}} {
+	}{
+		{"activity scheduled → started", summarize(q)},
+		{"gap between a service's consecutive activities", summarize(allGaps)},
+		{"service start lag", summarize(lags)},
+		{"a child's signal to the parent (status, gate ack), initiated → delivered", summarize(signals)},
+	} {
 		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s |\n", row.name, row.st.N, ms(row.st.Min), ms(row.st.Median), ms(row.st.P95), ms(row.st.Max), sec(row.st.Sum))
 	}
 	if retried > 0 {

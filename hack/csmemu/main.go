@@ -65,7 +65,7 @@ func main() {
 	release := flag.String("release", string(csmemu.DefaultRelease), "CSM release whose APIs to serve: csm-1.0, csm-1.2, csm-1.3 (csm-1.4), csm-1.5, csm-1.6")
 	crus := flag.Bool("crus", true, "serve CRUS (false: /apis/crus/* answers 404, as on CSM 1.5+ whatever this says)")
 	crusStuck := flag.Bool("crus-stuck", false, "the CRUS session never progresses (default: it progresses one step per GET to completion)")
-	crusStep := flag.Duration("crus-step", 0, "CRUS session pacing: each step of the session's script is due this long after the previous one (0: one step per GET)")
+	crusStep := flag.Duration("crus-step", 0, "CRUS session pacing: each step of the session's script is due this long after the previous one, the first this long after the session is first read (0: one step per GET)")
 	subscribed := flag.Bool("subscribed", false, "start with every Ready compute node subscribed in HMNFD (default: none, as after an etcd rebuild)")
 	fasBusy := flag.Int("fas-busy", 0, "answer 429 to the first N FAS loader nexus POSTs")
 	bosStep := flag.Duration("bos-step", time.Second, "BOS v2 session pacing: pending for one step, node HSM States change one step apart")

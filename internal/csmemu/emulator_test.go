@@ -83,15 +83,16 @@ func TestCRUSSessionProgressesOneStepPerGET(t *testing.T) {
 }
 
 // TestCRUSPacedSession: with CRUSStepDelay the script follows the clock,
-// not the number of GETs: nothing changes before the first step is due,
-// however often the session is read, and a late read applies every step
-// due by then.
+// not the number of GETs, from the session's first GET: nothing changes
+// before the first step is due, however often the session is read, and a
+// late read applies every step due by then.
 func TestCRUSPacedSession(t *testing.T) {
 	const step = 300 * time.Millisecond
 	e, c, _ := start(t, csmemu.Options{CRUSStepDelay: step})
 	script := csmemu.CRUSScript(1) // 8 steps
-	added := time.Now()
 	id := e.AddCRUSSession(csm.CRUSSession{State: csm.CRUSUpdating}, script...)
+	time.Sleep(2 * step) // the clock has not started: nobody has looked
+	added := time.Now()
 	for i := 0; i < 5 && time.Since(added) < step; i++ {
 		s, err := c.CRUSSession(bg(t), id)
 		if err != nil {

@@ -166,7 +166,9 @@ type crusEntry struct {
 	s      csm.CRUSSession
 	script []CRUSStep
 	// step paces the script (Options.CRUSStepDelay); due is when its next
-	// step is due.
+	// step is due, zero until the session is first read: the clock starts
+	// when someone first looks, so that a session added when the emulator
+	// starts is still in progress when a run reaches it.
 	step time.Duration
 	due  time.Time
 }
@@ -212,8 +214,9 @@ func ExampleCRUSSession() csm.CRUSSession {
 
 // AddCRUSSession adds (or replaces) a session. Each GET that returns it
 // (list or describe) applies the next step of script (with
-// Options.CRUSStepDelay: every step due by then); with no script the
-// session is stuck and never changes. An empty UpgradeID gets a random one;
+// Options.CRUSStepDelay: every step due by then, the first one step after
+// the session's first GET); with no script the session is stuck and never
+// changes. An empty UpgradeID gets a random one;
 // the ID is returned.
 func (e *Emulator) AddCRUSSession(s csm.CRUSSession, script ...CRUSStep) string {
 	if s.UpgradeID == "" {
@@ -234,8 +237,7 @@ func (e *Emulator) AddCRUSSession(s csm.CRUSSession, script ...CRUSStep) string 
 	if _, ok := e.crus[s.UpgradeID]; !ok {
 		e.crusOrder = append(e.crusOrder, s.UpgradeID)
 	}
-	step := max(e.opts.CRUSStepDelay, 0)
-	e.crus[s.UpgradeID] = &crusEntry{s: s, script: slices.Clone(script), step: step, due: time.Now().Add(step)}
+	e.crus[s.UpgradeID] = &crusEntry{s: s, script: slices.Clone(script), step: max(e.opts.CRUSStepDelay, 0)}
 	return s.UpgradeID
 }
 
@@ -248,7 +250,7 @@ func (e *Emulator) SetCRUSScript(upgradeID string, script ...CRUSStep) bool {
 	c, ok := e.crus[upgradeID]
 	if ok {
 		c.script = slices.Clone(script)
-		c.due = time.Now().Add(c.step)
+		c.due = time.Time{}
 	}
 	return ok
 }
@@ -289,6 +291,9 @@ func (c *crusEntry) advance(now time.Time) {
 	if c.step == 0 {
 		c.apply()
 		return
+	}
+	if c.due.IsZero() {
+		c.due = now.Add(c.step)
 	}
 	for len(c.script) > 0 && !now.Before(c.due) {
 		c.apply()
