@@ -33,6 +33,9 @@ type execution struct {
 	// its parent, the parent's gate decisions to a child): initiated →
 	// delivered.
 	Signals []interval
+	// ChildInitiated is when the parent asked the server to start each
+	// child, by workflow ID.
+	ChildInitiated map[string]time.Time
 }
 
 type interval struct{ From, To time.Time }
@@ -42,7 +45,7 @@ func (i interval) length() time.Duration { return i.To.Sub(i.From) }
 // parseHistory reads the executions' start and end and every activity that
 // closed. An activity that never closed (the run failed) is left out.
 func parseHistory(events []*historypb.HistoryEvent) (execution, error) {
-	var x execution
+	x := execution{ChildInitiated: map[string]time.Time{}}
 	byScheduled := map[int64]*activity{}
 	var order []int64
 	signals := map[int64]time.Time{}
@@ -55,6 +58,8 @@ func parseHistory(events []*historypb.HistoryEvent) (execution, error) {
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
 			x.Ended = at
+		case enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+			x.ChildInitiated[e.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetWorkflowId()] = at
 		case enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
 			signals[e.GetEventId()] = at
 		case enumspb.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:

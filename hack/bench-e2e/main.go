@@ -74,10 +74,18 @@ func main() {
 	bin := flag.String("bin", "bin", "directory with the tools (make tools) and the built commands")
 	dir := flag.String("dir", "", "state and logs (default: a new temporary directory, removed after a successful run)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long in all")
+	analyseRun := flag.String("analyse", "", "only analyse the finished run with this ID on the Temporal server at -address (starts nothing)")
+	address := flag.String("address", "127.0.0.1:7233", "with -analyse, the Temporal frontend")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	if *analyseRun != "" {
+		if err := analyseOnly(ctx, *address, *analyseRun); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	state, keep := *dir, *dir != ""
 	if state == "" {
 		var err error
@@ -186,7 +194,7 @@ func (b *bench) run(ctx context.Context) error {
 		Address: b.temporal.Address, Queue: api.TaskQueue, Config: cfg, Kubeconfig: kubeconfig}); err != nil {
 		return err
 	}
-	if b.tc, err = client.Dial(client.Options{HostPort: b.temporal.Address, Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}); err != nil {
+	if b.tc, err = dial(b.temporal.Address); err != nil {
 		return err
 	}
 
@@ -219,6 +227,25 @@ func (b *bench) run(ctx context.Context) error {
 		return fmt.Errorf("run %s ended %s with %d services: %s; nothing measured (worker log: %s)", run, report.State, len(report.Services), strings.Join(notDone, "; "), b.worker.Log)
 	}
 	return b.analyse(ctx, run, report)
+}
+
+// analyseOnly reads a finished run from a server: no latencies known.
+func analyseOnly(ctx context.Context, address, run string) error {
+	tc, err := dial(address)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	b := &bench{tc: tc}
+	var report api.Report
+	if err := tc.GetWorkflow(ctx, run, "").Get(ctx, &report); err != nil {
+		return fmt.Errorf("run %s: %w", run, err)
+	}
+	return b.analyse(ctx, run, report)
+}
+
+func dial(address string) (client.Client, error) {
+	return client.Dial(client.Options{HostPort: address, Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
 }
 
 func (b *bench) printLatencies() {
@@ -351,7 +378,13 @@ func (b *bench) analyse(ctx context.Context, run string, report api.Report) erro
 	// A service could start once the parent's own steps and its
 	// prerequisites were over; the start lag is what passed from then.
 	startLag := map[api.Service]time.Duration{}
+	// serverStart is the part of it from the parent's start command to the
+	// child's first event: the server's, not the workflow's.
+	serverStart := map[api.Service]time.Duration{}
 	for _, s := range order {
+		if at, ok := parent.ChildInitiated[api.ServiceWorkflowID(run, s)]; ok {
+			serverStart[s] = children[s].Started.Sub(at)
+		}
 		ready := parent.lastClosed()
 		for _, p := range after[s] {
 			if x, ok := children[p]; ok && x.Ended.After(ready) {
@@ -364,13 +397,13 @@ func (b *bench) analyse(ctx context.Context, run string, report api.Report) erro
 	rel := func(t time.Time) string { return fmt.Sprintf("%.2f s", t.Sub(parent.Started).Seconds()) }
 
 	fmt.Printf("\nper service (times from the run's start; span = activities started → closed + gate waits):\n\n")
-	fmt.Println("| service | after | started | closed | activities | span | of which gates | chain ending here | start lag | sched → started, sum | gaps between steps, sum | before first + after last step | signals to the parent: n, initiated → delivered, sum |")
+	fmt.Println("| service | after | started | closed | activities | span | of which gates | chain ending here | start lag (of which server) | sched → started, sum | gaps between steps, sum | before first + after last step | signals to the parent: n, initiated → delivered, sum |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	pb, _ := parent.edges()
 	fmt.Printf("| (run: release, preflight, access) | | %s | %s | %d | %s | | %s | | %s | %s | %s | |\n", rel(parent.Started), rel(parent.Ended), len(parent.Activities), sec(prefix), sec(prefix),
 		sec(summarize(parent.queueLatencies()).Sum), sec(summarize(parent.gaps()).Sum), sec(pb))
 	q := parent.queueLatencies()
-	var allGaps, lags, signals []time.Duration
+	var allGaps, lags, serverLags, signals []time.Duration
 	for _, s := range order {
 		x := children[s]
 		var deps []string
@@ -382,10 +415,11 @@ func (b *bench) analyse(ctx context.Context, run string, report api.Report) erro
 		q = append(q, x.queueLatencies()...)
 		allGaps = append(allGaps, x.gaps()...)
 		lags = append(lags, startLag[s])
+		serverLags = append(serverLags, serverStart[s])
 		signals = append(signals, lengths(x.Signals)...)
 		before, afterLast := x.edges()
 		fmt.Printf("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %d, %s |\n", s, strings.Join(deps, ", "), rel(x.Started), rel(x.Ended), len(x.Activities),
-			sec(spans[s]), sec(x.gateWait()), sec(ends[s]), sec(startLag[s]), sec(summarize(x.queueLatencies()).Sum), sec(summarize(x.gaps()).Sum),
+			sec(spans[s]), sec(x.gateWait()), sec(ends[s]), fmt.Sprintf("%s (%s)", sec(startLag[s]), sec(serverStart[s])), sec(summarize(x.queueLatencies()).Sum), sec(summarize(x.gaps()).Sum),
 			sec(before+afterLast), len(x.Signals), sec(summarize(lengths(x.Signals)).Sum))
 	}
 	names := []string{"run"}
@@ -445,6 +479,7 @@ func (b *bench) analyse(ctx context.Context, run string, report api.Report) erro
 		{"activity scheduled → started", summarize(q)},
 		{"gap between a service's consecutive activities", summarize(allGaps)},
 		{"service start lag", summarize(lags)},
+		{"of which start command → child started (server)", summarize(serverLags)},
 		{"a child's signal to the parent (status, gate ack), initiated → delivered", summarize(signals)},
 	} {
 		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s |\n", row.name, row.st.N, ms(row.st.Min), ms(row.st.Median), ms(row.st.P95), ms(row.st.Max), sec(row.st.Sum))
