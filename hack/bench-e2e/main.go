@@ -200,12 +200,15 @@ func (b *bench) run(ctx context.Context) error {
 
 	// The runbook's story, as the demo plays it: a snapshot of the healthy
 	// system, the rebuild wipes BOS templates and HMNFD subscriptions, then
-	// a run of all nine services from the snapshot.
+	// a run of all nine services from the snapshot. The snapshot read the
+	// CRUS session, which started its paced script: its clock starts again
+	// when the run first reads it.
 	snap := filepath.Join(b.dir, "snapshot")
 	if out, err := b.cli(ctx, "snapshot", "--out", snap, "--config", cfgPath, "--kubeconfig", kubeconfig); err != nil {
 		return fmt.Errorf("repopulate snapshot: %w\n%s", err, out)
 	}
-	if out, err := exec.CommandContext(ctx, filepath.Join(b.bin, "csmemu"), "control", "-url-file", urlFile, "-ca", ca, "clear-templates", "clear-subscriptions").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, filepath.Join(b.bin, "csmemu"), "control", "-url-file", urlFile, "-ca", ca, "clear-templates", "clear-subscriptions",
+		"crus-restart-clock").CombinedOutput(); err != nil {
 		return fmt.Errorf("csmemu control: %w\n%s", err, out)
 	}
 	run := "bench-e2e-" + time.Now().UTC().Format("20060102-150405")
@@ -258,7 +261,7 @@ func (b *bench) printLatencies() {
 		{"EtcdCluster Running (externaldns)", l.etcdReady.String()},
 		{"BOS session step (cps: shutdown 2 steps, boot 3)", l.bosStep.String()},
 		{"orca restart per node (hmnfd; 22 nodes, batches of 8)", l.orcaRestart.String()},
-		{"CRUS session step (5 steps left)", l.crusStep.String()},
+		{"CRUS session step (5 steps left, from the run's first read)", l.crusStep.String()},
 	} {
 		fmt.Printf("  %-55s %s\n", row[0], row[1])
 	}

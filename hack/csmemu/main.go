@@ -24,6 +24,7 @@
 //	curl -X POST "$URL/_csmemu/fas-busy?n=2"
 //	curl -X POST "$URL/_csmemu/bos-timing?step=2s"
 //	curl -X POST "$URL/_csmemu/bos-stuck?xname=x1000c0s0b0n0&stuck=true"
+//	curl -X POST $URL/_csmemu/crus-restart-clock
 //	curl $URL/_csmemu/stats
 //
 // The same endpoints without curl (the demo runs where curl may be

@@ -110,7 +110,14 @@ func TestCRUSPacedSession(t *testing.T) {
 	if len(s.Messages) != 3 || s.Completed {
 		t.Fatalf("3.5 steps in: %d messages (completed %v), want 3", len(s.Messages), s.Completed)
 	}
-	time.Sleep(time.Until(added.Add(time.Duration(len(script))*step + step/2)))
+	// A restarted clock starts again at the next read.
+	e.RestartCRUSClock()
+	time.Sleep(2 * step)
+	if s, _ = c.CRUSSession(bg(t), id); len(s.Messages) != 3 {
+		t.Fatalf("read after the clock was restarted: %d messages, want still 3", len(s.Messages))
+	}
+	again := time.Now()
+	time.Sleep(time.Until(again.Add(time.Duration(len(script)-3)*step + step/2)))
 	if s, _ = c.CRUSSession(bg(t), id); !s.Completed || len(s.Messages) != len(script) {
 		t.Fatalf("after every step was due: %d messages, completed %v", len(s.Messages), s.Completed)
 	}

@@ -76,6 +76,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("POST /_csmemu/fas-busy", e.ctlFASBusy)
 	m.HandleFunc("POST /_csmemu/bos-timing", e.ctlBOSTiming)
 	m.HandleFunc("POST /_csmemu/bos-stuck", e.ctlBOSStuck)
+	m.HandleFunc("POST /_csmemu/crus-restart-clock", e.ctlRestartCRUSClock)
 	m.HandleFunc("GET /_csmemu/stats", e.ctlStats)
 	return m
 }
@@ -253,6 +254,18 @@ func (e *Emulator) SetCRUSScript(upgradeID string, script ...CRUSStep) bool {
 		c.due = time.Time{}
 	}
 	return ok
+}
+
+// RestartCRUSClock makes paced sessions (Options.CRUSStepDelay) take
+// their remaining steps from their next read on, as if first read then:
+// a benchmark reads them in its snapshot and wants them in progress when
+// its run reaches them.
+func (e *Emulator) RestartCRUSClock() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.crus {
+		c.due = time.Time{}
+	}
 }
 
 // CRUSSessions returns the sessions as they are now (without advancing).
@@ -1176,6 +1189,12 @@ func (e *Emulator) ctlBOSTiming(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.SetBOSTiming(d)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlRestartCRUSClock: POST /_csmemu/crus-restart-clock
+func (e *Emulator) ctlRestartCRUSClock(w http.ResponseWriter, r *http.Request) {
+	e.RestartCRUSClock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
