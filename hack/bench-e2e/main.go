@@ -263,7 +263,7 @@ func (b *bench) printLatencies() {
 		{"orca restart per node (hmnfd; 22 nodes, batches of 8)", l.orcaRestart.String()},
 		{"CRUS session step (5 steps left, from the run's first read)", l.crusStep.String()},
 	} {
-		fmt.Printf("  %-55s %s\n", row[0], row[1])
+		fmt.Printf("  %-62s %s\n", row[0], row[1])
 	}
 }
 
