@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +84,16 @@ func TestSpanGapsAndStats(t *testing.T) {
 	}
 	if p := summarize([]time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 100}); p.P95 != 19 || p.Median != 10 {
 		t.Errorf("p95 %v median %v, want 19 and 10", p.P95, p.Median)
+	}
+}
+
+// TestBadLatencies: a negative latency is refused with its flag named.
+func TestBadLatencies(t *testing.T) {
+	if err := (latencies{podReady: s, crusStep: 0}).validate(); err != nil {
+		t.Errorf("good latencies refused: %v", err)
+	}
+	err := (latencies{podReady: s, orcaRestart: -2 * s}).validate()
+	if err == nil || !strings.Contains(err.Error(), "-orca -2s is negative") {
+		t.Errorf("negative -orca: %v", err)
 	}
 }

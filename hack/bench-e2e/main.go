@@ -78,6 +78,10 @@ func main() {
 	address := flag.String("address", "127.0.0.1:7233", "with -analyse, the Temporal frontend")
 	flag.Parse()
 
+	if err := l.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
+		os.Exit(2)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if *analyseRun != "" {
@@ -103,6 +107,19 @@ func main() {
 	if !keep {
 		os.RemoveAll(state)
 	}
+}
+
+// validate refuses a negative latency, naming its flag.
+func (l latencies) validate() error {
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"-pod-ready", l.podReady}, {"-job", l.jobRun}, {"-fas-loader", l.fasLoader}, {"-etcd", l.etcdReady}, {"-bos-step", l.bosStep}, {"-orca", l.orcaRestart}, {"-crus-step", l.crusStep}} {
+		if f.d < 0 {
+			return fmt.Errorf("%s %s is negative: give a time the simulated part takes, 0 or more (e.g. %s 2s)", f.name, f.d, f.name)
+		}
+	}
+	return nil
 }
 
 func fatal(err error) {
