@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/... ./procedures/...
 
-.PHONY: all build tools manifests lint test test-unit test-production chaos demo demo-stop clean bench-fanout bench-fanout-remote bad-input-doc histories
+.PHONY: all build tools manifests lint test test-unit test-production chaos demo demo-stop clean bench-fanout bench-fanout-remote bench-e2e bad-input-doc histories
 
 all: build
 
@@ -98,6 +98,14 @@ bench-fanout-remote: tools
 	$(BIN)/bench-fanout -fleet remote -fleet-bin $(BIN)/sshfleet -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 1s \
 		-stragglers $(BENCH_STRAGGLERS) -straggler-delay $(BENCH_STRAGGLER_DELAY)
 	$(BIN)/bench-fanout -fleet remote -fleet-bin $(BIN)/sshfleet -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 0s
+
+## bench-e2e: all nine services on the demo's system with fixed simulated latencies, each gate approved at once:
+## wall against the critical path (catalog orderings), per-step orchestration overhead from the histories
+bench-e2e: tools
+	$(GO) build -o $(BIN)/repopulate ./starter
+	$(GO) build -o $(BIN)/repopulate-worker ./worker
+	$(GO) build -o $(BIN)/ ./hack/simcluster ./hack/csmemu ./hack/sshnodes ./hack/bench-e2e
+	$(BIN)/bench-e2e -bin $(BIN)
 
 ## demo: local Temporal dev server + simulated CSM system + worker: snapshot, "rebuild", a full run with its gates
 ## (hack/demo.sh builds what it runs)
