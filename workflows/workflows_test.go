@@ -1049,3 +1049,20 @@ func TestFailedProofIsTheEvidence(t *testing.T) {
 		t.Errorf("meds %s, evidence %+v", meds.State, meds.Evidence)
 	}
 }
+
+// TestOvertakenReportIsDropped: since publish-without-waiting a child does
+// not wait for its reports, so one may arrive after a later one; the parent
+// keeps the later. Reports of older children (numbered 0) replace as before.
+func TestOvertakenReportIsDropped(t *testing.T) {
+	w := &repopulate{status: api.RunStatus{Services: []api.ServiceStatus{{Service: api.MEDS, State: api.Pending}}}}
+	w.update(api.ServiceStatus{Service: api.MEDS, State: api.Running, Message: "step 2", Report: 2})
+	w.update(api.ServiceStatus{Service: api.MEDS, State: api.Running, Message: "step 1", Report: 1})
+	if got := w.status.Services[0]; got.Message != "step 2" {
+		t.Errorf("report 1 after report 2 left %q, want step 2", got.Message)
+	}
+	w.update(api.ServiceStatus{Service: api.MEDS, State: api.Running, Message: "step 3", Report: 3})
+	w.update(api.ServiceStatus{Service: api.MEDS, State: api.Running, Message: "old child"})
+	if got := w.status.Services[0]; got.Message != "old child" {
+		t.Errorf("an unnumbered report left %q", got.Message)
+	}
+}
