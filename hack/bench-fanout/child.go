@@ -31,12 +31,10 @@ type childSpec struct {
 	Hosts          []string      `json:"hosts,omitempty"` // sshfan
 	Width          int           `json:"width"`
 	ConnectTimeout time.Duration `json:"connectTimeout"`
-	// The worker's: the dev server, the emulator, the batch size, the
-	// poll interval of its waits.
-	Temporal string        `json:"temporal,omitempty"`
-	CSMURL   string        `json:"csmURL,omitempty"`
-	Batch    int           `json:"batch,omitempty"`
-	Poll     time.Duration `json:"poll,omitempty"`
+	// The worker's: the dev server, the emulator, the batch size.
+	Temporal string `json:"temporal,omitempty"`
+	CSMURL   string `json:"csmURL,omitempty"`
+	Batch    int    `json:"batch,omitempty"`
 }
 
 // childReport is the child's one line of JSON on stdout.

@@ -140,4 +140,31 @@ func (h historyTimes) String() string {
 	return b.String()
 }
 
-func describeHistory(events []*historypb.HistoryEvent) string { return readHistory(events).String() }
+// span is when the activities named what ran: the first one scheduled to
+// the last one closed; ok is false when none closed.
+func (h historyTimes) span(what string) (first, last time.Time, ok bool) {
+	for _, s := range h.spans {
+		if s.what != what || s.closed.IsZero() {
+			continue
+		}
+		if !ok || s.scheduled.Before(first) {
+			first = s.scheduled
+		}
+		if !ok || s.closed.After(last) {
+			last = s.closed
+		}
+		ok = true
+	}
+	return first, last, ok
+}
+
+// count is the number of commands whose name starts with prefix.
+func (h historyTimes) count(prefix string) int {
+	n := 0
+	for _, s := range h.spans {
+		if strings.HasPrefix(s.what, prefix) {
+			n++
+		}
+	}
+	return n
+}

@@ -63,6 +63,10 @@ type result struct {
 	missed          []string // nodes not restarted exactly once
 	note            string
 	breakdown       []string // the workflow's: where its wall went
+	// fanout is the workflow's RestartOrca span from its history (0 for
+	// other tools): the fan-out's wall inside the workflow.
+	fanout time.Duration
+	events int // the hmnfd child's history events (workflow)
 }
 
 // toolRun is what one tool's run reports to measure.
@@ -72,6 +76,7 @@ type toolRun struct {
 	note      string
 	events    int // the hmnfd child's history events (workflow)
 	breakdown []string
+	fanout    time.Duration
 }
 
 func main() {
@@ -87,7 +92,6 @@ func main() {
 	tools := flag.String("tools", "pdsh-32,pdsh-W,pdsh-W-curve25519,sshfan,workflow",
 		"which runs to make, in order (pdsh-W-curve25519: pdsh -f W with ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
 	flag.IntVar(&workflowBatch, "batch", 1000, "with the workflow tool, nodes per durable batch (services.hmnfd.batchSize)")
-	flag.DurationVar(&workflowPoll, "poll", 0, "with the workflow tool, the worker's pollInterval (waits look again this often; 0: the product's default)")
 	var fo fleetOptions
 	flag.StringVar(&fo.kind, "fleet", "openssh", "the test fleet: openssh (sshd processes, internal/sshtest) or remote (one x/crypto/ssh server process, internal/sshfleet)")
 	flag.StringVar(&fo.binary, "fleet-bin", "bin/sshfleet", "with -fleet remote, the fleet binary (go build -o bin/sshfleet ./hack/sshfleet)")
@@ -115,12 +119,8 @@ func main() {
 	os.Exit(run(fo, *nodes, *delay, *width, *connectTimeout, *timeout, *dir, strings.Split(*tools, ",")))
 }
 
-// workflowBatch is the HMNFD batch size of the workflow tool; workflowPoll
-// its worker's poll interval (0: the product's default).
-var (
-	workflowBatch int
-	workflowPoll  time.Duration
-)
+// workflowBatch is the HMNFD batch size of the workflow tool.
+var workflowBatch int
 
 // defaultTimeout bounds a whole invocation: pdsh -f 32 alone takes about
 // N/32 restarts plus ~33 ms of CPU per host on two cores (10 min at
@@ -197,7 +197,7 @@ func run(fo fleetOptions, nodes int, delay time.Duration, width int, connectTime
 			})
 		case "workflow":
 			var wb *workflowBench
-			if wb, err = startWorkflowBench(ctx, dir, f, nodes, width, workflowBatch, connectTimeout, workflowPoll); err == nil {
+			if wb, err = startWorkflowBench(ctx, dir, f, nodes, width, workflowBatch, connectTimeout); err == nil {
 				r, err = measure(f, "workflow (hmnfd run)", width, func() (toolRun, error) {
 					return wb.run(ctx, fmt.Sprintf("bench-%d", time.Now().UnixNano()))
 				})
@@ -253,7 +253,7 @@ func measure(f fleet, name string, width int, fn func() (toolRun, error)) (resul
 	if tr.wall > 0 {
 		r.wall = tr.wall
 	}
-	r.cpu, r.maxRSS, r.note, r.breakdown = tr.usage.cpu, tr.usage.maxRSS, tr.note, tr.breakdown
+	r.cpu, r.maxRSS, r.note, r.breakdown, r.fanout, r.events = tr.usage.cpu, tr.usage.maxRSS, tr.note, tr.breakdown, tr.fanout, tr.events
 	// The last sessions' sshd processes may still be exiting.
 	time.Sleep(300 * time.Millisecond)
 	srv1, err := f.serverCPU()
@@ -399,9 +399,12 @@ func printTable(results []result, nodes int, delay, idealWall time.Duration, ope
 	cores := runtime.NumCPU()
 	fmt.Printf("\n%d nodes, restart delay %v, %d CPUs\n", nodes, delay, cores)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tool\twidth\twall\tCPU user+sys\tRSS\twall vs pdsh-32\tCPU vs pdsh-32\twall vs pdsh-W\tCPU vs pdsh-W\twall vs ideal\tbox limit\twall vs limit\tserver CPU\tconns\tserver CPU/conn\trestarted as due\t")
+	fmt.Fprintln(tw, "tool\twidth\twall\tCPU user+sys\tRSS\twall vs pdsh-32\tCPU vs pdsh-32\twall vs pdsh-W\tCPU vs pdsh-W\twall vs ideal\tbox limit\twall vs limit\tserver CPU\tconns\tserver CPU/conn\thistory events\trestarted as due\t")
 	for _, r := range results {
-		vsIdeal, limit, vsLimit, conns, perConn := "-", "-", "-", fmt.Sprint(r.conns), "-"
+		vsIdeal, limit, vsLimit, conns, perConn, events := "-", "-", "-", fmt.Sprint(r.conns), "-", "-"
+		if r.events > 0 {
+			events = fmt.Sprintf("%d (%.1f/100 nodes)", r.events, float64(r.events)*100/float64(nodes))
+		}
 		if idealWall > 0 {
 			vsIdeal = fmt.Sprintf("%.3fx", float64(r.wall)/float64(idealWall))
 		}
@@ -418,10 +421,10 @@ func printTable(results []result, nodes int, delay, idealWall time.Duration, ope
 		if r.conns > 0 {
 			perConn = fmt.Sprintf("%.2fms", float64(r.server)/float64(r.conns)/1e6)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%.1fMiB\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fs\t%s\t%s\t%d/%d\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%.1fMiB\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fs\t%s\t%s\t%s\t%d/%d\t\n",
 			r.name, r.width, r.wall.Seconds(), r.cpu.Seconds(), mib(r.maxRSS),
 			ratio(r.wall, base32, wallOf), ratio(r.cpu, base32, cpuOf), ratio(r.wall, baseW, wallOf), ratio(r.cpu, baseW, cpuOf),
-			vsIdeal, limit, vsLimit, r.server.Seconds(), conns, perConn, nodes-len(r.missed), nodes)
+			vsIdeal, limit, vsLimit, r.server.Seconds(), conns, perConn, events, nodes-len(r.missed), nodes)
 	}
 	tw.Flush()
 	if idealWall > 0 {
@@ -434,6 +437,9 @@ func printTable(results []result, nodes int, delay, idealWall time.Duration, ope
 	for _, r := range results {
 		if len(r.breakdown) > 0 {
 			fmt.Printf("\n%s, where the wall went (history timestamps from the dev server):\n", r.name)
+			if idealWall > 0 {
+				fmt.Printf("  fan-out span %.2fs = %.3fx ideal (compared with the fan-out targets; the wall above adds the run's orchestration)\n", r.fanout.Seconds(), float64(r.fanout)/float64(idealWall))
+			}
 			for _, l := range r.breakdown {
 				fmt.Println("  " + l)
 			}

@@ -43,7 +43,7 @@ type workflowBench struct {
 	spec   childSpec
 }
 
-func startWorkflowBench(ctx context.Context, dir string, f fleet, nodes, width, batch int, connectTimeout, poll time.Duration) (*workflowBench, error) {
+func startWorkflowBench(ctx context.Context, dir string, f fleet, nodes, width, batch int, connectTimeout time.Duration) (*workflowBench, error) {
 	b := &workflowBench{}
 	var err error
 	if b.server, err = devserver.Start(ctx, filepath.Join("bin", "temporal"), filepath.Join(dir, "temporal.db"), 0, 0); err != nil {
@@ -60,7 +60,7 @@ func startWorkflowBench(ctx context.Context, dir string, f fleet, nodes, width, 
 		return b, err
 	}
 	b.spec = childSpec{Tool: "worker", ConfigFile: f.configFile(), KnownHosts: f.knownHosts(), Width: width, ConnectTimeout: connectTimeout,
-		Temporal: b.server.Address, CSMURL: base, Batch: batch, Poll: poll}
+		Temporal: b.server.Address, CSMURL: base, Batch: batch}
 	return b, nil
 }
 
@@ -75,9 +75,6 @@ func startWorker(spec childSpec) (func(), error) {
 	// The emulator serves one release; release detection would need the
 	// product catalog (Kubernetes), which this bench does not run.
 	cfg.Release = csmemu.DefaultRelease
-	if spec.Poll > 0 {
-		cfg.PollInterval = config.Duration(spec.Poll)
-	}
 	hmnfd := config.SettingsOf[*orca.HMNFDSettings](cfg, api.HMNFD)
 	// No NCNs: [] (null would be the release's NCN groups).
 	hmnfd.NCNGroups, hmnfd.BatchSize = []string{}, spec.Batch
@@ -175,10 +172,18 @@ func (b *workflowBench) run(ctx context.Context, id string) (toolRun, error) {
 	tr.events = len(hmnfd)
 	tr.note = fmt.Sprintf("%d ok, %d failed, %d unreachable; hmnfd child history %d events (%.1f per 100 nodes); outside the worker: dev server CPU %.2fs, emulator+bench CPU %.2fs",
 		h.Nodes.OK, h.Nodes.Failed, h.Nodes.Unreachable, len(hmnfd), float64(len(hmnfd))*100/float64(h.Nodes.Total), (dev1 - dev0).Seconds(), (self1 - self0).Seconds())
+	ph, hh := readHistory(parent), readHistory(hmnfd)
+	first, last, ok := hh.span(api.ActivityRestartOrca)
+	if !ok {
+		return tr, fmt.Errorf("the hmnfd child's history has no closed %s activity", api.ActivityRestartOrca)
+	}
+	tr.fanout = last.Sub(first)
 	tr.breakdown = []string{
-		fmt.Sprintf("client: ExecuteWorkflow to result %.2fs", tr.wall.Seconds()),
-		"parent " + describeHistory(parent),
-		"hmnfd child " + describeHistory(hmnfd),
+		fmt.Sprintf("ExecuteWorkflow to result %.2fs = %.2fs to the first %s scheduled + %.2fs of %s (first scheduled to last closed) + %.2fs to the result; %d workflow tasks took %.2fs scheduled to completed, %d step-progress signals",
+			tr.wall.Seconds(), first.Sub(start).Seconds(), api.ActivityRestartOrca, tr.fanout.Seconds(), api.ActivityRestartOrca, start.Add(tr.wall).Sub(last).Seconds(),
+			ph.tasks+hh.tasks, (ph.taskTotal + hh.taskTotal).Seconds(), ph.count("signal ")+hh.count("signal ")),
+		"parent " + ph.String(),
+		"hmnfd child " + hh.String(),
 	}
 	return tr, nil
 }
