@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,8 +42,11 @@ type childSpec struct {
 type childReport struct {
 	Ready bool          `json:"ready,omitempty"` // the worker serves
 	Wall  time.Duration `json:"wall,omitempty"`  // sshfan: New+Run
-	Note  string        `json:"note,omitempty"`
-	Error string        `json:"error,omitempty"`
+	// PeakRSS is the child's VmHWM in bytes, read last thing before it
+	// exits (see peakRSS).
+	PeakRSS int64  `json:"peakRSS,omitempty"`
+	Note    string `json:"note,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // childMain is the child process's main: spec on stdin, reports on stdout.
@@ -67,7 +71,11 @@ func childMain() int {
 		if err != nil {
 			return fail(err)
 		}
-		_ = out.Encode(childReport{Wall: wall, Note: note})
+		rss, err := peakRSS()
+		if err != nil {
+			return fail(err)
+		}
+		_ = out.Encode(childReport{Wall: wall, Note: note, PeakRSS: rss})
 		return 0
 	case "worker":
 		stop, err := startWorker(spec)
@@ -79,6 +87,11 @@ func childMain() int {
 		_, _ = io.Copy(io.Discard, dec.Buffered())
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		stop()
+		rss, err := peakRSS()
+		if err != nil {
+			return fail(err)
+		}
+		_ = out.Encode(childReport{PeakRSS: rss})
 		return 0
 	}
 	return fail(fmt.Errorf("unknown child tool %q (sshfan or worker)", spec.Tool))
@@ -92,8 +105,8 @@ type child struct {
 	stderr  strings.Builder
 }
 
-// childUsage is what wait4 reports for a child: its CPU (user+sys) and
-// peak RSS, each including the children it reaped (none here).
+// childUsage is a tool process's CPU (user+sys, wait4's rusage, with the
+// children it reaped) and peak RSS (0: not measured).
 type childUsage struct {
 	cpu    time.Duration
 	maxRSS int64 // bytes
@@ -146,16 +159,21 @@ func (c *child) report() (childReport, error) {
 	return r, nil
 }
 
-// wait closes the child's stdin (a worker stops then), waits for it and
-// returns its rusage.
-func (c *child) wait() (childUsage, error) {
+// finish closes the child's stdin (a worker stops then), reads its last
+// report and waits for it to exit.
+func (c *child) finish() (childReport, childUsage, error) {
 	_ = c.stdin.Close()
-	err := c.cmd.Wait()
-	u := rusageOf(c.cmd.ProcessState)
+	r, err := c.report()
 	if err != nil {
-		return u, fmt.Errorf("child %v; its stderr: %s", err, strings.TrimSpace(c.stderr.String()))
+		c.kill()
+		return r, childUsage{}, err
 	}
-	return u, nil
+	err = c.cmd.Wait()
+	u := childUsage{cpu: processCPU(c.cmd.ProcessState), maxRSS: r.PeakRSS}
+	if err != nil {
+		return r, u, fmt.Errorf("child %v; its stderr: %s", err, strings.TrimSpace(c.stderr.String()))
+	}
+	return r, u, nil
 }
 
 func (c *child) kill() {
@@ -163,15 +181,35 @@ func (c *child) kill() {
 	_ = c.cmd.Wait()
 }
 
-// rusageOf reads a finished process's wait4 rusage. ru_maxrss is in KiB on
-// Linux: the largest resident set of the process or of any one descendant
-// it reaped, not their sum.
-func rusageOf(ps *os.ProcessState) childUsage {
+// processCPU is a finished process's CPU from its wait4 rusage. Its ru_maxrss
+// is no measure of the process: Go starts children with vfork
+// (CLONE_VM), and Linux's exec carries the shared memory's high-water
+// mark, this benchmark's own, into the child's ru_maxrss.
+func processCPU(ps *os.ProcessState) time.Duration {
 	ru, ok := ps.SysUsage().(*syscall.Rusage)
 	if !ok {
-		return childUsage{}
+		return 0
 	}
-	return childUsage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), maxRSS: ru.Maxrss << 10}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS is this process's peak resident set (VmHWM of /proc/self/status,
+// the high-water mark of its own memory since exec), in bytes.
+func peakRSS() (int64, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/self/status: VmHWM %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/self/status has no VmHWM line")
 }
 
 type limitedBuilder struct {

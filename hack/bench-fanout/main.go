@@ -309,7 +309,7 @@ func runPdsh(ctx context.Context, f fleet, dir string, fanout int, sshArgs ...st
 		return toolRun{}, fmt.Errorf("%v; %d lines of output, first: %s", err, lines, head(strings.Split(string(out), "\n"), 5))
 	}
 	// pdsh and the ssh processes it reaped.
-	return toolRun{usage: rusageOf(cmd.ProcessState), note: fmt.Sprintf("(pdsh exit 0, %d output lines)", lines)}, nil
+	return toolRun{usage: childUsage{cpu: processCPU(cmd.ProcessState)}, note: fmt.Sprintf("(pdsh exit 0, %d output lines)", lines)}, nil
 }
 
 // runSSHFanChild runs the fan-out code in a child process; the wall is
@@ -319,12 +319,7 @@ func runSSHFanChild(f fleet, width int, connectTimeout time.Duration) (toolRun, 
 	if err != nil {
 		return toolRun{}, err
 	}
-	rep, err := c.report()
-	if err != nil {
-		c.kill()
-		return toolRun{}, err
-	}
-	u, err := c.wait()
+	rep, u, err := c.finish()
 	return toolRun{wall: rep.Wall, usage: u, note: rep.Note}, err
 }
 

@@ -151,7 +151,7 @@ func (b *workflowBench) run(ctx context.Context, id string) (toolRun, error) {
 		c.kill()
 		return tr, err
 	}
-	if tr.usage, err = c.wait(); err != nil {
+	if _, tr.usage, err = c.finish(); err != nil {
 		return tr, fmt.Errorf("worker child: %w", err)
 	}
 	if devErr != nil {
