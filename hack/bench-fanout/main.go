@@ -1,6 +1,6 @@
 // Command bench-fanout compares the HMNFD step's fan-out tools on a test
-// fleet on loopback: pdsh -f 32 (pdsh's default), pdsh -f W, and the
-// in-process sshfan library at width W. Two fleets (-fleet):
+// fleet on loopback: pdsh -f 32 (pdsh's default), pdsh -f W, the sshfan
+// library at width W and a whole hmnfd workflow run. Two fleets (-fleet):
 //
 //   - openssh (default): real sshd processes (internal/sshtest), a process
 //     tree per connection on the client's cores, the realism check;
@@ -10,11 +10,16 @@
 //     on a real system where each node's sshd runs on that node. It can
 //     make stragglers, failing and unreachable nodes.
 //
-// It measures wall time and CPU time (user+sys) of the fan-out code alone:
-// for pdsh, pdsh and the ssh processes it forks (wait4 rusage); for sshfan,
-// this process's own rusage across New+Run. The servers' CPU is shown
-// apart (and per connection for the remote fleet, which counts them): it
-// is the same work whichever client connects.
+// Each tool runs in a process of its own, and its CPU time (user+sys) is
+// that process's wait4 rusage: pdsh with the ssh processes it forks, or
+// this binary re-run as a child (-child) for sshfan and for the workflow's
+// Temporal worker, whose peak RSS (VmHWM) the child reports. The Temporal
+// dev server and the CSM emulator stand in for remote services and stay
+// outside (their CPU is printed apart). The servers' CPU is shown apart
+// too (and per connection for the remote fleet, which counts them): it
+// is the same work whichever client connects. The workflow's wall is
+// broken down from its histories: the RestartOrca span (the fan-out
+// inside the workflow) and the orchestration around it.
 //
 // OpenSSH 9.2's ssh negotiates the post-quantum hybrid key exchange
 // sntrup761x25519-sha512 with sshd; x/crypto/ssh does not implement it and
@@ -283,7 +288,7 @@ func measure(f fleet, name string, width int, fn func() (toolRun, error)) (resul
 			r.missed = append(r.missed, fmt.Sprintf("%s=%d", n, counts[n]))
 		}
 	}
-	fmt.Printf("  %-22s wall %8.2fs  cpu %8.2fs  rss %6.1fMiB  %s\n", name, r.wall.Seconds(), r.cpu.Seconds(), mib(r.maxRSS), r.note)
+	fmt.Printf("  %-22s wall %8.2fs  cpu %8.2fs  peak RSS %9s  %s\n", name, r.wall.Seconds(), r.cpu.Seconds(), rssText(r.maxRSS), r.note)
 	return r, nil
 }
 
@@ -379,7 +384,13 @@ func boxLimit(serverCPU time.Duration, cores, nodes, width int, delay time.Durat
 	return max(serverCPU/time.Duration(cores), restartRounds(nodes, width, delay))
 }
 
-func mib(b int64) float64 { return float64(b) / (1 << 20) }
+// rssText is a peak RSS in MiB, "-" when not measured (pdsh).
+func rssText(b int64) string {
+	if b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20))
+}
 
 func printTable(results []result, nodes int, delay, idealWall time.Duration, openssh bool, width int) {
 	var base32, baseW *result
@@ -416,8 +427,8 @@ func printTable(results []result, nodes int, delay, idealWall time.Duration, ope
 		if r.conns > 0 {
 			perConn = fmt.Sprintf("%.2fms", float64(r.server)/float64(r.conns)/1e6)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%.1fMiB\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fs\t%s\t%s\t%s\t%d/%d\t\n",
-			r.name, r.width, r.wall.Seconds(), r.cpu.Seconds(), mib(r.maxRSS),
+		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fs\t%s\t%s\t%s\t%d/%d\t\n",
+			r.name, r.width, r.wall.Seconds(), r.cpu.Seconds(), rssText(r.maxRSS),
 			ratio(r.wall, base32, wallOf), ratio(r.cpu, base32, cpuOf), ratio(r.wall, baseW, wallOf), ratio(r.cpu, baseW, cpuOf),
 			vsIdeal, limit, vsLimit, r.server.Seconds(), conns, perConn, events, nodes-len(r.missed), nodes)
 	}
@@ -428,7 +439,7 @@ func printTable(results []result, nodes int, delay, idealWall time.Duration, ope
 	if openssh {
 		fmt.Printf("(box limit, per row: max(that run's server CPU ÷ %d cores, ⌈N/W⌉ × restart delay = %v) with W = %d for every row)\n", cores, restartRounds(nodes, width, delay), width)
 	}
-	fmt.Println("(ratios: this tool / pdsh with OpenSSH's default key exchange; below 1 is better. CPU and RSS of the fan-out code: wait4 rusage of its process — pdsh with its ssh children, or this binary re-run as a child for sshfan and for the workflow's worker; RSS is ru_maxrss, the largest single process (for pdsh: pdsh or one ssh, not their sum). The Temporal dev server, the CSM emulator and the fleet are outside them. server CPU is the fleet's share, paid whichever client connects (sshd processes and their sessions, or the one sshfleet process); conns: TCP connections the remote fleet accepted, or *: restarts on the OpenSSH fleet, one connection each. \"curve25519\": ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
+	fmt.Println("(ratios: this tool / pdsh with OpenSSH's default key exchange; below 1 is better. CPU of the fan-out code: wait4 rusage of its process — pdsh with its ssh children, or this binary re-run as a child for sshfan and for the workflow's worker; RSS: that child's peak resident set (VmHWM), not measured for pdsh. The Temporal dev server, the CSM emulator and the fleet are outside them. server CPU is the fleet's share, paid whichever client connects (sshd processes and their sessions, or the one sshfleet process); conns: TCP connections the remote fleet accepted, or *: restarts on the OpenSSH fleet, one connection each. \"curve25519\": ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
 	for _, r := range results {
 		if len(r.breakdown) > 0 {
 			fmt.Printf("\n%s, where the wall went (history timestamps from the dev server):\n", r.name)
