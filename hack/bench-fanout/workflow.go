@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 
 	"go.temporal.io/sdk/client"
@@ -136,6 +137,12 @@ func (b *workflowBench) run(ctx context.Context, id string) (toolRun, error) {
 		c.kill()
 		return tr, fmt.Errorf("worker child: %w", err)
 	}
+	// A real worker is long running: start the run once this one polls,
+	// so that its first task does not wait for the pollers to connect.
+	if err := b.waitPolling(ctx); err != nil {
+		c.kill()
+		return tr, err
+	}
 	dev0, err := procCPU(b.server.PID())
 	if err != nil {
 		c.kill()
@@ -186,6 +193,31 @@ func (b *workflowBench) run(ctx context.Context, id string) (toolRun, error) {
 		"hmnfd child " + hh.String(),
 	}
 	return tr, nil
+}
+
+// waitPolling waits until the server has seen the worker poll both kinds
+// of task of the queue.
+func (b *workflowBench) waitPolling(ctx context.Context) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		polling := 0
+		for _, kind := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
+			if d, err := b.client.DescribeTaskQueue(ctx, api.TaskQueue, kind); err == nil && len(d.GetPollers()) > 0 {
+				polling++
+			}
+		}
+		if polling == 2 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the worker child does not poll task queue %s after a minute", api.TaskQueue)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (b *workflowBench) execute(ctx context.Context, id string) (api.Report, error) {
