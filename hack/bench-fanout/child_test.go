@@ -117,3 +117,34 @@ func TestPdshHostFile(t *testing.T) {
 		t.Errorf("pdsh: missed %v, cpu %v; want none missed and CPU above zero", r.missed, r.cpu)
 	}
 }
+
+// TestWorkflowChild: a whole hmnfd run against the Temporal dev server with
+// the worker in a child process: every node restarted once, the worker's
+// CPU and peak RSS measured, the child's history counted and broken down.
+func TestWorkflowChild(t *testing.T) {
+	temporalBinary = filepath.Join("..", "..", "bin", "temporal")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startLocalFleet(t, 4)
+	wb, err := startWorkflowBench(ctx, t.TempDir(), f, 4, 4, 1000, 10*time.Second)
+	defer wb.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := measure(f, "workflow", 4, func() (toolRun, error) { return wb.run(ctx, "bench-test") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.missed) > 0 {
+		t.Errorf("not restarted exactly once: %v", r.missed)
+	}
+	if r.cpu <= 0 || r.maxRSS < 1<<20 || r.events < 10 || r.fanout <= 0 || r.fanout > r.wall {
+		t.Errorf("worker cpu %v, peak RSS %d bytes, %d history events, fan-out span %v of wall %v", r.cpu, r.maxRSS, r.events, r.fanout, r.wall)
+	}
+	all := strings.Join(r.breakdown, "\n")
+	for _, want := range []string{"ExecuteWorkflow to result", "DiscoverOrcaTargets", "RestartOrca", "VerifySubscriptions", "child RepopulateService"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("breakdown lacks %q:\n%s", want, all)
+		}
+	}
+}

@@ -44,10 +44,13 @@ type workflowBench struct {
 	spec   childSpec
 }
 
+// temporalBinary is the Temporal CLI that runs the dev server.
+var temporalBinary = filepath.Join("bin", "temporal")
+
 func startWorkflowBench(ctx context.Context, dir string, f fleet, nodes, width, batch int, connectTimeout time.Duration) (*workflowBench, error) {
 	b := &workflowBench{}
 	var err error
-	if b.server, err = devserver.Start(ctx, filepath.Join("bin", "temporal"), filepath.Join(dir, "temporal.db"), 0, 0); err != nil {
+	if b.server, err = devserver.Start(ctx, temporalBinary, filepath.Join(dir, "temporal.db"), 0, 0); err != nil {
 		return b, err
 	}
 	b.emu = csmemu.New(csmemu.Options{Components: csmemu.ComputeNodes(nodes)})
