@@ -142,7 +142,7 @@ func TestWorkflowChild(t *testing.T) {
 		t.Errorf("worker cpu %v, peak RSS %d bytes, %d history events, fan-out span %v of wall %v", r.cpu, r.maxRSS, r.events, r.fanout, r.wall)
 	}
 	all := strings.Join(r.breakdown, "\n")
-	for _, want := range []string{"ExecuteWorkflow to result", "DiscoverOrcaTargets", "RestartOrca", "VerifySubscriptions", "child RepopulateService"} {
+	for _, want := range []string{"ExecuteWorkflow to result", "DiscoverOrca", "RestartOrca", "Subscriptions", "child RepopulateService"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("breakdown lacks %q:\n%s", want, all)
 		}
