@@ -88,7 +88,8 @@ bench-fanout: tools
 	$(BIN)/bench-fanout -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 0s
 
 ## bench-fanout-remote: the same tools on a fleet that behaves like remote nodes (one x/crypto/ssh server process,
-## internal/sshfleet): 1 s restarts, then 1 s with BENCH_STRAGGLERS of the nodes taking BENCH_STRAGGLER_DELAY, then 0 s
+## internal/sshfleet): 1 s restarts, then 1 s with BENCH_STRAGGLERS of the nodes taking BENCH_STRAGGLER_DELAY, then 0 s;
+## BENCH_NODES=10000 for the 10,000-node runs (most of an hour: pdsh -f 32; docs/benchmarks.md "10,000 nodes")
 BENCH_STRAGGLERS ?= 0.01
 BENCH_STRAGGLER_DELAY ?= 10s
 bench-fanout-remote: tools
