@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin
 RACE_PKGS := ./workflows/... ./activities/... ./procedures/...
 
-.PHONY: all build tools manifests lint test test-unit test-production chaos demo demo-stop clean bench-fanout bench-fanout-remote bad-input-doc histories
+.PHONY: all build tools manifests lint test test-unit test-production chaos demo demo-stop clean bench-fanout bench-fanout-remote bench-e2e bad-input-doc histories
 
 all: build
 
@@ -88,7 +88,8 @@ bench-fanout: tools
 	$(BIN)/bench-fanout -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 0s
 
 ## bench-fanout-remote: the same tools on a fleet that behaves like remote nodes (one x/crypto/ssh server process,
-## internal/sshfleet): 1 s restarts, then 1 s with BENCH_STRAGGLERS of the nodes taking BENCH_STRAGGLER_DELAY, then 0 s
+## internal/sshfleet): 1 s restarts, then 1 s with BENCH_STRAGGLERS of the nodes taking BENCH_STRAGGLER_DELAY, then 0 s;
+## BENCH_NODES=10000 for the 10,000-node runs (most of an hour: pdsh -f 32; docs/benchmarks.md "10,000 nodes")
 BENCH_STRAGGLERS ?= 0.01
 BENCH_STRAGGLER_DELAY ?= 10s
 bench-fanout-remote: tools
@@ -98,6 +99,14 @@ bench-fanout-remote: tools
 	$(BIN)/bench-fanout -fleet remote -fleet-bin $(BIN)/sshfleet -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 1s \
 		-stragglers $(BENCH_STRAGGLERS) -straggler-delay $(BENCH_STRAGGLER_DELAY)
 	$(BIN)/bench-fanout -fleet remote -fleet-bin $(BIN)/sshfleet -nodes $(BENCH_NODES) -width $(BENCH_WIDTH) -delay 0s
+
+## bench-e2e: all nine services on the demo's system with fixed simulated latencies, each gate approved at once:
+## wall against the critical path (catalog orderings), per-step orchestration overhead from the histories
+bench-e2e: tools
+	$(GO) build -o $(BIN)/repopulate ./starter
+	$(GO) build -o $(BIN)/repopulate-worker ./worker
+	$(GO) build -o $(BIN)/ ./hack/simcluster ./hack/csmemu ./hack/sshnodes ./hack/bench-e2e
+	$(BIN)/bench-e2e -bin $(BIN)
 
 ## demo: local Temporal dev server + simulated CSM system + worker: snapshot, "rebuild", a full run with its gates
 ## (hack/demo.sh builds what it runs)

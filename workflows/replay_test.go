@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -105,4 +108,76 @@ func TestReplayCatchesAnOrderingChange(t *testing.T) {
 		t.Fatal("the nine-service history replayed with cps waiting for hmnfd: the replay test cannot catch an unversioned ordering change")
 	}
 	t.Logf("replay refused, as it must: %v", err)
+}
+
+// TestStepsDoNotWaitForTheirReports reads the children's recorded
+// histories (real server): since publish-without-waiting no activity is
+// scheduled by a workflow task that only a report's delivery woke; before
+// it, every step did that (the check finds such a task in the older
+// recordings, so it can fail).
+func TestStepsDoNotWaitForTheirReports(t *testing.T) {
+	withMarker, oldWaits := 0, 0
+	for _, file := range recordedHistories(t) {
+		if !strings.Contains(filepath.Base(file), "@") {
+			continue // a run, not a child
+		}
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		history, err := client.HistoryFromJSON(bytes.NewReader(raw), client.HistoryJSONOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		woken := wokenByReportDelivery(history.GetEvents())
+		if !bytes.Contains(raw, []byte("publish-without-waiting")) {
+			oldWaits += woken
+			continue
+		}
+		withMarker++
+		if woken > 0 {
+			t.Errorf("%s: %d activities scheduled by a workflow task only a report's delivery woke", file, woken)
+		}
+	}
+	if oldWaits == 0 {
+		t.Error("no recording from before publish-without-waiting shows a step waiting for its report: the check would not see one")
+	}
+	if withMarker == 0 {
+		t.Skip("no recording since publish-without-waiting yet: make histories")
+	}
+}
+
+// wokenByReportDelivery counts the activities scheduled by workflow tasks
+// that nothing but ExternalWorkflowExecutionSignaled events woke: the
+// events between the task before's commands and the task's schedule.
+func wokenByReportDelivery(events []*historypb.HistoryEvent) int {
+	commands := map[enumspb.EventType]bool{
+		enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: true, enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: true,
+		enumspb.EVENT_TYPE_MARKER_RECORDED: true, enumspb.EVENT_TYPE_TIMER_STARTED: true, enumspb.EVENT_TYPE_TIMER_CANCELED: true,
+		enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: true, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED: true,
+		enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: true, enumspb.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED: true,
+		enumspb.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: true,
+		enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:                              true, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED: true,
+	}
+	n := 0
+	woken := map[enumspb.EventType]bool{} // what came in since the last task's commands
+	for _, e := range events {
+		switch t := e.GetEventType(); {
+		case t == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			// The task just completed was woken by woken; its commands follow.
+			deliveriesOnly := len(woken) == 1 && woken[enumspb.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED]
+			clear(woken)
+			for _, c := range events[e.GetEventId():] { // events[i] has ID i+1
+				if c.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && c.GetActivityTaskScheduledEventAttributes().GetWorkflowTaskCompletedEventId() == e.GetEventId() && deliveriesOnly {
+					n++
+				}
+				if !commands[c.GetEventType()] {
+					break
+				}
+			}
+		case !commands[t]:
+			woken[t] = true
+		}
+	}
+	return n
 }

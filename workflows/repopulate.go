@@ -256,6 +256,11 @@ func (w *repopulate) update(st api.ServiceStatus) {
 		if cur.State.Finished() && !st.State.Finished() {
 			return
 		}
+		// A report overtaken by a later one (reports are not waited for
+		// since publish-without-waiting, so they may arrive out of order).
+		if st.Report > 0 && st.Report < cur.Report {
+			return
+		}
 		if st.WorkflowID == "" {
 			st.WorkflowID = cur.WorkflowID
 		}

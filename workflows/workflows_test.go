@@ -183,12 +183,16 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		// As DiscoverOrcaTargets answers: NID ranges, their xnames, NCN hosts.
 		t := orca.OrcaTargets{ComputeNIDs: []orca.NIDRange{{First: 1, Last: f.nodes}}, NCNs: []string{"ncn-w001-can.local"}}
 		for i := 1; i <= f.nodes; i++ {
-			t.ComputeXnames = append(t.ComputeXnames, fmt.Sprintf("x1000c0s%db0n0", i))
+			t.ComputeXnames = append(t.ComputeXnames, fakeXname(i))
 		}
 		if f.oldTargets { // as a run recorded before the compact form
 			t = orca.OrcaTargets{Nodes: t.All()}
 		}
 		return t, nil
+	})
+	env.OnActivity(fanout.DiscoverOrcaNodes, mock.Anything, mock.Anything).Return(func(context.Context, orca.OrcaTargetsRequest) (orca.OrcaTargets, error) {
+		// As DiscoverOrcaNodes answers: NID ranges and NCN hosts.
+		return orca.OrcaTargets{ComputeNIDs: []orca.NIDRange{{First: 1, Last: f.nodes}}, Computes: f.nodes, NCNs: []string{"ncn-w001-can.local"}}, nil
 	})
 	env.OnActivity(fanout.RestartOrca, mock.Anything, mock.Anything).After(f.orcaTakes).Return(func(ctx context.Context, b orca.RestartBatch) (orca.BatchResult, error) {
 		if f.orcaBatch != nil {
@@ -222,6 +226,18 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		defer f.mu.Unlock()
 		f.verified = v.Xnames
 		return orca.VerifyResult{Outcome: activities.Outcome{Message: fmt.Sprintf("HMNFD lists subscriptions for all %d compute nodes", len(v.Xnames))}}, nil
+	})
+	env.OnActivity(fanout.VerifyComputeSubscriptions, mock.Anything, mock.Anything).Return(func(_ context.Context, v orca.ComputeSubscriptionsRequest) (orca.VerifyResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		// As HSM would name the NIDs DiscoverOrcaTargets lists.
+		f.verified = slices.Clone(v.Xnames)
+		for _, r := range v.NIDs {
+			for nid := r.First; nid <= r.Last; nid++ {
+				f.verified = append(f.verified, fakeXname(nid))
+			}
+		}
+		return orca.VerifyResult{Outcome: activities.Outcome{Message: fmt.Sprintf("HMNFD lists subscriptions for all %d compute nodes", len(f.verified))}}, nil
 	})
 	cpsActs := &cps.Activities{}
 	env.OnActivity(cpsActs.FindCPSNodes, mock.Anything, mock.Anything).Return(func(context.Context, cps.CPSNodesRequest) (cps.CPSNodes, error) {
@@ -275,6 +291,9 @@ func (f *kubeFake) register(env *testsuite.TestWorkflowEnvironment) {
 		return bos.TemplatesCheck{Names: []string{"cos-2.0"}, Outcome: activities.Outcome{Message: "1 template"}}, nil
 	})
 }
+
+// fakeXname is the xname the fake HSM gives a NID.
+func fakeXname(nid int) string { return fmt.Sprintf("x1000c0s%db0n0", nid) }
 
 func newEnv(t *testing.T, configure ...func(*kubeFake)) (*testsuite.TestWorkflowEnvironment, *kubeFake) {
 	var suite testsuite.WorkflowTestSuite
@@ -723,12 +742,23 @@ func TestTemplateCheckHeartbeats(t *testing.T) {
 	}
 }
 
-// Discovery results recorded by older runs (one entry per node) and the
-// compact ones give the same batches and verification.
+// Discovery in each form a run may have recorded (one entry per node; NID
+// ranges with xnames; NID ranges alone, since orca-nid-ranges) gives the
+// same batches and the same nodes checked in HMNFD.
 func TestOrcaTargetsOldAndCompactForms(t *testing.T) {
 	var got [][]string
-	for _, old := range []bool{false, true} {
-		env, f := newEnv(t, func(f *kubeFake) { f.nodes, f.oldTargets = 1500, old })
+	for _, form := range []struct {
+		name            string
+		before, perNode bool // before orca-nid-ranges; discovery's one-entry-per-node result
+	}{{"nid ranges", false, false}, {"ranges and xnames", true, false}, {"one entry per node", true, true}} {
+		env, f := newEnv(t, func(f *kubeFake) { f.nodes, f.oldTargets = 1500, form.perNode })
+		if form.before {
+			env.OnGetVersion("orca-nid-ranges", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		}
+		var activityTypes []string
+		env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+			activityTypes = append(activityTypes, info.ActivityType.Name)
+		})
 		env.ExecuteWorkflow(api.RepopulateWorkflow, api.Request{Services: []string{"hmnfd"}})
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatal(err)
@@ -739,12 +769,19 @@ func TestOrcaTargetsOldAndCompactForms(t *testing.T) {
 			hosts = append(hosts, b.Hosts...)
 		}
 		if len(hosts) != 1501 || hosts[0] != "nid000001-nmn" || hosts[1500] != "ncn-w001-can.local" || len(f.verified) != 1500 || f.verified[1499] != "x1000c0s1500b0n0" {
-			t.Errorf("old form %v: %d hosts (%s..%s), %d verified", old, len(hosts), hosts[0], hosts[len(hosts)-1], len(f.verified))
+			t.Errorf("%s: %d hosts (%s..%s), %d verified", form.name, len(hosts), hosts[0], hosts[len(hosts)-1], len(f.verified))
+		}
+		discover, verify := api.ActivityDiscoverOrcaNodes, api.ActivityVerifyComputeSubscriptions
+		if form.before {
+			discover, verify = api.ActivityDiscoverOrcaTargets, api.ActivityVerifySubscriptions
+		}
+		if !slices.Contains(activityTypes, discover) || !slices.Contains(activityTypes, verify) {
+			t.Errorf("%s: activities %v, want %s and %s", form.name, activityTypes, discover, verify)
 		}
 		got = append(got, hosts)
 	}
-	if !slices.Equal(got[0], got[1]) {
-		t.Error("the two forms gave different targets")
+	if !slices.Equal(got[0], got[1]) || !slices.Equal(got[0], got[2]) {
+		t.Error("the forms gave different targets")
 	}
 }
 
@@ -1028,5 +1065,22 @@ func TestFailedProofIsTheEvidence(t *testing.T) {
 	meds := serviceState(t, report, api.MEDS)
 	if e := meds.Evidence; meds.State != api.Failed || e == nil || e.OK || !strings.HasPrefix(e.Checked, "replacement pods Ready (services pods") || e.Found != "1 of 1 replacement pods not Ready after 10m0s" {
 		t.Errorf("meds %s, evidence %+v", meds.State, meds.Evidence)
+	}
+}
+
+// TestOvertakenReportIsDropped: since publish-without-waiting a child does
+// not wait for its reports, so one may arrive after a later one; the parent
+// keeps the later. Reports of older children (numbered 0) replace as before.
+func TestOvertakenReportIsDropped(t *testing.T) {
+	w := &repopulate{status: api.RunStatus{Services: []api.ServiceStatus{{Service: api.MEDS, State: api.Pending}}}}
+	w.update(api.ServiceStatus{Service: api.MEDS, State: api.Running, Message: "step 2", Report: 2})
+	w.update(api.ServiceStatus{Service: api.MEDS, State: api.Running, Message: "step 1", Report: 1})
+	if got := w.status.Services[0]; got.Message != "step 2" {
+		t.Errorf("report 1 after report 2 left %q, want step 2", got.Message)
+	}
+	w.update(api.ServiceStatus{Service: api.MEDS, State: api.Running, Message: "step 3", Report: 3})
+	w.update(api.ServiceStatus{Service: api.MEDS, State: api.Running, Message: "old child"})
+	if got := w.status.Services[0]; got.Message != "old child" {
+		t.Errorf("an unnumbered report left %q", got.Message)
 	}
 }

@@ -41,3 +41,26 @@ func TestIdeal(t *testing.T) {
 		t.Errorf("openssh: %v, want 0 (no ideal)", got)
 	}
 }
+
+// TestBoxLimit: the OpenSSH fleet's limit is the servers' CPU over the
+// cores or the restarts at width W, whichever is longer.
+func TestBoxLimit(t *testing.T) {
+	if got := boxLimit(100*time.Second, 2, 1000, 256, time.Second); got != 50*time.Second {
+		t.Errorf("CPU-bound: %v, want 100s / 2 cores = 50s", got)
+	}
+	if got := boxLimit(2*time.Second, 2, 1000, 256, time.Second); got != 4*time.Second {
+		t.Errorf("restart-bound: %v, want ⌈1000/256⌉ × 1s = 4s", got)
+	}
+	if got := boxLimit(3*time.Second, 4, 1000, 256, 0); got != 750*time.Millisecond {
+		t.Errorf("0s restarts: %v, want 3s / 4 cores", got)
+	}
+}
+
+// TestDefaultTimeout: 20 minutes per 1,000 nodes, at least 20.
+func TestDefaultTimeout(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: 20 * time.Minute, 1000: 20 * time.Minute, 1001: 40 * time.Minute, 10000: 200 * time.Minute} {
+		if got := defaultTimeout(n); got != want {
+			t.Errorf("defaultTimeout(%d) = %v, want %v", n, got, want)
+		}
+	}
+}

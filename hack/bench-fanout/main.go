@@ -1,6 +1,6 @@
 // Command bench-fanout compares the HMNFD step's fan-out tools on a test
-// fleet on loopback: pdsh -f 32 (pdsh's default), pdsh -f W, and the
-// in-process sshfan library at width W. Two fleets (-fleet):
+// fleet on loopback: pdsh -f 32 (pdsh's default), pdsh -f W, the sshfan
+// library at width W and a whole hmnfd workflow run. Two fleets (-fleet):
 //
 //   - openssh (default): real sshd processes (internal/sshtest), a process
 //     tree per connection on the client's cores, the realism check;
@@ -10,11 +10,16 @@
 //     on a real system where each node's sshd runs on that node. It can
 //     make stragglers, failing and unreachable nodes.
 //
-// It measures wall time and CPU time (user+sys) of the fan-out code alone:
-// for pdsh, pdsh and the ssh processes it forks (wait4 rusage); for sshfan,
-// this process's own rusage across New+Run. The servers' CPU is shown
-// apart (and per connection for the remote fleet, which counts them): it
-// is the same work whichever client connects.
+// Each tool runs in a process of its own, and its CPU time (user+sys) is
+// that process's wait4 rusage: pdsh with the ssh processes it forks, or
+// this binary re-run as a child (-child) for sshfan and for the workflow's
+// Temporal worker, whose peak RSS (VmHWM) the child reports. The Temporal
+// dev server and the CSM emulator stand in for remote services and stay
+// outside (their CPU is printed apart). The servers' CPU is shown apart
+// too (and per connection for the remote fleet, which counts them): it
+// is the same work whichever client connects. The workflow's wall is
+// broken down from its histories: the RestartOrca span (the fan-out
+// inside the workflow) and the orchestration around it.
 //
 // OpenSSH 9.2's ssh negotiates the post-quantum hybrid key exchange
 // sntrup761x25519-sha512 with sshd; x/crypto/ssh does not implement it and
@@ -36,7 +41,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -51,6 +59,7 @@ type result struct {
 	name      string
 	width     int
 	wall, cpu time.Duration
+	maxRSS    int64 // bytes, wait4's ru_maxrss of the tool's process
 	server    time.Duration
 	conns     int64 // connections the fleet accepted
 	// connsFromLedger: the fleet does not count connections; conns is the
@@ -58,14 +67,32 @@ type result struct {
 	connsFromLedger bool
 	missed          []string // nodes not restarted exactly once
 	note            string
+	breakdown       []string // the workflow's: where its wall went
+	// fanout is the workflow's RestartOrca span from its history (0 for
+	// other tools): the fan-out's wall inside the workflow.
+	fanout time.Duration
+	events int // the hmnfd child's history events (workflow)
+}
+
+// toolRun is what one tool's run reports to measure.
+type toolRun struct {
+	wall      time.Duration // 0: measure's own clock around the run
+	usage     childUsage    // the tool's process, from wait4
+	note      string
+	events    int // the hmnfd child's history events (workflow)
+	breakdown []string
+	fanout    time.Duration
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "-"+childFlag {
+		os.Exit(childMain())
+	}
 	nodes := flag.Int("nodes", 1000, "number of nodes (nid000001-nmn ...)")
 	delay := flag.Duration("delay", time.Second, "how long the stand-in restart takes on each node")
 	width := flag.Int("width", 256, "fan-out width W for pdsh -f W and sshfan")
 	connectTimeout := flag.Duration("connect-timeout", sshfan.DefaultConnectTimeout, "sshfan connect timeout (pdsh's is 10s)")
-	timeout := flag.Duration("timeout", 20*time.Minute, "give up after this long in all")
+	timeout := flag.Duration("timeout", 0, "give up after this long in all (default 20m per 1,000 nodes, at least 20m)")
 	dir := flag.String("dir", "", "directory for the fleet's files (default: a new temporary directory, removed at exit)")
 	tools := flag.String("tools", "pdsh-32,pdsh-W,pdsh-W-curve25519,sshfan,workflow",
 		"which runs to make, in order (pdsh-W-curve25519: pdsh -f W with ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
@@ -91,11 +118,21 @@ func main() {
 		// it would repeat pdsh-W.
 		*tools = "pdsh-32,pdsh-W,sshfan,workflow"
 	}
+	if *timeout == 0 {
+		*timeout = defaultTimeout(*nodes)
+	}
 	os.Exit(run(fo, *nodes, *delay, *width, *connectTimeout, *timeout, *dir, strings.Split(*tools, ",")))
 }
 
 // workflowBatch is the HMNFD batch size of the workflow tool.
 var workflowBatch int
+
+// defaultTimeout bounds a whole invocation: pdsh -f 32 alone takes about
+// N/32 restarts plus ~33 ms of CPU per host on two cores (10 min at
+// 10,000 nodes), so 20 minutes per 1,000 nodes, at least 20.
+func defaultTimeout(nodes int) time.Duration {
+	return time.Duration(max(1, (nodes+999)/1000)) * 20 * time.Minute
+}
 
 func run(fo fleetOptions, nodes int, delay time.Duration, width int, connectTimeout, timeout time.Duration, dir string, tools []string) int {
 	for _, t := range tools {
@@ -132,11 +169,16 @@ func run(fo fleetOptions, nodes int, delay time.Duration, width int, connectTime
 
 	// Warm caches (binaries, keys) with a few hosts, unmeasured.
 	warm := f.nodeNames()[:min(4, len(f.nodeNames()))]
-	if out, err := f.pdshCommand(ctx, 4, warm, command).CombinedOutput(); err != nil {
+	warmPdsh, err := pdshCommand(ctx, f, dir, 4, warm)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-fanout:", err)
+		return 2
+	}
+	if out, err := warmPdsh.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-fanout: warm-up pdsh: %v\n%s", err, out)
 		return 2
 	}
-	if _, err := runSSHFan(ctx, f, warm, 4, connectTimeout); err != nil {
+	if _, err := runSSHFan(ctx, f.configFile(), f.knownHosts(), warm, 4, connectTimeout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-fanout: warm-up sshfan:", err)
 		return 2
 	}
@@ -147,21 +189,21 @@ func run(fo fleetOptions, nodes int, delay time.Duration, width int, connectTime
 		var err error
 		switch tool {
 		case "pdsh-32":
-			r, err = measure(f, "pdsh -f 32", 32, func() (string, error) { return runPdsh(ctx, f, 32) })
+			r, err = measure(f, "pdsh -f 32", 32, func() (toolRun, error) { return runPdsh(ctx, f, dir, 32) })
 		case "pdsh-W":
-			r, err = measure(f, fmt.Sprintf("pdsh -f %d", width), width, func() (string, error) { return runPdsh(ctx, f, width) })
+			r, err = measure(f, fmt.Sprintf("pdsh -f %d", width), width, func() (toolRun, error) { return runPdsh(ctx, f, dir, width) })
 		case "pdsh-W-curve25519":
-			r, err = measure(f, fmt.Sprintf("pdsh -f %d curve25519", width), width, func() (string, error) {
-				return runPdsh(ctx, f, width, "-o", "KexAlgorithms=curve25519-sha256")
+			r, err = measure(f, fmt.Sprintf("pdsh -f %d curve25519", width), width, func() (toolRun, error) {
+				return runPdsh(ctx, f, dir, width, "-o", "KexAlgorithms=curve25519-sha256")
 			})
 		case "sshfan":
-			r, err = measure(f, "sshfan", width, func() (string, error) {
-				return runSSHFan(ctx, f, f.nodeNames(), width, connectTimeout)
+			r, err = measure(f, "sshfan", width, func() (toolRun, error) {
+				return runSSHFanChild(f, width, connectTimeout)
 			})
 		case "workflow":
 			var wb *workflowBench
 			if wb, err = startWorkflowBench(ctx, dir, f, nodes, width, workflowBatch, connectTimeout); err == nil {
-				r, err = measure(f, "workflow (hmnfd run)", width, func() (string, error) {
+				r, err = measure(f, "workflow (hmnfd run)", width, func() (toolRun, error) {
 					return wb.run(ctx, fmt.Sprintf("bench-%d", time.Now().UnixNano()))
 				})
 			}
@@ -176,7 +218,7 @@ func run(fo fleetOptions, nodes int, delay time.Duration, width int, connectTime
 		results = append(results, r)
 	}
 
-	printTable(results, nodes, delay, ideal(fo, nodes, width, delay))
+	printTable(results, nodes, delay, ideal(fo, nodes, width, delay), fo.kind == "openssh", width)
 	bad := false
 	for _, r := range results {
 		if len(r.missed) > 0 {
@@ -192,8 +234,9 @@ func run(fo fleetOptions, nodes int, delay time.Duration, width int, connectTime
 }
 
 // measure runs fn once between empty logs and checks every node ran the
-// command exactly once. fn reports its own CPU via the rusage it reads.
-func measure(f fleet, name string, width int, fn func() (string, error)) (result, error) {
+// command exactly once. The tool's CPU and peak RSS are the wait4 rusage
+// of its process (pdsh with its ssh children, or this binary's child).
+func measure(f fleet, name string, width int, fn func() (toolRun, error)) (result, error) {
 	r := result{name: name, width: width}
 	if err := f.resetRestarts(); err != nil {
 		return r, err
@@ -206,20 +249,16 @@ func measure(f fleet, name string, width int, fn func() (string, error)) (result
 	if err != nil {
 		return r, err
 	}
-	self0, children0 := rusage(syscall.RUSAGE_SELF), rusage(syscall.RUSAGE_CHILDREN)
 	start := time.Now()
-	note, err := fn()
+	tr, err := fn()
 	r.wall = time.Since(start)
 	if err != nil {
 		return r, fmt.Errorf("%s: %w", name, err)
 	}
-	if strings.HasPrefix(name, "pdsh") {
-		// pdsh and the ssh processes it reaped; this process was idle.
-		r.cpu = rusage(syscall.RUSAGE_CHILDREN) - children0
-	} else {
-		r.cpu = rusage(syscall.RUSAGE_SELF) - self0
+	if tr.wall > 0 {
+		r.wall = tr.wall
 	}
-	r.note = note
+	r.cpu, r.maxRSS, r.note, r.breakdown, r.fanout, r.events = tr.usage.cpu, tr.usage.maxRSS, tr.note, tr.breakdown, tr.fanout, tr.events
 	// The last sessions' sshd processes may still be exiting.
 	time.Sleep(300 * time.Millisecond)
 	srv1, err := f.serverCPU()
@@ -249,28 +288,50 @@ func measure(f fleet, name string, width int, fn func() (string, error)) (result
 			r.missed = append(r.missed, fmt.Sprintf("%s=%d", n, counts[n]))
 		}
 	}
-	fmt.Printf("  %-22s wall %8.2fs  cpu %8.2fs  %s\n", name, r.wall.Seconds(), r.cpu.Seconds(), note)
+	fmt.Printf("  %-22s wall %8.2fs  cpu %8.2fs  peak RSS %9s  %s\n", name, r.wall.Seconds(), r.cpu.Seconds(), rssText(r.maxRSS), r.note)
 	return r, nil
 }
 
-func runPdsh(ctx context.Context, f fleet, fanout int, sshArgs ...string) (string, error) {
-	cmd := f.pdshCommand(ctx, fanout, f.nodeNames(), command, sshArgs...)
+// pdshCommand is pdsh reaching hosts through the fleet's client config.
+// The host list goes in a file (-w ^FILE): at 10,000 nodes a -w argument
+// would be ~140 KB, past Linux's 128 KiB limit on one argument (E2BIG).
+func pdshCommand(ctx context.Context, f fleet, dir string, fanout int, hosts []string, sshArgs ...string) (*exec.Cmd, error) {
+	file := filepath.Join(dir, "pdsh-hosts")
+	if err := os.WriteFile(file, []byte(strings.Join(hosts, "\n")+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("pdsh host list: %w", err)
+	}
+	return f.pdshCommand(ctx, fanout, []string{"^" + file}, command, sshArgs...), nil
+}
+
+func runPdsh(ctx context.Context, f fleet, dir string, fanout int, sshArgs ...string) (toolRun, error) {
+	cmd, err := pdshCommand(ctx, f, dir, fanout, f.nodeNames(), sshArgs...)
+	if err != nil {
+		return toolRun{}, err
+	}
 	out, err := cmd.CombinedOutput()
 	lines := strings.Count(string(out), "\n")
 	if err != nil {
-		return "", fmt.Errorf("%v; %d lines of output, first: %s", err, lines, head(strings.Split(string(out), "\n"), 5))
+		return toolRun{}, fmt.Errorf("%v; %d lines of output, first: %s", err, lines, head(strings.Split(string(out), "\n"), 5))
 	}
-	// Cross-check: wait4's rusage for pdsh alone (it includes the ssh
-	// children pdsh reaped), printed next to the RUSAGE_CHILDREN delta.
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	w4 := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return fmt.Sprintf("(pdsh exit 0, %d output lines, wait4 rusage %.2fs)", lines, w4.Seconds()), nil
+	// pdsh and the ssh processes it reaped.
+	return toolRun{usage: childUsage{cpu: processCPU(cmd.ProcessState)}, note: fmt.Sprintf("(pdsh exit 0, %d output lines)", lines)}, nil
 }
 
-func runSSHFan(ctx context.Context, f fleet, hosts []string, width int, connectTimeout time.Duration) (string, error) {
+// runSSHFanChild runs the fan-out code in a child process; the wall is
+// the child's New+Run, its CPU and RSS the child's whole life.
+func runSSHFanChild(f fleet, width int, connectTimeout time.Duration) (toolRun, error) {
+	c, err := startChild(childSpec{Tool: "sshfan", ConfigFile: f.configFile(), KnownHosts: f.knownHosts(), Hosts: f.nodeNames(), Width: width, ConnectTimeout: connectTimeout})
+	if err != nil {
+		return toolRun{}, err
+	}
+	rep, u, err := c.finish()
+	return toolRun{wall: rep.Wall, usage: u, note: rep.Note}, err
+}
+
+func runSSHFan(ctx context.Context, configFile, knownHosts string, hosts []string, width int, connectTimeout time.Duration) (string, error) {
 	r, err := sshfan.New(sshfan.Options{
-		ConfigFile:     f.configFile(),
-		KnownHosts:     []string{f.knownHosts()},
+		ConfigFile:     configFile,
+		KnownHosts:     []string{knownHosts},
 		Concurrency:    width,
 		ConnectTimeout: connectTimeout,
 		CommandTimeout: 5 * time.Minute,
@@ -304,30 +365,61 @@ func ideal(fo fleetOptions, nodes, width int, delay time.Duration) time.Duration
 	if fo.kind != "remote" {
 		return 0
 	}
-	d := time.Duration((nodes+width-1)/width) * delay
+	d := restartRounds(nodes, width, delay)
 	if fo.stragglers > 0 {
 		d += fo.stragglerDelay
 	}
 	return d
 }
 
-func printTable(results []result, nodes int, delay, idealWall time.Duration) {
+// restartRounds is ⌈N/W⌉ × delay: the least wall of W restarts at a time.
+func restartRounds(nodes, width int, delay time.Duration) time.Duration {
+	return time.Duration((nodes+width-1)/width) * delay
+}
+
+// boxLimit is the OpenSSH fleet's least wall on this box for one run: the
+// servers' CPU of that run spread over every core, or the restarts at
+// width W, whichever is longer. The client's own CPU is not in it.
+func boxLimit(serverCPU time.Duration, cores, nodes, width int, delay time.Duration) time.Duration {
+	return max(serverCPU/time.Duration(cores), restartRounds(nodes, width, delay))
+}
+
+// rssText is a peak RSS in MiB, "-" when not measured (pdsh).
+func rssText(b int64) string {
+	if b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20))
+}
+
+func printTable(results []result, nodes int, delay, idealWall time.Duration, openssh bool, width int) {
 	var base32, baseW *result
 	for i, r := range results {
 		if r.name == "pdsh -f 32" {
 			base32 = &results[i]
 		}
-		if strings.HasPrefix(r.name, "pdsh -f ") && !strings.HasSuffix(r.name, "curve25519") && r.width == results[len(results)-1].width {
+		if strings.HasPrefix(r.name, "pdsh -f ") && !strings.HasSuffix(r.name, "curve25519") && r.width == width {
 			baseW = &results[i]
 		}
 	}
-	fmt.Printf("\n%d nodes, restart delay %v, %d CPUs\n", nodes, delay, runtime.NumCPU())
+	cores := runtime.NumCPU()
+	fmt.Printf("\n%d nodes, restart delay %v, %d CPUs\n", nodes, delay, cores)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tool\twidth\twall\tCPU user+sys\twall vs pdsh-32\tCPU vs pdsh-32\twall vs pdsh-W\tCPU vs pdsh-W\twall vs ideal\tserver CPU\tconns\tserver CPU/conn\trestarted as due\t")
+	fmt.Fprintln(tw, "tool\twidth\twall\tCPU user+sys\tRSS\twall vs pdsh-32\tCPU vs pdsh-32\twall vs pdsh-W\tCPU vs pdsh-W\twall vs ideal\tbox limit\twall vs limit\tserver CPU\tconns\tserver CPU/conn\thistory events\trestarted as due\t")
 	for _, r := range results {
-		vsIdeal, conns, perConn := "-", fmt.Sprint(r.conns), "-"
+		vsIdeal, limit, vsLimit, conns, perConn, events := "-", "-", "-", fmt.Sprint(r.conns), "-", "-"
+		if r.events > 0 {
+			events = fmt.Sprintf("%d (%.1f/100 nodes)", r.events, float64(r.events)*100/float64(nodes))
+		}
 		if idealWall > 0 {
 			vsIdeal = fmt.Sprintf("%.3fx", float64(r.wall)/float64(idealWall))
+		}
+		if openssh {
+			l := boxLimit(r.server, cores, nodes, width, delay)
+			limit = fmt.Sprintf("%.2fs", l.Seconds())
+			if l > 0 {
+				vsLimit = fmt.Sprintf("%.3fx", float64(r.wall)/float64(l))
+			}
 		}
 		if r.connsFromLedger {
 			conns += "*"
@@ -335,16 +427,30 @@ func printTable(results []result, nodes int, delay, idealWall time.Duration) {
 		if r.conns > 0 {
 			perConn = fmt.Sprintf("%.2fms", float64(r.server)/float64(r.conns)/1e6)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%s\t%s\t%s\t%.2fs\t%s\t%s\t%d/%d\t\n",
-			r.name, r.width, r.wall.Seconds(), r.cpu.Seconds(),
+		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fs\t%s\t%s\t%s\t%d/%d\t\n",
+			r.name, r.width, r.wall.Seconds(), r.cpu.Seconds(), rssText(r.maxRSS),
 			ratio(r.wall, base32, wallOf), ratio(r.cpu, base32, cpuOf), ratio(r.wall, baseW, wallOf), ratio(r.cpu, baseW, cpuOf),
-			vsIdeal, r.server.Seconds(), conns, perConn, nodes-len(r.missed), nodes)
+			vsIdeal, limit, vsLimit, r.server.Seconds(), conns, perConn, events, nodes-len(r.missed), nodes)
 	}
 	tw.Flush()
 	if idealWall > 0 {
 		fmt.Printf("(ideal, every row against width W: ⌈N/W⌉ × restart delay, plus the stragglers' delay once = %v)\n", idealWall)
 	}
-	fmt.Println("(ratios: this tool / pdsh with OpenSSH's default key exchange; below 1 is better. CPU of the fan-out code: pdsh plus its ssh children, or this process for sshfan; server CPU is the fleet's share, paid whichever client connects (sshd processes and their sessions, or the one sshfleet process); conns: TCP connections the remote fleet accepted, or *: restarts on the OpenSSH fleet, one connection each. \"curve25519\": ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
+	if openssh {
+		fmt.Printf("(box limit, per row: max(that run's server CPU ÷ %d cores, ⌈N/W⌉ × restart delay = %v) with W = %d for every row)\n", cores, restartRounds(nodes, width, delay), width)
+	}
+	fmt.Println("(ratios: this tool / pdsh with OpenSSH's default key exchange; below 1 is better. CPU of the fan-out code: wait4 rusage of its process — pdsh with its ssh children, or this binary re-run as a child for sshfan and for the workflow's worker; RSS: that child's peak resident set (VmHWM), not measured for pdsh. The Temporal dev server, the CSM emulator and the fleet are outside them. server CPU is the fleet's share, paid whichever client connects (sshd processes and their sessions, or the one sshfleet process); conns: TCP connections the remote fleet accepted, or *: restarts on the OpenSSH fleet, one connection each. \"curve25519\": ssh -o KexAlgorithms=curve25519-sha256, the key exchange sshfan negotiates)")
+	for _, r := range results {
+		if len(r.breakdown) > 0 {
+			fmt.Printf("\n%s, where the wall went (history timestamps from the dev server):\n", r.name)
+			if idealWall > 0 {
+				fmt.Printf("  fan-out span %.2fs = %.3fx ideal (compared with the fan-out targets; the wall above adds the run's orchestration)\n", r.fanout.Seconds(), float64(r.fanout)/float64(idealWall))
+			}
+			for _, l := range r.breakdown {
+				fmt.Println("  " + l)
+			}
+		}
+	}
 }
 
 func wallOf(r *result) time.Duration { return r.wall }
@@ -387,4 +493,29 @@ func head(s []string, n int) string {
 		return strings.Join(s[:n], ", ") + ", ..."
 	}
 	return strings.Join(s, ", ")
+}
+
+// procCPU is a running process's CPU so far (utime+stime of
+// /proc/PID/stat, in 10 ms clock ticks).
+func procCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(data)
+	// utime and stime are fields 14 and 15, 12 and 13 after the
+	// parenthesised command name.
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, s)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }

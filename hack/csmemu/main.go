@@ -24,6 +24,7 @@
 //	curl -X POST "$URL/_csmemu/fas-busy?n=2"
 //	curl -X POST "$URL/_csmemu/bos-timing?step=2s"
 //	curl -X POST "$URL/_csmemu/bos-stuck?xname=x1000c0s0b0n0&stuck=true"
+//	curl -X POST $URL/_csmemu/crus-restart-clock
 //	curl $URL/_csmemu/stats
 //
 // The same endpoints without curl (the demo runs where curl may be
@@ -65,6 +66,7 @@ func main() {
 	release := flag.String("release", string(csmemu.DefaultRelease), "CSM release whose APIs to serve: csm-1.0, csm-1.2, csm-1.3 (csm-1.4), csm-1.5, csm-1.6")
 	crus := flag.Bool("crus", true, "serve CRUS (false: /apis/crus/* answers 404, as on CSM 1.5+ whatever this says)")
 	crusStuck := flag.Bool("crus-stuck", false, "the CRUS session never progresses (default: it progresses one step per GET to completion)")
+	crusStep := flag.Duration("crus-step", 0, "CRUS session pacing: each step of the session's script is due this long after the previous one, the first this long after the session is first read (0: one step per GET)")
 	subscribed := flag.Bool("subscribed", false, "start with every Ready compute node subscribed in HMNFD (default: none, as after an etcd rebuild)")
 	fasBusy := flag.Int("fas-busy", 0, "answer 429 to the first N FAS loader nexus POSTs")
 	bosStep := flag.Duration("bos-step", time.Second, "BOS v2 session pacing: pending for one step, node HSM States change one step apart")
@@ -93,14 +95,15 @@ func main() {
 		fatalf("-release: %q is not a CSM release: give one of csm-1.0, csm-1.2, csm-1.3, csm-1.5, csm-1.6", *release)
 	}
 	emu := csmemu.New(csmemu.Options{
-		Release:      rel,
-		ClientID:     *clientID,
-		ClientSecret: *secret,
-		TokenTTL:     *ttl,
-		Components:   csmemu.ComputeNodes(*nodes),
-		CRUSDisabled: !*crus,
-		BOSStepDelay: *bosStep,
-		ControlAPI:   true,
+		Release:       rel,
+		ClientID:      *clientID,
+		ClientSecret:  *secret,
+		TokenTTL:      *ttl,
+		Components:    csmemu.ComputeNodes(*nodes),
+		CRUSDisabled:  !*crus,
+		BOSStepDelay:  *bosStep,
+		CRUSStepDelay: *crusStep,
+		ControlAPI:    true,
 	})
 	if *crus {
 		s := csmemu.ExampleCRUSSession()

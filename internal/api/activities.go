@@ -36,6 +36,10 @@ const (
 	ActivityRestoreBootParameters   = "RestoreBootParameters"
 	ActivityDetectRelease           = "DetectRelease"
 	ActivityCheckHMNFDReady         = "CheckHMNFDReady"
+	// Since change orca-nid-ranges: discovery and the subscription check
+	// without one xname per node in history.
+	ActivityDiscoverOrcaNodes          = "DiscoverOrcaNodes"
+	ActivityVerifyComputeSubscriptions = "VerifyComputeSubscriptions"
 
 	// Data checks (procedures/datacheck).
 	ActivityCheckBootParameters = "CheckBootParameters"

@@ -295,6 +295,10 @@ type ServiceStatus struct {
 	SavedManifest json.RawMessage `json:"savedManifest,omitempty"`
 	// Evidence is what the service's last check looked at and found.
 	Evidence *Evidence `json:"evidence,omitempty"`
+	// Report numbers a child's progress reports (since change
+	// publish-without-waiting), so that the parent can drop one that
+	// arrives after a later one; 0 in reports of children before it.
+	Report int `json:"report,omitempty"`
 }
 
 // Evidence is what the check closing a service looked at and what it

@@ -386,6 +386,9 @@ func exercise(t *testing.T, emu *csmemu.Emulator, c *csm.Client, rel api.Release
 	must("ReadyComputeNodes", err)
 	_, err = c.Components(ctx, csm.ComponentQuery{IDs: []string{"x1000c0s0b0n0", "x1000c0s1b0n0"}})
 	must("Components", err)
+	// The xnames of the computes VerifyComputeSubscriptions checks, any state.
+	_, err = c.Components(ctx, csm.ComponentQuery{Types: []string{"Node"}, Roles: []string{"Compute"}})
+	must("Components of role Compute", err)
 
 	emu.Subscribe("x1000c0s0b0n0")
 	_, err = c.Subscriptions(ctx)

@@ -69,6 +69,12 @@ type Options struct {
 	// BOSStepDelay paces BOS v2 sessions and the HSM States they set (see
 	// SetBOSTiming); 0 makes them complete on the next read.
 	BOSStepDelay time.Duration
+	// CRUSStepDelay paces CRUS sessions: the next step of a session's
+	// script is due this long after the previous one (the first, this long
+	// after the session's first read since it was added or its script
+	// set), and a read applies every step due by then. 0: one step per
+	// read, whenever it comes.
+	CRUSStepDelay time.Duration
 	// ControlAPI serves unauthenticated /_csmemu/... endpoints that let a
 	// script drive the emulator from outside the process (the demo).
 	ControlAPI bool

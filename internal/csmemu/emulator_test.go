@@ -82,6 +82,47 @@ func TestCRUSSessionProgressesOneStepPerGET(t *testing.T) {
 	}
 }
 
+// TestCRUSPacedSession: with CRUSStepDelay the script follows the clock,
+// not the number of GETs, from the session's first GET: nothing changes
+// before the first step is due, however often the session is read, and a
+// late read applies every step due by then.
+func TestCRUSPacedSession(t *testing.T) {
+	const step = 300 * time.Millisecond
+	e, c, _ := start(t, csmemu.Options{CRUSStepDelay: step})
+	script := csmemu.CRUSScript(1) // 8 steps
+	id := e.AddCRUSSession(csm.CRUSSession{State: csm.CRUSUpdating}, script...)
+	time.Sleep(2 * step) // the clock has not started: nobody has looked
+	added := time.Now()
+	for i := 0; i < 5 && time.Since(added) < step; i++ {
+		s, err := c.CRUSSession(bg(t), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(added) < step && len(s.Messages) != 0 {
+			t.Fatalf("read %d, %v after the session was added: %d messages, want none before the first step is due", i, time.Since(added), len(s.Messages))
+		}
+	}
+	time.Sleep(time.Until(added.Add(3*step + step/2)))
+	s, err := c.CRUSSession(bg(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Messages) != 3 || s.Completed {
+		t.Fatalf("3.5 steps in: %d messages (completed %v), want 3", len(s.Messages), s.Completed)
+	}
+	// A restarted clock starts again at the next read.
+	e.RestartCRUSClock()
+	time.Sleep(2 * step)
+	if s, _ = c.CRUSSession(bg(t), id); len(s.Messages) != 3 {
+		t.Fatalf("read after the clock was restarted: %d messages, want still 3", len(s.Messages))
+	}
+	again := time.Now()
+	time.Sleep(time.Until(again.Add(time.Duration(len(script)-3)*step + step/2)))
+	if s, _ = c.CRUSSession(bg(t), id); !s.Completed || len(s.Messages) != len(script) {
+		t.Fatalf("after every step was due: %d messages, completed %v", len(s.Messages), s.Completed)
+	}
+}
+
 func TestCRUSStuckSessionNeverChanges(t *testing.T) {
 	e, c, _ := start(t, csmemu.Options{})
 	ex := csmemu.ExampleCRUSSession()

@@ -76,6 +76,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	m.HandleFunc("POST /_csmemu/fas-busy", e.ctlFASBusy)
 	m.HandleFunc("POST /_csmemu/bos-timing", e.ctlBOSTiming)
 	m.HandleFunc("POST /_csmemu/bos-stuck", e.ctlBOSStuck)
+	m.HandleFunc("POST /_csmemu/crus-restart-clock", e.ctlRestartCRUSClock)
 	m.HandleFunc("GET /_csmemu/stats", e.ctlStats)
 	return m
 }
@@ -165,6 +166,12 @@ type CRUSStep struct {
 type crusEntry struct {
 	s      csm.CRUSSession
 	script []CRUSStep
+	// step paces the script (Options.CRUSStepDelay); due is when its next
+	// step is due, zero until the session is first read: the clock starts
+	// when someone first looks, so that a session added when the emulator
+	// starts is still in progress when a run reaches it.
+	step time.Duration
+	due  time.Time
 }
 
 // CRUSScript is what a healthy CRUS session posts for an upgrade of steps
@@ -207,8 +214,10 @@ func ExampleCRUSSession() csm.CRUSSession {
 }
 
 // AddCRUSSession adds (or replaces) a session. Each GET that returns it
-// (list or describe) applies the next step of script; with no script the
-// session is stuck and never changes. An empty UpgradeID gets a random one;
+// (list or describe) applies the next step of script (with
+// Options.CRUSStepDelay: every step due by then, the first one step after
+// the session's first GET); with no script the session is stuck and never
+// changes. An empty UpgradeID gets a random one;
 // the ID is returned.
 func (e *Emulator) AddCRUSSession(s csm.CRUSSession, script ...CRUSStep) string {
 	if s.UpgradeID == "" {
@@ -229,7 +238,7 @@ func (e *Emulator) AddCRUSSession(s csm.CRUSSession, script ...CRUSStep) string 
 	if _, ok := e.crus[s.UpgradeID]; !ok {
 		e.crusOrder = append(e.crusOrder, s.UpgradeID)
 	}
-	e.crus[s.UpgradeID] = &crusEntry{s: s, script: slices.Clone(script)}
+	e.crus[s.UpgradeID] = &crusEntry{s: s, script: slices.Clone(script), step: max(e.opts.CRUSStepDelay, 0)}
 	return s.UpgradeID
 }
 
@@ -242,8 +251,21 @@ func (e *Emulator) SetCRUSScript(upgradeID string, script ...CRUSStep) bool {
 	c, ok := e.crus[upgradeID]
 	if ok {
 		c.script = slices.Clone(script)
+		c.due = time.Time{}
 	}
 	return ok
+}
+
+// RestartCRUSClock makes paced sessions (Options.CRUSStepDelay) take
+// their remaining steps from their next read on, as if first read then:
+// a benchmark reads them in its snapshot and wants them in progress when
+// its run reaches them.
+func (e *Emulator) RestartCRUSClock() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.crus {
+		c.due = time.Time{}
+	}
 }
 
 // CRUSSessions returns the sessions as they are now (without advancing).
@@ -276,8 +298,24 @@ func cloneCRUS(s csm.CRUSSession) csm.CRUSSession {
 	return s
 }
 
-// advance applies c's next step. Callers hold e.mu.
-func (c *crusEntry) advance() {
+// advance applies c's next step, or with a paced script every step due by
+// now. Callers hold e.mu.
+func (c *crusEntry) advance(now time.Time) {
+	if c.step == 0 {
+		c.apply()
+		return
+	}
+	if c.due.IsZero() {
+		c.due = now.Add(c.step)
+	}
+	for len(c.script) > 0 && !now.Before(c.due) {
+		c.apply()
+		c.due = c.due.Add(c.step)
+	}
+}
+
+// apply applies c's next step, if any.
+func (c *crusEntry) apply() {
 	if len(c.script) == 0 {
 		return
 	}
@@ -297,9 +335,10 @@ func (c *crusEntry) advance() {
 func (e *Emulator) listCRUS(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	out := make([]csm.CRUSSession, 0, len(e.crusOrder))
+	now := time.Now()
 	for _, id := range e.crusOrder {
 		c := e.crus[id]
-		c.advance()
+		c.advance(now)
 		out = append(out, cloneCRUS(c.s))
 	}
 	e.mu.Unlock()
@@ -312,7 +351,7 @@ func (e *Emulator) getCRUS(w http.ResponseWriter, r *http.Request) {
 	c, ok := e.crus[id]
 	var s csm.CRUSSession
 	if ok {
-		c.advance()
+		c.advance(time.Now())
 		s = cloneCRUS(c.s)
 	}
 	e.mu.Unlock()
@@ -1150,6 +1189,12 @@ func (e *Emulator) ctlBOSTiming(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.SetBOSTiming(d)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlRestartCRUSClock: POST /_csmemu/crus-restart-clock
+func (e *Emulator) ctlRestartCRUSClock(w http.ResponseWriter, r *http.Request) {
+	e.RestartCRUSClock()
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -116,3 +116,11 @@ func (s *Server) Stop() {
 	}
 	s.cmd = nil
 }
+
+// PID is the server process's id, 0 when it is not running.
+func (s *Server) PID() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}

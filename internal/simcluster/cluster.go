@@ -36,6 +36,8 @@ type Options struct {
 	// Controllers starts kube-controller-manager and kwok; without them the
 	// cluster stores objects but nothing runs them.
 	Controllers bool
+	// Latencies slow kwok's pods and Jobs down (benchmarks); zero: at once.
+	Latencies Latencies
 }
 
 // Cluster is a running control plane.
@@ -165,9 +167,13 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	stages, err := stagesFile(o.BinDir, o.Dir, o.Latencies)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.spawn(o, "kwok",
 		"--kubeconfig", c.Kubeconfig,
-		"--config", filepath.Join(o.BinDir, "kwok-stages.yaml"),
+		"--config", stages,
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector", FakeNodeAnnotation+"=fake",
 		"--server-address", fmt.Sprintf("127.0.0.1:%d", kwokPorts[0]),

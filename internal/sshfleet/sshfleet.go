@@ -227,6 +227,11 @@ func Start(opts Options) (*Fleet, error) {
 		},
 		ServerVersion: "SSH-2.0-sshfleet",
 	}
+	// One key exchange for every client, as on nodes whose OpenSSH predates
+	// 9.9 (the first with mlkem768x25519): this box's ssh 9.2, under pdsh,
+	// gets curve25519-sha256 from this server, while sshfan and x/crypto's
+	// server would otherwise agree on the costlier mlkem768x25519.
+	f.server.Config.KeyExchanges = []string{"curve25519-sha256", "curve25519-sha256@libssh.org"}
 	f.server.AddHostKey(hostSigner)
 
 	ips := make([]string, opts.Nodes)

@@ -32,6 +32,9 @@ func named(_ *activities.Kube, c *activities.CSM) map[string]any {
 		api.ActivityRestartOrca:         a.RestartOrca,
 		api.ActivityVerifySubscriptions: a.VerifySubscriptions,
 		api.ActivityCheckHMNFDReady:     a.CheckHMNFDReady,
+
+		api.ActivityDiscoverOrcaNodes:          a.DiscoverOrcaNodes,
+		api.ActivityVerifyComputeSubscriptions: a.VerifyComputeSubscriptions,
 	}
 }
 
@@ -62,7 +65,10 @@ type OrcaTargets struct {
 	Nodes         []OrcaTarget `json:"nodes,omitempty"`
 	ComputeNIDs   []NIDRange   `json:"computeNids,omitempty"`
 	ComputeXnames []string     `json:"computeXnames,omitempty"`
-	NCNs          []string     `json:"ncns,omitempty"`
+	// Computes counts the computes of ComputeNIDs when the xnames are left
+	// out (DiscoverOrcaNodes).
+	Computes int      `json:"computes,omitempty"`
+	NCNs     []string `json:"ncns,omitempty"`
 	activities.Outcome
 }
 
@@ -87,6 +93,35 @@ func (t OrcaTargets) All() []OrcaTarget {
 	}
 	for _, h := range t.NCNs {
 		out = append(out, OrcaTarget{Host: h})
+	}
+	return out
+}
+
+// Hosts lists every target host, computes first in NID order, then NCNs,
+// with each compute host's NID. Unlike All it needs no xnames.
+func (t OrcaTargets) Hosts() (hosts []string, nids map[string]int) {
+	nids = map[string]int{}
+	for _, r := range t.ComputeNIDs {
+		for nid := r.First; nid <= r.Last; nid++ {
+			h := csm.Component{NID: nid}.Hostname()
+			hosts = append(hosts, h)
+			nids[h] = nid
+		}
+	}
+	return append(hosts, t.NCNs...), nids
+}
+
+// NIDRanges folds NIDs into ascending ranges.
+func NIDRanges(nids []int) []NIDRange {
+	nids = slices.Clone(nids)
+	slices.Sort(nids)
+	var out []NIDRange
+	for _, nid := range nids {
+		if n := len(out); n > 0 && out[n-1].Last >= nid-1 {
+			out[n-1].Last = max(out[n-1].Last, nid)
+			continue
+		}
+		out = append(out, NIDRange{First: nid, Last: nid})
 	}
 	return out
 }
@@ -144,6 +179,16 @@ func (a *Activities) DiscoverOrcaTargets(ctx context.Context, req OrcaTargetsReq
 	}
 	res.Outcome = activities.NewOutcome(ctx, "%d Ready compute nodes from HSM and %d NCNs from %s", len(res.ComputeXnames), len(res.NCNs), strings.Join(req.NCNGroups, " "))
 	return res, nil
+}
+
+// DiscoverOrcaNodes is DiscoverOrcaTargets without the computes' xnames:
+// one per node, they made the result about 1 MB at 50,000 nodes, over the
+// 512 KB at which Temporal's server warns. VerifyComputeSubscriptions looks
+// them up in HSM by NID instead.
+func (a *Activities) DiscoverOrcaNodes(ctx context.Context, req OrcaTargetsRequest) (OrcaTargets, error) {
+	res, err := a.DiscoverOrcaTargets(ctx, req)
+	res.Computes, res.ComputeXnames = len(res.ComputeXnames), nil
+	return res, err
 }
 
 // RestartBatch is one batch of the fan-out.
@@ -351,6 +396,9 @@ type VerifyRequest struct {
 // VerifyResult lists the nodes HMNFD still has no subscription for.
 type VerifyResult struct {
 	Missing []string `json:"missing,omitempty"`
+	// MissingCount counts every missing node when Missing holds only the
+	// first MaxMissingInResult (VerifyComputeSubscriptions).
+	MissingCount int `json:"missingCount,omitempty"`
 	activities.Outcome
 }
 
@@ -362,9 +410,87 @@ func (a *Activities) VerifySubscriptions(ctx context.Context, req VerifyRequest)
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	cl = cl.WithAPIs(req.APIs)
+	missing, err := waitSubscribed(ctx, cl.WithAPIs(req.APIs), req.Xnames, req.Budget, req.Poll)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	if len(missing) > 0 {
+		return VerifyResult{Missing: missing, Outcome: activities.NewOutcome(ctx, "after %s, %d of %d restarted compute nodes have no HMNFD subscription", req.Budget, len(missing), len(req.Xnames))}, nil
+	}
+	return VerifyResult{Outcome: activities.NewOutcome(ctx, "all %d restarted compute nodes are subscribed to HMNFD again", len(req.Xnames))}, nil
+}
+
+// ComputeSubscriptionsRequest names the compute nodes that must be
+// subscribed again by NID (looked up in HSM), or by xname.
+type ComputeSubscriptionsRequest struct {
+	NIDs   []NIDRange    `json:"nids,omitempty"`
+	Xnames []string      `json:"xnames,omitempty"`
+	Budget time.Duration `json:"budget"`
+	Poll   time.Duration `json:"poll"`
+	// APIs: the HMNFD version to list subscriptions through.
+	APIs api.APIVersions `json:"apis,omitzero"`
+}
+
+// MaxMissingInResult bounds the xnames a subscription check returns; the
+// count is always whole.
+const MaxMissingInResult = 100
+
+// VerifyComputeSubscriptions is VerifySubscriptions for tens of thousands
+// of nodes: it takes NID ranges, reads the xnames from HSM, and returns the
+// count of nodes still missing with the first MaxMissingInResult of them,
+// so that neither its input nor its result grows with the node count.
+func (a *Activities) VerifyComputeSubscriptions(ctx context.Context, req ComputeSubscriptionsRequest) (VerifyResult, error) {
+	cl, err := a.CSM.APIClient()
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	xnames := slices.Clone(req.Xnames)
+	var unknown []string
+	if len(req.NIDs) > 0 {
+		computes, err := cl.Components(ctx, csm.ComponentQuery{Types: []string{"Node"}, Roles: []string{"Compute"}})
+		if err != nil {
+			return VerifyResult{}, activities.CSMError(err)
+		}
+		byNID := map[int]string{}
+		for _, c := range computes {
+			if c.NID > 0 {
+				byNID[c.NID] = c.ID
+			}
+		}
+		for _, r := range req.NIDs {
+			for nid := r.First; nid <= r.Last; nid++ {
+				if x, ok := byNID[nid]; ok {
+					xnames = append(xnames, x)
+				} else {
+					unknown = append(unknown, csm.Component{NID: nid}.Hostname())
+				}
+			}
+		}
+	}
+	missing, err := waitSubscribed(ctx, cl.WithAPIs(req.APIs), xnames, req.Budget, req.Poll)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	// A node HSM no longer lists cannot be checked: it counts as missing.
+	missing = append(missing, unknown...)
+	total := len(xnames) + len(unknown)
+	res := VerifyResult{Missing: missing[:min(len(missing), MaxMissingInResult)], MissingCount: len(missing)}
+	switch {
+	case len(missing) == 0:
+		res.Outcome = activities.NewOutcome(ctx, "all %d restarted compute nodes are subscribed to HMNFD again", total)
+	case len(unknown) > 0:
+		res.Outcome = activities.NewOutcome(ctx, "%d of %d restarted compute nodes have no HMNFD subscription (%d of them no longer listed by HSM)", len(missing), total, len(unknown))
+	default:
+		res.Outcome = activities.NewOutcome(ctx, "after %s, %d of %d restarted compute nodes have no HMNFD subscription", req.Budget, len(missing), total)
+	}
+	return res, nil
+}
+
+// waitSubscribed polls HMNFD until every xname has a subscription or the
+// budget runs out (0: one look), and returns those still missing.
+func waitSubscribed(ctx context.Context, cl *csm.Client, xnames []string, budget, poll time.Duration) ([]string, error) {
 	var missing []string
-	_, err = activities.Poll(ctx, api.Timings{Poll: req.Poll}, req.Budget, "HMNFD subscriptions", func(ctx context.Context) (string, bool, error) {
+	_, err := activities.Poll(ctx, api.Timings{Poll: poll}, budget, "HMNFD subscriptions", func(ctx context.Context) (string, bool, error) {
 		subs, err := cl.Subscriptions(ctx)
 		if err != nil {
 			if csm.Retryable(err) {
@@ -379,19 +505,16 @@ func (a *Activities) VerifySubscriptions(ctx context.Context, req VerifyRequest)
 			have[strings.ToLower(s.Xname())] = true
 		}
 		missing = missing[:0]
-		for _, x := range req.Xnames {
+		for _, x := range xnames {
 			if !have[strings.ToLower(x)] {
 				missing = append(missing, x)
 			}
 		}
-		return fmt.Sprintf("%d of %d nodes subscribed", len(req.Xnames)-len(missing), len(req.Xnames)), len(missing) == 0, nil
+		return fmt.Sprintf("%d of %d nodes subscribed", len(xnames)-len(missing), len(xnames)), len(missing) == 0, nil
 	})
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == activities.ErrWaitTimedOut {
-		return VerifyResult{Missing: missing, Outcome: activities.NewOutcome(ctx, "after %s, %d of %d restarted compute nodes have no HMNFD subscription", req.Budget, len(missing), len(req.Xnames))}, nil
+		return missing, nil
 	}
-	if err != nil {
-		return VerifyResult{}, err
-	}
-	return VerifyResult{Outcome: activities.NewOutcome(ctx, "all %d restarted compute nodes are subscribed to HMNFD again", len(req.Xnames))}, nil
+	return missing, err
 }

@@ -53,6 +53,54 @@ func TestVerifySubscriptionsOnCSM10(t *testing.T) {
 	}
 }
 
+// TestVerifyComputeSubscriptionsByNID: the nodes to check come as NID
+// ranges and their xnames from HSM; a NID HSM no longer lists counts as
+// missing; the result names at most MaxMissingInResult nodes and counts all.
+func TestVerifyComputeSubscriptionsByNID(t *testing.T) {
+	e, a := csmEmuRelease(t, api.CSM10, csmemu.ComputeNodes(150))
+	e.Subscribe(n0)
+	e.Subscribe(strings.ToUpper(n1))
+	req := orca.ComputeSubscriptionsRequest{NIDs: []orca.NIDRange{{First: 1, Last: 3}, {First: 200, Last: 200}}, APIs: api.CSM10.APIs()}
+	res, err := csmRun[orca.VerifyResult](t, a, a.VerifyComputeSubscriptions, req)
+	if err != nil || !slices.Equal(res.Missing, []string{n2, "nid000200-nmn"}) || res.MissingCount != 2 {
+		t.Fatalf("VerifyComputeSubscriptions = %+v, %v; want %s and nid000200-nmn missing", res, err, n2)
+	}
+	if !strings.Contains(res.Message, "2 of 4 restarted compute nodes") || !strings.Contains(res.Message, "1 of them no longer listed by HSM") {
+		t.Errorf("message %q", res.Message)
+	}
+
+	req.NIDs = []orca.NIDRange{{First: 1, Last: 150}}
+	res, err = csmRun[orca.VerifyResult](t, a, a.VerifyComputeSubscriptions, req)
+	if err != nil || res.MissingCount != 148 || len(res.Missing) != orca.MaxMissingInResult || res.Missing[0] != n2 {
+		t.Fatalf("150 nodes, 2 subscribed: missing %d listed of %d, first %v, err %v", len(res.Missing), res.MissingCount, res.Missing[:1], err)
+	}
+
+	// The snapshot's xnames are checked as given.
+	res, err = csmRun[orca.VerifyResult](t, a, a.VerifyComputeSubscriptions, orca.ComputeSubscriptionsRequest{Xnames: []string{n0, n1}, APIs: api.CSM10.APIs()})
+	if err != nil || res.MissingCount != 0 || len(res.Missing) != 0 || !strings.Contains(res.Message, "all 2") {
+		t.Fatalf("subscribed xnames: %+v, %v", res, err)
+	}
+}
+
+// TestDiscoverOrcaNodes: the same targets as DiscoverOrcaTargets, counted,
+// without one xname per node.
+func TestDiscoverOrcaNodes(t *testing.T) {
+	comps := csmemu.ComputeNodes(6)
+	comps[2].State = "Off" // NID 3
+	_, a := csmEmuRelease(t, "", comps)
+	got, err := csmRun[orca.OrcaTargets](t, a, a.DiscoverOrcaNodes, orca.OrcaTargetsRequest{NCNGroups: []string{"ncn-w00[1-2]-can.local"}})
+	if err != nil || got.Computes != 5 || len(got.ComputeXnames) != 0 || !slices.Equal(got.ComputeNIDs, []orca.NIDRange{{First: 1, Last: 2}, {First: 4, Last: 6}}) {
+		t.Fatalf("DiscoverOrcaNodes = %+v, %v", got, err)
+	}
+	hosts, nids := got.Hosts()
+	if !slices.Equal(hosts, []string{"nid000001-nmn", "nid000002-nmn", "nid000004-nmn", "nid000005-nmn", "nid000006-nmn", "ncn-w001-can.local", "ncn-w002-can.local"}) || len(nids) != 5 || nids["nid000004-nmn"] != 4 {
+		t.Errorf("Hosts() = %v, %v", hosts, nids)
+	}
+	if r := orca.NIDRanges([]int{6, 1, 2, 4, 5, 2}); !slices.Equal(r, []orca.NIDRange{{First: 1, Last: 2}, {First: 4, Last: 6}}) {
+		t.Errorf("NIDRanges = %v", r)
+	}
+}
+
 // TestDiscoverOrcaTargets: HSM's Ready computes come back in NID order as
 // NID ranges with their xnames (a node not Ready leaves a gap), then the
 // NCN groups expanded, each host once.

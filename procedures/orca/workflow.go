@@ -82,22 +82,42 @@ func checksHMNFDReadiness(plan api.ServicePlan) bool {
 func Run(w *procedure.Run, ctx workflow.Context) error {
 	plan := w.In.Plan
 	h := plan.HMNFD
+	// Since orca-nid-ranges, neither discovery's result nor the
+	// subscription check's input and result hold one xname per node.
+	byNIDs := workflow.GetVersion(ctx, "orca-nid-ranges", workflow.DefaultVersion, 1) == 1
+	discover := api.ActivityDiscoverOrcaTargets
+	if byNIDs {
+		discover = api.ActivityDiscoverOrcaNodes
+	}
 	var targets OrcaTargets
 	err := w.Step(ctx, StepDiscoverNodes, procedure.ReadOptions(plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityDiscoverOrcaTargets, OrcaTargetsRequest{NCNGroups: h.NCNGroups}).Get(ctx, &targets)
+		err := workflow.ExecuteActivity(ctx, discover, OrcaTargetsRequest{NCNGroups: h.NCNGroups}).Get(ctx, &targets)
 		return targets.Outcome, err
 	})
 	if err != nil {
 		return err
 	}
-	all := targets.All()
-	hosts := make([]string, len(all))
-	xnames := map[string]string{}
-	for i, n := range all {
-		hosts[i] = n.Host
-		if n.Xname != "" {
-			xnames[n.Host] = n.Xname
+	var hosts []string
+	computes := 0
+	isCompute := func(string) bool { return false }
+	var xnames map[string]string // before orca-nid-ranges
+	var nids map[string]int
+	if byNIDs {
+		hosts, nids = targets.Hosts()
+		computes = targets.Computes
+		isCompute = func(h string) bool { _, ok := nids[h]; return ok }
+	} else {
+		all := targets.All()
+		hosts = make([]string, len(all))
+		xnames = map[string]string{}
+		for i, n := range all {
+			hosts[i] = n.Host
+			if n.Xname != "" {
+				xnames[n.Host] = n.Xname
+			}
 		}
+		computes = len(xnames)
+		isCompute = func(h string) bool { _, ok := xnames[h]; return ok }
 	}
 	if err := ensureHMNFDReady(w, ctx); err != nil {
 		return err
@@ -106,7 +126,7 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 	unitText := strings.Join(units, " (else ") + strings.Repeat(")", len(units)-1)
 	if w.In.DryRun {
 		w.Finish(ctx, StepRestartOrca, api.Skipped, fmt.Sprintf("dry-run: would run systemctl restart %s on %d nodes (%s) in batches of %d", unitText, len(hosts), procedure.Sample(hosts, 5), h.BatchSize), 0)
-		w.Finish(ctx, StepVerifySubs, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD subscriptions of %d compute nodes", h.VerifyTimeout, len(xnames)), 0)
+		w.Finish(ctx, StepVerifySubs, api.Skipped, fmt.Sprintf("dry-run: would wait up to %s for HMNFD subscriptions of %d compute nodes", h.VerifyTimeout, computes), 0)
 		return nil
 	}
 
@@ -173,24 +193,34 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 		return err
 	}
 
+	var verifyNIDs []int
 	var verify []string
 	for _, host := range tally.ok() {
-		if x, isCompute := xnames[host]; isCompute {
-			verify = append(verify, x)
+		switch {
+		case !isCompute(host):
+		case byNIDs:
+			verifyNIDs = append(verifyNIDs, nids[host])
+		default:
+			verify = append(verify, xnames[host])
 		}
 	}
 	var res VerifyResult
 	err = w.Step(ctx, StepVerifySubs, procedure.WaitOptions(plan.Timings, h.VerifyTimeout), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll, APIs: plan.APIs}).Get(ctx, &res)
+		var err error
+		if byNIDs {
+			err = workflow.ExecuteActivity(ctx, api.ActivityVerifyComputeSubscriptions, ComputeSubscriptionsRequest{NIDs: NIDRanges(verifyNIDs), Budget: h.VerifyTimeout, Poll: plan.Timings.Poll, APIs: plan.APIs}).Get(ctx, &res)
+		} else {
+			err = workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, VerifyRequest{Xnames: verify, Budget: h.VerifyTimeout, Poll: plan.Timings.Poll, APIs: plan.APIs}).Get(ctx, &res)
+		}
 		return res.Outcome, err
 	})
 	if err == nil && len(res.Missing) > 0 {
-		w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("HMNFD has no subscription for %d restarted compute nodes: %s; check orca on them (systemctl status %s)", len(res.Missing), procedure.Sample(res.Missing, 50), units[len(units)-1]))
+		w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("HMNFD has no subscription for %d restarted compute nodes: %s; check orca on them (systemctl status %s)", res.missing(), sampleMissing(res), units[len(units)-1]))
 	}
 	if err != nil || w.In.Snapshot == nil || len(w.In.Snapshot.SubscribedXnames) == 0 {
 		return err
 	}
-	return compareSavedSubscriptions(w, ctx)
+	return compareSavedSubscriptions(w, ctx, byNIDs)
 }
 
 // ensureHMNFDReady checks, before orca is restarted, that HMNFD is ready:
@@ -265,22 +295,41 @@ func ensureHMNFDReady(w *procedure.Run, ctx workflow.Context) error {
 // compareSavedSubscriptions looks once at HMNFD for every xname that had a
 // subscription when the snapshot was taken; nodes that were not restarted
 // (down now, not Ready) are expected to be missing and are listed for a person.
-func compareSavedSubscriptions(w *procedure.Run, ctx workflow.Context) error {
+func compareSavedSubscriptions(w *procedure.Run, ctx workflow.Context, bounded bool) error {
 	saved := w.In.Snapshot.SubscribedXnames
 	var res VerifyResult
 	err := w.Step(ctx, StepCompareSubs, procedure.ReadOptions(w.In.Plan.Timings), func(ctx workflow.Context) (activities.Outcome, error) {
-		err := workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, VerifyRequest{Xnames: saved, Budget: 0, Poll: w.In.Plan.Timings.Poll, APIs: w.In.Plan.APIs}).Get(ctx, &res)
+		var err error
+		if bounded { // a result that does not grow with the node count
+			err = workflow.ExecuteActivity(ctx, api.ActivityVerifyComputeSubscriptions, ComputeSubscriptionsRequest{Xnames: saved, Budget: 0, Poll: w.In.Plan.Timings.Poll, APIs: w.In.Plan.APIs}).Get(ctx, &res)
+		} else {
+			err = workflow.ExecuteActivity(ctx, api.ActivityVerifySubscriptions, VerifyRequest{Xnames: saved, Budget: 0, Poll: w.In.Plan.Timings.Poll, APIs: w.In.Plan.APIs}).Get(ctx, &res)
+		}
 		if err == nil && len(res.Missing) == 0 {
 			res.Message = fmt.Sprintf("all %d nodes subscribed in the snapshot (%s) are subscribed again", len(saved), w.In.Snapshot.Dir)
 		} else if err == nil {
-			res.Message = fmt.Sprintf("%d of %d nodes subscribed in the snapshot have no subscription now", len(res.Missing), len(saved))
+			res.Message = fmt.Sprintf("%d of %d nodes subscribed in the snapshot have no subscription now", res.missing(), len(saved))
 		}
 		return res.Outcome, err
 	})
 	if err == nil && len(res.Missing) > 0 {
-		w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("%d nodes had an HMNFD subscription in the snapshot (%s) and have none now: %s; once they are up, restart %s on them", len(res.Missing), w.In.Snapshot.Dir, procedure.Sample(res.Missing, 50), strings.Join(w.In.Plan.HMNFD.OrcaUnits(), " or ")))
+		w.Status.FollowUps = append(w.Status.FollowUps, fmt.Sprintf("%d nodes had an HMNFD subscription in the snapshot (%s) and have none now: %s; once they are up, restart %s on them", res.missing(), w.In.Snapshot.Dir, sampleMissing(res), strings.Join(w.In.Plan.HMNFD.OrcaUnits(), " or ")))
 	}
 	return err
+}
+
+// missing counts the nodes without a subscription, also when Missing
+// lists only the first of them.
+func (r VerifyResult) missing() int { return max(r.MissingCount, len(r.Missing)) }
+
+// sampleMissing lists up to 50 of the missing xnames and says how many more.
+func sampleMissing(r VerifyResult) string {
+	shown := r.Missing[:min(len(r.Missing), 50)]
+	s := strings.Join(shown, ",")
+	if more := r.missing() - len(shown); more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
 }
 
 // maxHostsInFollowUp bounds the hosts a follow-up lists; beyond it the

@@ -8,6 +8,7 @@ package procedure
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +51,10 @@ type Run struct {
 	gates  *gates
 	// lastRefused is the latest gate decision this child refused, for its details.
 	lastRefused string
+	// waitless: progress reports are not waited for (publish-without-waiting);
+	// undelivered holds those still on their way.
+	waitless    bool
+	undelivered []workflow.Future
 }
 
 // Walk runs procedure p as the child workflow of in's service, then its
@@ -76,6 +81,9 @@ func (w *Run) setup(ctx workflow.Context) error {
 	for _, name := range w.proc.GatesOf(w.In) {
 		w.Status.Gates = append(w.Status.Gates, api.GateStatus{Name: name, State: api.GatePending})
 	}
+	// Waiting for each progress report to reach the parent cost a workflow
+	// task round trip before every step and after it.
+	w.waitless = workflow.GetVersion(ctx, "publish-without-waiting", workflow.DefaultVersion, 1) == 1
 	w.listenForDecisions(ctx)
 	return workflow.SetQueryHandlerWithOptions(ctx, api.StatusQuery, func() (api.ServiceStatus, error) { return w.Status, nil },
 		workflow.QueryHandlerOptions{Description: api.StatusQueryDescription})
@@ -128,6 +136,7 @@ func (w *Run) run(ctx workflow.Context, followUps []string) (api.ServiceStatus, 
 	// still tells its parent where it stopped.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	w.Publish(dctx)
+	w.awaitDelivered(dctx)
 	switch {
 	case err == nil:
 		return w.Status, nil
@@ -228,15 +237,34 @@ func (w *Run) Find(name string) *api.StepStatus {
 	panic("step " + name + " is not in the plan") // a programming error: Steps() and the procedure disagree
 }
 
-// Publish sends the status to the parent, if there is one, and waits until
-// it is delivered so that the parent has it before this child's result.
+// Publish sends the status to the parent, if there is one. Before change
+// publish-without-waiting it waited until the parent had it; since, the
+// child goes on at once, the reports are numbered so that the parent drops
+// one overtaken by a later one, and the last report is awaited (with every
+// other) before the child returns, so that the parent has them all before
+// the child's result.
 func (w *Run) Publish(ctx workflow.Context) {
 	workflow.SetCurrentDetails(ctx, w.details())
 	if w.parent == nil {
 		return
 	}
-	// A parent that is gone cannot be told; the result still carries the status.
-	_ = workflow.SignalExternalWorkflow(ctx, w.parent.ID, "", api.StepProgressSignal, w.Status).Get(ctx, nil)
+	if !w.waitless {
+		// A parent that is gone cannot be told; the result still carries the status.
+		_ = workflow.SignalExternalWorkflow(ctx, w.parent.ID, "", api.StepProgressSignal, w.Status).Get(ctx, nil)
+		return
+	}
+	w.Status.Report++
+	w.undelivered = slices.DeleteFunc(w.undelivered, workflow.Future.IsReady)
+	w.undelivered = append(w.undelivered, workflow.SignalExternalWorkflow(ctx, w.parent.ID, "", api.StepProgressSignal, w.Status))
+}
+
+// awaitDelivered waits until every report sent is delivered (or refused:
+// a parent that is gone cannot be told; the result still carries the status).
+func (w *Run) awaitDelivered(ctx workflow.Context) {
+	for _, f := range w.undelivered {
+		_ = f.Get(ctx, nil)
+	}
+	w.undelivered = nil
 }
 
 // details is the child's current details in the Web UI: where it stands
