@@ -99,7 +99,7 @@ func Run(w *procedure.Run, ctx workflow.Context) error {
 	}
 	var hosts []string
 	computes := 0
-	isCompute := func(string) bool { return false }
+	var isCompute func(string) bool
 	var xnames map[string]string // before orca-nid-ranges
 	var nids map[string]int
 	if byNIDs {
