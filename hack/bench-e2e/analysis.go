@@ -102,14 +102,33 @@ func closeActivity(by map[int64]*activity, scheduled int64, at time.Time) {
 	}
 }
 
-// span is what a service itself takes: the sum of its activities'
-// executions (started → closed, the last attempt) plus its gates' waits.
+// span is what a service itself takes: the time its activities'
+// executions (started → closed, the last attempt) and its gates' waits
+// cover, overlaps counted once (hmnfd runs several orca batches at once).
 func (x execution) span() time.Duration {
-	var d time.Duration
+	is := slices.Clone(x.Gates)
 	for _, a := range x.Activities {
-		d += a.Closed.Sub(a.Started)
+		is = append(is, interval{a.Started, a.Closed})
 	}
-	return d + x.gateWait()
+	return covered(is)
+}
+
+// covered is the length of the union of the intervals.
+func covered(is []interval) time.Duration {
+	is = slices.Clone(is)
+	sort.Slice(is, func(i, j int) bool { return is[i].From.Before(is[j].From) })
+	var d time.Duration
+	var end time.Time
+	for _, i := range is {
+		if i.From.After(end) {
+			end = i.From
+		}
+		if i.To.After(end) {
+			d += i.To.Sub(end)
+			end = i.To
+		}
+	}
+	return d
 }
 
 func (x execution) gateWait() time.Duration {

@@ -59,8 +59,8 @@ func TestCriticalPath(t *testing.T) {
 	}
 }
 
-// TestSpanGapsAndStats: a service's span is its activities' executions
-// plus its gates' waits; the gaps between activities leave the gates out.
+// TestSpanGapsAndStats: a service's span is the time its activities'
+// executions and its gates' waits cover; the gaps between activities leave the gates out.
 func TestSpanGapsAndStats(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -74,6 +74,11 @@ func TestSpanGapsAndStats(t *testing.T) {
 	}
 	if got, want := x.span(), 3*s+5*s; got != want {
 		t.Errorf("span %v, want %v", got, want)
+	}
+	// Batches in flight at once count once: 0–1 s and 0.5–2 s cover 2 s.
+	parallel := execution{Activities: []activity{{Started: at(0), Closed: at(1000)}, {Started: at(500), Closed: at(2000)}, {Started: at(600), Closed: at(900)}}}
+	if got := parallel.span(); got != 2*s {
+		t.Errorf("span of overlapping activities %v, want 2s", got)
 	}
 	if got, want := x.gaps(), []time.Duration{20 * time.Millisecond, 50 * time.Millisecond}; !slices.Equal(got, want) {
 		t.Errorf("gaps %v, want %v", got, want)
