@@ -195,3 +195,69 @@ func wokenByReportDelivery(events []*historypb.HistoryEvent) int {
 	}
 	return n
 }
+
+// TestRecordedRunsStartPrerequisitesFirst reads the runs' recorded
+// histories (real server): since start-prerequisites-first, among the
+// children a run starts together, those another service waits for come
+// first; the older recordings start hmnfd after others (so it can fail).
+func TestRecordedRunsStartPrerequisitesFirst(t *testing.T) {
+	awaited := map[string]bool{}
+	for _, ps := range prerequisites(func(string) bool { return true }) {
+		for _, p := range ps {
+			awaited[string(p.Service)] = true
+		}
+	}
+	withMarker, oldLate := 0, 0
+	for _, file := range recordedHistories(t) {
+		if strings.Contains(filepath.Base(file), "@") {
+			continue // a child
+		}
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		// The children started by the same workflow task, in command order.
+		byTask := map[int64][]string{}
+		var tasks []int64
+		for _, e := range history.GetEvents() {
+			if a := e.GetStartChildWorkflowExecutionInitiatedEventAttributes(); a != nil {
+				id := a.GetWorkflowId()
+				if _, seen := byTask[a.GetWorkflowTaskCompletedEventId()]; !seen {
+					tasks = append(tasks, a.GetWorkflowTaskCompletedEventId())
+				}
+				byTask[a.GetWorkflowTaskCompletedEventId()] = append(byTask[a.GetWorkflowTaskCompletedEventId()], id[strings.LastIndex(id, "/")+1:])
+			}
+		}
+		late := 0
+		for _, task := range tasks {
+			others := false
+			for _, s := range byTask[task] {
+				if !awaited[s] {
+					others = true
+				} else if others {
+					late++
+				}
+			}
+		}
+		if !hasVersionMarker(history.GetEvents(), changeStartPrerequisitesFirst) {
+			oldLate += late
+			continue
+		}
+		withMarker++
+		if late > 0 {
+			t.Errorf("%s: %d awaited services started after others in the same workflow task: %v", file, late, byTask)
+		}
+	}
+	t.Logf("%d runs recorded since start-prerequisites-first; %d awaited services started late in older ones", withMarker, oldLate)
+	if oldLate == 0 {
+		t.Error("no older recording starts an awaited service after another: the check would not see one")
+	}
+	if withMarker == 0 {
+		t.Skip("no recording since start-prerequisites-first yet: make histories")
+	}
+}

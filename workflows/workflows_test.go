@@ -1084,3 +1084,18 @@ func TestOvertakenReportIsDropped(t *testing.T) {
 		t.Errorf("an unnumbered report left %q", got.Message)
 	}
 }
+
+// TestPrerequisitesFirst: the services another waits for come first, the
+// rest after them, each group in the catalog's order.
+func TestPrerequisitesFirst(t *testing.T) {
+	deps := prerequisites(func(string) bool { return true })
+	got := prerequisitesFirst([]api.Service{api.BOS, api.BSS, api.CPS, api.CRUS, api.HMNFD, api.MEDS}, deps)
+	if want := []api.Service{api.BOS, api.HMNFD, api.BSS, api.CPS, api.CRUS, api.MEDS}; !slices.Equal(got, want) {
+		t.Errorf("prerequisitesFirst = %v, want %v", got, want)
+	}
+	// Before cps waited for hmnfd, only bos was awaited.
+	got = prerequisitesFirst([]api.Service{api.BOS, api.CPS, api.HMNFD, api.MEDS}, prerequisites(func(since string) bool { return since != catalog.ChangeCPSAfterHMNFD }))
+	if want := []api.Service{api.BOS, api.CPS, api.HMNFD, api.MEDS}; !slices.Equal(got, want) {
+		t.Errorf("without cps-after-hmnfd: %v, want %v", got, want)
+	}
+}
