@@ -43,6 +43,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/api"
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
+	"github.com/csmops/etcd-repopulate/internal/pgtemporal"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
@@ -76,7 +77,12 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long in all")
 	analyseRun := flag.String("analyse", "", "only analyse the finished run with this ID on the Temporal server at -address (starts nothing)")
 	address := flag.String("address", "127.0.0.1:7233", "with -analyse, the Temporal frontend")
+	server := flag.String("temporal", "dev", "the Temporal server: dev (temporal server start-dev on a SQLite file, as make demo runs it) or postgres (temporal-server on PostgreSQL, as deploy/ runs it; make tools builds both)")
 	flag.Parse()
+	if *server != "dev" && *server != "postgres" {
+		fmt.Fprintf(os.Stderr, "bench-e2e: -temporal %q: want dev or postgres\n", *server)
+		os.Exit(2)
+	}
 
 	if err := l.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
@@ -97,7 +103,7 @@ func main() {
 			fatal(err)
 		}
 	}
-	b := &bench{bin: *bin, dir: state, lat: l}
+	b := &bench{bin: *bin, dir: state, lat: l, server: *server}
 	err := b.run(ctx)
 	b.stop()
 	if err != nil {
@@ -130,10 +136,14 @@ func fatal(err error) {
 type bench struct {
 	bin, dir string
 	lat      latencies
-	temporal *devserver.Server
-	procs    []*proc
-	worker   *testenv.Worker
-	tc       client.Client
+	// server is dev or postgres; temporal is its frontend, stopTemporal
+	// stops it.
+	server       string
+	temporal     string
+	stopTemporal func()
+	procs        []*proc
+	worker       *testenv.Worker
+	tc           client.Client
 }
 
 func (b *bench) run(ctx context.Context) error {
@@ -152,8 +162,8 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	b.printLatencies()
 
-	fmt.Println("starting the demo's system (Temporal dev server, simulated control plane, CSM emulator, sshd nodes, worker)")
-	if b.temporal, err = devserver.Start(ctx, filepath.Join(b.bin, "temporal"), filepath.Join(b.dir, "temporal.db"), 0, 0); err != nil {
+	fmt.Printf("starting the demo's system (Temporal %s, simulated control plane, CSM emulator, sshd nodes, worker)\n", map[string]string{"dev": "dev server on a SQLite file", "postgres": "server on PostgreSQL"}[b.server])
+	if err := b.startTemporal(ctx); err != nil {
 		return err
 	}
 	l := b.lat
@@ -208,10 +218,10 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	if b.worker, err = testenv.LaunchWorker(testenv.WorkerOptions{BinDir: b.bin, LogDir: b.dir, LogFile: filepath.Join(b.dir, "worker.log"),
-		Address: b.temporal.Address, Queue: api.TaskQueue, Config: cfg, Kubeconfig: kubeconfig}); err != nil {
+		Address: b.temporal, Queue: api.TaskQueue, Config: cfg, Kubeconfig: kubeconfig}); err != nil {
 		return err
 	}
-	if b.tc, err = dial(b.temporal.Address); err != nil {
+	if b.tc, err = dial(b.temporal); err != nil {
 		return err
 	}
 
@@ -514,7 +524,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 
 // cli runs the repopulate CLI against the bench's server.
 func (b *bench) cli(ctx context.Context, args ...string) (string, error) {
-	full := append([]string{"--address", b.temporal.Address}, args...)
+	full := append([]string{"--address", b.temporal}, args...)
 	out, err := exec.CommandContext(ctx, filepath.Join(b.bin, "repopulate"), full...).CombinedOutput()
 	return string(out), err
 }
@@ -585,7 +595,25 @@ func (b *bench) stop() {
 	for i := len(b.procs) - 1; i >= 0; i-- {
 		b.procs[i].stop()
 	}
-	if b.temporal != nil {
-		b.temporal.Stop()
+	if b.stopTemporal != nil {
+		b.stopTemporal()
 	}
+}
+
+// startTemporal starts the Temporal server the bench runs on.
+func (b *bench) startTemporal(ctx context.Context) error {
+	if b.server == "postgres" {
+		srv, err := pgtemporal.Start(ctx, pgtemporal.Options{BinDir: b.bin, SetupScript: filepath.Join(filepath.Dir(b.bin), "hack", "temporal-setup.sh")})
+		if err != nil {
+			return err
+		}
+		b.temporal, b.stopTemporal = srv.Address, srv.Stop
+		return nil
+	}
+	srv, err := devserver.Start(ctx, filepath.Join(b.bin, "temporal"), filepath.Join(b.dir, "temporal.db"), 0, 0)
+	if err != nil {
+		return err
+	}
+	b.temporal, b.stopTemporal = srv.Address, srv.Stop
+	return nil
 }
