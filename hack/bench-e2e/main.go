@@ -35,7 +35,6 @@ import (
 	"syscall"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
@@ -44,6 +43,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/catalog"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
 	"github.com/csmops/etcd-repopulate/internal/pgtemporal"
+	"github.com/csmops/etcd-repopulate/internal/temporalconn"
 	"github.com/csmops/etcd-repopulate/internal/testenv"
 	"github.com/csmops/etcd-repopulate/internal/workerconfig"
 )
@@ -344,16 +344,7 @@ func (b *bench) follow(ctx context.Context, run string) (api.Report, error) {
 
 // history reads one execution's events.
 func (b *bench) history(ctx context.Context, id string) ([]*historypb.HistoryEvent, error) {
-	var out []*historypb.HistoryEvent
-	it := b.tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			return nil, fmt.Errorf("history of %s: %w", id, err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return temporalconn.History(ctx, b.tc, id)
 }
 
 func (b *bench) analyse(ctx context.Context, run string, report api.Report) error {

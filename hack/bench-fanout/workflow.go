@@ -26,6 +26,7 @@ import (
 	"github.com/csmops/etcd-repopulate/internal/csm"
 	"github.com/csmops/etcd-repopulate/internal/csmemu"
 	"github.com/csmops/etcd-repopulate/internal/devserver"
+	"github.com/csmops/etcd-repopulate/internal/temporalconn"
 	"github.com/csmops/etcd-repopulate/internal/wiring"
 	"github.com/csmops/etcd-repopulate/procedures/orca"
 	"github.com/csmops/etcd-repopulate/workflows"
@@ -238,18 +239,9 @@ func (b *workflowBench) execute(ctx context.Context, id string) (api.Report, err
 	return report, nil
 }
 
-// history reads a workflow's whole history from the dev server.
+// history reads one execution's events.
 func (b *workflowBench) history(ctx context.Context, id string) ([]*historypb.HistoryEvent, error) {
-	var events []*historypb.HistoryEvent
-	iter := b.client.GetWorkflowHistory(ctx, id, "", false, 0)
-	for iter.HasNext() {
-		e, err := iter.Next()
-		if err != nil {
-			return nil, fmt.Errorf("history of %s: %w", id, err)
-		}
-		events = append(events, e)
-	}
-	return events, nil
+	return temporalconn.History(ctx, b.client, id)
 }
 
 func (b *workflowBench) stop() {
