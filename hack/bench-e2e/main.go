@@ -594,7 +594,7 @@ func (b *bench) stop() {
 // startTemporal starts the Temporal server the bench runs on.
 func (b *bench) startTemporal(ctx context.Context) error {
 	if b.server == "postgres" {
-		srv, err := pgtemporal.Start(ctx, pgtemporal.Options{BinDir: b.bin, SetupScript: filepath.Join(filepath.Dir(b.bin), "hack", "temporal-setup.sh")})
+		srv, err := pgtemporal.Start(ctx, pgtemporal.Options{BinDir: b.bin, SetupScript: filepath.Join(testenv.RepoRoot(), "hack", "temporal-setup.sh")})
 		if err != nil {
 			return err
 		}
